@@ -1,0 +1,40 @@
+# The two set-up commands: `make demo` (the main job on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JOBS   ?= 2
+
+.PHONY: install test test-fast lint format demo weights clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -n $(JOBS) -q
+
+test-fast: install
+	$(BIN)/python -m pytest -n $(JOBS) -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo: install
+	$(BIN)/python -m maskgit_cli demo
+
+# Rebuild every default weight file from data/emoji64 (see weights/README.md for devices and timings).
+weights: install
+	bash tools/make_weights.sh
+
+clean:
+	rm -rf runs demo-out .pytest_cache .ruff_cache

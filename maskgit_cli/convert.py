@@ -1,0 +1,78 @@
+"""Import the lab's checkpoints (plain PyTorch state_dicts in .pt files) into our safetensors models."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from .errors import MaskgitError
+from .models.vqgan import VQGAN, VQGANConfig
+from .weights import load_state_dict_strict
+
+# VQGAN.yml `model_param` keys we read (REFERENCE §1.1); anything else in the file is ignored.
+_YML_KEYS = (
+    "image_channels",
+    "enc_channels",
+    "dec_channels",
+    "latent_dim",
+    "img_resolution",
+    "latent_resolution",
+    "num_codebook_vectors",
+    "beta",
+)
+
+
+def load_torch_state_dict(path) -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)`` of a state_dict, unwrapping {'state_dict': ...}/{'model': ...} and a
+    DataParallel ``module.`` prefix. Never unpickles arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaskgitError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError, EOFError, ...)
+        raise MaskgitError(f"{path}: not a loadable PyTorch checkpoint ({str(e).splitlines()[0][:200]})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise MaskgitError(f"{path}: expected a state_dict (a dict of tensors)")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def read_vqgan_yml(path) -> VQGANConfig:
+    """The lab's VQGAN.yml (`model_param` section) -> VQGANConfig with the lab's other structural defaults."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise MaskgitError(f"{path}: no such file")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise MaskgitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    params = doc.get("model_param", doc) if isinstance(doc, dict) else None
+    if not isinstance(params, dict):
+        raise MaskgitError(f"{path}: expected a mapping with a 'model_param' section")
+    values = {k: params[k] for k in _YML_KEYS if k in params}
+    try:
+        return VQGANConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise MaskgitError(f"{path}: invalid VQGAN config ({e})") from None
+
+
+def convert_lab_vqgan(pt_path, yml_path=None, mean=None, std=None) -> VQGAN:
+    """Build a VQGAN from the lab's ``VQGAN.pt`` (+ ``VQGAN.yml``), strictly: every key and shape must match.
+
+    The lab normalizes with its train mean/std (REFERENCE §1.1); pass ``mean``/``std`` to override.
+    """
+    config = read_vqgan_yml(yml_path) if yml_path is not None else VQGANConfig()
+    if mean is not None or std is not None:
+        config = dataclasses.replace(config, mean=tuple(mean or config.mean), std=tuple(std or config.std))
+    model = VQGAN(config)
+    load_state_dict_strict(model, load_torch_state_dict(pt_path), str(pt_path))
+    return model.eval()

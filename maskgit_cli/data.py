@@ -1,0 +1,157 @@
+"""Image folders: listing, decoding to RGB, and a torch Dataset that reports bad files instead of crashing.
+
+Pairing between folders (masked images and masks, predictions and references) is by sorted file name,
+like the lab (REFERENCE §1.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import MaskgitError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
+    """Sorted image files of ``folder`` (not recursive). Missing or empty folders are one-line errors."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise MaskgitError(f"{what} {folder}: no such folder")
+    if not folder.is_dir():
+        raise MaskgitError(f"{what} {folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise MaskgitError(f"{what} {folder}: contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB; transparency is composited onto white (as the emoji64 builder does)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path, size: int | None = None, resize: bool = False) -> np.ndarray:
+    """Decode ``path`` to a uint8 (H,W,3) RGB array.
+
+    With ``size`` the image must be size x size, unless ``resize`` (bicubic) is set; errors name the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise MaskgitError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    if size is not None and img.size != (size, size):
+        if not resize:
+            raise MaskgitError(
+                f"{path}: image is {img.size[0]}x{img.size[1]}, expected {size}x{size} (pass --resize to resize it)"
+            )
+        img = img.resize((size, size), Image.BICUBIC)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (H,W,3) or (B,H,W,3) -> float (3,H,W) / (B,3,H,W) in [0,1]."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    return t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (B,3,H,W) in [0,1] -> uint8 (B,H,W,3), rounded."""
+    return images.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def save_image(array: np.ndarray, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+class ImageFolder(torch.utils.data.Dataset):
+    """Images of one folder as float tensors (3,H,W) in [0,1].
+
+    Items are ``(image, index)``. With ``skip_invalid`` a bad file yields ``(None, index)`` and is dropped by
+    :func:`collate_skip_invalid`; otherwise the MaskgitError naming the file propagates.
+    """
+
+    def __init__(self, folder, size: int, resize: bool = False, skip_invalid: bool = False, files=None):
+        self.files = list(files) if files is not None else list_images(folder)
+        self.size, self.resize, self.skip_invalid = size, resize, skip_invalid
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            return to_tensor(load_image(self.files[i], self.size, self.resize)), i
+        except MaskgitError:
+            if self.skip_invalid:
+                return None, i
+            raise
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B,3,H,W) float in [0,1]
+    indices: list[int]  # dataset indices of the images
+    skipped: list[int]  # dataset indices of files that could not be used
+
+
+def collate_skip_invalid(items) -> Batch:
+    good = [(img, i) for img, i in items if img is not None]
+    skipped = [i for img, i in items if img is None]
+    images = torch.stack([img for img, _ in good]) if good else torch.empty(0)
+    return Batch(images, [i for _, i in good], skipped)
+
+
+def image_loader(
+    dataset: ImageFolder,
+    batch_size: int,
+    num_workers: int | None = None,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    sampler=None,
+):
+    """A DataLoader that decodes images in worker processes and yields :class:`Batch` objects."""
+    if num_workers is None:
+        num_workers = default_workers()
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_skip_invalid,
+        generator=generator,
+        drop_last=drop_last,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def default_workers() -> int:
+    """Decode workers: leave a core to the main process; none on tiny machines."""
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if n <= 2 else min(8, n - 1)
+
+
+def load_folder(folder, size: int, resize: bool = False) -> tuple[torch.Tensor, list[Path]]:
+    """All images of a folder as one (N,3,H,W) float tensor in [0,1] (for small sets: tests, validation)."""
+    files = list_images(folder)
+    return to_tensor(np.stack([load_image(f, size, resize) for f in files])), files

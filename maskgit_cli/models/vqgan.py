@@ -1,0 +1,340 @@
+"""VQGAN (stage 1): 64x64 images <-> 16x16 grids of codebook indices.
+
+The module tree and parameter names follow the lab's checkpoint (REFERENCE §1.1, dome272/VQGAN-pytorch
+lineage) so that the lab's ``VQGAN.pt`` loads with ``strict=True``. Channel lists, block counts and the
+positions of the down/up-sampling steps come from :class:`VQGANConfig`, so the same classes also build
+our smaller presets.
+
+Images enter :meth:`VQGAN.encode` as floats in [0, 1] and leave :meth:`VQGAN.decode` the same way;
+the normalization (mean/std) the network was trained with is part of the config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# REFERENCE §1.1: torchvision Normalize statistics of the lab's cat-face training set.
+LAB_TRAIN_MEAN = (0.4816, 0.4324, 0.3845)
+LAB_TRAIN_STD = (0.2602, 0.2518, 0.2537)
+LAB_TEST_MEAN = (0.4868, 0.4341, 0.3844)
+LAB_TEST_STD = (0.2620, 0.2527, 0.2543)
+
+
+@dataclass
+class VQGANConfig:
+    """Everything needed to rebuild a VQGAN. Defaults are the lab's ``VQGAN.yml`` (REFERENCE §1.1)."""
+
+    image_channels: int = 3
+    enc_channels: tuple[int, ...] = (128, 128, 128, 256, 256, 512)
+    dec_channels: tuple[int, ...] = (128, 128, 256, 256, 512)
+    latent_dim: int = 256
+    img_resolution: int = 64
+    latent_resolution: int = 16
+    num_codebook_vectors: int = 1024
+    beta: float = 0.25
+    # Residual blocks per channel step, and where the resolution changes (after which step index).
+    enc_res_blocks: int = 2
+    dec_res_blocks: int = 3
+    enc_downsample_after: tuple[int, ...] = (2, 4)
+    dec_upsample_after: tuple[int, ...] = (0, 2)
+    attn_resolutions: tuple[int, ...] = (16,)
+    # Normalization applied inside encode() and undone inside decode().
+    mean: tuple[float, ...] = field(default=LAB_TRAIN_MEAN)
+    std: tuple[float, ...] = field(default=LAB_TRAIN_STD)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "enc_channels",
+            "dec_channels",
+            "enc_downsample_after",
+            "dec_upsample_after",
+            "attn_resolutions",
+            "mean",
+            "std",
+        ):
+            setattr(self, name, tuple(getattr(self, name)))
+        factor = self.img_resolution // self.latent_resolution
+        n_steps = int(math.log2(factor)) if factor >= 1 else -1
+        if factor < 1 or 2**n_steps != factor or self.img_resolution % self.latent_resolution:
+            raise ValueError(
+                f"img_resolution/latent_resolution must be a power of two, got "
+                f"{self.img_resolution}/{self.latent_resolution}"
+            )
+        if len(self.enc_downsample_after) != n_steps or len(self.dec_upsample_after) != n_steps:
+            raise ValueError(
+                f"{self.img_resolution}->{self.latent_resolution} needs {n_steps} down/up-sampling "
+                f"steps, got enc_downsample_after={self.enc_downsample_after}, "
+                f"dec_upsample_after={self.dec_upsample_after}"
+            )
+        if len(self.mean) != self.image_channels or len(self.std) != self.image_channels:
+            raise ValueError("mean and std need one value per image channel")
+
+    @property
+    def tokens_per_image(self) -> int:
+        return self.latent_resolution**2
+
+
+# Presets. `lab` is REFERENCE §1.1 exactly (70,775,299 parameters). `base` is sized like our reference
+# pipeline's ~10M-parameter GPU model; `small` is narrow enough to train on a 2-core CPU; `tiny` is for tests.
+VQGAN_PRESETS: dict[str, VQGANConfig] = {
+    "lab": VQGANConfig(),
+    "base": VQGANConfig(
+        enc_channels=(64, 64, 128, 128, 256),
+        dec_channels=(64, 128, 128, 256),
+        latent_dim=64,
+        enc_res_blocks=1,
+        dec_res_blocks=2,
+        enc_downsample_after=(1, 3),
+        dec_upsample_after=(0, 2),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    ),
+    "small": VQGANConfig(
+        enc_channels=(32, 64, 64, 128),
+        dec_channels=(64, 64, 128),
+        latent_dim=64,
+        enc_res_blocks=1,
+        dec_res_blocks=1,
+        enc_downsample_after=(0, 2),
+        dec_upsample_after=(0, 1),
+        attn_resolutions=(),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    ),
+    "tiny": VQGANConfig(
+        enc_channels=(32, 32, 32),
+        dec_channels=(32, 32),
+        latent_dim=32,
+        num_codebook_vectors=64,
+        enc_res_blocks=1,
+        dec_res_blocks=1,
+        enc_downsample_after=(0, 1),
+        dec_upsample_after=(0, 1),
+        attn_resolutions=(16,),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    ),
+}
+
+
+class GroupNorm(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gn = nn.GroupNorm(
+            num_groups=32 if channels % 32 == 0 else math.gcd(32, channels),
+            num_channels=channels,
+            eps=1e-6,
+            affine=True,
+        )
+
+    def forward(self, x):
+        return self.gn(x)
+
+
+class Swish(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.block = nn.Sequential(
+            GroupNorm(in_channels),
+            Swish(),
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1),
+            GroupNorm(out_channels),
+            Swish(),
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1),
+        )
+        if in_channels != out_channels:
+            self.channel_up = nn.Conv2d(in_channels, out_channels, 1, 1, 0)
+
+    def forward(self, x):
+        shortcut = self.channel_up(x) if self.in_channels != self.out_channels else x
+        return shortcut + self.block(x)
+
+
+class UpSampleBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class DownSampleBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 2, 0)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0))
+
+
+class NonLocalBlock(nn.Module):
+    """Single-head self-attention over all H*W positions (REFERENCE §1.1), computed with SDPA."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = GroupNorm(channels)
+        self.q = nn.Conv2d(channels, channels, 1, 1, 0)
+        self.k = nn.Conv2d(channels, channels, 1, 1, 0)
+        self.v = nn.Conv2d(channels, channels, 1, 1, 0)
+        self.proj_out = nn.Conv2d(channels, channels, 1, 1, 0)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        h_ = self.norm(x)
+        q, k, v = (conv(h_).reshape(b, 1, c, h * w).transpose(2, 3) for conv in (self.q, self.k, self.v))
+        a = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(c)) v, one head
+        a = a.transpose(2, 3).reshape(b, c, h, w)
+        return x + self.proj_out(a)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: VQGANConfig):
+        super().__init__()
+        ch = cfg.enc_channels
+        resolution = cfg.img_resolution
+        layers: list[nn.Module] = [nn.Conv2d(cfg.image_channels, ch[0], 3, 1, 1)]
+        for i in range(len(ch) - 1):
+            in_ch = ch[i]
+            for _ in range(cfg.enc_res_blocks):
+                layers.append(ResidualBlock(in_ch, ch[i + 1]))
+                in_ch = ch[i + 1]
+                if resolution in cfg.attn_resolutions:
+                    layers.append(NonLocalBlock(in_ch))
+            if i in cfg.enc_downsample_after:
+                layers.append(DownSampleBlock(ch[i + 1]))
+                resolution //= 2
+        layers += [
+            ResidualBlock(ch[-1], ch[-1]),
+            NonLocalBlock(ch[-1]),
+            ResidualBlock(ch[-1], ch[-1]),
+            GroupNorm(ch[-1]),
+            Swish(),
+            nn.Conv2d(ch[-1], cfg.latent_dim, 3, 1, 1),
+        ]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: VQGANConfig):
+        super().__init__()
+        ch = tuple(reversed(cfg.dec_channels))
+        in_ch = ch[0]
+        resolution = cfg.latent_resolution
+        layers: list[nn.Module] = [
+            nn.Conv2d(cfg.latent_dim, in_ch, 3, 1, 1),
+            ResidualBlock(in_ch, in_ch),
+            NonLocalBlock(in_ch),
+            ResidualBlock(in_ch, in_ch),
+        ]
+        for i, out_ch in enumerate(ch):
+            for _ in range(cfg.dec_res_blocks):
+                layers.append(ResidualBlock(in_ch, out_ch))
+                in_ch = out_ch
+                if resolution in cfg.attn_resolutions:
+                    layers.append(NonLocalBlock(in_ch))
+            if i in cfg.dec_upsample_after:
+                layers.append(UpSampleBlock(in_ch))
+                resolution *= 2
+        # No Swish before the last conv (REFERENCE §1.1).
+        layers += [GroupNorm(in_ch), nn.Conv2d(in_ch, cfg.image_channels, 3, 1, 1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class Codebook(nn.Module):
+    """Nearest-code vector quantizer; parameter `embedding.weight` (num_codebook_vectors, latent_dim)."""
+
+    def __init__(self, cfg: VQGANConfig):
+        super().__init__()
+        self.beta = cfg.beta
+        self.embedding = nn.Embedding(cfg.num_codebook_vectors, cfg.latent_dim)
+        self.embedding.weight.data.uniform_(-1.0 / cfg.num_codebook_vectors, 1.0 / cfg.num_codebook_vectors)
+
+    @torch.autocast("cuda", enabled=False)
+    @torch.autocast("cpu", enabled=False)
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """Indices (B,h,w) of the nearest code to each latent vector of z (B,C,h,w), in fp32.
+
+        Distances |z|^2 + |e|^2 - 2 z.e over the b,h,w-ordered flattened latents (REFERENCE §1.1); argmin
+        takes the first index on ties, like the lab.
+        """
+        b, c, h, w = z.shape
+        z_flat = z.float().permute(0, 2, 3, 1).reshape(-1, c)
+        e = self.embedding.weight.float()
+        d = (z_flat**2).sum(1, keepdim=True) + (e**2).sum(1) - 2 * z_flat @ e.t()
+        return d.argmin(dim=1).reshape(b, h, w)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes for indices (B,h,w) -> latents (B,C,h,w)."""
+        return self.embedding(indices).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, z: torch.Tensor):
+        """Quantize with a straight-through gradient. Returns (z_q, indices, codebook + beta*commitment loss)."""
+        indices = self.nearest(z)
+        z_q = self.lookup(indices).to(z.dtype)
+        loss = F.mse_loss(z_q, z.detach()) + self.beta * F.mse_loss(z_q.detach(), z)
+        z_q = z + (z_q - z).detach()
+        return z_q, indices, loss
+
+
+class VQGAN(nn.Module):
+    def __init__(self, config: VQGANConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.codebook = Codebook(config)
+        self.quant_conv = nn.Conv2d(config.latent_dim, config.latent_dim, 1)
+        self.post_quant_conv = nn.Conv2d(config.latent_dim, config.latent_dim, 1)
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0,1] (B,3,H,W) -> pre-quantization latents (B,latent_dim,h,w)."""
+        return self.quant_conv(self.encoder(self.normalize(images)))
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0,1] (B,3,H,W) -> codebook indices (B,h,w), int64."""
+        return self.codebook.nearest(self.encode_latents(images))
+
+    def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
+        """Quantized latents -> images in normalized space (what the lab's decoder outputs)."""
+        return self.decoder(self.post_quant_conv(z_q))
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codebook indices (B,h,w) -> images in [0,1] (B,3,H,W), float32."""
+        z_q = self.codebook.lookup(indices)
+        return self.denormalize(self.decode_latents(z_q).float()).clamp(0, 1)
+
+    def forward(self, images: torch.Tensor):
+        """Training pass: images in [0,1] -> (reconstruction in normalized space, indices, vq loss)."""
+        z_q, indices, vq_loss = self.codebook(self.encode_latents(images))
+        return self.decode_latents(z_q), indices, vq_loss

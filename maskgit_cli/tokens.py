@@ -1,0 +1,151 @@
+"""Token caches: a folder of images encoded once by a VQGAN, stored as one safetensors file.
+
+A cache holds the tensor ``tokens`` (N,h,w) int16 and metadata: ``kind=tokens``, ``files`` (JSON list of the
+source file names in sorted order), ``vqgan_sha256`` (fingerprint of the VQGAN's tensors), ``vqgan_config``,
+``image_size``, ``num_codebook_vectors`` and ``flip`` ("true" when horizontally flipped copies were appended:
+rows N/2..N-1 are the flips of rows 0..N/2-1). Training reads caches instead of running the VQGAN every step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+
+from .data import ImageFolder, image_loader
+from .errors import MaskgitError
+from .progress import progress_bar
+from .weights import config_to_json, model_fingerprint, read_metadata, read_tensors, save_tensors
+
+
+@dataclass
+class TokenCache:
+    tokens: torch.Tensor  # (N,h,w) int64
+    files: list[str]
+    vqgan_sha256: str
+    vqgan_config: dict
+    image_size: int
+    num_codebook_vectors: int
+    flip: bool
+    path: str = ""
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.tokens.shape[1:])
+
+
+@dataclass
+class TokenizeSummary:
+    output: str
+    images: int
+    rows: int
+    skipped: list[str]
+    grid: tuple[int, int]
+    vqgan_sha256: str
+    seconds: float
+
+
+def tokenize_folder(
+    images_dir,
+    vqgan,
+    output,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    flip: bool = False,
+    skip_invalid: bool = False,
+    resize: bool = False,
+    num_workers: int | None = None,
+) -> TokenizeSummary:
+    """Encode every image of ``images_dir`` with ``vqgan`` and write a token cache to ``output``.
+
+    Deterministic: sorted file order, no augmentation but the optional flips, fp32 nearest-code search
+    (bf16 autocast for the encoder on CUDA only). Nothing is written unless the whole folder succeeds.
+    """
+    import time
+
+    device = torch.device(device)
+    cfg = vqgan.config
+    dataset = ImageFolder(images_dir, size=cfg.img_resolution, resize=resize, skip_invalid=skip_invalid)
+    loader = image_loader(dataset, batch_size=batch_size, num_workers=num_workers)
+    vqgan = vqgan.to(device).eval()
+    start = time.perf_counter()
+    chunks, flipped, kept, skipped = [], [], [], []
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
+    with progress_bar(len(dataset), "tokenize", unit="img") as bar, torch.no_grad():
+        for batch in loader:
+            skipped += batch.skipped
+            if batch.indices:
+                images = batch.images.to(device, non_blocking=True)
+                with amp:
+                    chunks.append(vqgan.encode(images).to(torch.int16).cpu())
+                    if flip:
+                        flipped.append(vqgan.encode(images.flip(-1)).to(torch.int16).cpu())
+                kept += batch.indices
+            bar.advance(len(batch.indices) + len(batch.skipped))
+    if not kept:
+        raise MaskgitError(f"{images_dir}: none of the {len(dataset)} images could be read")
+    tokens = torch.cat(chunks + flipped)
+    files = [dataset.files[i].name for i in kept]
+    fingerprint = model_fingerprint(vqgan)
+    save_tensors(
+        output,
+        {"tokens": tokens},
+        {
+            "kind": "tokens",
+            "files": json.dumps(files),
+            "vqgan_sha256": fingerprint,
+            "vqgan_config": config_to_json(cfg),
+            "image_size": str(cfg.img_resolution),
+            "num_codebook_vectors": str(cfg.num_codebook_vectors),
+            "flip": "true" if flip else "false",
+        },
+    )
+    return TokenizeSummary(
+        str(output),
+        len(kept),
+        tokens.shape[0],
+        [dataset.files[i].name for i in skipped],
+        tuple(tokens.shape[1:]),
+        fingerprint,
+        time.perf_counter() - start,
+    )
+
+
+def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache:
+    """Read a token cache; with ``expect_vqgan_sha256`` a cache made by another VQGAN is an error naming both."""
+    meta = read_metadata(path)
+    if meta.get("kind") != "tokens":
+        raise MaskgitError(f"{path}: not a token cache (kind {meta.get('kind')!r}); make one with `maskgit tokenize`")
+    tensors = read_tensors(path)
+    if "tokens" not in tensors or tensors["tokens"].ndim != 3:
+        raise MaskgitError(f"{path}: token cache has no (N,h,w) 'tokens' tensor")
+    try:
+        cache = TokenCache(
+            tokens=tensors["tokens"].long(),
+            files=json.loads(meta["files"]),
+            vqgan_sha256=meta["vqgan_sha256"],
+            vqgan_config=json.loads(meta["vqgan_config"]),
+            image_size=int(meta["image_size"]),
+            num_codebook_vectors=int(meta["num_codebook_vectors"]),
+            flip=meta["flip"] == "true",
+            path=str(path),
+        )
+    except (KeyError, ValueError) as e:
+        raise MaskgitError(f"{path}: token cache metadata is incomplete or invalid ({e})") from None
+    if expect_vqgan_sha256 is not None and cache.vqgan_sha256 != expect_vqgan_sha256:
+        raise MaskgitError(
+            f"{path}: tokens were made by VQGAN {cache.vqgan_sha256[:12]}, but this VQGAN is "
+            f"{expect_vqgan_sha256[:12]}; re-run `maskgit tokenize` with the same VQGAN"
+        )
+    return cache
+
+
+def check_same_vqgan(a: TokenCache, b: TokenCache) -> None:
+    """Train and validation caches must come from the same VQGAN."""
+    if a.vqgan_sha256 != b.vqgan_sha256:
+        raise MaskgitError(
+            f"{a.path} and {b.path} were made by different VQGANs ({a.vqgan_sha256[:12]} vs {b.vqgan_sha256[:12]})"
+        )

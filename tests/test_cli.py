@@ -1,0 +1,91 @@
+"""CLI conventions: help, lazy imports, exit codes, one-line errors, info."""
+
+import json
+import subprocess
+import sys
+
+from maskgit_cli import __version__
+from maskgit_cli.tokens import tokenize_folder
+
+
+def test_help_lists_commands(cli):
+    r = cli("--help")
+    assert r.exit_code == 0
+    for name in ("tokenize", "convert-vqgan", "info"):
+        assert name in r.stdout
+
+
+def test_no_args_shows_help(cli):
+    r = cli()
+    assert "Usage" in r.output and "tokenize" in r.output
+
+
+def test_tokenize_help_has_an_example(cli):
+    r = cli("tokenize", "--help")
+    assert r.exit_code == 0 and "Example" in r.stdout and "maskgit tokenize data/emoji64/train" in r.stdout
+
+
+def test_version(cli):
+    assert cli("--version").stdout.strip() == f"maskgit {__version__}"
+
+
+def test_cli_import_does_not_import_torch():
+    code = "import sys, maskgit_cli.cli; assert 'torch' not in sys.modules, 'torch imported eagerly'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_python_dash_m_and_console_script():
+    r = subprocess.run([sys.executable, "-m", "maskgit_cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "tokenize" in r.stdout
+
+
+def test_bad_option_value_exits_2(cli, image_dir, tiny_vqgan_file, tmp_path):
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", tmp_path / "t.tokens", "--device", "tpu")
+    assert r.exit_code == 2
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", tmp_path / "t.tokens", "--batch-size", "0")
+    assert r.exit_code == 2
+
+
+def test_expected_error_is_one_line_without_traceback(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "maskgit_cli", "info", str(tmp_path / "x.safetensors")], capture_output=True, text=True
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"Error: {tmp_path / 'x.safetensors'}: no such file"
+    assert r.stdout == ""
+
+
+def test_debug_env_shows_traceback(tmp_path):
+    import os
+
+    env = {**os.environ, "MASKGIT_DEBUG": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "maskgit_cli", "info", str(tmp_path / "x.safetensors")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 1 and "Traceback" in r.stderr and "MaskgitError" in r.stderr
+
+
+def test_cuda_without_gpu_is_an_error(cli, image_dir, tiny_vqgan_file, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", tmp_path / "t.tokens", "--device", "cuda")
+    assert r.exit_code == 1 and "--device cuda: CUDA is not available" in r.stderr
+
+
+def test_info_weights_and_tokens(cli, tiny_vqgan_file, tiny_vqgan, image_dir, tmp_path):
+    r = cli("info", tiny_vqgan_file)
+    assert r.exit_code == 0 and "kind=vqgan" in r.stdout and "codebook.embedding.weight" in r.stdout
+    r = cli("info", tiny_vqgan_file, "--json")
+    info = json.loads(r.stdout)
+    assert info["kind"] == "vqgan" and info["config"]["num_codebook_vectors"] == 64
+    tokenize_folder(image_dir, tiny_vqgan, tmp_path / "t.tokens", num_workers=0)
+    info = json.loads(cli("info", tmp_path / "t.tokens", "--json").stdout)
+    assert info["kind"] == "tokens" and len(info["files"]) == 6 and info["flip"] == "false"
+    assert info["tensors"] == [{"name": "tokens", "dtype": "I16", "shape": [6, 16, 16]}]
+    r = cli("info", tmp_path / "t.tokens")
+    assert "files: 6 (image_000.png" in r.stdout

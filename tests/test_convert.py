@@ -1,0 +1,184 @@
+"""Importing the lab's VQGAN.pt: key layout, strict checks, and tokens equal to a direct nearest-code search."""
+
+import numpy as np
+import pytest
+import torch
+
+from maskgit_cli.convert import convert_lab_vqgan, read_vqgan_yml
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.models.vqgan import LAB_TRAIN_MEAN, VQGAN, VQGAN_PRESETS, VQGANConfig
+from maskgit_cli.tokens import load_token_cache
+from maskgit_cli.weights import load_model
+
+from .conftest import make_images
+
+# The lab's block layout (REFERENCE §1.1) with narrower channels, so the test runs in a second.
+NARROW = dict(
+    enc_channels=[32, 32, 32, 64, 64, 64], dec_channels=[32, 32, 64, 64, 64], latent_dim=32, num_codebook_vectors=128
+)
+
+
+def write_lab_files(tmp_path, params: dict, seed: int = 0):
+    """A lab-style VQGAN.pt (plain state_dict via torch.save) and VQGAN.yml with `model_param`."""
+    torch.manual_seed(seed)
+    model = VQGAN(VQGANConfig(**params))
+    with torch.no_grad():  # spread the codes so that nearest-code search is not degenerate
+        model.codebook.embedding.weight.normal_()
+    pt, yml = tmp_path / "VQGAN.pt", tmp_path / "VQGAN.yml"
+    torch.save(model.state_dict(), pt)
+    lines = ["model_param:", "  image_channels: 3", "  img_resolution: 64", "  latent_resolution: 16", "  beta: 0.25"]
+    lines += [f"  {k}: {v}" for k, v in params.items()]
+    yml.write_text("\n".join(lines) + "\n")
+    return model, pt, yml
+
+
+def direct_tokens(model, images01):
+    """Nearest code by torch.cdist, independent of the model's own search."""
+    with torch.no_grad():
+        z = model.quant_conv(model.encoder(model.normalize(images01)))
+        b, c, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, c)
+        return torch.cdist(flat, model.codebook.embedding.weight).argmin(1).reshape(b, h, w)
+
+
+def test_lab_key_layout_matches_reference():
+    with torch.device("meta"):
+        sd = VQGAN(VQGAN_PRESETS["lab"]).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    assert shapes["encoder.model.0.weight"] == (128, 3, 3, 3)
+    assert shapes["encoder.model.5.channel_up.weight"] == (256, 128, 1, 1)
+    assert shapes["encoder.model.7.conv.weight"] == (256, 256, 3, 3)  # DownSample(256)
+    assert shapes["encoder.model.12.conv.weight"] == (512, 512, 3, 3)  # DownSample(512)
+    assert shapes["encoder.model.14.norm.gn.weight"] == (512,)  # NonLocal
+    assert shapes["encoder.model.14.proj_out.weight"] == (512, 512, 1, 1)
+    assert shapes["encoder.model.16.gn.weight"] == (512,)
+    assert shapes["encoder.model.18.weight"] == (256, 512, 3, 3)
+    assert shapes["decoder.model.0.weight"] == (512, 256, 3, 3)
+    assert shapes["decoder.model.2.q.weight"] == (512, 512, 1, 1)
+    assert shapes["decoder.model.9.v.weight"] == (512, 512, 1, 1)
+    assert shapes["decoder.model.10.conv.weight"] == (512, 512, 3, 3)  # UpSample(512)
+    assert shapes["decoder.model.11.channel_up.weight"] == (256, 512, 1, 1)
+    assert shapes["decoder.model.17.conv.weight"] == (256, 256, 3, 3)  # UpSample(256)
+    assert shapes["decoder.model.18.channel_up.weight"] == (128, 256, 1, 1)
+    assert shapes["decoder.model.24.gn.weight"] == (128,)
+    assert shapes["decoder.model.25.weight"] == (3, 128, 3, 3)
+    assert "decoder.model.26.weight" not in shapes
+    assert shapes["codebook.embedding.weight"] == (1024, 256)
+    assert shapes["quant_conv.weight"] == shapes["post_quant_conv.weight"] == (256, 256, 1, 1)
+
+
+def test_yml_is_read(tmp_path):
+    _, _, yml = write_lab_files(tmp_path, NARROW)
+    cfg = read_vqgan_yml(yml)
+    assert cfg.enc_channels == (32, 32, 32, 64, 64, 64) and cfg.num_codebook_vectors == 128
+    assert cfg.mean == LAB_TRAIN_MEAN
+
+
+def test_convert_then_tokenize_equals_direct_nearest_code(tmp_path, cli):
+    source, pt, yml = write_lab_files(tmp_path, NARROW)
+    out = tmp_path / "lab-vqgan.safetensors"
+    r = cli("convert-vqgan", pt, "--config", yml, "-o", out)
+    assert r.exit_code == 0, r.output
+    converted = load_model(out, "vqgan")
+    assert converted.config.mean == LAB_TRAIN_MEAN
+    for k, v in source.state_dict().items():
+        assert torch.equal(converted.state_dict()[k], v), k
+
+    images = make_images(tmp_path / "cats", 5)
+    r = cli(
+        "tokenize",
+        tmp_path / "cats",
+        "--vqgan",
+        out,
+        "-o",
+        tmp_path / "cats.tokens",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+    )
+    assert r.exit_code == 0, r.output
+    cache = load_token_cache(tmp_path / "cats.tokens")
+    from PIL import Image
+
+    batch = torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in images])).permute(0, 3, 1, 2) / 255.0
+    expected = direct_tokens(source, batch)
+    assert torch.equal(cache.tokens, expected)
+    assert len(set(expected.flatten().tolist())) > 1
+
+
+def test_custom_mean_std(tmp_path, cli):
+    _, pt, yml = write_lab_files(tmp_path, NARROW)
+    out = tmp_path / "v.safetensors"
+    r = cli("convert-vqgan", pt, "--config", yml, "-o", out, "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25")
+    assert r.exit_code == 0, r.output
+    assert load_model(out).config.std == (0.25, 0.25, 0.25)
+    r = cli("convert-vqgan", pt, "--config", yml, "-o", out, "--mean", "0.5,x")
+    assert r.exit_code == 1 and "--mean" in r.stderr
+
+
+def test_mismatched_checkpoint_lists_keys(tmp_path, cli):
+    model, pt, yml = write_lab_files(tmp_path, NARROW)
+    sd = model.state_dict()
+    sd.pop("encoder.model.0.bias")
+    sd["encoder.model.99.weight"] = torch.zeros(1)
+    sd["codebook.embedding.weight"] = torch.zeros(7, 32)
+    torch.save(sd, pt)
+    out = tmp_path / "out.safetensors"
+    r = cli("convert-vqgan", pt, "--config", yml, "-o", out)
+    assert r.exit_code == 1
+    line = r.stderr.strip()
+    assert line.count("\n") == 0 and line.startswith("Error: ")
+    assert "missing: encoder.model.0.bias" in line and "unexpected: encoder.model.99.weight" in line
+    assert "mis-shaped: codebook.embedding.weight (7, 32) != (128, 32)" in line
+    assert not out.exists()
+
+
+def test_checkpoint_without_yml_uses_lab_architecture(tmp_path):
+    _, pt, _ = write_lab_files(tmp_path, NARROW)
+    with pytest.raises(MaskgitError, match="mis-shaped"):
+        convert_lab_vqgan(pt)
+
+
+def test_not_a_checkpoint(tmp_path, cli):
+    bad = tmp_path / "VQGAN.pt"
+    bad.write_text("hello")
+    r = cli("convert-vqgan", bad, "-o", tmp_path / "x.safetensors")
+    assert r.exit_code == 1 and "VQGAN.pt: not a loadable PyTorch checkpoint" in r.stderr
+    r = cli("convert-vqgan", tmp_path / "missing.pt", "-o", tmp_path / "x.safetensors")
+    assert r.exit_code == 1 and "missing.pt: no such file" in r.stderr
+
+
+class Evil:
+    pass
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"obj": Evil()}, path)
+    with pytest.raises(MaskgitError, match="not a loadable PyTorch checkpoint"):
+        convert_lab_vqgan(path)
+
+
+@pytest.mark.slow
+def test_full_size_lab_checkpoint(tmp_path, cli):
+    """The real lab size: 315 tensors, 70,775,299 parameters, loaded strictly; tokens equal the direct search."""
+    params = dict(
+        enc_channels=[128, 128, 128, 256, 256, 512],
+        dec_channels=[128, 128, 256, 256, 512],
+        latent_dim=256,
+        num_codebook_vectors=1024,
+    )
+    source, pt, yml = write_lab_files(tmp_path, params)
+    assert sum(p.numel() for p in source.parameters()) == 70_775_299
+    out = tmp_path / "lab.safetensors"
+    assert cli("convert-vqgan", pt, "--config", yml, "-o", out).exit_code == 0
+    images = make_images(tmp_path / "cats", 2)
+    assert (
+        cli("tokenize", tmp_path / "cats", "--vqgan", out, "-o", tmp_path / "t.tokens", "--device", "cpu").exit_code
+        == 0
+    )
+    from PIL import Image
+
+    batch = torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in images])).permute(0, 3, 1, 2) / 255.0
+    assert torch.equal(load_token_cache(tmp_path / "t.tokens").tokens, direct_tokens(source, batch))
