@@ -1,0 +1,418 @@
+"""Inpainting masks in the lab's format (REFERENCE.md §1.3).
+
+A *pixel mask* is a ``uint8`` array of shape ``(H, W)`` with values {0, 255}: 0 (black) = hole to inpaint,
+255 (white) = known pixel. Holes in masked images are filled with gray (128, 128, 128).
+
+A *token mask* is a torch ``bool`` tensor ``(B, h, w)``: ``True`` = the token must be generated. Each token
+covers a ``patch x patch`` pixel block (4x4 for the lab's 64x64 images and 16x16 latents).
+
+Everything here is pure numpy/Pillow except :func:`pixel_to_token_mask` and :func:`dilate_token_mask`, which
+import torch lazily so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from maskgit_cli.errors import MaskgitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+MASK_KINDS = ("stroke", "box", "half", "outpaint")
+"""Mask kinds accepted by :func:`generate_mask` and :func:`write_masks`."""
+
+HOLE = 0
+KNOWN = 255
+GRAY = 128  # fill of holes in the lab's masked images (REFERENCE.md §1.3)
+
+# Hole-fraction range kept by construction for ``stroke`` and ``box`` masks (the lab's example mask: 23.6%).
+HOLE_FRACTION_MIN = 0.15
+HOLE_FRACTION_MAX = 0.40
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+# Fixed PNG writer options. Pillow writes no timestamp chunk: equal pixels give equal files for a given zlib.
+PNG_OPTIONS: dict[str, Any] = {"format": "PNG", "optimize": False, "compress_level": 9}
+
+
+# --------------------------------------------------------------------------------------------------
+# mask generation
+# --------------------------------------------------------------------------------------------------
+
+
+def _hole_fraction(img: Image.Image) -> float:
+    arr = np.asarray(img)
+    return float(np.count_nonzero(arr == HOLE)) / arr.size
+
+
+def _draw_stroke(img: Image.Image, points: list[tuple[float, float]], width: int) -> None:
+    """Draw one brush stroke (hole = 0) through ``points`` with round joints and round caps."""
+    draw = ImageDraw.Draw(img)
+    if len(points) >= 2:
+        draw.line(points, fill=HOLE, width=width, joint="curve")
+    r = width / 2.0
+    for x, y in points:  # round caps (and a dot for a one-point stroke)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=HOLE)
+
+
+def _random_stroke(rng: np.random.Generator, size: int) -> tuple[list[tuple[float, float]], int]:
+    """A random polyline (3-7 vertices, smooth turns) and a brush width, scaled to ``size``."""
+    s = size / 64.0
+    width = int(rng.integers(max(1, round(3 * s)), max(1, round(9 * s)) + 1))
+    n_vertices = int(rng.integers(3, 8))
+    x, y = rng.uniform(0, size - 1, size=2)
+    angle = rng.uniform(0, 2 * math.pi)
+    points = [(float(x), float(y))]
+    for _ in range(n_vertices - 1):
+        angle += rng.uniform(-1.2, 1.2)
+        length = rng.uniform(6 * s, 20 * s)
+        x = float(np.clip(x + length * math.cos(angle), 0, size - 1))
+        y = float(np.clip(y + length * math.sin(angle), 0, size - 1))
+        points.append((x, y))
+    return points, width
+
+
+def _stroke_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Free-form brush strokes whose hole fraction lies in [0.15, 0.40] by construction.
+
+    A target fraction is drawn from U(0.15, 0.30); strokes are added until the hole fraction reaches it.
+    A stroke that would push the fraction above 0.40 is shortened vertex by vertex; a one-vertex stroke is a
+    round dot at most ``9/64 * size`` pixels across (< 2% of the area at any size), so it always fits.
+    """
+    target = rng.uniform(HOLE_FRACTION_MIN, HOLE_FRACTION_MAX - 0.10)
+    img = Image.new("L", (size, size), KNOWN)
+    frac = 0.0
+    for _ in range(10_000):  # each stroke adds holes almost surely; the bound is only a safety net
+        if frac >= target:
+            break
+        points, width = _random_stroke(rng, size)
+        while True:
+            candidate = img.copy()
+            _draw_stroke(candidate, points, width)
+            new_frac = _hole_fraction(candidate)
+            if new_frac <= HOLE_FRACTION_MAX or len(points) == 1:
+                break
+            points = points[:-1]
+        if new_frac <= HOLE_FRACTION_MAX:
+            img, frac = candidate, new_frac
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def _box_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One axis-aligned rectangle covering 15-40% of the image (aspect ratio between 1:2 and 2:1)."""
+    total = size * size
+    lo, hi = math.ceil(HOLE_FRACTION_MIN * total), math.floor(HOLE_FRACTION_MAX * total)
+    area = rng.uniform(lo, hi)
+    aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
+    w = int(np.clip(round(math.sqrt(area * aspect)), 1, size))
+    # choose h so that lo <= w*h <= hi holds exactly (w >= sqrt(lo/2) keeps this non-empty for size >= 8)
+    h_lo, h_hi = math.ceil(lo / w), min(size, hi // w)
+    if h_lo > h_hi:  # only for tiny sizes; fall back to the closest feasible rectangle
+        w = int(np.clip(round(math.sqrt(area)), 1, size))
+        h_lo = h_hi = int(np.clip(round(area / w), 1, size))
+    h = int(np.clip(round(area / w), h_lo, h_hi))
+    x0 = int(rng.integers(0, size - w + 1))
+    y0 = int(rng.integers(0, size - h + 1))
+    mask = np.full((size, size), KNOWN, dtype=np.uint8)
+    mask[y0 : y0 + h, x0 : x0 + w] = HOLE
+    return mask
+
+
+def _half_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One random half (left, right, top or bottom) is the hole."""
+    side = ("left", "right", "top", "bottom")[int(rng.integers(0, 4))]
+    mask = np.full((size, size), KNOWN, dtype=np.uint8)
+    half = size // 2
+    if side == "left":
+        mask[:, :half] = HOLE
+    elif side == "right":
+        mask[:, half:] = HOLE
+    elif side == "top":
+        mask[:half, :] = HOLE
+    else:
+        mask[half:, :] = HOLE
+    return mask
+
+
+def _outpaint_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A known centred square (side 50-75% of the image); everything around it is the hole."""
+    side = int(rng.integers(size // 2, (3 * size) // 4 + 1))
+    start = (size - side) // 2
+    mask = np.full((size, size), HOLE, dtype=np.uint8)
+    mask[start : start + side, start : start + side] = KNOWN
+    return mask
+
+
+_GENERATORS = {"stroke": _stroke_mask, "box": _box_mask, "half": _half_mask, "outpaint": _outpaint_mask}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in MASK_KINDS:
+        raise MaskgitError(f"Unknown mask kind {kind!r} (option --kind); use one of {', '.join(MASK_KINDS)}.")
+
+
+def generate_mask(kind: str, rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """Generate one random mask in the lab format: ``uint8 (size, size)``, 0 = hole, 255 = known.
+
+    ``kind`` is one of :data:`MASK_KINDS`:
+
+    - ``stroke``: free-form brush strokes like the lab's (random polylines, random width, round joints);
+      hole fraction in [0.15, 0.40].
+    - ``box``: one random rectangle, hole fraction in [0.15, 0.40].
+    - ``half``: the left, right, top or bottom half is the hole.
+    - ``outpaint``: a known centred square (side 50-75%), holes around it.
+
+    The result depends only on ``kind``, ``size`` and the state of ``rng`` (a ``numpy.random.Generator``).
+    """
+    _check_kind(kind)
+    if int(size) < 8:
+        raise MaskgitError(f"Mask size must be at least 8 pixels, got {size}.")
+    return _GENERATORS[kind](rng, int(size))
+
+
+def mask_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator used for mask ``index`` of a run with ``seed``: depends on (seed, index) only."""
+    return np.random.default_rng([int(seed), int(index)])
+
+
+# --------------------------------------------------------------------------------------------------
+# applying / loading masks
+# --------------------------------------------------------------------------------------------------
+
+
+def known_pixels(mask: np.ndarray) -> np.ndarray:
+    """Boolean ``(H, W)`` array, True where the pixel is known (lab mask value >= 128; bool masks as-is)."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.bool_:
+        return mask
+    return mask >= 128
+
+
+def apply_mask(image_uint8_hwc: np.ndarray, mask: np.ndarray, fill: int = GRAY) -> np.ndarray:
+    """Return a copy of ``image`` (``uint8`` HWC or HW) with the mask's holes set to ``fill`` (lab: gray 128).
+
+    ``mask`` is a lab mask (``uint8``, 0 = hole, 255 = known; values >= 128 count as known) or a ``bool``
+    array with True = known.
+    """
+    image = np.asarray(image_uint8_hwc)
+    known = known_pixels(mask)
+    if known.ndim != 2 or image.shape[:2] != known.shape:
+        raise MaskgitError(f"Mask size {known.shape[::-1]} differs from the image size {image.shape[1::-1]}.")
+    out = image.copy()
+    out[~known] = fill
+    return out
+
+
+def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Read a lab mask PNG as ``uint8 (H, W)`` with values {0, 255} (pixels >= 128 are known).
+
+    8-bit grayscale is the lab format; RGB/RGBA/P/LA/1-bit files are converted to grayscale first.
+    ``size`` (``int`` for a square or ``(height, width)``) checks the dimensions; ``None`` accepts any size.
+    Raises :class:`MaskgitError` naming the file when it is missing, unreadable or of the wrong size.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MaskgitError(f"Mask file {path} does not exist.")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            gray = img.convert("L") if img.mode != "L" else img.copy()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise MaskgitError(f"Cannot read mask file {path}: {exc}") from None
+    arr = np.asarray(gray, dtype=np.uint8)
+    if size is not None:
+        want = (size, size) if isinstance(size, int) else tuple(size)
+        if arr.shape != want:
+            raise MaskgitError(
+                f"Mask file {path} is {arr.shape[1]}x{arr.shape[0]} pixels, expected {want[1]}x{want[0]}."
+            )
+    return np.where(arr >= 128, KNOWN, HOLE).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# pixel -> token masks (torch)
+# --------------------------------------------------------------------------------------------------
+
+TOKEN_RULES = ("any", "majority")
+
+
+def pixel_to_token_mask(hole: torch.Tensor, patch: int = 4, rule: str = "any") -> torch.Tensor:
+    """Map a pixel hole mask ``bool (B, H, W)`` (True = hole) to a token mask ``bool (B, H/patch, W/patch)``.
+
+    ``rule="any"`` is the lab rule (REFERENCE.md §1.3): a token must be generated if ANY of its
+    ``patch*patch`` pixels is a hole. ``rule="majority"``: only if MORE than half of its pixels are holes.
+    A 2-D ``(H, W)`` input gives a 2-D ``(h, w)`` output.
+    """
+    import torch
+
+    if rule not in TOKEN_RULES:
+        raise MaskgitError(f"Unknown token mask rule {rule!r}; choose one of: {', '.join(TOKEN_RULES)}.")
+    squeeze = hole.dim() == 2
+    if squeeze:
+        hole = hole.unsqueeze(0)
+    if hole.dim() != 3:
+        raise MaskgitError(f"Pixel mask must have shape (B, H, W), got {tuple(hole.shape)}.")
+    b, h, w = hole.shape
+    if patch < 1 or h % patch or w % patch:
+        raise MaskgitError(f"Mask size {h}x{w} is not divisible by the token patch size {patch}.")
+    counts = hole.to(torch.int32).reshape(b, h // patch, patch, w // patch, patch).sum(dim=(2, 4))
+    out = counts > 0 if rule == "any" else counts * 2 > patch * patch
+    return out[0] if squeeze else out
+
+
+def dilate_token_mask(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Also mark the ``k`` rings of tokens around masked ones (8-neighbourhood); ``k=0`` returns the mask.
+
+    ``mask`` is ``bool (B, h, w)`` (or ``(h, w)``); the result has the same shape and dtype.
+    """
+    import torch.nn.functional as F
+
+    if k < 0:
+        raise MaskgitError(f"Token mask dilation must be >= 0, got {k}.")
+    if k == 0:
+        return mask.clone()
+    squeeze = mask.dim() == 2
+    x = mask.unsqueeze(0) if squeeze else mask
+    pooled = F.max_pool2d(x.unsqueeze(1).float(), kernel_size=2 * k + 1, stride=1, padding=k).squeeze(1) > 0
+    return pooled[0] if squeeze else pooled
+
+
+# --------------------------------------------------------------------------------------------------
+# writing mask folders
+# --------------------------------------------------------------------------------------------------
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files (png/jpg/bmp/webp/tif) directly in ``folder``, sorted by file name (the lab's pairing)."""
+    folder = Path(folder)
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.name,
+    )
+
+
+def mask_name(index: int, count: int) -> str:
+    """Lab mask file name: ``mask_000.png``; at least 3 digits, more when ``count`` needs them."""
+    digits = max(3, len(str(max(count - 1, 0))))
+    return f"mask_{index:0{digits}d}.png"
+
+
+def rgb_on_white(img: Image.Image) -> Image.Image:
+    """Convert a Pillow image to RGB; images with transparency (RGBA/LA/PA/P+tRNS) are put onto white."""
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image as ``uint8 (H, W, 3)``; transparent images are composited onto white."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = rgb_on_white(img)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise MaskgitError(f"Cannot read image file {path}: {exc}") from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def write_masks(
+    images_dir: str | Path,
+    out_dir: str | Path,
+    kind: str,
+    seed: int,
+    masked_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write one ``kind`` mask per image of ``images_dir`` into ``out_dir``; optionally the masked images.
+
+    Images are taken in sorted file-name order; mask ``i`` is ``mask_{i:03d}.png`` (more digits past 1000
+    images) and pairs with the ``i``-th image, as in the lab. Each mask has the size of its (square) image and
+    is drawn with :func:`mask_rng` ``(seed, i)``: deterministic and independent of the other images.
+    With ``masked_out``, the masked images (holes gray 128, RGB PNG) are written there under the input image's
+    file stem with a ``.png`` suffix (the same name for PNG inputs).
+
+    Returns a summary dict: ``count``, ``kind``, ``seed``, ``images_dir``, ``out_dir``, ``masked_out``,
+    ``first``/``last`` mask names, ``hole_fraction`` (``mean``, ``min``, ``max``).
+    """
+    _check_kind(kind)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise MaskgitError(f"Mask seed (option --seed) must be a non-negative integer, got {seed!r}.")
+    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    if not images_dir.is_dir():
+        raise MaskgitError(f"Image folder {images_dir} does not exist or is not a folder.")
+    images = list_images(images_dir)
+    if not images:
+        raise MaskgitError(
+            f"Image folder {images_dir} contains no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})."
+        )
+    masked_dir = Path(masked_out) if masked_out is not None else None
+    if masked_dir is not None:
+        stems: dict[str, str] = {}
+        for p in images:
+            if p.stem in stems:
+                raise MaskgitError(
+                    f"Images {stems[p.stem]} and {p.name} in {images_dir} would both be written as "
+                    f"{p.stem}.png in the masked image folder {masked_dir}; rename one of them."
+                )
+            stems[p.stem] = p.name
+    for target, option in (
+        (out_dir, "mask output folder"),
+        (masked_dir, "masked image folder (--masked-out)"),
+    ):
+        if target is not None and target.exists() and target.resolve() == images_dir.resolve():
+            raise MaskgitError(f"The {option} {target} must differ from the image folder {images_dir}.")
+        if target is not None and target.exists() and not target.is_dir():
+            raise MaskgitError(f"The {option} {target} exists and is not a folder.")
+
+    n = len(images)
+    names = [mask_name(i, n) for i in range(n)]
+    if out_dir.is_dir():
+        stale = sorted(p.name for p in out_dir.glob("mask_*.png") if p.name not in set(names))
+        if stale:
+            raise MaskgitError(
+                f"Mask folder {out_dir} already holds {len(stale)} other mask files (e.g. {stale[0]}) that "
+                "would break the name-order pairing; remove them or choose another folder."
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if masked_dir is not None:
+        masked_dir.mkdir(parents=True, exist_ok=True)
+
+    fractions = []
+    for i, (path, name) in enumerate(zip(images, names, strict=True)):
+        with _open_for_size(path) as size_img:
+            w, h = size_img.size
+        if w != h:
+            raise MaskgitError(f"Image file {path} is {w}x{h}; masks need square images.")
+        mask = generate_mask(kind, mask_rng(seed, i), size=w)
+        fractions.append(float(np.count_nonzero(mask == HOLE)) / mask.size)
+        Image.fromarray(mask).save(out_dir / name, **PNG_OPTIONS)
+        if masked_dir is not None:
+            masked = apply_mask(read_rgb(path), mask)
+            Image.fromarray(masked).save(masked_dir / (path.stem + ".png"), **PNG_OPTIONS)
+
+    frac = np.asarray(fractions)
+    return {
+        "count": n,
+        "kind": kind,
+        "seed": int(seed),
+        "images_dir": str(images_dir),
+        "out_dir": str(out_dir),
+        "masked_out": str(masked_dir) if masked_dir is not None else None,
+        "first": names[0],
+        "last": names[-1],
+        "hole_fraction": {"mean": float(frac.mean()), "min": float(frac.min()), "max": float(frac.max())},
+    }
+
+
+def _open_for_size(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise MaskgitError(f"Cannot read image file {path}: {exc}") from None

@@ -1,0 +1,269 @@
+"""Tests for maskgit_cli.masks: lab-format masks (REFERENCE.md §1.3), token masks, mask folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.masks import (
+    MASK_KINDS,
+    apply_mask,
+    dilate_token_mask,
+    generate_mask,
+    load_mask,
+    mask_name,
+    mask_rng,
+    pixel_to_token_mask,
+    write_masks,
+)
+
+
+def _hole_fraction(mask: np.ndarray) -> float:
+    return float((mask == 0).mean())
+
+
+def _write_images(folder, n: int, size: int = 64, suffix: str = ".png"):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(123)
+    names = []
+    for i in range(n):
+        img = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        name = f"image_{i:03d}{suffix}"
+        Image.fromarray(img).save(folder / name)
+        names.append(name)
+    return names
+
+
+# --- generate
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_generate_mask_format(kind):
+    for seed in range(5):
+        mask = generate_mask(kind, np.random.default_rng(seed))
+        assert mask.shape == (64, 64)
+        assert mask.dtype == np.uint8
+        assert set(np.unique(mask).tolist()) <= {0, 255}
+        assert 0 < _hole_fraction(mask) < 1
+
+
+@pytest.mark.parametrize("kind", ["stroke", "box"])
+def test_hole_fraction_within_15_40_percent(kind):
+    fractions = np.array([_hole_fraction(generate_mask(kind, mask_rng(7, i))) for i in range(400)])
+    assert fractions.min() >= 0.15
+    assert fractions.max() <= 0.40
+    # not degenerate: the fractions spread over the range
+    assert fractions.max() - fractions.min() > 0.15
+    assert 0.2 < fractions.mean() < 0.33
+
+
+@pytest.mark.parametrize("size", [16, 32, 128])
+def test_hole_fraction_other_sizes(size):
+    for i in range(40):
+        for kind in ("stroke", "box"):
+            mask = generate_mask(kind, mask_rng(1, i), size=size)
+            assert mask.shape == (size, size)
+            assert 0.15 <= _hole_fraction(mask) <= 0.40
+
+
+def test_half_and_outpaint_shapes():
+    for i in range(20):
+        half = generate_mask("half", mask_rng(0, i))
+        assert _hole_fraction(half) == 0.5
+        hole_rows = (half == 0).all(axis=1)
+        hole_cols = (half == 0).all(axis=0)
+        assert hole_rows.sum() == 32 or hole_cols.sum() == 32
+        out = generate_mask("outpaint", mask_rng(0, i))
+        known = np.argwhere(out == 255)
+        (y0, x0), (y1, x1) = known.min(0), known.max(0)
+        side = y1 - y0 + 1
+        assert side == x1 - x0 + 1 and 32 <= side <= 48
+        assert known.shape[0] == side * side  # the known part is exactly a square
+        assert abs((y0 + y1) / 2 - 31.5) <= 0.5 and abs((x0 + x1) / 2 - 31.5) <= 0.5  # centred
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_determinism(kind):
+    a = generate_mask(kind, np.random.default_rng(42))
+    b = generate_mask(kind, np.random.default_rng(42))
+    np.testing.assert_array_equal(a, b)
+    distinct = {generate_mask(kind, np.random.default_rng(s)).tobytes() for s in range(12)}
+    # half has 4 outcomes and outpaint 17 square sides, so only stroke and box must all differ
+    assert len(distinct) > 1 if kind in ("half", "outpaint") else len(distinct) == 12
+
+
+def test_unknown_kind_names_option():
+    with pytest.raises(MaskgitError, match="kind"):
+        generate_mask("blob", np.random.default_rng(0))
+
+
+# --- apply / load
+
+
+def test_apply_mask_fills_gray():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    mask = generate_mask("box", rng)
+    out = apply_mask(img, mask)
+    holes = mask == 0
+    assert (out[holes] == 128).all()
+    np.testing.assert_array_equal(out[~holes], img[~holes])
+    assert out is not img and out.dtype == np.uint8
+    with pytest.raises(MaskgitError):
+        apply_mask(img, mask[:32])
+
+
+def test_load_mask_formats(tmp_path):
+    mask = generate_mask("stroke", np.random.default_rng(3))
+    Image.fromarray(mask).save(tmp_path / "l.png")
+    Image.fromarray(np.stack([mask] * 3, -1)).save(tmp_path / "rgb.png")
+    rgba = np.dstack([mask, mask, mask, np.full_like(mask, 255)])
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    soft = np.where(mask == 0, 100, 200).astype(np.uint8)  # threshold at 128
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    for name in ("l.png", "rgb.png", "rgba.png", "soft.png"):
+        loaded = load_mask(tmp_path / name, size=64)
+        assert loaded.dtype == np.uint8
+        np.testing.assert_array_equal(loaded, mask)
+
+
+def test_load_mask_errors_name_the_file(tmp_path):
+    bad = tmp_path / "mask_000.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    with pytest.raises(MaskgitError, match="mask_000.png"):
+        load_mask(bad)
+    with pytest.raises(MaskgitError, match="missing.png"):
+        load_mask(tmp_path / "missing.png")
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(small)
+    with pytest.raises(MaskgitError, match=r"small\.png.*32x32.*64x64"):
+        load_mask(small, size=64)
+    assert load_mask(small).shape == (32, 32)
+
+
+# --- token masks
+
+
+def test_pixel_to_token_mask_any_vs_majority():
+    hole = torch.zeros(1, 8, 8, dtype=torch.bool)
+    hole[0, 0, 0] = True  # a single hole pixel in token (0, 0)
+    hole[0, 4:8, 0:3] = True  # 12 of 16 pixels in token (1, 0)
+    hole[0, 0:2, 4:8] = True  # exactly 8 of 16 in token (0, 1): not more than half
+    any_ = pixel_to_token_mask(hole, patch=4, rule="any")
+    maj = pixel_to_token_mask(hole, patch=4, rule="majority")
+    assert any_.shape == (1, 2, 2) and any_.dtype == torch.bool
+    assert any_[0].tolist() == [[True, True], [True, False]]
+    assert maj[0].tolist() == [[False, False], [True, False]]
+    assert pixel_to_token_mask(hole, rule="any").tolist() == any_.tolist()  # default is the lab rule
+
+
+def test_pixel_to_token_mask_from_lab_mask_and_checks():
+    mask = generate_mask("stroke", np.random.default_rng(0))
+    hole = torch.from_numpy(mask == 0).unsqueeze(0)
+    tok = pixel_to_token_mask(hole)
+    assert tok.shape == (1, 16, 16)
+    # the lab rule: two 2x2 average pools of the known mask, kept only where exactly 1 (REFERENCE.md §1.3)
+    known = torch.from_numpy(mask == 255).float()[None, None]
+    pooled = torch.nn.functional.avg_pool2d(torch.nn.functional.avg_pool2d(known, 2), 2)
+    assert torch.equal(tok[0], pooled[0, 0] != 1)
+    assert pixel_to_token_mask(hole[0]).shape == (16, 16)
+    with pytest.raises(MaskgitError, match="divisible"):
+        pixel_to_token_mask(torch.zeros(1, 10, 12, dtype=torch.bool))
+    with pytest.raises(MaskgitError, match="rule"):
+        pixel_to_token_mask(hole, rule="all")
+
+
+def test_dilate_token_mask_rings():
+    mask = torch.zeros(2, 7, 7, dtype=torch.bool)
+    mask[0, 3, 3] = True
+    mask[1, 0, 6] = True
+    assert torch.equal(dilate_token_mask(mask, 0), mask)
+    one = dilate_token_mask(mask, 1)
+    expected = torch.zeros(2, 7, 7, dtype=torch.bool)
+    expected[0, 2:5, 2:5] = True
+    expected[1, 0:2, 5:7] = True  # clipped at the corner
+    assert torch.equal(one, expected)
+    two = dilate_token_mask(mask, 2)
+    expected2 = torch.zeros(2, 7, 7, dtype=torch.bool)
+    expected2[0, 1:6, 1:6] = True
+    expected2[1, 0:3, 4:7] = True
+    assert torch.equal(two, expected2)
+    assert dilate_token_mask(mask[0], 1).shape == (7, 7)
+    with pytest.raises(MaskgitError):
+        dilate_token_mask(mask, -1)
+
+
+# --- write_masks
+
+
+def test_write_masks_naming_and_masked_out(tmp_path):
+    names = _write_images(tmp_path / "images", 5)
+    masked_dir = tmp_path / "masked"
+    summary = write_masks(tmp_path / "images", tmp_path / "mask64", "stroke", 3, masked_out=masked_dir)
+    masks = sorted(p.name for p in (tmp_path / "mask64").iterdir())
+    assert masks == [f"mask_{i:03d}.png" for i in range(5)]
+    assert sorted(p.name for p in (tmp_path / "masked").iterdir()) == names
+    assert summary["count"] == 5 and summary["first"] == "mask_000.png" and summary["last"] == "mask_004.png"
+    assert 0.15 <= summary["hole_fraction"]["min"] <= summary["hole_fraction"]["max"] <= 0.40
+    for i, name in enumerate(names):
+        mask = load_mask(tmp_path / "mask64" / f"mask_{i:03d}.png", size=64)
+        np.testing.assert_array_equal(mask, generate_mask("stroke", mask_rng(3, i)))  # rng from (seed, index)
+        img = np.asarray(Image.open(tmp_path / "images" / name))
+        masked = np.asarray(Image.open(tmp_path / "masked" / name))
+        assert masked.shape == (64, 64, 3)
+        assert (masked[mask == 0] == 128).all()
+        np.testing.assert_array_equal(masked, apply_mask(img, mask))
+
+
+def test_write_masks_deterministic_and_order_independent(tmp_path):
+    _write_images(tmp_path / "a", 4)
+    _write_images(tmp_path / "b", 2)  # the first two images only
+    write_masks(tmp_path / "a", tmp_path / "ma", "box", 9)
+    write_masks(tmp_path / "a", tmp_path / "ma2", "box", 9)
+    write_masks(tmp_path / "b", tmp_path / "mb", "box", 9)
+    write_masks(tmp_path / "a", tmp_path / "mc", "box", 10)
+    for i in range(4):
+        a = (tmp_path / "ma" / f"mask_{i:03d}.png").read_bytes()
+        assert a == (tmp_path / "ma2" / f"mask_{i:03d}.png").read_bytes()
+        if i < 2:
+            assert a == (tmp_path / "mb" / f"mask_{i:03d}.png").read_bytes()
+    differs = [
+        not np.array_equal(load_mask(tmp_path / "ma" / n), load_mask(tmp_path / "mc" / n))
+        for n in (f"mask_{i:03d}.png" for i in range(4))
+    ]
+    assert all(differs)
+
+
+def test_mask_name_digits():
+    assert mask_name(0, 1) == "mask_000.png"
+    assert mask_name(999, 1000) == "mask_999.png"
+    assert mask_name(0, 1001) == "mask_0000.png"
+    assert mask_name(1000, 1001) == "mask_1000.png"
+    assert mask_name(5, 12000) == "mask_00005.png"
+
+
+def test_write_masks_errors(tmp_path):
+    with pytest.raises(MaskgitError, match="nope"):
+        write_masks(tmp_path / "nope", tmp_path / "out", "stroke", 0)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(MaskgitError, match="empty"):
+        write_masks(tmp_path / "empty", tmp_path / "out", "stroke", 0)
+    _write_images(tmp_path / "images", 2)
+    with pytest.raises(MaskgitError, match="kind"):
+        write_masks(tmp_path / "images", tmp_path / "out", "blob", 0)
+    with pytest.raises(MaskgitError, match="seed"):
+        write_masks(tmp_path / "images", tmp_path / "out", "stroke", -1)
+    with pytest.raises(MaskgitError, match="must differ"):
+        write_masks(tmp_path / "images", tmp_path / "out", "stroke", 0, masked_out=tmp_path / "images")
+    (tmp_path / "images" / "image_002.png").write_bytes(b"garbage")
+    with pytest.raises(MaskgitError, match="image_002.png"):
+        write_masks(tmp_path / "images", tmp_path / "out", "stroke", 0)
+    (tmp_path / "images" / "image_002.png").unlink()
+    (tmp_path / "stale").mkdir()
+    (tmp_path / "stale" / "mask_007.png").write_bytes(b"")
+    with pytest.raises(MaskgitError, match="stale"):
+        write_masks(tmp_path / "images", tmp_path / "stale", "stroke", 0)
