@@ -1,0 +1,389 @@
+"""MaskGIT transformer: presets, shapes, SDPA, sampling helper and lab checkpoint conversion."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.models.transformer import (
+    PRESETS,
+    MaskGITTransformer,
+    TransformerConfig,
+    convert_lab_state_dict,
+    get_preset,
+    infer_lab_config,
+    load_lab_checkpoint,
+    logits_for_sampling,
+    read_lab_state_dict,
+)
+
+# REFERENCE §1.2, counted by hand: per block 4 x Linear(768, 768) attention + MLP 768->1536->768
+# + 2 LayerNorms; plus tok_emb (1025, 768), pos_emb (256, 768), the embedding LayerNorm,
+# Token_Prediction (Linear + LayerNorm) and bias (256, 1025).
+LAB_BLOCK = 4 * (768 * 768 + 768) + (768 * 1536 + 1536) + (1536 * 768 + 768) + 2 * 2 * 768
+LAB_PARAMS = 15 * LAB_BLOCK + 1025 * 768 + 256 * 768 + 2 * 768 + (768 * 768 + 768 + 2 * 768) + 256 * 1025
+assert LAB_PARAMS == 72_745_472
+
+
+@pytest.fixture(scope="module")
+def lab_meta():
+    with torch.device("meta"):  # the only lab-size instance in this file; no memory, no init cost
+        return MaskGITTransformer(PRESETS["lab"])
+
+
+def test_lab_preset_param_count(lab_meta):
+    assert lab_meta.num_params() == LAB_PARAMS == 72_745_472
+    c = lab_meta.config
+    assert (c.dim, c.n_layers, c.n_heads, c.hidden_dim, c.norm, c.layer_norm_eps) == (
+        768,
+        15,
+        16,
+        1536,
+        "post",
+        1e-12,
+    )
+    assert c.mask_token_id == 1024 and c.vocab_size == 1025 and c.head_dim == 48
+    sd = lab_meta.state_dict()
+    assert sd["tok_emb.weight"].shape == (1025, 768)
+    assert sd["pos_emb"].shape == (256, 768)
+    assert sd["bias"].shape == (256, 1025)
+    assert sd["blocks.14.attn.qkv.weight"].shape == (3 * 768, 768)
+    assert not any(k.startswith("ln_f") for k in sd)  # post-LN: Token_Prediction's LayerNorm is the last norm
+
+
+def test_lab_state_dict_keys(lab_meta):
+    per_block = {
+        "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias", "ln1.weight", "ln1.bias",
+        "ln2.weight", "ln2.bias", "mlp.fc.weight", "mlp.fc.bias", "mlp.proj.weight", "mlp.proj.bias",
+    }  # fmt: skip
+    want = {"tok_emb.weight", "pos_emb", "emb_ln.weight", "emb_ln.bias", "bias"}
+    want |= {"head.fc.weight", "head.fc.bias", "head.ln.weight", "head.ln.bias"}
+    want |= {f"blocks.{i}.{k}" for i in range(15) for k in per_block}
+    assert set(lab_meta.state_dict()) == want
+
+
+def test_other_presets_sizes():
+    sizes = {}
+    for name in ("tiny", "small", "base"):
+        with torch.device("meta"):
+            sizes[name] = MaskGITTransformer(PRESETS[name]).num_params()
+        assert PRESETS[name].norm == "pre"
+    assert 80_000 <= sizes["tiny"] <= 130_000
+    assert PRESETS["small"].dim == 256 and 4 <= PRESETS["small"].n_layers <= 6
+    assert 3_000_000 <= sizes["small"] <= 6_000_000
+    assert PRESETS["base"].dim == 512 and PRESETS["base"].n_layers == 8
+    assert 24_000_000 <= sizes["base"] <= 28_000_000
+
+
+def test_config_validation_and_presets():
+    with pytest.raises(MaskgitError, match="divisible"):
+        TransformerConfig(dim=30, n_heads=4)
+    with pytest.raises(MaskgitError, match="norm"):
+        TransformerConfig(norm="sandwich")
+    with pytest.raises(MaskgitError, match="tiny"):
+        get_preset("huge")
+    c = get_preset("small", n_layers=6)
+    assert c.n_layers == 6 and PRESETS["small"].n_layers == 4  # a copy: the preset is unchanged
+    assert TransformerConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(MaskgitError, match="bogus"):
+        TransformerConfig.from_dict({**c.to_dict(), "bogus": 1})
+
+
+def test_forward_shapes_and_backward():
+    torch.manual_seed(0)
+    m = MaskGITTransformer(PRESETS["tiny"])
+    idx = torch.randint(0, 1025, (3, 256))
+    logits = m(idx)
+    assert logits.shape == (3, 256, 1025) and logits.dtype == torch.float32
+    logits.logsumexp(-1).mean().backward()
+    assert all(p.grad is not None for p in m.parameters())
+    with pytest.raises(MaskgitError, match="num_image_tokens"):
+        m(idx[:, :100])
+
+
+def test_post_ln_tiny_forward():
+    cfg = TransformerConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, num_image_tokens=16,
+                            num_codebook_vectors=20)  # fmt: skip
+    m = MaskGITTransformer(cfg).eval()
+    assert m(torch.randint(0, 21, (2, 16))).shape == (2, 16, 21)
+
+
+def test_sdpa_equals_naive_attention():
+    torch.manual_seed(0)
+    m = MaskGITTransformer(PRESETS["tiny"]).eval()
+    attn = m.blocks[0].attn
+    x = torch.randn(2, 256, 48)
+    H, hd = 4, 12
+    q, k, v = F.linear(x, attn.qkv.weight, attn.qkv.bias).split(48, dim=2)
+    q, k, v = (t.view(2, 256, H, hd).transpose(1, 2) for t in (q, k, v))
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(hd), dim=-1)  # no causal mask: bidirectional
+    y = (w @ v).transpose(1, 2).reshape(2, 256, 48)
+    want = F.linear(y, attn.proj.weight, attn.proj.bias)
+    torch.testing.assert_close(attn(x), want, atol=1e-5, rtol=1e-4)
+
+
+def test_mask_token_never_sampled():
+    torch.manual_seed(0)
+    m = MaskGITTransformer(PRESETS["tiny"]).eval()
+    with torch.no_grad():
+        logits = m(torch.full((2, 256), 1024))
+    logits[..., 1024] = 1e4  # the model would love to predict the mask token
+    safe = m.logits_for_sampling(logits)
+    assert logits[0, 0, 1024] == 1e4  # input untouched
+    probs = safe.softmax(-1)
+    assert (probs[..., 1024] == 0).all()
+    assert (safe.argmax(-1) != 1024).all()
+    samples = torch.multinomial(probs.view(-1, 1025), 50, replacement=True)
+    assert (samples != 1024).all()
+    assert torch.equal(logits_for_sampling(logits, 1024), safe)
+
+
+def test_flops_formula():
+    m = MaskGITTransformer(PRESETS["tiny"])
+    d, h, n_layers, L, V = 48, 96, 2, 256, 1025
+    matmul_params = n_layers * (4 * d * d + 2 * d * h) + d * d + d * V
+    fwd = 2 * matmul_params + n_layers * 4 * L * d
+    assert m.flops_per_token(training=False) == fwd
+    assert m.flops_per_token() == 3 * fwd
+    assert m.flops_per_image() == 3 * fwd * L
+    assert m.flops_per_image(training=False) == fwd * L
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lab checkpoint conversion. Small stand-ins for students' code: the lab template around a student's
+# attention (REFERENCE §1.2), with plain (non-SDPA) attention math.
+
+DIM, HEADS, HIDDEN, TOKENS, CODES, LAYERS = 32, 4, 64, 16, 20, 2
+HD = DIM // HEADS
+CFG = TransformerConfig(
+    dim=DIM, n_layers=LAYERS, n_heads=HEADS, hidden_dim=HIDDEN, num_image_tokens=TOKENS,
+    num_codebook_vectors=CODES,
+)  # fmt: skip
+
+
+def _attend(q, k, v):
+    B, L, _ = q.shape
+    q, k, v = (t.reshape(B, L, HEADS, HD).transpose(1, 2) for t in (q, k, v))
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(HD), dim=-1)
+    return (w @ v).transpose(1, 2).reshape(B, L, DIM)
+
+
+class FusedAttention(nn.Module):
+    """qkv Linear + output Linear; optional names, bias, Sequential output, nesting and per-head row order."""
+
+    def __init__(self, qkv="qkv", out="proj", qkv_bias=True, seq_out=False, nest=False, per_head=False):
+        super().__init__()
+        self.names, self.nest, self.per_head = (qkv, out), nest, per_head
+        holder = nn.Module() if nest else self
+        setattr(holder, qkv, nn.Linear(DIM, 3 * DIM, bias=qkv_bias))
+        if nest:
+            self.attention = holder
+        out_layer = nn.Linear(DIM, DIM)
+        setattr(self, out, nn.Sequential(out_layer, nn.Dropout(0.1)) if seq_out else out_layer)
+
+    def forward(self, x):
+        holder = self.attention if self.nest else self
+        qkv = getattr(holder, self.names[0])(x)
+        B, L, _ = x.shape
+        if self.per_head:  # qkv.reshape(B, L, H, 3*hd) then chunk: rows grouped per head
+            q, k, v = (t.reshape(B, L, DIM) for t in qkv.reshape(B, L, HEADS, 3 * HD).chunk(3, dim=-1))
+        else:
+            q, k, v = qkv.chunk(3, dim=-1)
+        return getattr(self, self.names[1])(_attend(q, k, v))
+
+
+class SeparateAttention(nn.Module):
+    def __init__(self, q="q_proj", k="k_proj", v="v_proj", out="out_proj", qkv_bias=True):
+        super().__init__()
+        self.names = (q, k, v, out)
+        for n in (q, k, v):
+            setattr(self, n, nn.Linear(DIM, DIM, bias=qkv_bias))
+        setattr(self, out, nn.Linear(DIM, DIM))
+
+    def forward(self, x):
+        q, k, v = (getattr(self, n)(x) for n in self.names[:3])
+        return getattr(self, self.names[3])(_attend(q, k, v))
+
+
+class TorchMHA(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(DIM, HEADS, batch_first=True)
+
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+class PerHeadAttention(nn.Module):
+    """dome272/MaskGIT-pytorch style: a ModuleList of single heads, each q/k/v Linear(dim, head_dim)."""
+
+    def __init__(self):
+        super().__init__()
+        self.heads = nn.ModuleList()
+        for _ in range(HEADS):
+            h = nn.Module()
+            h.q, h.k, h.v = nn.Linear(DIM, HD), nn.Linear(DIM, HD), nn.Linear(DIM, HD)
+            self.heads.append(h)
+        self.projector = nn.Linear(DIM, DIM)
+
+    def forward(self, x):
+        outs = []
+        for h in self.heads:
+            q, k, v = h.q(x), h.k(x), h.v(x)
+            w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(HD), dim=-1)
+            outs.append(w @ v)
+        return self.projector(torch.cat(outs, -1))
+
+
+class LabEncoder(nn.Module):
+    def __init__(self, make_attention):
+        super().__init__()
+        self.Attention = make_attention()
+        self.LayerNorm1 = nn.LayerNorm(DIM, eps=1e-12)
+        self.LayerNorm2 = nn.LayerNorm(DIM, eps=1e-12)
+        self.MLP = nn.Sequential(nn.Linear(DIM, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, DIM), nn.Dropout(0.1))
+        self.dropout = nn.Dropout(0.1)
+
+    def forward(self, x):
+        x = self.LayerNorm1(x + self.dropout(self.Attention(x)))
+        return self.LayerNorm2(x + self.MLP(x))
+
+
+class LabTransformer(nn.Module):
+    def __init__(self, make_attention):
+        super().__init__()
+        self.tok_emb = nn.Embedding(CODES + 1, DIM)
+        self.pos_emb = nn.Parameter(torch.zeros(TOKENS, DIM))
+        self.blocks = nn.Sequential(*[LabEncoder(make_attention) for _ in range(LAYERS)])
+        self.Token_Prediction = nn.Sequential(nn.Linear(DIM, DIM), nn.GELU(), nn.LayerNorm(DIM, eps=1e-12))
+        self.LN = nn.LayerNorm(DIM, eps=1e-12)
+        self.drop = nn.Dropout(0.1)
+        self.bias = nn.Parameter(torch.zeros(TOKENS, CODES + 1))
+        with torch.no_grad():  # every tensor random, so any mix-up shows in the logits
+            for p in self.parameters():
+                p.normal_(0, 0.3)
+
+    def forward(self, x):
+        h = self.drop(self.LN(self.tok_emb(x) + self.pos_emb))
+        h = self.Token_Prediction(self.blocks(h))
+        return h @ self.tok_emb.weight.T + self.bias
+
+
+LAYOUTS = {
+    "qkv+proj": (lambda: FusedAttention(), "qkv"),
+    "to_qkv(no bias)+W_o.0": (lambda: FusedAttention("to_qkv", "W_o", qkv_bias=False, seq_out=True), "qkv"),
+    "nested W_qkv per-head rows": (
+        lambda: FusedAttention("W_qkv", "linear_proj", nest=True, per_head=True),
+        "per_head",
+    ),
+    "q_proj/k_proj/v_proj/out_proj": (lambda: SeparateAttention(), "qkv"),
+    "Wq/Wk/Wv(no bias)/out": (lambda: SeparateAttention("Wq", "Wk", "Wv", "out", qkv_bias=False), "qkv"),
+    "query/key/value/proj": (lambda: SeparateAttention("query", "key", "value", "proj"), "qkv"),
+    "W_q/W_k/W_v/W_o": (lambda: SeparateAttention("W_q", "W_k", "W_v", "W_o"), "qkv"),
+    "nn.MultiheadAttention": (lambda: TorchMHA(), "qkv"),
+    "per-head ModuleList": (lambda: PerHeadAttention(), "qkv"),
+}
+
+
+def _source(layout, seed=0):
+    torch.manual_seed(seed)
+    return LabTransformer(LAYOUTS[layout][0]).eval()
+
+
+def _assert_same_logits(src, ours):
+    idx = torch.randint(0, CODES + 1, (3, TOKENS), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx), src(idx), atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_convert_layout_gives_identical_logits(layout):
+    src = _source(layout)
+    sd = convert_lab_state_dict(src.state_dict(), CFG, fused_qkv_order=LAYOUTS[layout][1])
+    ours = MaskGITTransformer(CFG).eval()
+    ours.load_state_dict(sd, strict=True)
+    _assert_same_logits(src, ours)
+
+
+def test_fused_order_matters():
+    src = _source("nested W_qkv per-head rows")
+    ours = MaskGITTransformer(CFG).eval()
+    ours.load_state_dict(convert_lab_state_dict(src.state_dict(), CFG, fused_qkv_order="qkv"))
+    idx = torch.randint(0, CODES + 1, (2, TOKENS))
+    with torch.no_grad():
+        assert not torch.allclose(ours(idx), src(idx), atol=1e-3)
+
+
+def test_load_lab_checkpoint_wrappers(tmp_path):
+    src = _source("qkv+proj")
+    sd = src.state_dict()
+    whole_maskgit = {"transformer." + k: v for k, v in sd.items()}
+    whole_maskgit["vqgan.codebook.embedding.weight"] = torch.zeros(4, 2)
+    wrapped = {
+        "raw.pt": sd,
+        "state_dict.pt": {"state_dict": sd, "epoch": 3},
+        "ddp_model.pt": {"model": {"module." + k: v for k, v in sd.items()}},
+        "maskgit.pt": whole_maskgit,
+    }
+    for name, obj in wrapped.items():
+        torch.save(obj, tmp_path / name)
+        assert set(read_lab_state_dict(tmp_path / name)) == set(sd), name
+        _assert_same_logits(src, load_lab_checkpoint(tmp_path / name, config=CFG))
+    # sizes inferred from the file; heads given (weights cannot tell)
+    model = load_lab_checkpoint(tmp_path / "raw.pt", n_heads=HEADS)
+    assert model.config == CFG and not model.training
+    _assert_same_logits(src, model)
+    assert infer_lab_config(sd, n_heads=HEADS) == CFG
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(MaskgitError, match="does not exist"):
+        load_lab_checkpoint(tmp_path / "nope.pt")
+    torch.save(_source("qkv+proj"), tmp_path / "pickled_module.pt")  # a whole nn.Module, not a state dict
+    with pytest.raises(MaskgitError, match="weights_only"):
+        load_lab_checkpoint(tmp_path / "pickled_module.pt")
+    torch.save({"tok": 1}, tmp_path / "junk.pt")
+    with pytest.raises(MaskgitError, match="not a lab transformer"):
+        load_lab_checkpoint(tmp_path / "junk.pt")
+
+
+def test_unmapped_and_missing_keys_are_listed():
+    sd = dict(_source("qkv+proj").state_dict())
+    sd["blocks.0.Attention.rotary.weight"] = torch.zeros(DIM)
+    sd["classifier.weight"] = torch.zeros(3, DIM)
+    sd["blocks.7.MLP.0.weight"] = torch.zeros(HIDDEN, DIM)  # beyond n_layers
+    del sd["LN.weight"], sd["blocks.1.MLP.0.bias"], sd["blocks.1.Attention.proj.weight"]
+    with pytest.raises(MaskgitError) as e:
+        convert_lab_state_dict(sd, CFG)
+    msg = str(e.value)
+    assert "\n" not in msg
+    for key in ("blocks.0.Attention.rotary.weight", "classifier.weight", "blocks.7.MLP.0.weight"):
+        assert key in msg.split("missing keys")[0]
+    missing = msg.split("missing keys")[1]
+    assert "LN.weight" in missing and "blocks.1.MLP.0.bias" in missing and "blocks.1.Attention" in missing
+
+
+def test_wrong_shapes_are_listed():
+    sd = dict(_source("q_proj/k_proj/v_proj/out_proj").state_dict())
+    sd["pos_emb"] = torch.zeros(TOKENS + 1, DIM)
+    sd["blocks.1.Attention.k_proj.weight"] = torch.zeros(DIM, DIM + 2)
+    with pytest.raises(MaskgitError) as e:
+        convert_lab_state_dict(sd, CFG)
+    msg = str(e.value)
+    assert "wrong shapes" in msg and "pos_emb (17, 32) != (16, 32)" in msg
+    assert "blocks.1.Attention.k_proj.weight (32, 34) != (32, 32)" in msg
+
+
+def test_ambiguous_attention_and_long_lists():
+    sd = dict(_source("qkv+proj").state_dict())
+    sd["blocks.0.Attention.q.weight"] = torch.zeros(DIM, DIM)
+    with pytest.raises(MaskgitError, match="both a fused qkv and separate"):
+        convert_lab_state_dict(sd, CFG)
+    many = {f"extra.{i}": torch.zeros(1) for i in range(30)}
+    with pytest.raises(MaskgitError, match=r"\+22 more"):
+        convert_lab_state_dict({**_source("qkv+proj").state_dict(), **many}, CFG)
+    with pytest.raises(MaskgitError, match="post-LN"):
+        convert_lab_state_dict(_source("qkv+proj").state_dict(), get_preset("tiny"))
