@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from maskgit_cli.data import list_images, load_image
 from maskgit_cli.errors import MaskgitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,8 +35,6 @@ GRAY = 128  # fill of holes in the lab's masked images (REFERENCE.md §1.3)
 # Hole-fraction range kept by construction for ``stroke`` and ``box`` masks (the lab's example mask: 23.6%).
 HOLE_FRACTION_MIN = 0.15
 HOLE_FRACTION_MAX = 0.40
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 # Fixed PNG writer options. Pillow writes no timestamp chunk: equal pixels give equal files for a given zlib.
 PNG_OPTIONS: dict[str, Any] = {"format": "PNG", "optimize": False, "compress_level": 9}
@@ -288,39 +287,10 @@ def dilate_token_mask(mask: torch.Tensor, k: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files (png/jpg/bmp/webp/tif) directly in ``folder``, sorted by file name (the lab's pairing)."""
-    folder = Path(folder)
-    return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-        key=lambda p: p.name,
-    )
-
-
 def mask_name(index: int, count: int) -> str:
     """Lab mask file name: ``mask_000.png``; at least 3 digits, more when ``count`` needs them."""
     digits = max(3, len(str(max(count - 1, 0))))
     return f"mask_{index:0{digits}d}.png"
-
-
-def rgb_on_white(img: Image.Image) -> Image.Image:
-    """Convert a Pillow image to RGB; images with transparency (RGBA/LA/PA/P+tRNS) are put onto white."""
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image as ``uint8 (H, W, 3)``; transparent images are composited onto white."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = rgb_on_white(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise MaskgitError(f"Cannot read image file {path}: {exc}") from None
-    return np.asarray(rgb, dtype=np.uint8)
 
 
 def write_masks(
@@ -345,13 +315,7 @@ def write_masks(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise MaskgitError(f"Mask seed (option --seed) must be a non-negative integer, got {seed!r}.")
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    if not images_dir.is_dir():
-        raise MaskgitError(f"Image folder {images_dir} does not exist or is not a folder.")
     images = list_images(images_dir)
-    if not images:
-        raise MaskgitError(
-            f"Image folder {images_dir} contains no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})."
-        )
     masked_dir = Path(masked_out) if masked_out is not None else None
     if masked_dir is not None:
         stems: dict[str, str] = {}
@@ -386,15 +350,15 @@ def write_masks(
 
     fractions = []
     for i, (path, name) in enumerate(zip(images, names, strict=True)):
-        with _open_for_size(path) as size_img:
-            w, h = size_img.size
+        image = load_image(path)
+        h, w = image.shape[:2]
         if w != h:
-            raise MaskgitError(f"Image file {path} is {w}x{h}; masks need square images.")
+            raise MaskgitError(f"{path}: image is {w}x{h}; masks need square images")
         mask = generate_mask(kind, mask_rng(seed, i), size=w)
         fractions.append(float(np.count_nonzero(mask == HOLE)) / mask.size)
         Image.fromarray(mask).save(out_dir / name, **PNG_OPTIONS)
         if masked_dir is not None:
-            masked = apply_mask(read_rgb(path), mask)
+            masked = apply_mask(image, mask)
             Image.fromarray(masked).save(masked_dir / (path.stem + ".png"), **PNG_OPTIONS)
 
     frac = np.asarray(fractions)
@@ -409,10 +373,3 @@ def write_masks(
         "last": names[-1],
         "hole_fraction": {"mean": float(frac.mean()), "min": float(frac.min()), "max": float(frac.max())},
     }
-
-
-def _open_for_size(path: Path) -> Image.Image:
-    try:
-        return Image.open(path)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise MaskgitError(f"Cannot read image file {path}: {exc}") from None

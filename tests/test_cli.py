@@ -89,3 +89,15 @@ def test_info_weights_and_tokens(cli, tiny_vqgan_file, tiny_vqgan, image_dir, tm
     assert info["tensors"] == [{"name": "tokens", "dtype": "I16", "shape": [6, 16, 16]}]
     r = cli("info", tmp_path / "t.tokens")
     assert "files: 6 (image_000.png" in r.stdout
+
+
+def test_masks_command(cli, image_dir, tmp_path):
+    r = cli("masks", image_dir, "-o", tmp_path / "m", "--kind", "box", "--seed", "3", "--masked-out", tmp_path / "mi")
+    assert r.exit_code == 0, r.output
+    assert "wrote 6 box masks" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "m").iterdir())[0] == "mask_000.png"
+    assert len(list((tmp_path / "mi").iterdir())) == 6
+    r = cli("masks", image_dir, "-o", tmp_path / "m2", "--kind", "circle")
+    assert r.exit_code == 2
+    r = cli("masks", tmp_path / "nope", "-o", tmp_path / "m3")
+    assert r.exit_code == 1 and "nope: no such folder" in r.stderr

@@ -45,6 +45,7 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
 from maskgit_cli import masks  # noqa: E402
+from maskgit_cli.data import to_rgb  # noqa: E402
 
 PACKAGE = "emoji-datasource-google"
 VERSION = "16.0.0"
@@ -133,7 +134,7 @@ def load_images(tar: tarfile.TarFile) -> dict[str, Image.Image]:
             img.load()
             if img.size != (SIZE, SIZE):
                 raise SystemExit(f"error: {member.name} is {img.size[0]}x{img.size[1]}, not {SIZE}x{SIZE}.")
-            images[name] = masks.rgb_on_white(img)
+            images[name] = to_rgb(img)
     return images
 
 
