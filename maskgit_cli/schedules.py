@@ -153,10 +153,9 @@ def mask_len_after_step(
 
     * last step (``t == T - 1``): 0, everything is filled (the official decoder returns the sampled ids of
       the last step everywhere, which is the same thing);
-    * ``n_still_masked <= 1``: 0. With a single unknown token and every other token fixed, its predicted
-      distribution cannot change in later steps, so we fill it now. (The official clamp gives
-      ``max(1, min(0, ...)) = 1`` and re-samples it until the last step, from the same distribution.)
-      A sample with nothing unknown stays at 0.
+    * ``n_still_masked == 1``: 1, as in the official clamp ``max(1, min(0, ...))``: a single unknown token
+      stays masked (and is re-sampled) until the last step. ``n_still_masked == 0`` (nothing to generate,
+      e.g. an image without holes) stays 0, where the official code would re-mask a known token.
 
     ``n_unknown`` / ``n_still_masked`` may be ints or integer tensors (e.g. shape (B,)); with tensors the
     result is a long tensor of the broadcast shape, otherwise an int.
@@ -181,9 +180,9 @@ def mask_len_after_step(
             g = gamma(name, r)
         raw = torch.floor(n.double() * g).long()
         out = torch.minimum(raw, still - 1).clamp_min(1)
-        return torch.where(still <= 1, torch.zeros_like(out), out)
+        return torch.where(still <= 0, torch.zeros_like(out), out)
     still_i, n_i = int(n_still_masked), int(n_unknown)
-    if t == T - 1 or still_i <= 1:
+    if t == T - 1 or still_i <= 0:
         return 0
     raw_i = math.floor(n_i * gamma(name, r, n_i))
     return max(1, min(still_i - 1, raw_i))

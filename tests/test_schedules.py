@@ -108,10 +108,12 @@ def test_expected_counts_monotone_and_end_at_zero(name, T, N):
     counts = expected_counts(name, T, N)
     assert len(counts) == T and counts[-1] == 0
     prev = N
-    for c in counts:
+    for step, c in enumerate(counts):
         assert 0 <= c <= prev
         if prev > 1:
             assert c < prev  # every step fills at least one token
+        elif prev == 1 and step < T - 1:
+            assert c == 1  # official clamp: the last masked token waits for the last step
         prev = c
     if T > 1 and N > 1:
         assert counts[0] >= 1  # ... and keeps at least one masked before the last step
@@ -123,15 +125,16 @@ def test_hand_computed_counts():
     assert expected_counts("pow2", 8, 256) == [252, 240, 220, 192, 156, 112, 60, 0]
     # cosine: floor(100 * cos(pi/2 * t/8)) = floor(98.08, 92.39, 83.15, 70.71, 55.56, 38.27, 19.51)
     assert expected_counts("cosine", 8, 100) == [98, 92, 83, 70, 55, 38, 19, 0]
-    # clamp to n_still_masked - 1 and the single-token rule: linear, N = 2, T = 8
-    assert expected_counts("linear", 8, 2) == [1, 0, 0, 0, 0, 0, 0, 0]
+    # clamp to n_still_masked - 1, and the official single-token rule: the last masked token waits for the end
+    assert expected_counts("linear", 8, 2) == [1, 1, 1, 1, 1, 1, 1, 0]
+    assert expected_counts("cosine", 4, 1) == [1, 1, 1, 0]
     assert expected_counts("cosine", 1, 256) == [0]
     assert expected_counts("cosine", 8, 0) == [0] * 8
 
 
 def test_mask_len_edge_cases():
     assert mask_len_after_step("cosine", 7, 8, 256, 256) == 0  # last step
-    assert mask_len_after_step("cosine", 0, 8, 256, 1) == 0  # a single masked token is filled
+    assert mask_len_after_step("cosine", 0, 8, 256, 1) == 1  # a single masked token stays masked (official)
     assert mask_len_after_step("cosine", 0, 8, 256, 0) == 0
     assert mask_len_after_step("cosine", 0, 8, 256, 5) == 4  # clamp to n_still_masked - 1
     assert mask_len_after_step("linear", 6, 8, 4, 3) == 1  # floor(4 * 1/8) = 0 -> at least 1
