@@ -262,6 +262,357 @@ def masks_cmd(
     )
 
 
+class Schedule(str, Enum):
+    cosine = "cosine"
+    linear = "linear"
+    square = "square"
+    logarithm = "logarithm"
+    cubic = "cubic"
+    sqrt = "sqrt"
+    exp = "exp"
+    arccos = "arccos"
+
+
+class Sampling(str, Enum):
+    sample = "sample"
+    argmax = "argmax"
+
+
+class TokenRule(str, Enum):
+    any = "any"
+    majority = "majority"
+
+
+@command("inpaint")
+def inpaint_cmd(
+    images: Annotated[Path, typer.Option("--images", help="Folder of (masked) images, e.g. the lab's masked_image/.")],
+    transformer: Annotated[Path, typer.Option("--transformer", help="Transformer weights (.safetensors).")],
+    vqgan: Annotated[
+        Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors) the transformer was trained on.")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output folder: images/, steps/, overview.png, report.json.")
+    ],
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--masks", help="Lab-format masks (0 = hole, 255 = known), paired with the images in sorted name order."
+        ),
+    ] = None,
+    mask_kind: Annotated[
+        MaskKind | None,
+        typer.Option("--mask-kind", help="Instead of --masks: generate masks of this kind for any image folder."),
+    ] = None,
+    mask_seed: Annotated[int, typer.Option("--mask-seed", min=0, help="Seed of the generated masks.")] = 0,
+    schedule: Annotated[
+        Schedule,
+        typer.Option("--schedule", help="Mask schedule gamma(r) (official formulas; logarithm = the official 'log')."),
+    ] = Schedule.cosine,
+    total_iter: Annotated[
+        int, typer.Option("--total-iter", min=1, help="T: the schedule's number of steps, r = (t+1)/T.")
+    ] = 8,
+    sweet_spot: Annotated[
+        int | None,
+        typer.Option(
+            "--sweet-spot",
+            min=1,
+            help="Steps actually run (the lab's meaning; default T). After the last one every still-masked token is filled.",
+        ),
+    ] = None,
+    choice_temperature: Annotated[
+        float,
+        typer.Option("--choice-temperature", min=0.0, help="Gumbel noise on the confidences, annealed by (1 - r)."),
+    ] = 4.5,
+    sampling: Annotated[
+        Sampling, typer.Option("--sampling", help="sample (official) or argmax (the lab's choice).")
+    ] = Sampling.sample,
+    token_mask: Annotated[
+        TokenRule,
+        typer.Option(
+            "--token-mask",
+            help="Pixel -> token rule: any (the lab's: a token is regenerated if any of its pixels is a hole) or majority.",
+        ),
+    ] = TokenRule.any,
+    dilate: Annotated[
+        int,
+        typer.Option(
+            "--dilate",
+            min=0,
+            help="Also regenerate K rings of tokens around the holes (they were encoded from the gray fill). 0 = the lab's rule.",
+        ),
+    ] = 1,
+    composite: Annotated[
+        bool,
+        typer.Option(
+            "--composite/--no-composite",
+            help="Paste the known input pixels back over the result. The lab's FID numbers were made without compositing.",
+        ),
+    ] = True,
+    grids: Annotated[
+        str,
+        typer.Option("--grids", help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k."),
+    ] = "8",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Images decoded together (results do not depend on it).")
+    ] = 64,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inpaint masked images: encode, fill the masked tokens iteratively under a mask schedule, decode.
+
+    Writes OUT/images/<name>.png (the folder FID reads), per-step grids OUT/steps/<name>_mask.png (white =
+    known, black = still masked) and OUT/steps/<name>_image.png (input, each step, final), OUT/overview.png
+    (input | result) and OUT/report.json (settings and per-image still-masked counts after every step).
+
+    [bold]Example[/bold]: maskgit inpaint --images data/emoji64/masked_image --masks data/emoji64/mask64 --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/inpaint --schedule square
+
+    [bold]Any image folder[/bold]: maskgit inpaint --images photos --mask-kind box --transformer T --vqgan V -o out
+    """
+    from .decode import DecodeSettings
+    from .inpaint import InpaintSettings, inpaint_folder
+
+    settings = InpaintSettings(
+        decode=DecodeSettings(schedule.value, total_iter, sweet_spot, choice_temperature, sampling.value, seed),
+        token_mask=token_mask.value,
+        dilate=dilate,
+        composite=composite,
+    )
+    dev = _device(device)
+    s = inpaint_folder(
+        _load(transformer, "transformer", dev),
+        _load(vqgan, "vqgan", dev),
+        images,
+        output,
+        settings,
+        masks_dir=masks,
+        mask_kind=mask_kind.value if mask_kind else None,
+        mask_seed=mask_seed,
+        grids=grids,
+        batch_size=batch_size,
+        device=dev,
+        num_workers=None,
+    )
+    if as_json:
+        _print_json(
+            {
+                "output": s.output,
+                "images": s.images,
+                "seconds": s.seconds,
+                "images_per_second": s.images_per_second,
+                "mean_still_masked": s.mean_still_masked,
+            }
+        )
+        return
+    counts = ", ".join(f"{c:.1f}" for c in s.mean_still_masked)
+    _out(
+        f"inpainted {s.images} images into {s.output}/images ({s.images_per_second:.1f} img/s); "
+        f"mean still-masked tokens after each step: {counts}"
+    )
+    _out(f"grids: {s.output}/steps/, overview: {s.output}/overview.png, report: {s.output}/report.json")
+
+
+@command("convert-transformer")
+def convert_transformer_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A lab student's transformer checkpoint (.pt state_dict).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .safetensors file.")],
+    heads: Annotated[
+        int, typer.Option("--heads", min=1, help="Attention heads (cannot be read from the weights).")
+    ] = 16,
+    qkv_order: Annotated[
+        str,
+        typer.Option(
+            "--qkv-order",
+            help="Row order of a fused qkv weight: qkv ([q; k; v], the usual) or per_head ([q_h, k_h, v_h] per head).",
+        ),
+    ] = "qkv",
+) -> None:
+    """Import a lab student's transformer into our lab preset (post-LN, 768 x 15, 72.7M parameters).
+
+    Maps the common attention layouts (qkv + proj, q/k/v + out_proj, query/key/value + proj, nn.MultiheadAttention,
+    per-head ModuleLists); anything unmapped is listed in the error.
+
+    [bold]Example[/bold]: maskgit convert-transformer checkpoints/epoch_best.pt -o lab-transformer.safetensors
+    """
+    from .models.transformer import load_lab_checkpoint
+    from .weights import save_model
+
+    if qkv_order not in ("qkv", "per_head"):
+        raise MaskgitError(f"--qkv-order {qkv_order}: expected qkv or per_head")
+    model = load_lab_checkpoint(checkpoint, fused_qkv_order=qkv_order, n_heads=heads)
+    save_model(output, model, "transformer")
+    _out(f"wrote {output} ({model.num_params():,} parameters)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# scores: FID/KID and PSNR/SSIM
+
+
+class FidMode(str, Enum):
+    clean = "clean"
+    legacy_pytorch = "legacy_pytorch"
+
+
+FidModeOpt = Annotated[
+    FidMode,
+    typer.Option(
+        "--mode",
+        help="clean = clean-fid's Inception and anti-aliased resize (the default); legacy_pytorch = pytorch-fid's "
+        "network and resize, the mode comparable to the lab's FID numbers. Numbers of the two modes differ.",
+    ),
+]
+InceptionOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inception",
+        help="Inception weights file (default: $MASKGIT_INCEPTION, else clean-fid's cache, else a download).",
+    ),
+]
+FidBatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per Inception batch.")]
+FidWorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=0, help="Image decoding/resizing processes (default: by core count).")
+]
+
+
+@command("fid")
+def fid_cmd(
+    pred: Annotated[Path, typer.Argument(help="Folder of generated/inpainted images (e.g. OUT/images).")],
+    ref: Annotated[
+        Path,
+        typer.Argument(
+            help="Reference: a folder of images, a .npz from `maskgit fid-stats`, or the lab's test_gt.csv."
+        ),
+    ],
+    mode: FidModeOpt = FidMode.clean,
+    kid: Annotated[bool, typer.Option("--kid", help="Also compute KID (kernel inception distance).")] = False,
+    inception: InceptionOpt = None,
+    batch_size: FidBatchOpt = 32,
+    workers: FidWorkersOpt = None,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Frechet Inception Distance of PRED against REF, with clean-fid underneath.
+
+    To compare with the lab's reported FIDs use [bold]--mode legacy_pytorch[/bold] (the pytorch-fid network the lab
+    used) against test_gt.csv; the lab's FID used no compositing: it scored the decoded images as they are,
+    known pixels included (run `maskgit inpaint --no-composite` to match). Image counts may differ (a warning);
+    image sizes may not. Inception weights come from --inception, $MASKGIT_INCEPTION, clean-fid's cache or a
+    download; offline without the file, the error says which file to put where. MASKGIT_NO_DOWNLOAD=1 never downloads.
+
+    [bold]Example[/bold]: maskgit fid runs/inpaint/images test_gt.csv --mode legacy_pytorch --kid
+    """
+    from .fid import compute_fid
+
+    r = compute_fid(
+        pred,
+        ref,
+        mode=mode.value,
+        device=device.value,
+        batch_size=batch_size,
+        num_workers=workers,
+        kid=kid,
+        inception=inception,
+    )
+    if as_json:
+        _print_json(r)
+        return
+    h, w = r["image_size"]
+    _out(
+        f"FID {r['fid']:.4f}  (mode {r['mode']}, {r['pred_count']} PRED vs {r['ref_count'] or '?'} REF images "
+        f"of {w}x{h}, REF {r['ref_kind']})"
+    )
+    if kid:
+        _out(f"KID {r['kid']:.6f}")
+    _out(f"features: {r['feature_extractor']} ({r['feature_dim']}-d), weights: {r['weights']}")
+
+
+@command("fid-stats")
+def fid_stats_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of reference images (or the lab's test_gt.csv).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Statistics file to write, e.g. ref.npz.")],
+    mode: FidModeOpt = FidMode.clean,
+    features: Annotated[
+        bool, typer.Option("--features/--no-features", help="Store the features too (needed for --kid).")
+    ] = True,
+    inception: InceptionOpt = None,
+    batch_size: FidBatchOpt = 32,
+    workers: FidWorkersOpt = None,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Precompute a reference's FID statistics (mu, sigma, count, mode, extractor, image size) for `maskgit fid`.
+
+    `maskgit fid PRED ref.npz` then gives the same number as `maskgit fid PRED DIR`, without re-reading DIR.
+    A file is only usable with the --mode it was made with.
+
+    [bold]Example[/bold]: maskgit fid-stats data/emoji64/test -o runs/emoji64-test.npz
+    """
+    from .fid import make_stats
+
+    r = make_stats(
+        images,
+        output,
+        mode=mode.value,
+        device=device.value,
+        batch_size=batch_size,
+        num_workers=workers,
+        inception=inception,
+        save_features=features,
+    )
+    if as_json:
+        _print_json(r)
+        return
+    h, w = r["image_size"]
+    _out(
+        f"wrote {r['path']}: {r['count']} images of {w}x{h}, mode {r['mode']}, {r['feature_extractor']} "
+        f"({r['feature_dim']}-d){'' if features else ', no features (no KID)'}"
+    )
+
+
+@command("score")
+def score_cmd(
+    pred: Annotated[Path, typer.Argument(help="Folder of inpainted images.")],
+    ref: Annotated[Path, typer.Argument(help="Folder of ground-truth images, or the lab's test_gt.csv.")],
+    masks: Annotated[
+        Path | None, typer.Option("--masks", help="Lab-format masks (0 = hole): also score the hole pixels only.")
+    ] = None,
+    per_image: Annotated[bool, typer.Option("--per-image", help="Also print one line per image.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """PSNR and SSIM (scikit-image) of PRED against REF, whole images and, with --masks, hole pixels only.
+
+    Images, references and masks pair up in sorted file-name order; counts and sizes must match. Works offline
+    (no Inception needed). In --json, null stands for an infinite PSNR (identical images) or a mask without holes.
+
+    [bold]Example[/bold]: maskgit score runs/inpaint/images data/emoji64/test --masks data/emoji64/mask64 --json
+    """
+    from .score import finite_or_none, score_folders
+
+    r = score_folders(pred, ref, masks)
+    if as_json:
+        if not per_image:
+            r = {k: v for k, v in r.items() if k != "images"}
+        _print_json(finite_or_none(r))
+        return
+    if per_image:
+        hole = masks is not None
+        _out(
+            f"{'image':<24} {'PSNR':>8} {'SSIM':>7}"
+            + (f" {'PSNR hole':>10} {'SSIM hole':>10} {'hole':>6}" if hole else "")
+        )
+        for row in r["images"]:
+            line = f"{row['pred']:<24} {row['psnr']:>8.3f} {row['ssim']:>7.4f}"
+            if hole:
+                line += f" {row['psnr_hole']:>10.3f} {row['ssim_hole']:>10.4f} {row['hole_fraction']:>6.1%}"
+            _out(line)
+    _out(f"{r['count']} image pairs: PSNR {r['psnr']:.3f} dB, SSIM {r['ssim']:.4f} (whole images)")
+    if masks is not None:
+        _out(
+            f"holes only: PSNR {r['psnr_hole']:.3f} dB, SSIM {r['ssim_hole']:.4f} "
+            f"({r['images_with_holes']} images with holes, mean hole {r['hole_fraction']:.1%} of the pixels)"
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="maskgit")

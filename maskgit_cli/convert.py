@@ -24,24 +24,39 @@ _YML_KEYS = (
 )
 
 
-def load_torch_state_dict(path) -> dict[str, torch.Tensor]:
-    """``torch.load(weights_only=True)`` of a state_dict, unwrapping {'state_dict': ...}/{'model': ...} and a
-    DataParallel ``module.`` prefix. Never unpickles arbitrary objects."""
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "transformer")
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile
+
+
+def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)`` of a state_dict: never unpickles arbitrary objects.
+
+    Unwraps ``{"state_dict"|"model_state_dict"|"model"|"transformer": sd}`` (two levels deep) and strips
+    ``module.`` / ``_orig_mod.`` key prefixes. Errors name the file.
+    """
     path = Path(path)
     if not path.is_file():
-        raise MaskgitError(f"{path}: no such file")
+        raise MaskgitError(f"{what} {path}: no such file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError, EOFError, ...)
-        raise MaskgitError(f"{path}: not a loadable PyTorch checkpoint ({str(e).splitlines()[0][:200]})") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise MaskgitError(f"{path}: expected a state_dict (a dict of tensors)")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return obj
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise MaskgitError(
+            f"{what} {path}: not a loadable PyTorch checkpoint with torch.load(weights_only=True) "
+            f"({first}); save model.state_dict(), not the model object"
+        ) from None
+    for _ in range(2):  # e.g. {"model": {"state_dict": ...}}
+        if isinstance(obj, dict):
+            obj = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), obj)
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise MaskgitError(f"{what} {path}: expected a state_dict (a dict of tensors)")
+    state = {}
+    for key, value in obj.items():
+        key = str(key)
+        while key.startswith(_PREFIXES):
+            key = key.split(".", 1)[1]
+        state[key] = value
+    return state
 
 
 def read_vqgan_yml(path) -> VQGANConfig:
@@ -74,5 +89,5 @@ def convert_lab_vqgan(pt_path, yml_path=None, mean=None, std=None) -> VQGAN:
     if mean is not None or std is not None:
         config = dataclasses.replace(config, mean=tuple(mean or config.mean), std=tuple(std or config.std))
     model = VQGAN(config)
-    load_state_dict_strict(model, load_torch_state_dict(pt_path), str(pt_path))
+    load_state_dict_strict(model, load_torch_state_dict(pt_path, "VQGAN checkpoint"), str(pt_path))
     return model.eval()

@@ -628,43 +628,13 @@ def convert_lab_state_dict(
     return {k: v.detach().clone().float().contiguous() for k, v in out.items()}
 
 
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "transformer")
-
-
 def read_lab_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a checkpoint file with ``torch.load(weights_only=True)`` and return the bare transformer state
-    dict: unwraps ``{"state_dict"|"model_state_dict"|"model"|"transformer": sd}``, strips ``module.``
-    (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes, and, for a whole lab ``MaskGit`` state
-    dict, keeps the ``transformer.*`` keys (dropping ``vqgan.*``) and strips that prefix."""
-    path = Path(path)
-    if not path.is_file():
-        raise MaskgitError(f"transformer checkpoint {path} does not exist.")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, zip errors, non-weights objects
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MaskgitError(
-            f"could not load transformer checkpoint {path} with torch.load(weights_only=True): {first} "
-            "(save model.state_dict(), not the model object)."
-        ) from None
-    for _ in range(2):  # e.g. {"model": {"state_dict": ...}}
-        if isinstance(obj, dict):
-            for wk in _WRAPPER_KEYS:
-                if isinstance(obj.get(wk), dict):
-                    obj = obj[wk]
-                    break
-    if not isinstance(obj, dict) or not obj:
-        raise MaskgitError(f"transformer checkpoint {path} does not hold a state dict.")
-    sd: dict[str, Any] = {}
-    for k, v in obj.items():
-        k = str(k)
-        changed = True
-        while changed:
-            changed = False
-            for p in ("module.", "_orig_mod."):
-                if k.startswith(p):
-                    k, changed = k[len(p) :], True
-        sd[k] = v
+    """The bare transformer state dict of a checkpoint file (see :func:`maskgit_cli.convert.load_torch_state_dict`
+    for the unwrapping); for a whole lab ``MaskGit`` state dict, keeps the ``transformer.*`` keys (dropping
+    ``vqgan.*``) and strips that prefix."""
+    from maskgit_cli.convert import load_torch_state_dict
+
+    sd = load_torch_state_dict(path, "transformer checkpoint")
     if any(k.startswith("transformer.") for k in sd):
         sd = {
             k[len("transformer.") :] if k.startswith("transformer.") else k: v

@@ -1,0 +1,279 @@
+"""Inpainting: masked images + lab masks -> VQGAN tokens -> iterative decoding -> images, grids and a report.
+
+Pipeline per batch (REFERENCE §1.3, §2):
+  1. holes are filled with gray 128 (a no-op for the lab's masked images) and the image is VQGAN-encoded;
+  2. pixel mask -> token mask (``any`` = the lab's rule: a token is regenerated if any of its pixels is a
+     hole; ``majority``), then ``dilate`` extra rings of tokens: tokens next to a hole were encoded from the
+     gray fill and come out wrong, so regenerating them too usually helps;
+  3. :func:`maskgit_cli.decode.decode_tokens` fills the masked tokens under the schedule;
+  4. the VQGAN decodes the final tokens (and, only for images whose step grids are requested, the
+     predictions after every step); with ``composite`` the known pixels of the input are pasted back.
+
+The lab's FID numbers were made without compositing (``composite=False``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import list_images, load_image, save_image, to_tensor, to_uint8
+from .decode import DecodeSettings, decode_tokens
+from .errors import MaskgitError
+from .masks import GRAY, HOLE, MASK_KINDS, TOKEN_RULES, dilate_token_mask, generate_mask, load_mask, mask_rng
+from .masks import pixel_to_token_mask as _pixel_to_token
+from .progress import progress_bar
+from .viz import save_grid
+
+
+@dataclass
+class InpaintSettings:
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    token_mask: str = "any"  # pixel -> token rule
+    dilate: int = 1  # extra rings of regenerated tokens around the holes (0 = the lab's rule)
+    composite: bool = True  # paste the known input pixels back over the decoded image
+
+    def __post_init__(self) -> None:
+        if self.token_mask not in TOKEN_RULES:
+            raise MaskgitError(f"--token-mask {self.token_mask}: expected one of {', '.join(TOKEN_RULES)}")
+        if self.dilate < 0:
+            raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
+
+
+@dataclass
+class InpaintBatch:
+    images: torch.Tensor  # (B,3,H,W) in [0,1], final results
+    still_masked: torch.Tensor  # (B,S)
+    token_masks: torch.Tensor  # (B,h,w) bool, the tokens that were generated
+    step_images: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # batch row -> S images (3,H,W)
+    step_masks: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # batch row -> S+1 masks (h,w)
+
+
+def check_models(transformer, vqgan) -> None:
+    t, v = transformer.config, vqgan.config
+    if t.num_codebook_vectors != v.num_codebook_vectors:
+        raise MaskgitError(
+            f"the transformer predicts {t.num_codebook_vectors} codes but the VQGAN has "
+            f"{v.num_codebook_vectors}: they were not trained together"
+        )
+    if t.num_image_tokens != v.tokens_per_image:
+        raise MaskgitError(
+            f"the transformer expects {t.num_image_tokens} tokens per image but the VQGAN makes "
+            f"{v.latent_resolution}x{v.latent_resolution}"
+        )
+
+
+def token_mask_for(holes: torch.Tensor, latent: int, settings: InpaintSettings) -> torch.Tensor:
+    """Pixel holes (B,H,W) bool -> tokens to generate (B,h,w) bool."""
+    patch = holes.shape[-1] // latent
+    return dilate_token_mask(_pixel_to_token(holes, patch=patch, rule=settings.token_mask), settings.dilate)
+
+
+@torch.no_grad()
+def inpaint_batch(
+    transformer,
+    vqgan,
+    images: torch.Tensor,
+    holes: torch.Tensor,
+    settings: InpaintSettings,
+    image_ids: torch.Tensor | None = None,
+    record_rows=(),
+) -> InpaintBatch:
+    """Inpaint a batch: images (B,3,H,W) in [0,1] (holes may hold anything) and holes (B,H,W) bool."""
+    device = images.device
+    gray = torch.full_like(images, GRAY / 255.0)
+    hole4 = holes[:, None].expand_as(images)
+    masked = torch.where(hole4, gray, images)
+    latent = vqgan.config.latent_resolution
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
+    with amp:
+        tokens = vqgan.encode(masked).flatten(1)
+    tmask = token_mask_for(holes, latent, settings)
+    record = bool(record_rows)
+    with amp:
+        result = decode_tokens(transformer, tokens, tmask.flatten(1), settings.decode, image_ids, record=record)
+        out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
+    if settings.composite:
+        out = torch.where(hole4, out, images)
+    batch = InpaintBatch(out, result.still_masked, tmask)
+    for row in record_rows:
+        with amp:
+            preds = torch.stack([p[row] for p in result.step_predictions]).view(-1, latent, latent)
+            step_imgs = vqgan.decode(preds).float()
+        if settings.composite:
+            step_imgs = torch.where(hole4[row : row + 1], step_imgs, images[row : row + 1])
+        batch.step_images[row] = list(step_imgs)
+        batch.step_masks[row] = [tmask[row]] + [m[row].view(latent, latent) for m in result.step_masks]
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Folders
+
+
+def parse_grids(spec: str, count: int) -> list[int]:
+    """``all`` | ``none`` | ``N`` (the first N images) | ``i,j,k`` (0-based indices) -> sorted indices."""
+    spec = spec.strip().lower()
+    if spec == "all":
+        return list(range(count))
+    if spec in ("none", "0", ""):
+        return []
+    try:
+        if "," in spec:
+            idx = sorted({int(s) for s in spec.split(",") if s.strip()})
+        else:
+            return list(range(min(int(spec), count)))
+    except ValueError:
+        raise MaskgitError(f"--grids {spec!r}: expected all, none, a count N, or indices like 0,5,9") from None
+    bad = [i for i in idx if not 0 <= i < count]
+    if bad:
+        raise MaskgitError(f"--grids: indices {bad} are out of range (there are {count} images)")
+    return idx
+
+
+class InpaintInputs(torch.utils.data.Dataset):
+    """(image, hole mask) pairs: lab masks from a folder (paired by sorted name), or generated masks."""
+
+    def __init__(self, images_dir, masks_dir=None, mask_kind: str | None = None, mask_seed: int = 0, size: int = 64):
+        self.files = list_images(images_dir, "image folder")
+        self.size, self.mask_kind, self.mask_seed = size, mask_kind, mask_seed
+        if (masks_dir is None) == (mask_kind is None):
+            raise MaskgitError("give either --masks DIR (lab-format masks) or --mask-kind KIND")
+        if mask_kind is not None and mask_kind not in MASK_KINDS:
+            raise MaskgitError(f"--mask-kind {mask_kind}: expected one of {', '.join(MASK_KINDS)}")
+        self.masks = None
+        if masks_dir is not None:
+            self.masks = list_images(masks_dir, "mask folder")
+            if len(self.masks) != len(self.files):
+                n = min(len(self.masks), len(self.files))
+                extra = (self.files[n] if len(self.files) > n else self.masks[n]).name
+                raise MaskgitError(
+                    f"{len(self.files)} images in {images_dir} but {len(self.masks)} masks in "
+                    f"{masks_dir}; they pair up in sorted name order (first unpaired: {extra})"
+                )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        image = load_image(self.files[i], self.size)
+        if self.masks is not None:
+            try:
+                mask = load_mask(self.masks[i], self.size)
+            except MaskgitError as e:
+                raise MaskgitError(f"{e} (paired with image {self.files[i].name})") from None
+        else:
+            mask = generate_mask(self.mask_kind, mask_rng(self.mask_seed, i), size=self.size)
+        return to_tensor(image), torch.from_numpy(mask == HOLE), i
+
+
+def _mask_tile(token_mask: torch.Tensor, size: int) -> np.ndarray:
+    """Token mask (h,w) True = masked -> (size,size) uint8, white = known, black = still masked (the lab's)."""
+    m = (~token_mask).to(torch.uint8).mul(255).cpu().numpy()
+    k = size // m.shape[0]
+    return m.repeat(k, 0).repeat(k, 1)
+
+
+@dataclass
+class InpaintSummary:
+    output: str
+    images: int
+    seconds: float
+    images_per_second: float
+    settings: dict
+    mean_still_masked: list[float]
+
+
+def inpaint_folder(
+    transformer,
+    vqgan,
+    images_dir,
+    output,
+    settings: InpaintSettings,
+    masks_dir=None,
+    mask_kind: str | None = None,
+    mask_seed: int = 0,
+    grids: str = "8",
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+) -> InpaintSummary:
+    """Inpaint a folder; writes ``images/``, ``steps/``, ``overview.png`` and ``report.json`` under ``output``."""
+    from .data import default_workers
+
+    check_models(transformer, vqgan)
+    device = torch.device(device)
+    transformer.to(device).eval()
+    vqgan.to(device).eval()
+    size = vqgan.config.img_resolution
+    data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
+    grid_rows = set(parse_grids(grids, len(data)))
+    out = Path(output)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    if grid_rows:
+        (out / "steps").mkdir(exist_ok=True)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=default_workers() if num_workers is None else num_workers,
+    )
+    per_image, overview = [], []
+    start = time.perf_counter()
+    with progress_bar(len(data), "inpaint", unit="img") as bar:
+        for images, holes, ids in loader:
+            images, holes = images.to(device), holes.to(device)
+            rows = [r for r, i in enumerate(ids.tolist()) if i in grid_rows]
+            res = inpaint_batch(transformer, vqgan, images, holes, settings, ids.to(device), rows)
+            results = to_uint8(res.images)
+            inputs = to_uint8(torch.where(holes[:, None].expand_as(images), GRAY / 255.0, images))
+            for r, i in enumerate(ids.tolist()):
+                name = data.files[i].stem + ".png"
+                save_image(results[r], out / "images" / name)
+                per_image.append(
+                    {
+                        "name": name,
+                        "tokens_generated": int(res.token_masks[r].sum()),
+                        "still_masked": res.still_masked[r].tolist(),
+                    }
+                )
+                if len(overview) < 16:
+                    overview.append((inputs[r], results[r]))
+                if r in res.step_images:
+                    stem = data.files[i].stem
+                    save_grid(
+                        [[_mask_tile(m, size) for m in res.step_masks[r]]], out / "steps" / f"{stem}_mask.png", scale=2
+                    )
+                    steps = to_uint8(torch.stack(res.step_images[r]))
+                    save_grid([[inputs[r], *steps, results[r]]], out / "steps" / f"{stem}_image.png", scale=2)
+            bar.advance(len(ids))
+    seconds = time.perf_counter() - start
+    pairs = [[a, b] for a, b in overview]
+    save_grid([sum(pairs[k : k + 4], []) for k in range(0, len(pairs), 4)], out / "overview.png", scale=2)
+    settings_dict = {
+        **asdict(settings),
+        "images": str(images_dir),
+        "masks": str(masks_dir) if masks_dir else None,
+        "mask_kind": mask_kind,
+        "mask_seed": mask_seed if mask_kind else None,
+    }
+    steps = max(len(p["still_masked"]) for p in per_image)
+    mean_counts = [float(np.mean([p["still_masked"][s] for p in per_image])) for s in range(steps)]
+    report = {
+        "settings": settings_dict,
+        "count": len(per_image),
+        "seconds": seconds,
+        "mean_still_masked": mean_counts,
+        "images": per_image,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return InpaintSummary(
+        str(out), len(per_image), seconds, len(per_image) / max(seconds, 1e-9), settings_dict, mean_counts
+    )
