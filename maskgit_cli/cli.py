@@ -44,8 +44,9 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are r
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
 
 
-def command(name: str | None = None, **kwargs):
-    """Register a command whose MaskgitError becomes one `Error: ...` line and exit code 1."""
+def command(name: str | None = None, group: typer.Typer | None = None, **kwargs):
+    """Register a command (on ``group``, default the main app) whose MaskgitError becomes one `Error: ...`
+    line and exit code 1."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -63,7 +64,7 @@ def command(name: str | None = None, **kwargs):
                 typer.echo("Interrupted.", err=True)
                 raise typer.Exit(130) from None
 
-        app.command(name, **kwargs)(wrapper)
+        (group or app).command(name, **kwargs)(wrapper)
         return fn
 
     return decorate
@@ -611,6 +612,81 @@ def score_cmd(
             f"holes only: PSNR {r['psnr_hole']:.3f} dB, SSIM {r['ssim_hole']:.4f} "
             f"({r['images_with_holes']} images with holes, mean hole {r['hole_fraction']:.1%} of the pixels)"
         )
+
+
+bench_app = typer.Typer(
+    help="Speed benchmarks, reported as ratios measured in one run (achieved FLOP/s over the matmul peak).",
+    no_args_is_help=True,
+)
+app.add_typer(bench_app, name="bench")
+
+
+class Precision(str, Enum):
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+@command("train", group=bench_app)
+def bench_train_cmd(
+    preset: Annotated[str, typer.Option("--preset", help="Transformer preset: tiny, small, base or lab.")] = "small",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Default: 256 on CUDA, 32 on CPU.")
+    ] = None,
+    precision: Annotated[
+        Precision, typer.Option("--precision", help="bf16 autocast (CUDA and CPU) or fp32.")
+    ] = Precision.bf16,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model first.")] = False,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Timed steps (default: 20 on CUDA, 5 on CPU).")
+    ] = None,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Training throughput of a transformer preset: img/s, achieved TFLOP/s and MFU against the matmul peak
+    measured in the same run, in the same precision.
+
+    [bold]Example[/bold]: maskgit bench train --preset lab --device cuda --json
+    """
+    from .bench import bench_train
+
+    r = bench_train(preset, _device(device), batch_size, precision.value, compile, steps)
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    _out(
+        f"{r.preset} ({r.params / 1e6:.1f}M params) on {r.device}, batch {r.batch_size}, {r.precision}"
+        f"{', compiled' if r.compile else ''}: {r.images_per_second:,.1f} img/s, {r.achieved_tflops:.3f} TFLOP/s "
+        f"of a measured {r.peak_tflops:.3f} TFLOP/s matmul peak = {r.mfu:.1%} MFU"
+    )
+
+
+@command("inpaint", group=bench_app)
+def bench_inpaint_cmd(
+    preset: Annotated[str, typer.Option("--preset", help="Transformer preset.")] = "small",
+    vqgan_preset: Annotated[
+        str, typer.Option("--vqgan-preset", help="VQGAN preset (lab, base, small, tiny).")
+    ] = "small",
+    total_iter: Annotated[int, typer.Option("--total-iter", min=1, help="Decode steps T.")] = 8,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Default: 512 on CUDA, 32 on CPU.")
+    ] = None,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inpainting throughput (VQGAN encode, T decode steps, VQGAN decode) with random weights.
+
+    [bold]Example[/bold]: maskgit bench inpaint --preset lab --vqgan-preset lab --total-iter 8 --json
+    """
+    from .bench import bench_inpaint
+
+    r = bench_inpaint(preset, vqgan_preset, _device(device), batch_size, total_iter)
+    if as_json:
+        _print_json(r.to_dict())
+        return
+    _out(
+        f"{r.preset} + VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, T={r.total_iter}: "
+        f"{r.images_per_second:,.1f} img/s end to end, {r.decode_only_images_per_second:,.1f} img/s token decoding only"
+    )
 
 
 def main() -> None:

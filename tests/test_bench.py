@@ -1,0 +1,41 @@
+"""Benchmarks report consistent ratios (never timed assertions)."""
+
+import json
+
+import pytest
+
+
+def test_bench_train_json(cli):
+    r = cli("bench", "train", "--preset", "tiny", "--device", "cpu", "--batch-size", "4", "--steps", "1", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["preset"] == "tiny" and d["batch_size"] == 4 and d["images_per_second"] > 0
+    assert d["achieved_tflops"] == pytest.approx(d["images_per_second"] * d["gflop_per_image"] / 1e3, rel=1e-6)
+    assert d["mfu"] == pytest.approx(d["achieved_tflops"] / d["peak_tflops"], rel=1e-6)
+
+
+def test_bench_inpaint_json(cli):
+    r = cli(
+        "bench",
+        "inpaint",
+        "--preset",
+        "tiny",
+        "--vqgan-preset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--total-iter",
+        "2",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["images_per_second"] > 0 and d["decode_only_images_per_second"] > 0 and d["total_iter"] == 2
+
+
+def test_bench_errors(cli):
+    assert cli("bench", "train", "--preset", "huge", "--device", "cpu").exit_code == 1
+    assert cli("bench", "inpaint", "--vqgan-preset", "huge", "--device", "cpu").exit_code == 1
+    assert cli("bench", "train", "--precision", "fp8").exit_code == 2
