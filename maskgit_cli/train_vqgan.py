@@ -1,0 +1,427 @@
+"""Stage 1: train a :class:`~maskgit_cli.models.vqgan.VQGAN` on an image folder (`maskgit train-vqgan`).
+
+Per step (images in [0,1], horizontally flipped with probability 1/2 when ``flip``):
+
+- reconstruction loss ``l1_weight * |x' - x| + l2_weight * (x' - x)^2`` (means), measured in [0,1] pixel
+  space (the decoder's normalized output is de-normalized first), so the weights and the logged losses mean
+  the same for every preset whatever its mean/std; the L2 term is what PSNR measures;
+- vector quantization with an **EMA codebook** (VQ-VAE-2 style k-means updates of
+  ``codebook.embedding.weight``, decay ``codebook_decay``) plus the commitment loss
+  ``beta * |z - sg(e)|^2``. The EMA replaces the usual codebook loss term; the straight-through estimator
+  passes the decoder's gradient to the encoder. Nearest-code search is the model's own (fp32, squared L2).
+- **dead-code restarts**: at step 0 every code is set to a random encoder output of the first batch (data
+  dependent init), and every ``restart_every`` steps codes whose EMA use count fell below
+  ``dead_code_threshold`` (uses per batch) are moved onto random encoder outputs of the current batch. This
+  keeps (nearly) the whole codebook in use; validation reports the fraction used and the perplexity.
+- optional **PatchGAN** adversarial loss from step ``gan_start``: a small discriminator (stride-2 4x4 convs,
+  GroupNorm, LeakyReLU) with hinge losses; the generator term is weighted by ``gan_weight`` times the
+  taming-transformers adaptive factor |grad rec| / |grad gan| at the decoder's last layer (``gan_adaptive``),
+  or by ``gan_weight`` alone. The discriminator and its optimizer are part of the training state.
+
+AdamW (decay only on matrices) with warmup + cosine LR, gradient clipping, bf16 autocast on CUDA and CPU.
+Validation (every epoch or ``eval_every`` steps): PSNR and SSIM of the uint8 reconstructions, codebook
+usage and perplexity; ``best.safetensors`` is the checkpoint with the highest validation PSNR. All model
+files load with ``weights.load_model(path, "vqgan")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import list_images, load_image, to_uint8
+from .errors import MaskgitError
+from .metrics import codebook_usage, psnr, ssim
+from .models.vqgan import VQGAN, VQGAN_PRESETS
+from .progress import progress_bar
+from .runtime import autocast, resolve_device, seed_everything
+from .training import (
+    LoopConfig,
+    RunDir,
+    WarmupCosine,
+    config_dict,
+    fit,
+    log,
+    make_adamw,
+    seeded_generator,
+    set_lr,
+)
+from .weights import save_model
+
+
+@dataclass
+class TrainVQGANConfig:
+    """All hyper-parameters of a VQGAN training run (saved to runs/NAME/config.json)."""
+
+    preset: str = "small"  # a VQGAN_PRESETS name
+    epochs: int | None = 30
+    max_steps: int | None = None  # whichever of epochs/max_steps comes first
+    batch_size: int = 16
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    l1_weight: float = 1.0
+    l2_weight: float = 1.0
+    beta: float | None = None  # commitment weight; None = the preset's (0.25)
+    codebook_decay: float = 0.99  # EMA decay of the codebook
+    dead_code_threshold: float = 0.5  # EMA uses per batch below which a code is restarted
+    restart_every: int = 50  # steps between dead-code restarts
+    gan_start: int | None = None  # step at which the adversarial loss starts; None = no GAN
+    gan_weight: float = 0.1
+    gan_adaptive: bool = True  # scale the GAN term by |grad rec| / |grad gan| at the last decoder layer
+    disc_channels: int = 32
+    disc_layers: int = 2
+    disc_lr: float | None = None  # None = lr
+    flip: bool = True  # random horizontal flips
+    precision: str = "bf16"  # bf16 (autocast) | fp32
+    seed: int = 0
+    eval_every: int = 0  # steps; 0 = every epoch
+    save_every: int = 0  # steps; 0 = at every evaluation
+    log_every: int = 10
+    stop_at: int | None = None
+    device: str = "auto"
+    resize: bool = False  # resize images of another size instead of failing
+    val_batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.preset not in VQGAN_PRESETS:
+            raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(VQGAN_PRESETS)}")
+        if self.precision not in ("bf16", "fp32"):
+            raise MaskgitError(f"--precision {self.precision}: expected bf16 or fp32")
+        for name in ("batch_size", "restart_every", "log_every", "val_batch_size"):
+            if getattr(self, name) < 1:
+                raise MaskgitError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise MaskgitError(f"--lr must be positive, got {self.lr}")
+
+
+# Keys of config.json that may change when resuming: they do not change the trained weights.
+RESUME_MAY_DIFFER = (
+    "train.stop_at",
+    "train.device",
+    "train.eval_every",
+    "train.save_every",
+    "train.log_every",
+    "train.val_batch_size",
+    "data.train_dir",
+    "data.val_dir",
+)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN discriminator: one real/fake logit per overlapping patch. Input in [-1, 1]."""
+
+    def __init__(self, channels: int = 32, layers: int = 2):
+        super().__init__()
+        seq: list[nn.Module] = [nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        ch = channels
+        for _ in range(1, layers):
+            seq += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.GroupNorm(8, ch * 2), nn.LeakyReLU(0.2)]
+            ch *= 2
+        seq += [
+            nn.Conv2d(ch, ch * 2, 4, 1, 1, bias=False),
+            nn.GroupNorm(8, ch * 2),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(ch * 2, 1, 4, 1, 1),
+        ]
+        self.model = nn.Sequential(*seq)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def load_images_uint8(folder, size: int, resize: bool, what: str) -> tuple[torch.Tensor, list[Path]]:
+    """All images of ``folder`` as a uint8 (N,3,size,size) tensor; a bad file is an error naming it."""
+    files = list_images(folder, what)
+    arrays = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    with progress_bar(len(files), f"loading {Path(folder).name}", "img") as bar:
+        for i, f in enumerate(files):
+            arrays[i] = load_image(f, size, resize)
+            bar.advance(1)
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous(), files
+
+
+def _names_digest(files: list[Path]) -> str:
+    return hashlib.sha256("\n".join(f.name for f in files).encode()).hexdigest()[:16]
+
+
+class VQGANTask:
+    """One VQGAN training run, as a :class:`~maskgit_cli.training.TrainTask`."""
+
+    def __init__(
+        self,
+        cfg: TrainVQGANConfig,
+        model: VQGAN,
+        train: torch.Tensor,
+        val: torch.Tensor | None,
+        device: torch.device,
+        total_steps: int,
+    ):
+        self.cfg, self.model, self.device = cfg, model, device
+        self.train, self.val = train.to(device), (val.to(device) if val is not None else None)
+        self.beta = cfg.beta if cfg.beta is not None else model.config.beta
+        self.schedule = WarmupCosine(cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+        # The codebook is updated by EMA, not by the optimizer.
+        codebook = model.codebook.embedding.weight
+        codebook.requires_grad_(False)
+        k, d = codebook.shape
+        self.cluster_size = torch.zeros(k, device=device)  # EMA of uses per batch
+        self.embed_sum = torch.zeros(k, d, device=device)  # EMA of the sum of the latents assigned to each code
+        self.optimizer = make_adamw(model, cfg.lr, cfg.weight_decay, cfg.betas)
+        self.gen = seeded_generator(cfg.seed, 0xC0DE, device=device)  # flips and restarts
+        self.disc = self.d_optimizer = None
+        if cfg.gan_start is not None:
+            self.disc = PatchDiscriminator(cfg.disc_channels, cfg.disc_layers).to(device)
+            self.d_optimizer = make_adamw(self.disc, cfg.disc_lr or cfg.lr, cfg.weight_decay, (0.5, 0.9))
+
+    # -- one step ------------------------------------------------------------------------------------------
+    def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        model.train()
+        lr = self.schedule(step)
+        set_lr(self.optimizer, lr)
+        x = self.train[indices.to(self.device)].float().div_(255.0)
+        if cfg.flip:
+            flip = torch.rand(len(x), generator=self.gen, device=self.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+        with autocast(self.device, cfg.precision):
+            z = model.encode_latents(x)
+            codes = model.codebook.nearest(z)  # fp32 distances, (B,h,w)
+            if step == 0 or step % cfg.restart_every == 0:
+                self._restart_dead_codes(z, codes, initial=step == 0)
+                codes = model.codebook.nearest(z)
+            z_q = model.codebook.lookup(codes)
+            commit = F.mse_loss(z.float(), z_q)
+            z_st = z + (z_q.to(z.dtype) - z).detach()  # straight-through
+            recon = model.denormalize(model.decode_latents(z_st).float())
+            l1 = (recon - x).abs().mean()
+            l2 = ((recon - x) ** 2).mean()
+            rec_loss = cfg.l1_weight * l1 + cfg.l2_weight * l2
+            loss = rec_loss + self.beta * commit
+            gan_on = self.disc is not None and step >= cfg.gan_start
+            out: dict[str, float] = {}
+            if gan_on:
+                g_loss = -self.disc(recon * 2 - 1).float().mean()
+                weight = cfg.gan_weight * (self._adaptive_weight(rec_loss, g_loss) if cfg.gan_adaptive else 1.0)
+                loss = loss + weight * g_loss
+                out.update(g_loss=g_loss.item(), gan_weight=float(weight))
+
+        if not torch.isfinite(loss):  # keep the weights clean; fit() stops with a message
+            return {"loss": loss.item()}
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self._ema_update(z.detach().float(), codes)
+
+        if gan_on:
+            set_lr(self.d_optimizer, (cfg.disc_lr or cfg.lr) / cfg.lr * lr)
+            with autocast(self.device, cfg.precision):
+                real = self.disc(x * 2 - 1).float()
+                fake = self.disc(recon.detach() * 2 - 1).float()
+                d_loss = 0.5 * (F.relu(1 - real).mean() + F.relu(1 + fake).mean())
+            self.d_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.d_optimizer.step()
+            out["d_loss"] = d_loss.item()
+        return {"loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "commit": commit.item(), "lr": lr, **out}
+
+    def _adaptive_weight(self, rec_loss: torch.Tensor, g_loss: torch.Tensor) -> torch.Tensor:
+        """|d rec / d W| / |d gan / d W| at the decoder's last conv W (taming-transformers), clamped."""
+        last = self.model.decoder.model[-1].weight
+        g_rec = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
+        g_gan = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
+        return (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+
+    @torch.no_grad()
+    def _ema_update(self, z: torch.Tensor, codes: torch.Tensor) -> None:
+        """k-means style EMA update of the codebook from this batch's assignments (fp32)."""
+        decay, weight = self.cfg.codebook_decay, self.model.codebook.embedding.weight
+        k, d = weight.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+        idx = codes.reshape(-1)
+        counts = torch.bincount(idx, minlength=k).float()
+        sums = torch.zeros(k, d, device=z.device).index_add_(0, idx, flat)
+        self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
+        self.embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
+        n, eps = self.cluster_size.sum(), 1e-5
+        smoothed = (self.cluster_size + eps) / (n + k * eps) * n  # Laplace smoothing: no division by zero
+        weight.copy_(self.embed_sum / smoothed[:, None])
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, z: torch.Tensor, codes: torch.Tensor, initial: bool) -> None:
+        """Move unused codes (all of them at step 0) onto random encoder outputs of this batch."""
+        weight = self.model.codebook.embedding.weight
+        k, d = weight.shape
+        dead = (
+            torch.ones(k, dtype=torch.bool, device=z.device)
+            if initial
+            else self.cluster_size < self.cfg.dead_code_threshold
+        )
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return
+        flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, d)
+        if len(flat) >= n_dead:
+            pick = torch.randperm(len(flat), generator=self.gen, device=z.device)[:n_dead]
+        else:
+            pick = torch.randint(len(flat), (n_dead,), generator=self.gen, device=z.device)
+        new = flat[pick]
+        if len(flat) < n_dead or initial:  # break ties between duplicates / identical latents
+            new = new + 1e-3 * new.std() * torch.randn(new.shape, generator=self.gen, device=z.device)
+        weight[dead] = new
+        self.cluster_size[dead] = self.cfg.dead_code_threshold
+        self.embed_sum[dead] = new * self.cfg.dead_code_threshold
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        if self.val is None:
+            return {}
+        s = evaluate_vqgan(self.model, self.val, self.cfg.val_batch_size, self.device, self.cfg.precision)
+        self.model.train()
+        return s
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "cluster_size": self.cluster_size,
+            "embed_sum": self.embed_sum,
+            "generator": self.gen.get_state(),
+        }
+        if self.disc is not None:
+            state["disc"] = self.disc.state_dict()
+            state["d_optimizer"] = self.d_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.cluster_size.copy_(state["cluster_size"])
+        self.embed_sum.copy_(state["embed_sum"])
+        self.gen.set_state(state["generator"])
+        if self.disc is not None:
+            if "disc" not in state:
+                raise MaskgitError("the saved run has no discriminator; resume with the same --gan-start")
+            self.disc.load_state_dict(state["disc"])
+            self.d_optimizer.load_state_dict(state["d_optimizer"])
+
+    def export(self, path: Path, metadata: dict[str, str]) -> None:
+        save_model(path, self.model, "vqgan", {"trainer": "train-vqgan", **metadata})
+
+
+@torch.no_grad()
+def evaluate_vqgan(
+    model: VQGAN, images_u8: torch.Tensor, batch_size: int, device: torch.device, precision: str = "fp32"
+) -> dict[str, float]:
+    """Reconstruct uint8 images (N,3,H,W): mean PSNR (over finite values: exact reconstructions are left out)
+    and SSIM of the uint8 reconstructions, codebook usage and perplexity."""
+    model.eval()
+    psnrs, ssims, codes = [], [], []
+    for i in range(0, len(images_u8), batch_size):
+        x_u8 = images_u8[i : i + batch_size].to(device)
+        with autocast(device, precision):
+            idx = model.encode(x_u8.float() / 255.0)
+            rec = model.decode(idx)
+        rec_u8 = to_uint8(rec)
+        ref_u8 = x_u8.permute(0, 2, 3, 1).cpu().numpy()
+        psnrs.append(psnr(rec_u8, ref_u8))
+        ssims.append(ssim(rec_u8, ref_u8))
+        codes.append(idx.cpu())
+    p = np.concatenate(psnrs)
+    finite = p[np.isfinite(p)]
+    usage, perplexity = codebook_usage(torch.cat(codes), model.config.num_codebook_vectors)
+    return {
+        "psnr": float(finite.mean()) if len(finite) else math.inf,
+        "ssim": float(np.concatenate(ssims).mean()),
+        "usage": usage,
+        "perplexity": perplexity,
+    }
+
+
+def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool = False) -> dict[str, Any]:
+    """Train a VQGAN on ``train_dir`` (validating on ``val_dir`` if given) into the run folder ``run_dir``.
+
+    Returns a summary: status (finished/stopped/interrupted), exit_code, steps, best val PSNR, the last
+    validation metrics, paths of the weights, wall time and speed.
+    """
+    device = resolve_device(cfg.device)
+    model_cfg = VQGAN_PRESETS[cfg.preset]
+    size = model_cfg.img_resolution
+    train, train_files = load_images_uint8(train_dir, size, cfg.resize, "training images")
+    val, val_files = (
+        load_images_uint8(val_dir, size, cfg.resize, "validation images") if val_dir is not None else (None, [])
+    )
+    loop = LoopConfig(
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        seed=cfg.seed,
+        eval_every=cfg.eval_every,
+        save_every=cfg.save_every,
+        log_every=cfg.log_every,
+        stop_at=cfg.stop_at,
+        best_metric="psnr" if val is not None else None,
+        best_mode="max",
+    )
+    total = loop.total_steps(len(train))
+
+    run = RunDir(run_dir)
+    run_config = {
+        "trainer": "train-vqgan",
+        "train": config_dict(cfg),
+        "model": config_dict(model_cfg),
+        "data": {
+            "train_dir": str(train_dir),
+            "train_images": len(train),
+            "train_names": _names_digest(train_files),
+            "val_dir": str(val_dir) if val_dir is not None else None,
+            "val_images": len(val_files),
+            "val_names": _names_digest(val_files) if val_files else None,
+        },
+    }
+    run.start(run_config, resume, may_differ=RESUME_MAY_DIFFER)
+
+    seed_everything(cfg.seed)
+    model = VQGAN(model_cfg).to(device)
+    task = VQGANTask(cfg, model, train, val, device, total)
+    log(
+        f"train-vqgan: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters, "
+        f"{model_cfg.num_codebook_vectors} codes), {len(train)} train / {len(val_files)} val images, "
+        f"{total} steps of {cfg.batch_size} on {device} ({cfg.precision})"
+    )
+    result = fit(task, run, len(train), loop, resume=resume, description="train-vqgan", unit="img")
+
+    weights = run.best if run.best.exists() else run.last
+    return {
+        "run": str(run.path),
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "step": result.step,
+        "total_steps": result.total_steps,
+        "epoch": result.epoch,
+        "best_psnr": result.best,
+        "best_step": result.best_step,
+        "val": result.last_eval,
+        "weights": str(weights) if weights.exists() else None,
+        "last": str(run.last) if run.last.exists() else None,
+        "best": str(run.best) if run.best.exists() else None,
+        "seconds": round(result.seconds, 1),
+        "parameters": model.num_params(),
+    }

@@ -1,0 +1,658 @@
+"""The training loop shared by every trainer (`maskgit train-vqgan`, `maskgit train`).
+
+A trainer describes *what* one step does in a small task object (:class:`TrainTask`); :func:`fit` does
+everything around it, the same way for every model:
+
+- **Run directory** ``runs/NAME/`` (:class:`RunDir`): ``config.json`` (the run's settings, checked on
+  resume), ``metrics.jsonl`` (one JSON object per line), ``curves.png``, ``last.safetensors`` and
+  ``best.safetensors`` (model files any command can load) and ``state.safetensors`` (everything needed to
+  resume).
+- **Data order**: epoch ``e`` visits the items in the order ``epoch_order(seed, e, n)``, a permutation drawn
+  from a ``torch.Generator`` seeded by (seed, e), in full batches (the last partial batch is dropped).
+  A run resumed mid-epoch therefore continues with exactly the batches it would have seen.
+- **Learning rate**: a pure function of the step (:class:`WarmupCosine`), so the schedule's whole state is
+  the step counter and a resumed run continues the schedule instead of restarting it.
+- **Checkpoints** (:class:`Checkpointer`): one self-contained ``state.safetensors`` without pickle: every
+  tensor (model weights, optimizer moments, EMA weights, RNG states as uint8 tensors) is a safetensors
+  tensor, and the nesting around them (optimizer param groups, step, epoch, position inside the epoch,
+  best score) is JSON in the file's metadata. Every file is written under a temporary name and renamed into
+  place, one at a time, so a crash (even mid-write) leaves the previous checkpoint whole and consistent.
+- **Stopping**: after ``max_steps`` / ``epochs``; ``stop_at=N`` stops after step N exactly as an
+  interruption does (checkpoint, then return); SIGINT/SIGTERM finish the current step, save a resumable
+  checkpoint and return exit code 130/143 (a second signal aborts at once); a NaN/inf loss raises
+  :class:`MaskgitError` and leaves the last good checkpoint untouched.
+- **Logging**: a Rich progress bar (img/s and the current loss), ``metrics.jsonl`` and ``curves.png``.
+
+Exact resume: on CPU, a run stopped at step N and resumed ends with bit-identical weights to the same run
+without the interruption, provided the task keeps all of its randomness in torch generators that it
+returns from ``state_dict`` (or in the global torch/numpy/python RNGs, which the loop saves itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from .errors import MaskgitError
+from .progress import console, progress_bar
+from .viz import plot_curves, read_jsonl
+from .weights import atomic_path, read_metadata, read_tensors, save_tensors
+
+STATE_FORMAT = 1
+PLOT_INTERVAL_S = 60.0
+
+
+def log(message: str) -> None:
+    """A log line on stderr, never wrapped (background runs write to files 80 columns would mangle)."""
+    console.print(message, highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The task interface: what a trainer plugs into fit()
+
+
+class TrainTask(Protocol):
+    """One model's training, as seen by :func:`fit`."""
+
+    def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
+        """Train on the items ``indices`` (a batch of dataset positions) at global ``step`` (0-based).
+
+        Returns floats to log; ``"loss"`` is required and checked for NaN/inf. Set the learning rate from
+        ``step`` (e.g. with :class:`WarmupCosine` and :func:`set_lr`)."""
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics (may be empty). Must not consume the training RNGs."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to resume besides the loop's own state: models, optimizers, EMA weights, generators.
+        Nested dicts/lists of tensors and JSON scalars (optimizer.state_dict() is fine as it is)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def export(self, path: Path, metadata: dict[str, str]) -> None:
+        """Write the model file other commands load (e.g. with ``weights.save_model``)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Seeds, data order, learning rate, optimizer
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed for the stream named by ``keys`` (e.g. (seed, epoch)); independent streams per key."""
+    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF, *(int(k) & 0xFFFFFFFF for k in keys)]
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0]) & (2**63 - 1)
+
+
+def seeded_generator(seed: int, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, *keys))
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order in which epoch ``epoch`` visits ``n`` items: a permutation seeded by (seed, epoch)."""
+    return torch.randperm(n, generator=seeded_generator(seed, 0xDA7A, epoch))
+
+
+@dataclass
+class WarmupCosine:
+    """Linear warmup from 0 to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr`` at
+    ``total_steps``. A pure function of the step: ``schedule(step) -> lr``."""
+
+    lr: float
+    total_steps: int
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps > 0 and step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every param group's lr (times the group's optional ``lr_scale``)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def adamw_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay only on matrices, conv kernels and embeddings (ndim >= 2); none on biases and norms."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def make_adamw(model: torch.nn.Module, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.99)):
+    return torch.optim.AdamW(adamw_param_groups(model, weight_decay), lr=lr, betas=tuple(betas))
+
+
+class ModelEMA:
+    """Exponential moving average of a model's floating-point weights (kept in fp32), for evaluation/export."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].lerp_(v.detach().float(), 1.0 - self.decay)
+
+    def averaged_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The model's state dict with the averaged weights in place of the live ones (original dtypes)."""
+        return {k: self.shadow[k].to(v.dtype) if k in self.shadow else v for k, v in model.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay = state["decay"]
+        self.shadow = {k: v.float().clone() for k, v in state["shadow"].items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# RNG states
+
+
+def capture_rng() -> dict[str, Any]:
+    """The global RNG states (torch CPU, every CUDA device, numpy, python) as tensors and JSON values."""
+    np_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": np_state[1].astype(np.int64),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    key = n["key"].numpy() if isinstance(n["key"], torch.Tensor) else np.asarray(n["key"])
+    np.random.set_state(("MT19937", key.astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints without pickle: tensors in safetensors, the structure around them as JSON metadata
+
+
+def pack_state(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
+    """Replace every tensor in a nested dict/list/tuple by a reference and collect it in ``tensors``.
+
+    Returns a JSON-able structure. Dicts become ``{"__dict__": [[key, value], ...]}`` so integer keys (the
+    optimizer's per-parameter state) survive; tuples ``{"__tuple__": [...]}``; numpy arrays are stored as
+    tensors. Anything else that is not a JSON scalar is a TypeError: nothing is ever pickled.
+    """
+    if isinstance(obj, torch.Tensor):
+        name = path or "tensor"
+        while name in tensors:  # keys containing '/' could collide; keep names unique
+            name += "~"
+        tensors[name] = obj
+        return {"__tensor__": name}
+    if isinstance(obj, np.ndarray):
+        ref = pack_state(
+            torch.from_numpy(np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind in "iu" else np.float64)),
+            tensors,
+            path,
+        )
+        return {"__ndarray__": ref["__tensor__"], "dtype": str(obj.dtype)}
+    if isinstance(obj, dict):
+        items = []
+        for k, v in obj.items():
+            if isinstance(k, bool) or not isinstance(k, (str, int)):
+                raise TypeError(f"checkpoint state {path or '/'}: key {k!r} is not a str or int")
+            items.append([k, pack_state(v, tensors, f"{path}/{k}" if path else str(k))])
+        return {"__dict__": items}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [pack_state(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [pack_state(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"checkpoint state {path or '/'}: cannot store {type(obj).__name__} without pickle")
+
+
+def unpack_state(structure: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`pack_state`."""
+    if isinstance(structure, list):
+        return [unpack_state(v, tensors) for v in structure]
+    if isinstance(structure, dict):
+        if "__tensor__" in structure:
+            return tensors[structure["__tensor__"]]
+        if "__ndarray__" in structure:
+            return tensors[structure["__ndarray__"]].numpy().astype(structure["dtype"])
+        if "__tuple__" in structure:
+            return tuple(unpack_state(v, tensors) for v in structure["__tuple__"])
+        return {k: unpack_state(v, tensors) for k, v in structure["__dict__"]}
+    return structure
+
+
+class Checkpointer:
+    """Saves and loads a training state (nested dicts of tensors and JSON values) as one safetensors file.
+
+    The file is written atomically (temporary name, then rename): a crash while saving leaves the previous
+    checkpoint as it was. Metadata: ``kind=training-state``, ``structure`` (JSON) and ``step``.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def save(self, state: dict[str, Any], step: int) -> None:
+        tensors: dict[str, torch.Tensor] = {}
+        structure = pack_state(state, tensors)
+        seen: set[tuple[int, int]] = set()
+        for name, t in tensors.items():  # safetensors refuses tensors that share memory: copy those
+            t = t.detach()
+            key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (0, id(t))
+            tensors[name] = t.clone() if key in seen else t
+            seen.add(key)
+        save_tensors(
+            self.path,
+            tensors,
+            {
+                "kind": "training-state",
+                "structure": json.dumps(structure),
+                "state_format": str(STATE_FORMAT),
+                "step": str(step),
+            },
+        )
+
+    def load(self) -> dict[str, Any]:
+        meta = read_metadata(self.path)
+        if meta.get("kind") != "training-state" or "structure" not in meta:
+            raise MaskgitError(f"{self.path}: not a maskgit training state file")
+        if meta.get("state_format") != str(STATE_FORMAT):
+            raise MaskgitError(
+                f"{self.path}: training state format {meta.get('state_format')} is not supported "
+                f"(this maskgit writes format {STATE_FORMAT})"
+            )
+        return unpack_state(json.loads(meta["structure"]), read_tensors(self.path))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run directory, config check and metrics
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+class RunDir:
+    """The files of one training run, ``runs/NAME/``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    last = property(lambda self: self.path / "last.safetensors")
+    best = property(lambda self: self.path / "best.safetensors")
+    state = property(lambda self: self.path / "state.safetensors")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    curves = property(lambda self: self.path / "curves.png")
+    config = property(lambda self: self.path / "config.json")
+
+    def start(self, config: dict[str, Any], resume: bool, may_differ: tuple[str, ...] = ()) -> None:
+        """Create the run (writing config.json), or check that ``config`` matches the run being resumed.
+
+        ``may_differ``: dotted config keys allowed to change on resume (e.g. the device or ``stop_at``); any
+        other difference is an error, because the resumed run would not be the run that was interrupted.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise MaskgitError(f"{self.path}: exists and is not a folder")
+        if not resume:
+            existing = [p.name for p in (self.state, self.last, self.best) if p.exists()]
+            if existing:
+                raise MaskgitError(
+                    f"{self.path} already holds a training run ({', '.join(existing)}); pass --resume "
+                    "to continue it, or choose another output folder"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.metrics.unlink(missing_ok=True)
+            self.write_config(config)
+            return
+        if not self.state.is_file():
+            raise MaskgitError(f"{self.path}: nothing to resume (no {self.state.name}); start the run without --resume")
+        try:
+            saved = json.loads(self.config.read_text())
+        except (OSError, ValueError) as e:
+            raise MaskgitError(f"{self.config}: cannot read the run's settings ({e})") from None
+        old, new = _flatten(saved), _flatten(json.loads(json.dumps(config)))
+        diffs = [
+            f"{k}: {old.get(k)!r} (saved) vs {new.get(k)!r} (now)"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k) and not any(k == m or k.startswith(m + ".") for m in may_differ)
+        ]
+        if diffs:
+            raise MaskgitError(
+                f"--resume {self.path}: settings differ from the interrupted run, so it would not "
+                f"continue exactly; use the same options ({'; '.join(diffs[:6])}"
+                f"{'; ...' if len(diffs) > 6 else ''})"
+            )
+        self.write_config(config)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        with atomic_path(self.config) as tmp:
+            tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.item()
+    if isinstance(v, (np.floating, np.integer)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # strict JSON: non-finite numbers are written as null
+    return v
+
+
+class MetricsLogger:
+    """Appends one JSON object per line to ``metrics.jsonl``: ``{"kind": "train"|"val", "step": ..., ...}``.
+
+    ``keep_until_step``: on resume, records written after the checkpoint (by the part of the interrupted run
+    that is about to be redone) are dropped first, so the file reads as one uninterrupted run.
+    """
+
+    def __init__(self, path: str | Path, keep_until_step: int | None = None):
+        self.path = Path(path)
+        if keep_until_step is not None and self.path.exists():
+            kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= keep_until_step]
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def log(self, kind: str, step: int, **values: Any) -> dict[str, Any]:
+        record = {"kind": kind, "step": step, **{k: _json_value(v) for k, v in values.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        return record
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Signals
+
+
+class InterruptGuard:
+    """While active, SIGINT/SIGTERM only set ``self.signum`` so the loop can finish its step and save.
+
+    A second signal restores the default handlers and re-raises (KeyboardInterrupt for SIGINT), for users who
+    really want out. Outside the main thread (where handlers cannot be installed) it does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            self._restore()
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+        log(
+            f"{signal.Signals(signum).name} received: finishing the current step and saving a checkpoint "
+            "(send it again to abort without saving)"
+        )
+
+    def _restore(self) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous = {}
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class LoopConfig:
+    """How long to train and how often to evaluate, save and log."""
+
+    batch_size: int
+    epochs: int | None = None  # stop after this many epochs ...
+    max_steps: int | None = None  # ... or this many steps, whichever comes first
+    seed: int = 0
+    eval_every: int = 0  # steps between evaluations; 0 = at the end of every epoch
+    save_every: int = 0  # steps between checkpoints; 0 = at every evaluation (and always at the end/stop)
+    log_every: int = 10  # steps per train record in metrics.jsonl (means over the window)
+    stop_at: int | None = None  # stop after this step as an interruption would (resumable)
+    best_metric: str | None = None  # evaluate() key that picks best.safetensors
+    best_mode: str = "max"  # "max" or "min"
+
+    def steps_per_epoch(self, n: int) -> int:
+        return n // self.batch_size
+
+    def total_steps(self, n: int) -> int:
+        spe = self.steps_per_epoch(n)
+        if spe == 0:
+            raise MaskgitError(
+                f"only {n} training items: fewer than one batch of {self.batch_size} (lower --batch-size)"
+            )
+        limits = [v for v in (self.epochs * spe if self.epochs else None, self.max_steps) if v]
+        if not limits:
+            raise MaskgitError("give --epochs or --max-steps")
+        return min(limits)
+
+
+@dataclass
+class FitResult:
+    status: str  # "finished" | "stopped" (stop_at) | "interrupted" (signal)
+    step: int
+    total_steps: int
+    epoch: int
+    exit_code: int  # 0, or 130 (SIGINT) / 143 (SIGTERM)
+    best: float | None  # best value of the best_metric
+    best_step: int | None
+    last_eval: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class _Position:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # current epoch (0-based)
+    batch: int = 0  # batches of the current epoch done
+
+
+def _fmt(values: dict[str, Any], keys: tuple[str, ...] | None = None) -> str:
+    parts = []
+    for k, v in values.items():
+        if keys is not None and k not in keys:
+            continue
+        if isinstance(v, float):
+            parts.append(f"{k} {v:.4g}")
+        else:
+            parts.append(f"{k} {v}")
+    return " ".join(parts)
+
+
+def fit(
+    task: TrainTask,
+    run: RunDir,
+    num_items: int,
+    cfg: LoopConfig,
+    *,
+    resume: bool = False,
+    description: str = "train",
+    unit: str = "img",
+) -> FitResult:
+    """Train ``task`` on ``num_items`` items as configured; see the module docstring for the guarantees.
+
+    ``run.start(...)`` must have been called (it writes or checks config.json). With ``resume`` the task,
+    the loop position and the RNGs are restored from ``run.state`` first.
+    """
+    spe = cfg.steps_per_epoch(num_items)
+    total = cfg.total_steps(num_items)
+    ckpt = Checkpointer(run.state)
+    pos, best, best_step, last_eval = _Position(), None, None, {}
+    if resume:
+        state = ckpt.load()
+        task.load_state_dict(state["task"])
+        loop = state["loop"]
+        pos = _Position(loop["step"], loop["epoch"], loop["batch"])
+        best, best_step, last_eval = loop["best"], loop["best_step"], loop["last_eval"]
+        restore_rng(state["rng"])
+        log(f"resuming {run.path} at step {pos.step}/{total} (epoch {pos.epoch + 1}, batch {pos.batch}/{spe})")
+    metrics = MetricsLogger(run.metrics, keep_until_step=pos.step if resume else None)
+    saved_step = pos.step if resume else None
+    t_start = time.perf_counter()
+    last_plot = [-math.inf]  # when curves.png was last drawn (drawing takes ~0.5 s: at most once a minute)
+    tty = sys.stderr.isatty()
+
+    def save() -> None:
+        nonlocal saved_step
+        if saved_step == pos.step:
+            return
+        loop_state = {
+            "step": pos.step,
+            "epoch": pos.epoch,
+            "batch": pos.batch,
+            "best": best,
+            "best_step": best_step,
+            "last_eval": last_eval,
+            "total_steps": total,
+        }
+        ckpt.save({"task": task.state_dict(), "loop": loop_state, "rng": capture_rng()}, pos.step)
+        # The state file is complete in itself; last.safetensors is its exported model, written after it.
+        task.export(run.last, {"step": str(pos.step), "epoch": str(pos.epoch)})
+        saved_step = pos.step
+
+    def evaluate() -> None:
+        nonlocal best, best_step, last_eval
+        last_eval = {k: _json_value(v) for k, v in task.evaluate().items()}
+        if not last_eval:
+            return
+        metrics.log("val", pos.step, epoch=pos.epoch, **last_eval)
+        line = f"step {pos.step}/{total} epoch {pos.epoch + 1}: val {_fmt(last_eval)}"
+        value = last_eval.get(cfg.best_metric) if cfg.best_metric else None
+        if value is not None and (best is None or (value > best if cfg.best_mode == "max" else value < best)):
+            best, best_step = value, pos.step
+            task.export(run.best, {"step": str(pos.step), f"val_{cfg.best_metric}": repr(value)})
+            line += f"  (new best {cfg.best_metric})"
+        log(line)
+        if time.perf_counter() - last_plot[0] > PLOT_INTERVAL_S:
+            draw_curves()
+
+    def draw_curves() -> None:
+        last_plot[0] = time.perf_counter()
+        try:
+            plot_curves(run.metrics, run.curves)
+        except Exception as e:  # a plot must never stop training
+            log(f"warning: could not draw {run.curves}: {e}")
+
+    def result(status: str, exit_code: int = 0) -> FitResult:
+        if pos.step > 0:
+            save()
+        draw_curves()
+        return FitResult(
+            status, pos.step, total, pos.epoch, exit_code, best, best_step, last_eval, time.perf_counter() - t_start
+        )
+
+    window: dict[str, float] = {}  # sums of the step values since the last train record
+    window_steps, window_seconds = 0, 0.0
+    order_epoch, order = -1, None
+    with InterruptGuard() as guard, progress_bar((total - pos.step) * cfg.batch_size, description, unit) as bar:
+        while pos.step < total:
+            if guard.signum is not None:
+                name = signal.Signals(guard.signum).name
+                r = result("interrupted", 128 + guard.signum)
+                log(f"{name}: saved a resumable checkpoint at step {pos.step} in {run.state}")
+                return r
+            if cfg.stop_at is not None and pos.step >= cfg.stop_at:
+                r = result("stopped")
+                log(f"stopped at step {pos.step} (--stop-at); continue with --resume")
+                return r
+            if pos.batch >= spe:
+                pos.epoch, pos.batch = pos.epoch + 1, 0
+            if order_epoch != pos.epoch:
+                order_epoch, order = pos.epoch, epoch_order(cfg.seed, pos.epoch, num_items)
+            indices = order[pos.batch * cfg.batch_size : (pos.batch + 1) * cfg.batch_size]
+
+            t0 = time.perf_counter()
+            values = task.train_step(indices, pos.step)
+            window_seconds += time.perf_counter() - t0
+            loss = float(values["loss"])
+            if not math.isfinite(loss):
+                kept = (
+                    f"the last good checkpoint (step {saved_step}) is kept in {run.state}"
+                    if saved_step
+                    else "no checkpoint had been saved yet"
+                )
+                raise MaskgitError(
+                    f"loss is {loss} at step {pos.step + 1} (epoch {pos.epoch + 1}): training "
+                    f"stopped; {kept}. Try a lower --lr or --precision fp32"
+                )
+            pos.step, pos.batch = pos.step + 1, pos.batch + 1
+            bar.advance(len(indices))
+            bar.update(info=f"step {pos.step}/{total} loss {loss:.4f}")
+
+            for k, v in values.items():
+                window[k] = window.get(k, 0.0) + float(v)
+            window_steps += 1
+            if pos.step % cfg.log_every == 0 or pos.step == total:
+                means = {k: v / window_steps for k, v in window.items()}
+                speed = window_steps * cfg.batch_size / max(window_seconds, 1e-9)  # training steps only
+                metrics.log("train", pos.step, epoch=pos.epoch, **means, **{f"{unit}_per_s": speed})
+                if not tty:
+                    log(f"step {pos.step}/{total} epoch {pos.epoch + 1}: {_fmt(means)} ({speed:.1f} {unit}/s)")
+                window, window_steps, window_seconds = {}, 0, 0.0
+
+            epoch_end = pos.batch == spe
+            done = pos.step >= total
+            if (cfg.eval_every and pos.step % cfg.eval_every == 0) or (not cfg.eval_every and epoch_end) or done:
+                evaluate()
+                save()
+            elif cfg.save_every and pos.step % cfg.save_every == 0:
+                save()
+    return result("finished")
+
+
+def config_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass config as a JSON-able dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(obj)))

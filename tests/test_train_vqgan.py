@@ -1,0 +1,72 @@
+"""`train_vqgan`: learning on tiny data, codebook usage reporting, and one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.train_vqgan import TrainVQGANConfig, train_vqgan
+from maskgit_cli.weights import load_model
+
+from .conftest import make_images
+
+
+def _cfg(**kw):
+    base = dict(
+        preset="tiny",
+        epochs=None,
+        max_steps=40,
+        batch_size=8,
+        lr=2e-3,
+        warmup_steps=5,
+        precision="bf16",
+        device="cpu",
+        eval_every=20,
+        log_every=5,
+        restart_every=10,
+    )
+    return TrainVQGANConfig(**{**base, **kw})
+
+
+def test_loss_falls_and_usage_is_reported(tmp_path):
+    make_images(tmp_path / "train", 32)
+    make_images(tmp_path / "val", 8, seed=1)
+    s = train_vqgan(tmp_path / "train", tmp_path / "val", tmp_path / "run", _cfg())
+    assert s["status"] == "finished" and s["step"] == 40 and s["exit_code"] == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    val = [r for r in records if r["kind"] == "val"]
+    assert train[-1]["loss"] < 0.6 * train[0]["loss"]
+    assert {"l1", "l2", "commit", "lr", "img_per_s"} <= set(train[0])
+    assert len(val) == 2 and val[-1]["psnr"] > val[0]["psnr"] > 5
+    v = s["val"]
+    assert 0 < v["usage"] <= 1 and 1 <= v["perplexity"] <= 64 and 0 < v["ssim"] <= 1
+    assert v["usage"] > 0.5  # dead-code restarts keep the codebook alive
+    model = load_model(s["weights"], "vqgan")  # the best checkpoint loads as a plain VQGAN file
+    assert s["weights"].endswith("best.safetensors") and model.config.num_codebook_vectors == 64
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+
+
+def test_without_validation_keeps_last_only(tmp_path):
+    make_images(tmp_path / "train", 8)
+    s = train_vqgan(tmp_path / "train", None, tmp_path / "run", _cfg(max_steps=3, batch_size=4))
+    assert s["best"] is None and s["weights"].endswith("last.safetensors") and s["val"] == {}
+
+
+def test_bad_input_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MaskgitError, match="contains no images"):
+        train_vqgan(tmp_path / "empty", None, tmp_path / "r1", _cfg())
+    with pytest.raises(MaskgitError, match="no such folder"):
+        train_vqgan(tmp_path / "missing", None, tmp_path / "r2", _cfg())
+    make_images(tmp_path / "train", 4)
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(tmp_path / "train" / "image_bad.png")
+    with pytest.raises(MaskgitError, match=r"image_bad\.png: image is 48x32, expected 64x64"):
+        train_vqgan(tmp_path / "train", None, tmp_path / "r3", _cfg())
+    make_images(tmp_path / "few", 3)
+    with pytest.raises(MaskgitError, match="fewer than one batch"):
+        train_vqgan(tmp_path / "few", None, tmp_path / "r4", _cfg())
+    with pytest.raises(MaskgitError, match="--preset huge"):
+        _cfg(preset="huge")
