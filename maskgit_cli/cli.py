@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -33,10 +33,15 @@ app = typer.Typer(
 )
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Precision(StrEnum):
+    bf16 = "bf16"
+    fp32 = "fp32"
 
 
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto = cuda if available, else cpu.")]
@@ -223,7 +228,7 @@ def tokenize_cmd(
         typer.echo(f"skipped: {name}", err=True)
 
 
-class MaskKind(str, Enum):
+class MaskKind(StrEnum):
     stroke = "stroke"
     box = "box"
     half = "half"
@@ -263,7 +268,7 @@ def masks_cmd(
     )
 
 
-class Schedule(str, Enum):
+class Schedule(StrEnum):
     cosine = "cosine"
     linear = "linear"
     square = "square"
@@ -274,12 +279,12 @@ class Schedule(str, Enum):
     arccos = "arccos"
 
 
-class Sampling(str, Enum):
+class Sampling(StrEnum):
     sample = "sample"
     argmax = "argmax"
 
 
-class TokenRule(str, Enum):
+class TokenRule(StrEnum):
     any = "any"
     majority = "majority"
 
@@ -449,7 +454,7 @@ def convert_transformer_cmd(
 # scores: FID/KID and PSNR/SSIM
 
 
-class FidMode(str, Enum):
+class FidMode(StrEnum):
     clean = "clean"
     legacy_pytorch = "legacy_pytorch"
 
@@ -614,16 +619,200 @@ def score_cmd(
         )
 
 
+@command("train")
+def train_cmd(
+    train_tokens: Annotated[
+        Path | None,
+        typer.Argument(help="Training token cache (from `maskgit tokenize`; taken from the run when resuming)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Run folder: last/best.safetensors, state.safetensors, metrics.jsonl, curves.png."
+        ),
+    ] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option("--val", help="Validation token cache (same VQGAN): loss and masked-token accuracy every epoch."),
+    ] = None,
+    val_masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--val-masks",
+            help="Lab-format masks for the --val images: also report accuracy under real inpainting masks (picks best.safetensors).",
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue the run in this folder exactly where it stopped (settings come from the run)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file of settings (top level or [train]); options given here win."),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="Model size: tiny, small (2-core CPU), base (GPU, 26M), lab (the lab's 72.7M). [default: small]",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Epochs (passes over the token grids). [default: 40]")
+    ] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option("--max-steps", min=1, help="Stop after this many optimizer steps (whichever comes first)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Global batch (split across torchrun processes). [default: 64]"),
+    ] = None,
+    accum_grad: Annotated[
+        int | None, typer.Option("--accum-grad", min=1, help="Micro-batches per optimizer step. [default: 1]")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine decay). [default: 4e-4]"),
+    ] = None,
+    warmup_steps: Annotated[
+        int | None, typer.Option("--warmup-steps", min=0, help="Linear warmup steps. [default: 200]")
+    ] = None,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option("--weight-decay", min=0.0, help="AdamW decay on matrices and embeddings only. [default: 0.05]"),
+    ] = None,
+    grad_clip: Annotated[
+        float | None, typer.Option("--grad-clip", min=0.0, help="Max gradient norm, 0 = off. [default: 1.0]")
+    ] = None,
+    mask_ratio: Annotated[
+        str | None,
+        typer.Option(
+            "--mask-ratio",
+            help="cosine (paper: r~U[0,1), ceil(gamma(r)*N) masked; any schedule name) or uniform:a,b (the lab seed's). [default: cosine]",
+        ),
+    ] = None,
+    loss_on: Annotated[
+        str | None, typer.Option("--loss-on", help="masked (paper) or all positions. [default: masked]")
+    ] = None,
+    label_smoothing: Annotated[
+        float | None, typer.Option("--label-smoothing", min=0.0, max=1.0, help="[default: 0.1]")
+    ] = None,
+    precision: Annotated[
+        Precision | None, typer.Option("--precision", help="bf16 autocast (CUDA and CPU) or fp32. [default: bf16]")
+    ] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model. [default: no]")
+    ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            "--ema",
+            min=0.0,
+            max=0.99999,
+            help="EMA decay of the weights (e.g. 0.999); 0 = off. Exported weights are the EMA.",
+        ),
+    ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option("--eval-every", min=0, help="Steps between validations; 0 = every epoch.")
+    ] = None,
+    stop_at: Annotated[
+        int | None,
+        typer.Option("--stop-at", min=1, help="Stop after step N exactly as an interruption would (resume later)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the initial weights, data order and masks. [default: 0]")
+    ] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="auto = cuda if available, else cpu.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the bidirectional transformer by masked visual token modeling on cached tokens.
+
+    Each epoch: validation loss and masked-token accuracy; curves.png; best.safetensors (loadable by
+    `maskgit inpaint`). Ctrl-C / SIGTERM saves a resumable checkpoint (exit 130 / 143); --resume continues
+    with the same data order, LR schedule and random streams, ending bit-identical to an uninterrupted run
+    on CPU. A NaN loss stops with the last good checkpoint kept.
+
+    [bold]Example[/bold]: maskgit train runs/train.tokens --val runs/test.tokens --val-masks data/emoji64/mask64 -o runs/maskgit --preset small --epochs 20
+
+    [bold]Several GPUs[/bold]: torchrun --nproc-per-node 4 -m maskgit_cli train runs/train.tokens -o runs/big --preset base
+    """
+    import json as _json
+
+    from .train_transformer import TrainConfig, load_toml_config, train_transformer
+
+    given = {
+        k: v
+        for k, v in dict(
+            preset=preset,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            accum_grad=accum_grad,
+            lr=lr,
+            warmup_steps=warmup_steps,
+            weight_decay=weight_decay,
+            grad_clip=grad_clip,
+            mask_ratio=mask_ratio,
+            loss_on=loss_on,
+            label_smoothing=label_smoothing,
+            precision=precision.value if precision else None,
+            compile=compile,
+            ema=ema,
+            eval_every=eval_every,
+            stop_at=stop_at,
+            seed=seed,
+            device=device.value if device else None,
+        ).items()
+        if v is not None
+    }
+    if resume is not None:
+        if output is not None and output.resolve() != resume.resolve():
+            raise MaskgitError(f"--resume {resume} and -o {output} name different runs")
+        output = resume
+        try:
+            saved = _json.loads((resume / "config.json").read_text())
+        except (OSError, ValueError):
+            raise MaskgitError(f"--resume {resume}: not a training run (no readable config.json)") from None
+        base = {**saved["train"], "stop_at": None}
+        train_tokens = train_tokens or Path(saved["data"]["train"])
+        val = val or (Path(saved["data"]["val"]) if saved["data"].get("val") else None)
+        val_masks = val_masks or (Path(saved["data"]["val_masks"]) if saved["data"].get("val_masks") else None)
+        cfg = TrainConfig(**{**base, **given})
+    elif config is not None:
+        cfg = load_toml_config(config, given)
+    else:
+        cfg = TrainConfig(**given)
+    if train_tokens is None:
+        raise MaskgitError("give the training token cache (TRAIN_TOKENS), or --resume RUN")
+    if output is None:
+        raise MaskgitError("give the run folder with -o runs/NAME")
+    summary = train_transformer(train_tokens, val, output, cfg, resume=resume is not None, val_masks_dir=val_masks)
+    if summary.get("world_size", 1) > 1 and summary.get("rank", 0) != 0:
+        return
+    if as_json:
+        _print_json(summary)
+    else:
+        best = (
+            f", best val {summary['best_metric']} {summary['best']:.4f} at step {summary['best_step']}"
+            if summary["best"] is not None
+            else ""
+        )
+        _out(
+            f"{summary['status']} at step {summary['step']}/{summary['total_steps']} in {summary['seconds']:.0f} s{best}; "
+            f"weights: {summary['weights']}"
+        )
+    if summary["exit_code"]:
+        raise typer.Exit(summary["exit_code"])
+
+
 bench_app = typer.Typer(
     help="Speed benchmarks, reported as ratios measured in one run (achieved FLOP/s over the matmul peak).",
     no_args_is_help=True,
 )
 app.add_typer(bench_app, name="bench")
-
-
-class Precision(str, Enum):
-    bf16 = "bf16"
-    fp32 = "fp32"
 
 
 @command("train", group=bench_app)

@@ -90,18 +90,8 @@ def tokenize_folder(
     tokens = torch.cat(chunks + flipped)
     files = [dataset.files[i].name for i in kept]
     fingerprint = model_fingerprint(vqgan)
-    save_tensors(
-        output,
-        {"tokens": tokens},
-        {
-            "kind": "tokens",
-            "files": json.dumps(files),
-            "vqgan_sha256": fingerprint,
-            "vqgan_config": config_to_json(cfg),
-            "image_size": str(cfg.img_resolution),
-            "num_codebook_vectors": str(cfg.num_codebook_vectors),
-            "flip": "true" if flip else "false",
-        },
+    save_token_cache(
+        output, tokens, files, fingerprint, config_to_json(cfg), cfg.img_resolution, cfg.num_codebook_vectors, flip
     )
     return TokenizeSummary(
         str(output),
@@ -111,6 +101,34 @@ def tokenize_folder(
         tuple(tokens.shape[1:]),
         fingerprint,
         time.perf_counter() - start,
+    )
+
+
+def save_token_cache(
+    path,
+    tokens: torch.Tensor,
+    files: list[str],
+    vqgan_sha256: str,
+    vqgan_config_json: str,
+    image_size: int,
+    num_codebook_vectors: int,
+    flip: bool = False,
+) -> None:
+    """Atomically write a token cache (tokens (N,h,w) stored as int16; codebooks up to 32768 codes)."""
+    if num_codebook_vectors > 32768:
+        raise MaskgitError(f"{num_codebook_vectors} codes do not fit the int16 token cache")
+    save_tensors(
+        path,
+        {"tokens": tokens.to(torch.int16)},
+        {
+            "kind": "tokens",
+            "files": json.dumps(list(files)),
+            "vqgan_sha256": vqgan_sha256,
+            "vqgan_config": vqgan_config_json,
+            "image_size": str(image_size),
+            "num_codebook_vectors": str(num_codebook_vectors),
+            "flip": "true" if flip else "false",
+        },
     )
 
 

@@ -38,6 +38,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 
 from .errors import MaskgitError
-from .progress import console, progress_bar
+from .progress import Bar, console, progress_bar
 from .viz import plot_curves, read_jsonl
 from .weights import atomic_path, read_metadata, read_tensors, save_tensors
 
@@ -521,12 +522,15 @@ def fit(
     resume: bool = False,
     description: str = "train",
     unit: str = "img",
+    is_main: bool = True,
 ) -> FitResult:
     """Train ``task`` on ``num_items`` items as configured; see the module docstring for the guarantees.
 
     ``run.start(...)`` must have been called (it writes or checks config.json). With ``resume`` the task,
-    the loop position and the RNGs are restored from ``run.state`` first.
+    the loop position and the RNGs are restored from ``run.state`` first. ``is_main=False`` (the other ranks
+    of a distributed run) trains in lock-step but writes no file, log line or progress bar.
     """
+    say = log if is_main else (lambda _message: None)
     spe = cfg.steps_per_epoch(num_items)
     total = cfg.total_steps(num_items)
     ckpt = Checkpointer(run.state)
@@ -538,8 +542,13 @@ def fit(
         pos = _Position(loop["step"], loop["epoch"], loop["batch"])
         best, best_step, last_eval = loop["best"], loop["best_step"], loop["last_eval"]
         restore_rng(state["rng"])
-        log(f"resuming {run.path} at step {pos.step}/{total} (epoch {pos.epoch + 1}, batch {pos.batch}/{spe})")
-    metrics = MetricsLogger(run.metrics, keep_until_step=pos.step if resume else None)
+        say(f"resuming {run.path} at step {pos.step}/{total} (epoch {pos.epoch + 1}, batch {pos.batch}/{spe})")
+    metrics = MetricsLogger(run.metrics, keep_until_step=pos.step if resume else None) if is_main else None
+
+    def record(kind: str, step: int, **values: Any) -> None:
+        if metrics is not None:
+            metrics.log(kind, step, **values)
+
     saved_step = pos.step if resume else None
     t_start = time.perf_counter()
     last_plot = [-math.inf]  # when curves.png was last drawn (drawing takes ~0.5 s: at most once a minute)
@@ -558,9 +567,10 @@ def fit(
             "last_eval": last_eval,
             "total_steps": total,
         }
-        ckpt.save({"task": task.state_dict(), "loop": loop_state, "rng": capture_rng()}, pos.step)
-        # The state file is complete in itself; last.safetensors is its exported model, written after it.
-        task.export(run.last, {"step": str(pos.step), "epoch": str(pos.epoch)})
+        if is_main:
+            ckpt.save({"task": task.state_dict(), "loop": loop_state, "rng": capture_rng()}, pos.step)
+            # The state file is complete in itself; last.safetensors is its exported model, written after it.
+            task.export(run.last, {"step": str(pos.step), "epoch": str(pos.epoch)})
         saved_step = pos.step
 
     def evaluate() -> None:
@@ -568,23 +578,25 @@ def fit(
         last_eval = {k: _json_value(v) for k, v in task.evaluate().items()}
         if not last_eval:
             return
-        metrics.log("val", pos.step, epoch=pos.epoch, **last_eval)
+        record("val", pos.step, epoch=pos.epoch, **last_eval)
         line = f"step {pos.step}/{total} epoch {pos.epoch + 1}: val {_fmt(last_eval)}"
         value = last_eval.get(cfg.best_metric) if cfg.best_metric else None
         if value is not None and (best is None or (value > best if cfg.best_mode == "max" else value < best)):
             best, best_step = value, pos.step
             task.export(run.best, {"step": str(pos.step), f"val_{cfg.best_metric}": repr(value)})
             line += f"  (new best {cfg.best_metric})"
-        log(line)
+        say(line)
         if time.perf_counter() - last_plot[0] > PLOT_INTERVAL_S:
             draw_curves()
 
     def draw_curves() -> None:
+        if not is_main:
+            return
         last_plot[0] = time.perf_counter()
         try:
             plot_curves(run.metrics, run.curves)
         except Exception as e:  # a plot must never stop training
-            log(f"warning: could not draw {run.curves}: {e}")
+            say(f"warning: could not draw {run.curves}: {e}")
 
     def result(status: str, exit_code: int = 0) -> FitResult:
         if pos.step > 0:
@@ -597,16 +609,18 @@ def fit(
     window: dict[str, float] = {}  # sums of the step values since the last train record
     window_steps, window_seconds = 0, 0.0
     order_epoch, order = -1, None
-    with InterruptGuard() as guard, progress_bar((total - pos.step) * cfg.batch_size, description, unit) as bar:
+    n_items = (total - pos.step) * cfg.batch_size
+    bar_context = progress_bar(n_items, description, unit) if is_main else nullcontext(Bar(None, None))
+    with InterruptGuard() as guard, bar_context as bar:
         while pos.step < total:
             if guard.signum is not None:
                 name = signal.Signals(guard.signum).name
                 r = result("interrupted", 128 + guard.signum)
-                log(f"{name}: saved a resumable checkpoint at step {pos.step} in {run.state}")
+                say(f"{name}: saved a resumable checkpoint at step {pos.step} in {run.state}")
                 return r
             if cfg.stop_at is not None and pos.step >= cfg.stop_at:
                 r = result("stopped")
-                log(f"stopped at step {pos.step} (--stop-at); continue with --resume")
+                say(f"stopped at step {pos.step} (--stop-at); continue with --resume")
                 return r
             if pos.batch >= spe:
                 pos.epoch, pos.batch = pos.epoch + 1, 0
@@ -638,9 +652,9 @@ def fit(
             if pos.step % cfg.log_every == 0 or pos.step == total:
                 means = {k: v / window_steps for k, v in window.items()}
                 speed = window_steps * cfg.batch_size / max(window_seconds, 1e-9)  # training steps only
-                metrics.log("train", pos.step, epoch=pos.epoch, **means, **{f"{unit}_per_s": speed})
+                record("train", pos.step, epoch=pos.epoch, **means, **{f"{unit}_per_s": speed})
                 if not tty:
-                    log(f"step {pos.step}/{total} epoch {pos.epoch + 1}: {_fmt(means)} ({speed:.1f} {unit}/s)")
+                    say(f"step {pos.step}/{total} epoch {pos.epoch + 1}: {_fmt(means)} ({speed:.1f} {unit}/s)")
                 window, window_steps, window_seconds = {}, 0, 0.0
 
             epoch_end = pos.batch == spe

@@ -1,0 +1,409 @@
+"""Stage 2: masked visual token modeling (`maskgit train`) on cached VQGAN tokens.
+
+Per step, for each token grid of the batch (REFERENCE §2 "Training"):
+
+- a number of positions to mask: ``--mask-ratio cosine`` (paper: r ~ U[0,1), ceil(gamma(r) * N), any
+  schedule name works) or ``uniform:a,b`` (the lab seed's choice: a fraction uniform in [a, b]), then that
+  many random positions, drawn from a torch.Generator that is part of the training state;
+- masked positions take the mask id; the transformer predicts every position;
+- cross-entropy with label smoothing (default 0.1) on the masked positions (``loss_on="all"``: everywhere);
+- AdamW (decay only on matrices and embeddings), warmup + cosine LR, gradient accumulation, clipping,
+  bf16 autocast on CUDA and CPU, optional torch.compile and EMA weights (exported when enabled).
+
+Validation: loss and masked-token accuracy on the validation tokens under masks from a fixed generator
+(the same masks at every evaluation), and, with ``val_masks``, accuracy under the real inpainting masks
+(pixel masks -> token masks, context from the ground truth): the number that predicts inpainting quality.
+
+Distributed: under ``torchrun`` each rank takes its share of every global batch (the global batch stays as
+given), gradients are averaged by DDP, and rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .errors import MaskgitError
+from .models.transformer import PRESETS, MaskGITTransformer, get_preset
+from .runtime import autocast, resolve_device, seed_everything
+from .schedules import parse_mask_ratio, training_mask
+from .tokens import TokenCache, check_same_vqgan, load_token_cache
+from .training import (
+    LoopConfig,
+    ModelEMA,
+    RunDir,
+    WarmupCosine,
+    config_dict,
+    fit,
+    log,
+    make_adamw,
+    seeded_generator,
+    set_lr,
+)
+from .weights import config_to_json, save_tensors
+
+
+@dataclass
+class TrainConfig:
+    """All hyper-parameters of a transformer training run (saved to runs/NAME/config.json)."""
+
+    preset: str = "small"
+    epochs: int | None = 40
+    max_steps: int | None = None
+    batch_size: int = 64  # global batch (split across ranks under torchrun)
+    lr: float = 4e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 200
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    accum_grad: int = 1  # micro-batches per optimizer step (batch_size is split into them)
+    mask_ratio: str = "cosine"
+    loss_on: str = "masked"  # masked | all
+    label_smoothing: float = 0.1
+    dropout: float | None = None  # None = the preset's
+    precision: str = "bf16"
+    compile: bool = False
+    ema: float = 0.0  # EMA decay of the weights (0 = off)
+    dilate: int = 1  # token-mask rings for --val-masks (as `maskgit inpaint --dilate`)
+    seed: int = 0
+    eval_every: int = 0
+    save_every: int = 0
+    log_every: int = 10
+    stop_at: int | None = None
+    device: str = "auto"
+    val_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.preset not in PRESETS:
+            raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(PRESETS)}")
+        if self.precision not in ("bf16", "fp32"):
+            raise MaskgitError(f"--precision {self.precision}: expected bf16 or fp32")
+        if self.loss_on not in ("masked", "all"):
+            raise MaskgitError(f"--loss-on {self.loss_on}: expected masked or all")
+        parse_mask_ratio(self.mask_ratio)
+        for name in ("batch_size", "accum_grad", "log_every", "val_batch_size"):
+            if getattr(self, name) < 1:
+                raise MaskgitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size % self.accum_grad:
+            raise MaskgitError(f"--batch-size {self.batch_size} is not divisible by --accum-grad {self.accum_grad}")
+        if not 0 <= self.ema < 1:
+            raise MaskgitError(f"--ema {self.ema}: expected a decay in [0, 1), e.g. 0.999")
+        if self.lr <= 0:
+            raise MaskgitError(f"--lr must be positive, got {self.lr}")
+
+
+# config.json keys that may change on resume: they do not change the trained weights.
+RESUME_MAY_DIFFER = (
+    "train.stop_at",
+    "train.device",
+    "train.eval_every",
+    "train.save_every",
+    "train.log_every",
+    "train.val_batch_size",
+    "train.compile",
+    "data.train",
+    "data.val",
+    "data.val_masks",
+)
+
+
+def load_toml_config(path, cli_values: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from a TOML file (top level or a [train] table) overridden by the options given on the CLI."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise MaskgitError(f"--config {path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise MaskgitError(f"--config {path}: not valid TOML ({e})") from None
+    values = doc.get("train", doc)
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise MaskgitError(f"--config {path}: unknown settings {unknown}; valid: {sorted(names)}")
+    return TrainConfig(**{**values, **cli_values})
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group, (0, 1) when not distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA, gloo on CPU) and pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, resolve_device(device_name)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return torch.distributed.get_rank(), torch.distributed.get_world_size(), device
+
+
+class TransformerTask:
+    """One transformer training run, as a :class:`~maskgit_cli.training.TrainTask`."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: MaskGITTransformer,
+        train: TokenCache,
+        val: TokenCache | None,
+        val_masks: torch.Tensor | None,
+        device: torch.device,
+        total_steps: int,
+    ):
+        self.cfg, self.device = cfg, device
+        self.model = model
+        self.rank, self.world = _dist()
+        self.net = model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self.train_tokens = train.tokens.flatten(1).to(device)
+        self.val_tokens = val.tokens.flatten(1) if val is not None else None
+        self.val_masks = val_masks
+        self.optimizer = make_adamw(model, cfg.lr, cfg.weight_decay, cfg.betas)
+        self.schedule = WarmupCosine(cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+        self.mask_gen = seeded_generator(cfg.seed, 0x3A5C, self.rank)  # on CPU: identical streams on any device
+        self.ema = ModelEMA(model, cfg.ema) if cfg.ema > 0 else None
+        self.mask_id = model.config.mask_token_id
+
+    def _loss(self, tokens: torch.Tensor, masked: torch.Tensor, net) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, number of correct masked predictions) for tokens (B,L) with ``masked`` (B,L) positions."""
+        inputs = torch.where(masked, torch.full_like(tokens, self.mask_id), tokens)
+        with autocast(self.device, self.cfg.precision):
+            logits = net(inputs)
+        logits = logits.float()
+        where = masked if self.cfg.loss_on == "masked" else torch.ones_like(masked)
+        loss = F.cross_entropy(logits[where], tokens[where], label_smoothing=self.cfg.label_smoothing)
+        logits[..., self.mask_id] = float("-inf")
+        correct = (logits.argmax(-1) == tokens)[masked].sum()
+        return loss, correct
+
+    def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        lr = self.schedule(step)
+        set_lr(self.optimizer, lr)
+        mine = indices[self.rank :: self.world]  # this rank's share of the global batch
+        micro = mine.chunk(cfg.accum_grad)
+        total_loss, correct, n_masked = 0.0, 0, 0
+        for i, part in enumerate(micro):
+            tokens = self.train_tokens[part.to(self.device)]
+            masked = training_mask(cfg.mask_ratio, len(part), tokens.shape[1], generator=self.mask_gen).to(self.device)
+            sync = i == len(micro) - 1 or self.world == 1
+            ctx = self.net.no_sync() if not sync and hasattr(self.net, "no_sync") else contextlib.nullcontext()
+            with ctx:
+                loss, c = self._loss(tokens, masked, self.net)
+                (loss / len(micro)).backward()
+            total_loss += loss.item() / len(micro)
+            correct += int(c)
+            n_masked += int(masked.sum())
+        grad_norm = 0.0
+        if cfg.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+        if not torch.isfinite(torch.tensor(total_loss)):
+            self.optimizer.zero_grad(set_to_none=True)  # keep the weights clean; fit() stops with a message
+            return {"loss": total_loss}
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return {"loss": total_loss, "acc": correct / max(n_masked, 1), "lr": lr, "grad_norm": grad_norm}
+
+    def _eval_model(self) -> MaskGITTransformer:
+        if self.ema is None:
+            return self.model
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.ema.averaged_state(self.model))
+        return model
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        if self.val_tokens is None or self.rank != 0:
+            return {}
+        model = self._eval_model().eval()
+        gen = seeded_generator(self.cfg.seed, 0xE7A1)  # the same validation masks at every evaluation
+        out: dict[str, float] = {}
+        sets = [("", None)] + ([("inpaint_", self.val_masks)] if self.val_masks is not None else [])
+        for prefix, fixed in sets:
+            loss_sum, correct, n_masked, n_batches = 0.0, 0, 0, 0
+            for i in range(0, len(self.val_tokens), self.cfg.val_batch_size):
+                tokens = self.val_tokens[i : i + self.cfg.val_batch_size].to(self.device)
+                if fixed is None:
+                    masked = training_mask(self.cfg.mask_ratio, len(tokens), tokens.shape[1], generator=gen)
+                else:
+                    masked = fixed[i : i + self.cfg.val_batch_size]
+                masked = masked.to(self.device)
+                loss, c = self._loss(tokens, masked, model)
+                loss_sum += float(loss)
+                correct += int(c)
+                n_masked += int(masked.sum())
+                n_batches += 1
+            out[f"{prefix}loss"] = loss_sum / n_batches
+            out[f"{prefix}acc"] = correct / max(n_masked, 1)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "mask_gen": self.mask_gen.get_state(),
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.mask_gen.set_state(state["mask_gen"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+
+    def export(self, path: Path, metadata: dict[str, str]) -> None:
+        if self.rank != 0:
+            return
+        weights = self.ema.averaged_state(self.model) if self.ema is not None else self.model.state_dict()
+        save_tensors(
+            path,
+            weights,
+            {
+                "kind": "transformer",
+                "config": config_to_json(self.model.config),
+                "trainer": "train",
+                "ema": str(self.cfg.ema),
+                **metadata,
+            },
+        )
+
+
+def val_token_masks(masks_dir, val: TokenCache, dilate: int) -> torch.Tensor:
+    """Token masks (N,L) for the validation cache's images from lab-format masks paired in sorted name order."""
+    from .data import list_images
+    from .inpaint import InpaintSettings, token_mask_for
+    from .masks import HOLE, load_mask
+
+    files = list_images(masks_dir, "mask folder")
+    n_images = len(val.files)
+    if len(files) != n_images:
+        raise MaskgitError(
+            f"--val-masks {masks_dir}: {len(files)} masks for {n_images} validation images "
+            f"({val.path}); they pair up in sorted name order"
+        )
+    holes = torch.stack([torch.from_numpy(load_mask(f, val.image_size) == HOLE) for f in files])
+    tmask = token_mask_for(holes, val.grid[0], InpaintSettings(dilate=dilate)).flatten(1)
+    if val.flip:  # the cache holds flipped copies after the originals: mirror the masks for them
+        tmask = torch.cat([tmask, tmask.view(-1, *val.grid).flip(-1).flatten(1)])
+    return tmask
+
+
+def train_transformer(
+    train_path, val_path, run_dir, cfg: TrainConfig, resume: bool = False, val_masks_dir=None
+) -> dict[str, Any]:
+    """Train a transformer on the token cache ``train_path`` into ``run_dir``; returns a summary dict."""
+    rank, world, device = init_distributed(cfg.device)
+    train = load_token_cache(train_path)
+    val = load_token_cache(val_path, expect_vqgan_sha256=train.vqgan_sha256) if val_path is not None else None
+    if val is not None:
+        check_same_vqgan(train, val)
+        if val.grid != train.grid or val.num_codebook_vectors != train.num_codebook_vectors:
+            raise MaskgitError(
+                f"{val_path}: grid {val.grid} / {val.num_codebook_vectors} codes differ from "
+                f"{train_path}: grid {train.grid} / {train.num_codebook_vectors} codes"
+            )
+    overrides = {"num_codebook_vectors": train.num_codebook_vectors, "num_image_tokens": train.grid[0] * train.grid[1]}
+    if cfg.dropout is not None:
+        overrides.update(dropout=cfg.dropout)
+    model_cfg = get_preset(cfg.preset, **overrides)
+    masks = val_token_masks(val_masks_dir, val, cfg.dilate) if val_masks_dir is not None and val is not None else None
+    if val_masks_dir is not None and val is None:
+        raise MaskgitError("--val-masks needs --val (the tokens of the images the masks belong to)")
+    loop = LoopConfig(
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        seed=cfg.seed,
+        eval_every=cfg.eval_every,
+        save_every=cfg.save_every,
+        log_every=cfg.log_every,
+        stop_at=cfg.stop_at,
+        best_metric=("inpaint_acc" if masks is not None else "acc") if val is not None else None,
+        best_mode="max",
+    )
+    if cfg.batch_size % (world * cfg.accum_grad):
+        raise MaskgitError(
+            f"--batch-size {cfg.batch_size} must be divisible by the number of processes ({world}) "
+            f"times --accum-grad ({cfg.accum_grad})"
+        )
+    total = loop.total_steps(len(train.tokens))
+    run = RunDir(run_dir)
+    run_config = {
+        "trainer": "train",
+        "train": config_dict(cfg),
+        "model": config_dict(model_cfg),
+        "data": {
+            "train": str(train_path),
+            "train_rows": len(train.tokens),
+            "vqgan_sha256": train.vqgan_sha256,
+            "val": str(val_path) if val_path else None,
+            "val_rows": len(val.tokens) if val else 0,
+            "val_masks": str(val_masks_dir) if val_masks_dir else None,
+        },
+        "world_size": world,
+    }
+    if rank == 0:
+        run.start(run_config, resume, may_differ=RESUME_MAY_DIFFER)
+    if world > 1:
+        torch.distributed.barrier()
+    seed_everything(cfg.seed + rank)
+    model = MaskGITTransformer(model_cfg).to(device)
+    if world > 1:  # identical initial weights on every rank
+        for p in model.parameters():
+            torch.distributed.broadcast(p.data, 0)
+    task = TransformerTask(cfg, model, train, val, masks, device, total)
+    if rank == 0:
+        log(
+            f"train: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters), {len(train.tokens)} train / "
+            f"{len(val.tokens) if val else 0} val token grids, {total} steps of {cfg.batch_size} on {device} "
+            f"({cfg.precision}{', ' + str(world) + ' processes' if world > 1 else ''})"
+        )
+    result = fit(task, run, len(train.tokens), loop, resume=resume, description="train", unit="img", is_main=rank == 0)
+    weights = run.best if run.best.exists() else run.last
+    return {
+        "run": str(run.path),
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "step": result.step,
+        "total_steps": result.total_steps,
+        "epoch": result.epoch,
+        "best_metric": loop.best_metric,
+        "best": result.best,
+        "best_step": result.best_step,
+        "val": result.last_eval,
+        "weights": str(weights) if weights.exists() else None,
+        "seconds": round(result.seconds, 1),
+        "parameters": model.num_params(),
+        "world_size": world,
+        "rank": rank,
+    }

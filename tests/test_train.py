@@ -1,0 +1,270 @@
+"""`maskgit train`: learning, exact resume, signals, NaN stop, cache mismatches, TOML config, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.tokens import save_token_cache
+from maskgit_cli.train_transformer import TrainConfig, train_transformer
+from maskgit_cli.weights import load_model, read_tensors
+
+CODES = 16
+
+
+def make_cache(path, n=64, seed=0, sha="a" * 64, grid=16, codes=CODES):
+    """Learnable token grids: a left and a right half, each of one random code (context predicts the rest)."""
+    g = torch.Generator().manual_seed(seed)
+    halves = torch.randint(0, codes, (n, 1, 2), generator=g)
+    tokens = halves.repeat_interleave(grid // 2, dim=2).expand(n, grid, grid).contiguous()
+    save_token_cache(path, tokens, [f"image_{i:03d}.png" for i in range(n)], sha, "{}", grid * 4, codes)
+    return path
+
+
+@pytest.fixture
+def caches(tmp_path):
+    return make_cache(tmp_path / "train.tokens"), make_cache(tmp_path / "val.tokens", n=32, seed=1)
+
+
+def cfg(**kw):
+    base = dict(
+        preset="tiny",
+        batch_size=8,
+        max_steps=12,
+        epochs=None,
+        lr=3e-3,
+        warmup_steps=2,
+        device="cpu",
+        eval_every=6,
+        log_every=2,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def test_loss_falls_and_files_are_written(caches, tmp_path):
+    train, val = caches
+    s = train_transformer(train, val, tmp_path / "run", cfg(max_steps=100, eval_every=50, lr=1e-2))
+    assert s["status"] == "finished" and s["step"] == 100
+    run = tmp_path / "run"
+    for name in (
+        "last.safetensors",
+        "best.safetensors",
+        "state.safetensors",
+        "metrics.jsonl",
+        "curves.png",
+        "config.json",
+    ):
+        assert (run / name).exists(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_losses = [r["loss"] for r in records if r["kind"] == "train"]
+    assert train_losses[-1] < 0.85 * train_losses[0]
+    vals = [r for r in records if r["kind"] == "val"]
+    assert len(vals) == 2 and vals[-1]["acc"] > vals[0]["acc"] and vals[-1]["acc"] > 3 / CODES  # chance: 1/16
+    model = load_model(run / "best.safetensors", "transformer")
+    assert model.config.num_codebook_vectors == CODES and model.config.num_image_tokens == 256
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_resume_is_bit_identical(caches, tmp_path, precision):
+    train, val = caches
+    full = train_transformer(train, val, tmp_path / "a", cfg(precision=precision, ema=0.9))
+    first = train_transformer(train, val, tmp_path / "b", cfg(precision=precision, ema=0.9, stop_at=5))
+    assert first["status"] == "stopped" and first["step"] == 5
+    second = train_transformer(train, val, tmp_path / "b", cfg(precision=precision, ema=0.9), resume=True)
+    assert second["status"] == "finished" and full["step"] == second["step"] == 12
+    a, b = read_tensors(tmp_path / "a" / "last.safetensors"), read_tensors(tmp_path / "b" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = read_tensors(tmp_path / "a" / "state.safetensors"), read_tensors(tmp_path / "b" / "state.safetensors")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if "optimizer" in k or "mask_gen" in k)
+    # metrics.jsonl reads as one run
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(x)["step"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == ref
+
+
+def test_resume_with_other_settings_is_refused(caches, tmp_path):
+    train, val = caches
+    train_transformer(train, val, tmp_path / "r", cfg(stop_at=3))
+    with pytest.raises(MaskgitError, match="settings differ"):
+        train_transformer(train, val, tmp_path / "r", cfg(lr=1e-3), resume=True)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(caches, tmp_path, monkeypatch):
+    train, val = caches
+    import maskgit_cli.train_transformer as tt
+
+    real = tt.F.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):
+        calls["n"] += 1
+        out = real(*a, **k)
+        return out * float("nan") if calls["n"] > 9 else out
+
+    monkeypatch.setattr(tt.F, "cross_entropy", poisoned)
+    with pytest.raises(MaskgitError, match="loss is nan at step .*last good checkpoint \\(step 9\\)"):
+        train_transformer(train, None, tmp_path / "n", cfg(eval_every=0, save_every=3, max_steps=12))
+    state = read_tensors(tmp_path / "n" / "state.safetensors")
+    assert all(torch.isfinite(v).all() for k, v in state.items() if v.is_floating_point())
+    from maskgit_cli.weights import read_metadata
+
+    assert read_metadata(tmp_path / "n" / "state.safetensors")["step"] == "9"
+
+
+def test_cache_mismatches(tmp_path):
+    train = make_cache(tmp_path / "t.tokens")
+    other = make_cache(tmp_path / "o.tokens", sha="b" * 64)
+    with pytest.raises(MaskgitError, match="tokens were made by VQGAN bbbbbbbbbbbb, but this VQGAN is aaaaaaaaaaaa"):
+        train_transformer(train, other, tmp_path / "r", cfg())
+    grid = make_cache(tmp_path / "g.tokens", grid=8)
+    with pytest.raises(MaskgitError, match="grid"):
+        train_transformer(train, grid, tmp_path / "r", cfg())
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(MaskgitError, match="no images|0 masks"):
+        train_transformer(
+            train, make_cache(tmp_path / "v.tokens", n=4), tmp_path / "r", cfg(), val_masks_dir=tmp_path / "masks"
+        )
+
+
+def test_val_masks_report_inpainting_accuracy(caches, tmp_path):
+    from PIL import Image
+
+    train, _ = caches
+    val = make_cache(tmp_path / "v.tokens", n=3, seed=2)
+    (tmp_path / "m").mkdir()
+    for i in range(3):
+        m = Image.new("L", (64, 64), 255)
+        m.paste(0, (16, 16, 40, 40))
+        m.save(tmp_path / "m" / f"mask_{i:03d}.png")
+    s = train_transformer(train, val, tmp_path / "r", cfg(max_steps=4, eval_every=4), val_masks_dir=tmp_path / "m")
+    assert "inpaint_acc" in s["val"] and s["best_metric"] == "inpaint_acc"
+
+
+def test_cli_toml_config_and_cli_wins(caches, tmp_path, cli):
+    train, val = caches
+    (tmp_path / "c.toml").write_text('[train]\npreset = "tiny"\nmax_steps = 4\nbatch_size = 8\nlr = 0.5\n')
+    r = cli(
+        "train",
+        train,
+        "--val",
+        val,
+        "-o",
+        tmp_path / "run",
+        "--config",
+        tmp_path / "c.toml",
+        "--lr",
+        "0.001",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert saved["lr"] == 0.001 and saved["max_steps"] == 4 and saved["preset"] == "tiny"
+    assert json.loads(r.stdout)["status"] == "finished"
+    (tmp_path / "bad.toml").write_text("lrr = 1\n")
+    r = cli("train", train, "-o", tmp_path / "run2", "--config", tmp_path / "bad.toml")
+    assert r.exit_code == 1 and "unknown settings ['lrr']" in r.stderr
+
+
+def test_cli_stop_and_resume_from_the_run_folder(caches, tmp_path, cli):
+    train, val = caches
+    args = ["--preset", "tiny", "--batch-size", "8", "--max-steps", "6", "--device", "cpu"]
+    r = cli("train", train, "--val", val, "-o", tmp_path / "run", *args, "--stop-at", "3")
+    assert r.exit_code == 0 and "stopped at step 3/6" in r.stdout
+    r = cli("train", "--resume", tmp_path / "run")
+    assert r.exit_code == 0 and "finished at step 6/6" in r.stdout, r.output
+    r = cli("train", "--resume", tmp_path / "nothing")
+    assert r.exit_code == 1 and "not a training run" in r.stderr
+    r = cli("train", train, "-o", tmp_path / "run", *args)
+    assert r.exit_code == 1 and "already holds a training run" in r.stderr
+
+
+@pytest.mark.slow
+def test_sigint_saves_and_exits_130_then_resumes(caches, tmp_path):
+    train, val = caches
+    cmd = [
+        sys.executable,
+        "-m",
+        "maskgit_cli",
+        "train",
+        str(train),
+        "-o",
+        str(tmp_path / "run"),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "100000",
+        "--device",
+        "cpu",
+        "--eval-every",
+        "1000000",
+    ]
+    env = {**os.environ, "MASKGIT_NO_PROGRESS": "1"}
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = p.stderr.readline()
+        if line.startswith("step "):  # training is under way
+            break
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "SIGINT" in err and (tmp_path / "run" / "state.safetensors").exists()
+    from maskgit_cli.weights import read_metadata
+
+    step = int(read_metadata(tmp_path / "run" / "state.safetensors")["step"])
+    assert step >= 10
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(caches, tmp_path):
+    train, val = caches
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29517",
+        "-m",
+        "maskgit_cli",
+        "train",
+        str(train),
+        "--val",
+        str(val),
+        "-o",
+        str(tmp_path / "ddp"),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--device",
+        "cpu",
+    ]
+    env = {**os.environ, "MASKGIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "ddp"
+    config = json.loads((run / "config.json").read_text())
+    assert config["world_size"] == 2
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [3, 6]  # rank 0 alone logs
+    model = load_model(run / "last.safetensors", "transformer")
+    state = read_tensors(run / "state.safetensors")
+    assert all(torch.equal(v, state[f"task/model/{k}"]) for k, v in model.state_dict().items())
