@@ -30,7 +30,7 @@ format: install
 	$(BIN)/ruff format .
 
 demo: install
-	$(BIN)/python -m maskgit_cli demo
+	bash tools/demo.sh
 
 # Rebuild every default weight file from data/emoji64 (see weights/README.md for devices and timings).
 weights: install
