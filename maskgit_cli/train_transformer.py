@@ -37,6 +37,7 @@ from .runtime import autocast, resolve_device, seed_everything
 from .schedules import parse_mask_ratio, training_mask
 from .tokens import TokenCache, check_same_vqgan, load_token_cache
 from .training import (
+    RUN_LENGTH_KEYS,
     LoopConfig,
     ModelEMA,
     RunDir,
@@ -104,6 +105,7 @@ class TrainConfig:
 
 # config.json keys that may change on resume: they do not change the trained weights.
 RESUME_MAY_DIFFER = (
+    *RUN_LENGTH_KEYS,
     "train.stop_at",
     "train.device",
     "train.eval_every",

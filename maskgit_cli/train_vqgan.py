@@ -44,6 +44,7 @@ from .models.vqgan import VQGAN, VQGAN_PRESETS
 from .progress import progress_bar
 from .runtime import autocast, resolve_device, seed_everything
 from .training import (
+    RUN_LENGTH_KEYS,
     LoopConfig,
     RunDir,
     WarmupCosine,
@@ -109,6 +110,7 @@ class TrainVQGANConfig:
 
 # Keys of config.json that may change when resuming: they do not change the trained weights.
 RESUME_MAY_DIFFER = (
+    *RUN_LENGTH_KEYS,
     "train.stop_at",
     "train.device",
     "train.eval_every",

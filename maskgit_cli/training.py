@@ -52,6 +52,10 @@ from .viz import plot_curves, read_jsonl
 from .weights import atomic_path, read_metadata, read_tensors, save_tensors
 
 STATE_FORMAT = 1
+# config.json keys that set the run's length. They may change on resume (to extend or shorten a run): the LR
+# schedule then follows the new length from the resumed step on, so the run is no longer identical to an
+# uninterrupted one.
+RUN_LENGTH_KEYS = ("train.max_steps", "train.epochs")
 PLOT_INTERVAL_S = 60.0
 
 
@@ -542,6 +546,11 @@ def fit(
         pos = _Position(loop["step"], loop["epoch"], loop["batch"])
         best, best_step, last_eval = loop["best"], loop["best_step"], loop["last_eval"]
         restore_rng(state["rng"])
+        if loop.get("total_steps") not in (None, total):
+            say(
+                f"run length changed from {loop['total_steps']} to {total} steps: the learning-rate schedule "
+                "follows the new length from here on"
+            )
         say(f"resuming {run.path} at step {pos.step}/{total} (epoch {pos.epoch + 1}, batch {pos.batch}/{spe})")
     metrics = MetricsLogger(run.metrics, keep_until_step=pos.step if resume else None) if is_main else None
 

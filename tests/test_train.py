@@ -268,3 +268,11 @@ def test_torchrun_two_cpu_processes(caches, tmp_path):
     model = load_model(run / "last.safetensors", "transformer")
     state = read_tensors(run / "state.safetensors")
     assert all(torch.equal(v, state[f"task/model/{k}"]) for k, v in model.state_dict().items())
+
+
+def test_resume_may_change_the_run_length(caches, tmp_path, capsys):
+    train, val = caches
+    train_transformer(train, val, tmp_path / "r", cfg(stop_at=4))
+    s = train_transformer(train, val, tmp_path / "r", cfg(max_steps=8), resume=True)
+    assert s["status"] == "finished" and s["step"] == s["total_steps"] == 8
+    assert "run length changed from 12 to 8 steps" in capsys.readouterr().err
