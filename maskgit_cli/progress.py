@@ -80,5 +80,5 @@ def progress_bar(total: int | None, description: str, unit: str = "img") -> Iter
 
 
 def log(message: str) -> None:
-    """A progress/log line on stderr (results go to stdout)."""
-    console.print(message, highlight=False)
+    """A progress/log line on stderr (results go to stdout); never wrapped, so log files stay one line per entry."""
+    console.print(message, highlight=False, soft_wrap=True)

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from .errors import MaskgitError
-from .progress import Bar, console, progress_bar
+from .progress import Bar, log, progress_bar
 from .viz import plot_curves, read_jsonl
 from .weights import atomic_path, read_metadata, read_tensors, save_tensors
 
@@ -57,11 +57,6 @@ STATE_FORMAT = 1
 # uninterrupted one.
 RUN_LENGTH_KEYS = ("train.max_steps", "train.epochs")
 PLOT_INTERVAL_S = 60.0
-
-
-def log(message: str) -> None:
-    """A log line on stderr, never wrapped (background runs write to files 80 columns would mangle)."""
-    console.print(message, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
