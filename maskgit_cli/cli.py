@@ -619,6 +619,21 @@ def score_cmd(
         )
 
 
+def _given(**options) -> dict:
+    """The options given on the command line (not None), enum values unwrapped: they override saved settings."""
+    return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in options.items() if v is not None}
+
+
+def _resumed_run(resume: Path, output: Path | None) -> tuple[Path, dict]:
+    """(run folder, its saved config.json) for --resume RUN; -o may be omitted or must name the same folder."""
+    if output is not None and output.resolve() != resume.resolve():
+        raise MaskgitError(f"--resume {resume} and -o {output} name different runs")
+    try:
+        return resume, json.loads((resume / "config.json").read_text())
+    except (OSError, ValueError):
+        raise MaskgitError(f"--resume {resume}: not a training run (no readable config.json)") from None
+
+
 @command("train")
 def train_cmd(
     train_tokens: Annotated[
@@ -739,51 +754,40 @@ def train_cmd(
 
     [bold]Several GPUs[/bold]: torchrun --nproc-per-node 4 -m maskgit_cli train runs/train.tokens -o runs/big --preset base
     """
-    import json as _json
-
     from .train_transformer import TrainConfig, load_toml_config, train_transformer
 
-    given = {
-        k: v
-        for k, v in dict(
-            preset=preset,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            accum_grad=accum_grad,
-            lr=lr,
-            warmup_steps=warmup_steps,
-            weight_decay=weight_decay,
-            grad_clip=grad_clip,
-            mask_ratio=mask_ratio,
-            loss_on=loss_on,
-            label_smoothing=label_smoothing,
-            precision=precision.value if precision else None,
-            compile=compile,
-            ema=ema,
-            eval_every=eval_every,
-            stop_at=stop_at,
-            seed=seed,
-            device=device.value if device else None,
-        ).items()
-        if v is not None
-    }
+    given = _given(
+        preset=preset,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        accum_grad=accum_grad,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        mask_ratio=mask_ratio,
+        loss_on=loss_on,
+        label_smoothing=label_smoothing,
+        precision=precision,
+        compile=compile,
+        ema=ema,
+        eval_every=eval_every,
+        stop_at=stop_at,
+        seed=seed,
+        device=device,
+    )
     if resume is not None:
-        if output is not None and output.resolve() != resume.resolve():
-            raise MaskgitError(f"--resume {resume} and -o {output} name different runs")
-        output = resume
-        try:
-            saved = _json.loads((resume / "config.json").read_text())
-        except (OSError, ValueError):
-            raise MaskgitError(f"--resume {resume}: not a training run (no readable config.json)") from None
-        base = {**saved["train"], "stop_at": None}
+        output, saved = _resumed_run(resume, output)
         train_tokens = train_tokens or Path(saved["data"]["train"])
         val = val or (Path(saved["data"]["val"]) if saved["data"].get("val") else None)
         val_masks = val_masks or (Path(saved["data"]["val_masks"]) if saved["data"].get("val_masks") else None)
-        cfg = TrainConfig(**{**base, **given})
+        cfg = TrainConfig(**{**saved["train"], "stop_at": None, **given})
     elif config is not None:
         cfg = load_toml_config(config, given)
     else:
+        if "max_steps" in given and "epochs" not in given:
+            given["epochs"] = None  # --max-steps alone sets the length
         cfg = TrainConfig(**given)
     if train_tokens is None:
         raise MaskgitError("give the training token cache (TRAIN_TOKENS), or --resume RUN")
@@ -806,6 +810,150 @@ def train_cmd(
         )
     if summary["exit_code"]:
         raise typer.Exit(summary["exit_code"])
+
+
+class SweepMetric(StrEnum):
+    auto = "auto"
+    fid = "fid"
+    psnr = "psnr"
+
+
+@command("sweep")
+def sweep_cmd(
+    images: Annotated[Path, typer.Option("--images", help="Folder of (masked) images, e.g. the lab's masked_image/.")],
+    ref: Annotated[
+        Path,
+        typer.Option(
+            "--ref",
+            help="Ground truth: a folder of images (sorted name order) or the lab's test_gt.csv; a .npz from "
+            "`maskgit fid-stats` works for FID only.",
+        ),
+    ],
+    transformer: Annotated[Path, typer.Option("--transformer", help="Transformer weights (.safetensors).")],
+    vqgan: Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: sweep.csv, sweep.png, sweep.json.")],
+    masks: Annotated[
+        Path | None, typer.Option("--masks", help="Lab-format masks (0 = hole), paired in sorted name order.")
+    ] = None,
+    mask_kind: Annotated[
+        MaskKind | None, typer.Option("--mask-kind", help="Instead of --masks: generate masks of this kind.")
+    ] = None,
+    mask_seed: Annotated[int, typer.Option("--mask-seed", min=0, help="Seed of the generated masks.")] = 0,
+    schedules: Annotated[
+        str | None,
+        typer.Option("--schedules", help="Comma-separated schedules, e.g. cosine,linear,square (default: all 8)."),
+    ] = None,
+    total_iters: Annotated[
+        str, typer.Option("--total-iter", help="Comma-separated T values (r = (t+1)/T), e.g. 4,8,12.")
+    ] = "8",
+    sweet_spots: Annotated[
+        str | None,
+        typer.Option(
+            "--sweet-spot",
+            help="Comma-separated numbers of steps actually run, e.g. 1,2,3 (default: T, all steps); S > T is skipped.",
+        ),
+    ] = None,
+    metric: Annotated[
+        SweepMetric,
+        typer.Option(
+            "--metric",
+            help="auto = FID when the Inception weights are on disk, else PSNR/SSIM over the holes; fid = require "
+            "FID; psnr = PSNR/SSIM only.",
+        ),
+    ] = SweepMetric.auto,
+    fid_mode: Annotated[
+        FidMode,
+        typer.Option(
+            "--fid-mode",
+            help="clean (default) or legacy_pytorch (pytorch-fid's network: comparable to the lab's FID numbers).",
+        ),
+    ] = FidMode.clean,
+    kid: Annotated[bool, typer.Option("--kid", help="Also compute KID in every cell (needs FID).")] = False,
+    inception: InceptionOpt = None,
+    choice_temperature: Annotated[
+        float,
+        typer.Option("--choice-temperature", min=0.0, help="Gumbel noise on the confidences, annealed by (1 - r)."),
+    ] = 4.5,
+    sampling: Annotated[
+        Sampling, typer.Option("--sampling", help="sample (official) or argmax (the lab's choice).")
+    ] = Sampling.sample,
+    token_mask: Annotated[
+        TokenRule, typer.Option("--token-mask", help="Pixel -> token rule: any (the lab's) or majority.")
+    ] = TokenRule.any,
+    dilate: Annotated[
+        int, typer.Option("--dilate", min=0, help="Also regenerate K rings of tokens around the holes.")
+    ] = 1,
+    composite: Annotated[
+        bool,
+        typer.Option(
+            "--composite/--no-composite",
+            help="Paste the known input pixels back. The lab's FID numbers were made without compositing.",
+        ),
+    ] = True,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Images decoded together (results do not depend on it).")
+    ] = 64,
+    save_images: Annotated[
+        bool, typer.Option("--save-images", help="Also write every cell's images to OUT/images/<cell>/.")
+    ] = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the best mask schedule, T and sweet spot: inpaint a test set over a grid and score every cell.
+
+    The models are loaded once and the inputs VQGAN-encoded once; each cell (schedule, T, S <= T) runs the
+    iterative decoding and is scored at once: FID (and KID) when the Inception weights are on disk, otherwise
+    PSNR/SSIM over the hole pixels and whole images against --ref (the output says which and why). Best = lowest
+    FID, else highest hole PSNR. Writes OUT/sweep.csv (one row per cell), OUT/sweep.png and OUT/sweep.json, and
+    prints a table and the best setting as a ready-to-run `maskgit inpaint` line.
+
+    [bold]Example[/bold]: maskgit sweep --images data/emoji64/masked_image --masks data/emoji64/mask64 --ref data/emoji64/test --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/sweep --total-iter 4,8 --sweet-spot 2,3,4,8
+    """
+    from .decode import DecodeSettings
+    from .inpaint import InpaintSettings
+    from .sweep import best_line, parse_int_list, parse_schedules, render_table, result_dict, run_sweep
+
+    names = parse_schedules(schedules)
+    ts = parse_int_list(total_iters, "--total-iter", "4,8,12")
+    ss = parse_int_list(sweet_spots, "--sweet-spot", "1,2,3")
+    settings = InpaintSettings(
+        decode=DecodeSettings(names[0], max(ts), None, choice_temperature, sampling.value, seed),
+        token_mask=token_mask.value,
+        dilate=dilate,
+        composite=composite,
+    )
+    r = run_sweep(
+        transformer,
+        vqgan,
+        images,
+        ref,
+        output,
+        masks_dir=masks,
+        mask_kind=mask_kind.value if mask_kind else None,
+        mask_seed=mask_seed,
+        schedules=names,
+        total_iters=ts,
+        sweet_spots=ss,
+        settings=settings,
+        metric=metric.value,
+        fid_mode=fid_mode.value,
+        kid=kid,
+        inception=inception,
+        device=_device(device),
+        batch_size=batch_size,
+        save_images=save_images,
+    )
+    if as_json:
+        _print_json(result_dict(r))
+        return
+    from rich.console import Console
+
+    render_table(r, Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120))
+    _out(r.metric_note)
+    _out(best_line(r))
+    _out(f"run it: {r.command}")
+    _out(f"wrote {', '.join(r.files.values())}")
 
 
 bench_app = typer.Typer(
@@ -884,60 +1032,83 @@ def bench_inpaint_cmd(
 
 @command("train-vqgan")
 def train_vqgan_cmd(
-    images: Annotated[Path, typer.Argument(help="Folder of training images (e.g. data/emoji64/train).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-emoji64.")],
+    images: Annotated[
+        Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-emoji64.")] = None,
     val: Annotated[
         Path | None, typer.Option("--val", help="Validation images: PSNR/SSIM/codebook usage; picks best.safetensors.")
     ] = None,
-    preset: Annotated[str, typer.Option("--preset", help="VQGAN preset: small, base, lab or tiny.")] = "small",
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue the run in this folder exactly where it stopped (settings come from the run)."
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="VQGAN preset: small, base, lab or tiny. [default: small]")
+    ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Epochs (default 30 unless --max-steps is given).")
+        int | None, typer.Option("--epochs", min=1, help="Epochs. [default: 30, unless --max-steps is given]")
     ] = None,
     max_steps: Annotated[
         int | None, typer.Option("--max-steps", min=1, help="Stop after this many steps (first of the two limits).")
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per step.")] = 16,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warmup then cosine).")] = 5e-4,
-    warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, help="Linear warmup steps.")] = 200,
-    seed: SeedOpt = 0,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Images per step. [default: 16]")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine). [default: 5e-4]"),
+    ] = None,
+    warmup_steps: Annotated[
+        int | None, typer.Option("--warmup-steps", min=0, help="Linear warmup steps. [default: 200]")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the initial weights, data order and flips. [default: 0]")
+    ] = None,
     precision: Annotated[
-        Precision, typer.Option("--precision", help="bf16 autocast (CUDA and CPU) or fp32.")
-    ] = Precision.bf16,
+        Precision | None, typer.Option("--precision", help="bf16 autocast (CUDA and CPU) or fp32. [default: bf16]")
+    ] = None,
     gan_start: Annotated[
         int | None, typer.Option("--gan-start", min=0, help="Add the PatchGAN loss from this step (default: no GAN).")
     ] = None,
-    gan_weight: Annotated[float, typer.Option("--gan-weight", help="Weight of the adversarial loss.")] = 0.1,
-    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = True,
+    gan_weight: Annotated[
+        float | None, typer.Option("--gan-weight", help="Weight of the adversarial loss. [default: 0.1]")
+    ] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. [default: flip]")
+    ] = None,
     eval_every: Annotated[
-        int, typer.Option("--eval-every", min=0, help="Steps between validations (0 = every epoch).")
-    ] = 0,
+        int | None, typer.Option("--eval-every", min=0, help="Steps between validations (0 = every epoch).")
+    ] = None,
     save_every: Annotated[
-        int, typer.Option("--save-every", min=0, help="Steps between checkpoints (0 = at every validation).")
-    ] = 0,
-    log_every: Annotated[int, typer.Option("--log-every", min=1, help="Steps per metrics.jsonl record.")] = 10,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in -o exactly where it stopped (same options).")
-    ] = False,
+        int | None, typer.Option("--save-every", min=0, help="Steps between checkpoints (0 = at every validation).")
+    ] = None,
+    log_every: Annotated[
+        int | None, typer.Option("--log-every", min=1, help="Steps per metrics.jsonl record. [default: 10]")
+    ] = None,
     stop_at: Annotated[
         int | None, typer.Option("--stop-at", min=1, help="Stop after this step as an interruption would (resumable).")
     ] = None,
-    resize: Annotated[bool, typer.Option("--resize", help="Resize images of another size instead of failing.")] = False,
-    device: DeviceOpt = Device.auto,
+    resize: Annotated[
+        bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
+    ] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="auto = cuda if available, else cpu.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a VQGAN (stage 1): L1+L2 reconstruction, EMA codebook with dead-code restarts, optional PatchGAN.
 
     Writes runs/NAME/: last.safetensors and best.safetensors (by validation PSNR; load them with --vqgan),
     state.safetensors (exact --resume), metrics.jsonl, curves.png and config.json. Ctrl-C (or SIGTERM) finishes
-    the step, saves and exits 130 (143); --resume then continues bit for bit (on CPU).
+    the step, saves and exits 130 (143); --resume RUN then continues bit for bit (on CPU). --max-steps/--epochs
+    may be changed when resuming (the LR schedule follows the new length).
 
     [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o runs/vqgan-emoji64 --preset small --max-steps 6000
     """
     from .train_vqgan import TrainVQGANConfig, train_vqgan
 
-    if epochs is None and max_steps is None:
-        epochs = 30
-    cfg = TrainVQGANConfig(
+    given = _given(
         preset=preset,
         epochs=epochs,
         max_steps=max_steps,
@@ -945,7 +1116,7 @@ def train_vqgan_cmd(
         lr=lr,
         warmup_steps=warmup_steps,
         seed=seed,
-        precision=precision.value,
+        precision=precision,
         gan_start=gan_start,
         gan_weight=gan_weight,
         flip=flip,
@@ -953,10 +1124,21 @@ def train_vqgan_cmd(
         save_every=save_every,
         log_every=log_every,
         stop_at=stop_at,
-        device=device.value,
+        device=device,
         resize=resize,
     )
-    s = train_vqgan(images, val, output, cfg, resume=resume)
+    if resume is not None:
+        output, saved = _resumed_run(resume, output)
+        images = images or Path(saved["data"]["train_dir"])
+        val = val or (Path(saved["data"]["val_dir"]) if saved["data"].get("val_dir") else None)
+        cfg = TrainVQGANConfig(**{**saved["train"], "stop_at": None, **given})
+    else:
+        if "max_steps" in given and "epochs" not in given:
+            given["epochs"] = None  # --max-steps alone sets the length
+        cfg = TrainVQGANConfig(**given)
+    if images is None or output is None:
+        raise MaskgitError("give the training images and -o runs/NAME, or --resume RUN")
+    s = train_vqgan(images, val, output, cfg, resume=resume is not None)
     if as_json:
         _print_json(s)
     else:

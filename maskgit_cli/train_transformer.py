@@ -133,7 +133,10 @@ def load_toml_config(path, cli_values: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - names)
     if unknown:
         raise MaskgitError(f"--config {path}: unknown settings {unknown}; valid: {sorted(names)}")
-    return TrainConfig(**{**values, **cli_values})
+    merged = {**values, **cli_values}
+    if "max_steps" in merged and "epochs" not in merged:
+        merged["epochs"] = None  # max_steps alone sets the length
+    return TrainConfig(**merged)
 
 
 def _dist() -> tuple[int, int]:

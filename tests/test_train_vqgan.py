@@ -70,3 +70,18 @@ def test_bad_input_errors(tmp_path):
         train_vqgan(tmp_path / "few", None, tmp_path / "r4", _cfg())
     with pytest.raises(MaskgitError, match="--preset huge"):
         _cfg(preset="huge")
+
+
+def test_cli_stop_then_resume_by_run_folder(tmp_path, cli):
+    make_images(tmp_path / "train", 8)
+    args = ["--preset", "tiny", "--batch-size", "4", "--max-steps", "6", "--device", "cpu", "--eval-every", "3"]
+    r = cli("train-vqgan", tmp_path / "train", "-o", tmp_path / "run", *args, "--stop-at", "3")
+    assert r.exit_code == 0 and "stopped at step 3/6" in r.stdout, r.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert saved["epochs"] is None and saved["max_steps"] == 6  # --max-steps alone sets the length
+    r = cli("train-vqgan", "--resume", tmp_path / "run")
+    assert r.exit_code == 0 and "finished at step 6/6" in r.stdout, r.output
+    r = cli("train-vqgan", "--resume", tmp_path / "run", "-o", tmp_path / "other")
+    assert r.exit_code == 1 and "name different runs" in r.stderr
+    r = cli("train-vqgan", "-o", tmp_path / "x")
+    assert r.exit_code == 1 and "give the training images" in r.stderr

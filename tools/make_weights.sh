@@ -21,7 +21,6 @@ if [[ ! -d data/emoji64/train || ! -d data/emoji64/test ]]; then
 fi
 mkdir -p "$RUNS" weights
 maskgit() { "$PYTHON" -m maskgit_cli "$@"; }
-resume_flag() { [[ -f "$1/state.safetensors" ]] && echo --resume || true; }
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. VQGAN -> weights/vqgan-emoji64.safetensors
@@ -38,9 +37,12 @@ else
   VQGAN_ARGS=(--preset small --batch-size 16 --lr 5e-4 --warmup-steps 200 --max-steps 7500 --eval-every 500)
 fi
 echo "== VQGAN: $VQGAN_RUN on $DEVICE" >&2
-# shellcheck disable=SC2046
-maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o "$VQGAN_RUN" "${VQGAN_ARGS[@]}" \
-  --precision bf16 --seed 0 --device "$DEVICE" $(resume_flag "$VQGAN_RUN")
+if [[ -f "$VQGAN_RUN/state.safetensors" ]]; then
+  maskgit train-vqgan --resume "$VQGAN_RUN"
+else
+  maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o "$VQGAN_RUN" "${VQGAN_ARGS[@]}" \
+    --precision bf16 --seed 0 --device "$DEVICE"
+fi
 cp "$VQGAN_RUN/best.safetensors" weights/vqgan-emoji64.safetensors
 maskgit reconstruct data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o "$RUNS/vqgan-emoji64-recon" \
   --device "$DEVICE" --json > "$RUNS/vqgan-emoji64-recon.json"
