@@ -31,13 +31,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import training
 from .errors import MaskgitError
 from .models.transformer import PRESETS, MaskGITTransformer, get_preset
 from .runtime import autocast, resolve_device, seed_everything
 from .schedules import parse_mask_ratio, training_mask
 from .tokens import TokenCache, check_same_vqgan, load_token_cache
 from .training import (
-    RUN_LENGTH_KEYS,
     LoopConfig,
     ModelEMA,
     RunDir,
@@ -104,19 +104,7 @@ class TrainConfig:
 
 
 # config.json keys that may change on resume: they do not change the trained weights.
-RESUME_MAY_DIFFER = (
-    *RUN_LENGTH_KEYS,
-    "train.stop_at",
-    "train.device",
-    "train.eval_every",
-    "train.save_every",
-    "train.log_every",
-    "train.val_batch_size",
-    "train.compile",
-    "data.train",
-    "data.val",
-    "data.val_masks",
-)
+RESUME_MAY_DIFFER = (*training.RESUME_MAY_DIFFER, "train.compile", "data.train", "data.val", "data.val_masks")
 
 
 def load_toml_config(path, cli_values: dict[str, Any]) -> TrainConfig:

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import training
 from .data import list_images, load_image, to_uint8
 from .errors import MaskgitError
 from .metrics import codebook_usage, psnr, ssim
@@ -44,7 +45,6 @@ from .models.vqgan import VQGAN, VQGAN_PRESETS
 from .progress import progress_bar
 from .runtime import autocast, resolve_device, seed_everything
 from .training import (
-    RUN_LENGTH_KEYS,
     LoopConfig,
     RunDir,
     WarmupCosine,
@@ -109,17 +109,7 @@ class TrainVQGANConfig:
 
 
 # Keys of config.json that may change when resuming: they do not change the trained weights.
-RESUME_MAY_DIFFER = (
-    *RUN_LENGTH_KEYS,
-    "train.stop_at",
-    "train.device",
-    "train.eval_every",
-    "train.save_every",
-    "train.log_every",
-    "train.val_batch_size",
-    "data.train_dir",
-    "data.val_dir",
-)
+RESUME_MAY_DIFFER = (*training.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir")
 
 
 class PatchDiscriminator(nn.Module):

@@ -56,6 +56,16 @@ STATE_FORMAT = 1
 # schedule then follows the new length from the resumed step on, so the run is no longer identical to an
 # uninterrupted one.
 RUN_LENGTH_KEYS = ("train.max_steps", "train.epochs")
+# config.json keys that every trainer lets change on resume: they do not change the trained weights.
+RESUME_MAY_DIFFER = (
+    *RUN_LENGTH_KEYS,
+    "train.stop_at",
+    "train.device",
+    "train.eval_every",
+    "train.save_every",
+    "train.log_every",
+    "train.val_batch_size",
+)
 PLOT_INTERVAL_S = 60.0
 
 
