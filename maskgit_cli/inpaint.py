@@ -74,31 +74,49 @@ def token_mask_for(holes: torch.Tensor, latent: int, settings: InpaintSettings) 
     return dilate_token_mask(_pixel_to_token(holes, patch=patch, rule=settings.token_mask), settings.dilate)
 
 
+def _amp(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@dataclass
+class EncodedInputs:
+    """A batch's VQGAN tokens and the tokens to generate: they do not depend on the decode settings."""
+
+    tokens: torch.Tensor  # (B,L) ids of the gray-filled input
+    token_masks: torch.Tensor  # (B,h,w) bool, the tokens to generate
+
+
 @torch.no_grad()
-def inpaint_batch(
+def encode_inputs(vqgan, images: torch.Tensor, holes: torch.Tensor, settings: InpaintSettings) -> EncodedInputs:
+    """Steps 1-2: fill the holes with gray, VQGAN-encode, and pick the tokens to generate (token rule, dilate)."""
+    gray = torch.full_like(images, GRAY / 255.0)
+    masked = torch.where(holes[:, None].expand_as(images), gray, images)
+    with _amp(images.device):
+        tokens = vqgan.encode(masked).flatten(1)
+    return EncodedInputs(tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings))
+
+
+@torch.no_grad()
+def decode_inputs(
     transformer,
     vqgan,
     images: torch.Tensor,
     holes: torch.Tensor,
+    encoded: EncodedInputs,
     settings: InpaintSettings,
     image_ids: torch.Tensor | None = None,
     record_rows=(),
 ) -> InpaintBatch:
-    """Inpaint a batch: images (B,3,H,W) in [0,1] (holes may hold anything) and holes (B,H,W) bool."""
-    device = images.device
-    gray = torch.full_like(images, GRAY / 255.0)
+    """Steps 3-4 on :func:`encode_inputs`' result: decode the tokens under ``settings.decode``, then the pixels."""
     hole4 = holes[:, None].expand_as(images)
-    masked = torch.where(hole4, gray, images)
     latent = vqgan.config.latent_resolution
-    amp = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    )
-    with amp:
-        tokens = vqgan.encode(masked).flatten(1)
-    tmask = token_mask_for(holes, latent, settings)
+    amp = _amp(images.device)
+    tmask = encoded.token_masks
     record = bool(record_rows)
     with amp:
-        result = decode_tokens(transformer, tokens, tmask.flatten(1), settings.decode, image_ids, record=record)
+        result = decode_tokens(transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record=record)
         out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
     if settings.composite:
         out = torch.where(hole4, out, images)
@@ -112,6 +130,21 @@ def inpaint_batch(
         batch.step_images[row] = list(step_imgs)
         batch.step_masks[row] = [tmask[row]] + [m[row].view(latent, latent) for m in result.step_masks]
     return batch
+
+
+@torch.no_grad()
+def inpaint_batch(
+    transformer,
+    vqgan,
+    images: torch.Tensor,
+    holes: torch.Tensor,
+    settings: InpaintSettings,
+    image_ids: torch.Tensor | None = None,
+    record_rows=(),
+) -> InpaintBatch:
+    """Inpaint a batch: images (B,3,H,W) in [0,1] (holes may hold anything) and holes (B,H,W) bool."""
+    encoded = encode_inputs(vqgan, images, holes, settings)
+    return decode_inputs(transformer, vqgan, images, holes, encoded, settings, image_ids, record_rows)
 
 
 # ---------------------------------------------------------------------------------------------------------

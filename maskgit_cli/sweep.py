@@ -1,0 +1,724 @@
+"""``maskgit sweep``: inpaint one test set over a grid of decode settings and score every cell.
+
+Grid: every (schedule, T, S) with S <= T, where T = ``total_iter`` (r = (t+1)/T) and S = the sweet spot, the
+number of steps actually run (REFERENCE §1.3; default S = T, all steps). Sweet spots above T are skipped.
+
+Cost: the models are loaded once and every input batch is VQGAN-encoded once
+(:func:`maskgit_cli.inpaint.encode_inputs`: encoding does not depend on the schedule); each cell then runs
+only the iterative decoding and the VQGAN decoder (:func:`maskgit_cli.inpaint.decode_inputs`). Decoding is
+per-image deterministic, so every cell sees the same random streams for a given seed. A cell's images stay in
+memory as uint8 and are scored at once; they are written only with ``save_images``.
+
+Scores: FID (and KID) with :func:`maskgit_cli.fid.compute_fid` when the Inception weights are on disk (or a
+test extractor is injected); the reference statistics are computed once (``OUT/ref_fid_stats.npz``) and the
+network is loaded once. Whenever REF holds the ground truth of the same images (a folder or the lab csv with
+one image per input, sorted name order) PSNR/SSIM are computed too, over the whole images and over the hole
+pixels only (:mod:`maskgit_cli.metrics`). Best cell = lowest FID, else highest hole PSNR.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shlex
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import MaskgitError
+
+DEFAULT_TOTAL_ITERS = (8,)
+CSV_COLUMNS = (
+    "schedule",
+    "total_iter",
+    "sweet_spot",
+    "fid",
+    "kid",
+    "psnr_hole",
+    "ssim_hole",
+    "psnr",
+    "ssim",
+    "seconds",
+    "images_per_second",
+    "best",
+    "same_as",
+)
+METRICS = ("auto", "fid", "psnr")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# option parsing (comma lists)
+
+
+def parse_schedules(text: str | None) -> list[str]:
+    """``cosine,linear`` (names or aliases, case-insensitive) or ``all`` / None -> canonical names, in order."""
+    from .schedules import SCHEDULES, canonical_schedule, schedule_names
+
+    if text is None or text.strip().lower() == "all":
+        return list(SCHEDULES)
+    names: list[str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise MaskgitError(f"--schedules {text!r}: empty name in the list (expected e.g. cosine,linear,square)")
+        try:
+            name = canonical_schedule(item)
+        except MaskgitError:
+            raise MaskgitError(
+                f"--schedules: unknown schedule {item!r}; valid names: {', '.join(schedule_names())}, or all"
+            ) from None
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def parse_int_list(text: str | None, option: str, example: str = "4,8,12") -> list[int] | None:
+    """``4,8,12`` -> sorted unique positive ints (None stays None); one clear error naming the option."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise MaskgitError(f"{option} {text!r}: expected comma-separated whole numbers, e.g. {example}") from None
+    bad = [v for v in values if v < 1]
+    if bad:
+        raise MaskgitError(f"{option} {text!r}: every value must be at least 1 (got {bad[0]})")
+    return sorted(set(values))
+
+
+def make_grid(
+    schedules: list[str], total_iters: list[int], sweet_spots: list[int] | None
+) -> tuple[list[tuple[str, int, int]], list[tuple[int, int]]]:
+    """Cells (schedule, T, S) with S <= T (S defaults to T) and the skipped (T, S) pairs with S > T."""
+    cells, skipped = [], []
+    for t in total_iters:
+        for s in sweet_spots or [t]:
+            if s > t:
+                if (t, s) not in skipped:
+                    skipped.append((t, s))
+                continue
+            cells.extend((name, t, s) for name in schedules)
+    cells.sort(key=lambda c: (schedules.index(c[0]), c[1], c[2]))
+    if not cells:
+        raise MaskgitError(
+            f"--sweet-spot {','.join(str(s) for s in sweet_spots or [])} are all above every --total-iter "
+            f"{','.join(str(t) for t in total_iters)}: no cell to run (a sweet spot is a number of steps <= T)"
+        )
+    return cells, skipped
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the reference
+
+
+@dataclass
+class _Reference:
+    label: str
+    kind: str  # folder | csv | npz
+    images: np.ndarray | None = None  # uint8 (N,H,W,3) when it pairs up with the inputs
+    count: int | None = None
+    note: str | None = None  # why PSNR/SSIM cannot be computed
+
+
+def _open_reference(ref, count: int, size: int, need_pairs: bool, why: str | None = None) -> _Reference:
+    from .data import list_images, load_image
+    from .fid import _is_npz, load_csv_images
+
+    path = Path(ref)
+    if not path.exists():
+        raise MaskgitError(f"--ref {path}: no such file or folder")
+    if path.is_file() and path.suffix.lower() != ".csv":
+        if not _is_npz(path):
+            raise MaskgitError(
+                f"--ref {path}: expected a folder of ground-truth images, the lab's test_gt.csv or a .npz from "
+                "`maskgit fid-stats`"
+            )
+        if need_pairs:
+            raise MaskgitError(
+                f"--ref {path} holds FID statistics only and FID is off ({why}): PSNR/SSIM need the ground-truth "
+                "images (a folder or the lab's test_gt.csv)"
+            )
+        return _Reference(str(path), "npz", note="REF is FID statistics (no images to pair)")
+    if path.is_file():
+        arr, kind = load_csv_images(path), "csv"
+    else:
+        files, kind = list_images(path, "REF folder"), "folder"
+        arr = None
+        if len(files) == count:
+            arr = np.stack([load_image(f, size) for f in files])
+        elif need_pairs:
+            raise MaskgitError(
+                f"--ref {path} has {len(files)} images but --images has {count}: PSNR/SSIM pair them one to one "
+                "in sorted file-name order"
+            )
+        else:
+            return _Reference(str(path), kind, count=len(files), note=f"REF has {len(files)} images, not {count}")
+    if arr.shape[1:3] != (size, size):
+        raise MaskgitError(
+            f"--ref {path} holds {arr.shape[2]}x{arr.shape[1]} images but the VQGAN makes {size}x{size} images"
+        )
+    if len(arr) != count:
+        if need_pairs:
+            raise MaskgitError(
+                f"--ref {path} has {len(arr)} images but --images has {count}: PSNR/SSIM pair them one to one in order"
+            )
+        return _Reference(str(path), kind, count=len(arr), note=f"REF has {len(arr)} images, not {count}")
+    return _Reference(str(path), kind, images=arr, count=len(arr))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FID set-up: weights found (or the reason they are not), network loaded once, reference statistics once
+
+
+@dataclass
+class _Fid:
+    mode: str
+    extractor: Any  # callable (B,3,299,299) -> (B,D), with a ``name``
+    weights: str
+    stats: Path | None = None  # reference statistics (npz)
+
+
+class _Named:
+    """A loaded Inception network with the extractor id clean-fid statistics files are tagged with."""
+
+    def __init__(self, fn, name: str):
+        self.fn, self.name = fn, name
+
+    def __call__(self, x):
+        return self.fn(x)
+
+
+def _fid_plan(metric: str, mode: str, inception, kid: bool) -> tuple[str | None, str | None]:
+    """(weights file or "custom extractor" or None, reason FID is skipped). Never downloads for ``auto``."""
+    from . import fid
+
+    if metric == "psnr":
+        if kid:
+            raise MaskgitError("--kid needs FID's features: drop --metric psnr")
+        return None, "--metric psnr"
+    if fid.FEATURE_EXTRACTOR_OVERRIDE is not None:
+        return "custom extractor", None
+    if metric == "fid" or inception is not None:
+        return str(fid.resolve_inception(mode, inception)), None  # one line naming the file when it is missing
+    found = fid.inception_available(mode)
+    if found is not None:
+        return str(found), None
+    spec = fid.INCEPTION_FILES[mode]
+    return None, (
+        f"no Inception weights for --fid-mode {mode} ({spec.filename} is not at {spec.cache_path()} and "
+        f"${fid.ENV_INCEPTION} is unset)"
+    )
+
+
+def _load_fid(weights: str, mode: str, dev, ref: _Reference, ref_path, out: Path, kid: bool, batch_size, workers):
+    from . import fid
+
+    if weights == "custom extractor":
+        fn = fid.FEATURE_EXTRACTOR_OVERRIDE
+    else:
+        fn = _Named(fid.load_inception(mode, weights, dev), fid.INCEPTION_FILES[mode].extractor)
+    plan = _Fid(mode, fn, weights)
+    if ref.kind == "npz":
+        stats = fid.load_stats(ref_path)
+        if stats.mode is not None and stats.mode != mode:
+            raise MaskgitError(f"--ref {ref_path} holds --mode {stats.mode} statistics but --fid-mode is {mode}")
+        if kid and stats.features is None:
+            raise MaskgitError(f"--ref {ref_path} holds no features (made with --no-features): --kid needs them")
+        plan.stats = Path(ref_path)
+        return plan
+    plan.stats = out / "ref_fid_stats.npz"
+    source = ref.images if ref.images is not None else ref_path
+    fid.make_stats(source, plan.stats, mode, dev, batch_size, workers, feature_extractor=fn, save_features=kid)
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    output: str
+    count: int
+    metric: str  # "fid" or "psnr_hole": what ranks the cells
+    metric_note: str  # one line: the metric used and, for PSNR, why FID was skipped
+    cells: list[dict[str, Any]]
+    best: dict[str, Any]
+    command: str  # the best setting as a ready-to-run `maskgit inpaint` line
+    skipped: list[tuple[int, int]]  # (T, S) pairs left out because S > T
+    files: dict[str, str]
+    encode_seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    fid: dict[str, Any] | None = None
+
+
+def _cell_name(schedule: str, t: int, s: int) -> str:
+    return f"{schedule}_T{t}_S{s}"
+
+
+def _mean(values) -> float | None:
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else None
+
+
+def _pair_scores(pred: np.ndarray, ref: np.ndarray, holes: np.ndarray) -> dict[str, float | None]:
+    from .metrics import psnr, ssim
+
+    with_holes = holes.reshape(len(holes), -1).any(axis=1)
+    scores = {"psnr": _mean(psnr(pred, ref)), "ssim": _mean(ssim(pred, ref))}
+    if with_holes.any():
+        p, r, h = pred[with_holes], ref[with_holes], holes[with_holes]
+        scores.update(psnr_hole=_mean(psnr(p, r, mask=h)), ssim_hole=_mean(ssim(p, r, mask=h)))
+    else:
+        scores.update(psnr_hole=None, ssim_hole=None)
+    return scores
+
+
+def _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path, out, settings, best) -> str:
+    from .decode import DecodeSettings
+    from .inpaint import InpaintSettings
+
+    d0, i0, d = DecodeSettings(), InpaintSettings(), settings.decode
+    q = shlex.quote
+    parts = ["maskgit inpaint", "--images", q(str(images_dir))]
+    parts += ["--masks", q(str(masks_dir))] if masks_dir is not None else ["--mask-kind", str(mask_kind)]
+    if mask_kind is not None and mask_seed:
+        parts += ["--mask-seed", str(mask_seed)]
+    parts += ["--transformer", q(str(t_path)), "--vqgan", q(str(v_path)), "-o", q(str(Path(out) / "best"))]
+    parts += ["--schedule", best["schedule"], "--total-iter", str(best["total_iter"])]
+    parts += ["--sweet-spot", str(best["sweet_spot"])]
+    if settings.token_mask != i0.token_mask:
+        parts += ["--token-mask", settings.token_mask]
+    if settings.dilate != i0.dilate:
+        parts += ["--dilate", str(settings.dilate)]
+    if settings.composite != i0.composite:
+        parts.append("--composite" if settings.composite else "--no-composite")
+    if d.sampling != d0.sampling:
+        parts += ["--sampling", d.sampling]
+    if d.choice_temperature != d0.choice_temperature:
+        parts += ["--choice-temperature", f"{d.choice_temperature:g}"]
+    if d.seed != d0.seed:
+        parts += ["--seed", str(d.seed)]
+    return " ".join(parts)
+
+
+def run_sweep(
+    transformer,
+    vqgan,
+    images_dir,
+    ref,
+    out_dir,
+    *,
+    masks_dir=None,
+    mask_kind: str | None = None,
+    mask_seed: int = 0,
+    schedules: list[str] | None = None,
+    total_iters: list[int] | None = None,
+    sweet_spots: list[int] | None = None,
+    settings=None,
+    metric: str = "auto",
+    fid_mode: str = "clean",
+    kid: bool = False,
+    inception=None,
+    device="cpu",
+    batch_size: int = 64,
+    save_images: bool = False,
+    fid_batch_size: int = 32,
+    num_workers: int | None = None,
+) -> SweepResult:
+    """Inpaint ``images_dir`` for every cell of the grid and score it against ``ref``; writes ``out_dir``/
+    sweep.csv, sweep.png, sweep.json (and images/<cell>/ with ``save_images``).
+
+    ``transformer`` and ``vqgan`` are models or weights files (files are loaded once, after the options and
+    inputs were checked). ``settings`` (an :class:`~maskgit_cli.inpaint.InpaintSettings`) gives everything but
+    the schedule, T and S: token rule, dilate, composite, sampling, choice temperature, seed.
+    """
+    import torch
+
+    from .data import save_image, to_uint8
+    from .fid import MODES, compute_fid
+    from .inpaint import InpaintInputs, InpaintSettings, check_models, decode_inputs, encode_inputs
+    from .progress import log, progress_bar
+    from .weights import load_config, load_model
+
+    if metric not in METRICS:
+        raise MaskgitError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
+    if fid_mode not in MODES:
+        raise MaskgitError(f"--fid-mode {fid_mode}: expected one of {', '.join(MODES)}")
+    settings = settings or InpaintSettings()
+    schedules = schedules or parse_schedules(None)
+    cells, skipped = make_grid(schedules, sorted(set(total_iters or DEFAULT_TOTAL_ITERS)), sweet_spots)
+    for t, s in skipped:
+        log(f"skipping sweet spot {s} for --total-iter {t}: a sweet spot counts steps, at most T")
+    weights, fid_reason = _fid_plan(metric, fid_mode, inception, kid)
+    use_fid = weights is not None
+
+    dev = torch.device(device)
+    paths = {"transformer": transformer, "vqgan": vqgan}
+    size = (load_config(vqgan, "vqgan")[1] if isinstance(vqgan, (str, Path)) else vqgan.config).img_resolution
+    data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
+    n = len(data)
+    reference = _open_reference(ref, n, size, need_pairs=not use_fid, why=fid_reason)
+    if use_fid and (n < 2 or (reference.kind != "npz" and (reference.count or 0) < 2)):
+        raise MaskgitError(f"FID needs at least 2 images in --images and --ref (found {n} and {reference.count})")
+
+    if isinstance(transformer, (str, Path)):
+        transformer = load_model(transformer, "transformer", dev)
+    if isinstance(vqgan, (str, Path)):
+        vqgan = load_model(vqgan, "vqgan", dev)
+    check_models(transformer, vqgan)
+    transformer.to(dev).eval()
+    vqgan.to(dev).eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    plan = None
+    if use_fid:
+        plan = _load_fid(weights, fid_mode, dev, reference, ref, out, kid, fid_batch_size, num_workers)
+
+    # encode every batch once; keep the inputs as uint8 (exact: they were decoded from 8-bit files)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+    batches, all_holes = [], []
+    start = time.perf_counter()
+    with progress_bar(n, "encode", unit="img") as bar:
+        for images, holes, ids in loader:
+            images, holes, ids = images.to(dev), holes.to(dev), ids.to(dev)
+            encoded = encode_inputs(vqgan, images, holes, settings)
+            batches.append((images.mul(255).round().to(torch.uint8), holes, ids, encoded))
+            all_holes.append(holes.cpu().numpy())
+            bar.advance(len(ids))
+    encode_seconds = time.perf_counter() - start
+    holes_np = np.concatenate(all_holes)
+    names = [f.stem + ".png" for f in data.files]
+
+    def _run_cell(schedule: str, t: int, s: int, bar) -> tuple[dict[str, Any], np.ndarray]:
+        cell_settings = replace(
+            settings, decode=replace(settings.decode, schedule=schedule, total_iter=t, sweet_spot=s)
+        )
+        start = time.perf_counter()
+        outs = []
+        for images_u8, holes, ids, encoded in batches:
+            images = images_u8.float().div_(255.0)
+            res = decode_inputs(transformer, vqgan, images, holes, encoded, cell_settings, ids)
+            outs.append(to_uint8(res.images))  # a device sync: the timing is honest on CUDA too
+            bar.advance(len(ids))
+        seconds = time.perf_counter() - start
+        pred = np.concatenate(outs)
+        row: dict[str, Any] = {
+            "schedule": schedule,
+            "total_iter": t,
+            "sweet_spot": s,
+            "fid": None,
+            "kid": None,
+            "psnr_hole": None,
+            "ssim_hole": None,
+            "psnr": None,
+            "ssim": None,
+            "seconds": seconds,
+            "images_per_second": n / max(seconds, 1e-9),
+            "same_as": None,
+        }
+        if reference.images is not None:
+            row.update(_pair_scores(pred, reference.images, holes_np))
+        if plan is not None:
+            r = compute_fid(
+                pred,
+                plan.stats,
+                mode=fid_mode,
+                device=dev,
+                batch_size=fid_batch_size,
+                num_workers=num_workers,
+                kid=kid,
+                feature_extractor=plan.extractor,
+            )
+            row["fid"], row["kid"] = r["fid"], r.get("kid")
+        return row, pred
+
+    rows: list[dict[str, Any]] = []
+    with progress_bar(len(cells) * n, f"sweep {len(cells)} cells", unit="img") as bar:
+        one_step: tuple[dict[str, Any], np.ndarray] | None = None
+        for schedule, t, s in cells:
+            bar.update(info=_cell_name(schedule, t, s))
+            if s == 1 and one_step is not None:
+                # one step fills every masked token with its first sample: schedule and T play no part
+                first, pred = one_step
+                same = _cell_name(first["schedule"], first["total_iter"], 1)
+                row = {**first, "schedule": schedule, "total_iter": t, "same_as": same}
+                bar.advance(n)
+            else:
+                row, pred = _run_cell(schedule, t, s, bar)
+                if s == 1:
+                    one_step = (row, pred)
+            if save_images:
+                folder = out / "images" / _cell_name(schedule, t, s)
+                for img, name in zip(pred, names):
+                    save_image(img, folder / name)
+            rows.append(row)
+
+    if use_fid:
+        key, best = "fid", min(rows, key=lambda r: r["fid"])
+        if fid_mode == "legacy_pytorch" and weights != "custom extractor":
+            lab = "comparable to the lab's numbers"
+        elif fid_mode == "legacy_pytorch":
+            lab = "a custom feature extractor: not comparable to the lab's numbers"
+        else:
+            lab = "not comparable to the lab's numbers: use --fid-mode legacy_pytorch for that"
+        note = f"metric: FID{' and KID' if kid else ''} (--fid-mode {fid_mode}, weights {weights}; {lab})"
+    else:
+        key = "psnr_hole" if any(r["psnr_hole"] is not None for r in rows) else "psnr"
+        best = max(rows, key=lambda r: -math.inf if r[key] is None else r[key])
+        label = "hole PSNR/SSIM" if key == "psnr_hole" else "PSNR/SSIM (no holes in the masks)"
+        note = f"metric: {label} against {reference.label}; FID skipped: {fid_reason}"
+        if kid:
+            note += " (so no KID either)"
+    for r in rows:
+        r["best"] = r is best
+
+    t_path = paths["transformer"] if isinstance(paths["transformer"], (str, Path)) else "TRANSFORMER"
+    v_path = paths["vqgan"] if isinstance(paths["vqgan"], (str, Path)) else "VQGAN"
+    command = _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path, out, settings, best)
+    files = {"csv": str(out / "sweep.csv"), "png": str(out / "sweep.png"), "json": str(out / "sweep.json")}
+    if plan is not None and plan.stats is not None and reference.kind != "npz":
+        files["ref_fid_stats"] = str(plan.stats)
+    if save_images:
+        files["images"] = str(out / "images")
+    result = SweepResult(
+        output=str(out),
+        count=n,
+        metric=key,
+        metric_note=note,
+        cells=rows,
+        best=best,
+        command=command,
+        skipped=skipped,
+        files=files,
+        encode_seconds=encode_seconds,
+        settings={
+            **asdict(settings),
+            "images": str(images_dir),
+            "masks": None if masks_dir is None else str(masks_dir),
+            "mask_kind": mask_kind,
+            "mask_seed": mask_seed if mask_kind else None,
+            "ref": str(ref),
+            "device": str(dev),
+            "batch_size": batch_size,
+        },
+        fid=None
+        if plan is None
+        else {
+            "mode": fid_mode,
+            "weights": plan.weights,
+            "feature_extractor": getattr(plan.extractor, "name", "custom extractor"),
+            "comparable_to_lab": fid_mode == "legacy_pytorch" and plan.weights != "custom extractor",
+            "ref_stats": str(plan.stats),
+            "ref_note": reference.note,
+        },
+    )
+    write_csv(rows, out / "sweep.csv")
+    plot_sweep(result, out / "sweep.png")
+    (out / "sweep.json").write_text(json.dumps(result_dict(result), indent=1))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# outputs
+
+
+def result_dict(result: SweepResult) -> dict[str, Any]:
+    from .score import finite_or_none
+
+    d = asdict(result)
+    d["skipped"] = [{"total_iter": t, "sweet_spot": s} for t, s in result.skipped]
+    return finite_or_none(d)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    from .weights import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: "" if r.get(k) is None else r[k] for k in CSV_COLUMNS})
+
+
+_LABELS = {
+    "fid": "FID (lower is better)",
+    "psnr_hole": "PSNR over the holes, dB (higher is better)",
+    "psnr": "PSNR, dB (higher is better)",
+}
+
+
+_SHORT = {"fid": "FID", "psnr_hole": "hole PSNR", "psnr": "PSNR"}
+
+
+def plot_sweep(result: SweepResult, path: Path) -> Path:
+    """The ranking metric per schedule: vs T (best sweet spot per T) when several T were swept, else a bar per
+    schedule; plus the metric vs sweet spot at the best T when several sweet spots were swept. Best cell starred.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    key, rows, best = result.metric, result.cells, result.best
+    schedules = list(dict.fromkeys(r["schedule"] for r in rows))
+    ts = sorted({r["total_iter"] for r in rows})
+    all_ss = sorted({r["sweet_spot"] for r in rows})
+
+    def spots(t: int) -> list[int]:
+        return sorted({r["sweet_spot"] for r in rows if r["total_iter"] == t})
+
+    # the sweet-spot panel: at the best cell's T, or at the T with the most sweet spots if that has only one
+    t2 = best["total_iter"] if len(spots(best["total_iter"])) > 1 else max(ts, key=lambda t: (len(spots(t)), t))
+    ss = spots(t2)
+    lower = key == "fid"
+    colors = {name: f"C{i % 10}" for i, name in enumerate(schedules)}
+
+    def better(a, b):
+        if b is None or b[key] is None:
+            return a
+        if a is None or a[key] is None:
+            return b
+        return a if (a[key] < b[key] if lower else a[key] > b[key]) else b
+
+    panels = 2 if len(ss) > 1 else 1
+    fig = Figure(figsize=(6.0 * panels, 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, panels, 1)
+    if len(ts) > 1:
+        for name in schedules:
+            pts = []
+            for t in ts:
+                pick = None
+                for r in rows:
+                    if r["schedule"] == name and r["total_iter"] == t:
+                        pick = better(pick, r)
+                if pick is not None and pick[key] is not None:
+                    pts.append((t, pick[key]))
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, "o-", color=colors[name], label=name, linewidth=1.4, markersize=4)
+        ax.set_xlabel("total_iter T" + (" (best sweet spot per T)" if len(all_ss) > 1 else ""))
+        ax.set_xticks(ts)
+        ax.plot([best["total_iter"]], [best[key]], "*", color="black", markersize=16, zorder=5)
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        best_per = {name: None for name in schedules}
+        for r in rows:
+            best_per[r["schedule"]] = better(best_per[r["schedule"]], r)
+        order = sorted(
+            (name for name in schedules if best_per[name] and best_per[name][key] is not None),
+            key=lambda name: best_per[name][key],
+            reverse=not lower,
+        )
+        values = [best_per[name][key] for name in order]
+        bars = ax.barh(range(len(order)), values, color=[colors[name] for name in order])
+        ax.set_yticks(range(len(order)), order)
+        ax.invert_yaxis()
+        for i, name in enumerate(order):
+            if name == best["schedule"]:
+                bars[i].set_edgecolor("black")
+                bars[i].set_linewidth(2)
+            ax.text(values[i], i, f" {values[i]:.2f}" + (" *best" if name == best["schedule"] else ""), va="center")
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.3 or abs(hi) * 0.05 or 1.0
+        ax.set_xlim(max(0.0, lo - pad) if lower or lo > 0 else lo - pad, hi + pad)
+        ax.set_xlabel(_LABELS[key])
+        t = ts[0]
+        ax.set_title(f"T = {t}" + (" (best sweet spot per schedule)" if len(all_ss) > 1 else ""), fontsize=10)
+    if len(ts) > 1:
+        ax.set_ylabel(_LABELS[key])
+        ax.set_title("by schedule and T", fontsize=10)
+    ax.grid(alpha=0.3)
+    if panels == 2:
+        ax2 = fig.add_subplot(1, 2, 2)
+        t = t2
+        for name in schedules:
+            pts = [
+                (r["sweet_spot"], r[key])
+                for r in rows
+                if r["schedule"] == name and r["total_iter"] == t and r[key] is not None
+            ]
+            if pts:
+                xs, ys = zip(*sorted(pts))
+                ax2.plot(xs, ys, "o-", color=colors[name], label=name, linewidth=1.4, markersize=4)
+        if best["total_iter"] == t:
+            ax2.plot([best["sweet_spot"]], [best[key]], "*", color="black", markersize=16, zorder=5)
+        ax2.set_xticks(ss)
+        ax2.set_xlabel(f"sweet spot S (steps run) at T = {t}")
+        ax2.set_ylabel(_LABELS[key])
+        ax2.set_title("by sweet spot", fontsize=10)
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=7, ncol=2)
+    fig.suptitle(
+        f"maskgit sweep: {result.count} images; best {best['schedule']} T={best['total_iter']} "
+        f"S={best['sweet_spot']} ({_SHORT[key]} {best[key]:.3f})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    tmp.replace(path)
+    return path
+
+
+def best_line(result: SweepResult) -> str:
+    """``best: --schedule X --total-iter T --sweet-spot S (FID 41.2)``."""
+    b = result.best
+    scores = [f"{_SHORT[result.metric]} {_fmt(b[result.metric], 3)}"]
+    scores += [f"{label} {_fmt(b[k], d)}" for k, label, d in _COLUMNS if k != result.metric and b[k] is not None]
+    return (
+        f"best: --schedule {b['schedule']} --total-iter {b['total_iter']} --sweet-spot {b['sweet_spot']} "
+        f"({', '.join(scores)})"
+    )
+
+
+def _fmt(value, digits: int) -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
+_COLUMNS = (
+    ("fid", "FID", 3),
+    ("kid", "KID", 5),
+    ("psnr_hole", "PSNR hole", 2),
+    ("ssim_hole", "SSIM hole", 4),
+    ("psnr", "PSNR", 2),
+    ("ssim", "SSIM", 4),
+)
+
+
+def render_table(result: SweepResult, console) -> None:
+    """A Rich table of the cells (best row highlighted) on ``console``."""
+    from rich.table import Table
+
+    rows = result.cells
+    has = {k: any(r[k] is not None for r in rows) for k in ("fid", "kid", "psnr_hole", "ssim_hole", "psnr", "ssim")}
+    caption = None
+    if any(r.get("same_as") for r in rows):
+        caption = "S = 1 gives the same images for every schedule and T (one step fills every token): computed once"
+    table = Table(
+        title=f"maskgit sweep: {len(rows)} cells x {result.count} images", title_style="bold", caption=caption
+    )
+    table.add_column("schedule")
+    table.add_column("T", justify="right")
+    table.add_column("S", justify="right")
+    columns = [c for c in _COLUMNS if has[c[0]]]
+    for k, title, _ in columns:
+        table.add_column(title + (" *" if k == result.metric else ""), justify="right")
+    table.add_column("s", justify="right")
+    table.add_column("img/s", justify="right")
+    for r in rows:
+        table.add_row(
+            r["schedule"] + (" (best)" if r["best"] else ""),
+            str(r["total_iter"]),
+            str(r["sweet_spot"]),
+            *[_fmt(r[k], d) for k, _, d in columns],
+            f"{r['seconds']:.1f}",
+            f"{r['images_per_second']:.1f}",
+            style="bold green" if r["best"] else None,
+        )
+    console.print(table)

@@ -1,0 +1,214 @@
+"""`maskgit sweep`: the grid, the outputs, PSNR fallback and the FID path (injected extractor), and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shlex
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskgit_cli import fid
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.masks import write_masks
+from maskgit_cli.models.transformer import MaskGITTransformer, get_preset
+from maskgit_cli.sweep import make_grid, parse_int_list, parse_schedules
+from maskgit_cli.weights import save_model
+
+from .conftest import make_images
+from .test_fid import TinyExtractor, write_csv
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A tiny lab-layout test set: ground truth, masks, masked images (gray holes); and a tiny transformer."""
+    make_images(tmp_path / "gt", 4, seed=1)
+    write_masks(tmp_path / "gt", tmp_path / "mask64", "stroke", seed=0, masked_out=tmp_path / "masked_image")
+    torch.manual_seed(0)
+    model = MaskGITTransformer(get_preset("tiny", num_codebook_vectors=64))
+    with torch.no_grad():
+        model.tok_emb.weight.normal_(0, 1.0)
+    save_model(tmp_path / "transformer.safetensors", model, "transformer")
+    return tmp_path
+
+
+@pytest.fixture
+def no_weights(monkeypatch, tmp_path):
+    """No Inception file anywhere and no network (a connection attempt raises)."""
+    monkeypatch.setattr(fid, "CLEAN_CACHE_DIR", str(tmp_path / "cleanfid-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("MASKGIT_INCEPTION", raising=False)
+    monkeypatch.delenv("MASKGIT_NO_DOWNLOAD", raising=False)
+    monkeypatch.setattr(fid, "FEATURE_EXTRACTOR_OVERRIDE", None)
+
+    def refuse(self, address):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def sweep(cli, lab, vqgan, out, *extra, ref=None, masks=True):
+    args = ["sweep", "--images", lab / "masked_image", "--ref", ref or lab / "gt"]
+    args += ["--transformer", lab / "transformer.safetensors", "--vqgan", vqgan, "-o", out, "--device", "cpu"]
+    if masks:
+        args += ["--masks", lab / "mask64"]
+    return cli(*args, *extra)
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_outputs_psnr_fallback_and_best_line(cli, lab, tiny_vqgan_file, no_weights, tmp_path):
+    out = tmp_path / "out"
+    r = sweep(
+        cli,
+        lab,
+        tiny_vqgan_file,
+        out,
+        *("--schedules", "cosine,uniform", "--total-iter", "2,4", "--sweet-spot", "1,3", "--save-images"),
+    )
+    assert r.exit_code == 0, r.output
+    # S <= T only: T=2 -> S=1 (S=3 skipped, said on stderr); T=4 -> S=1,3; for both schedules (alias -> linear)
+    rows = read_rows(out / "sweep.csv")
+    cells = [(row["schedule"], int(row["total_iter"]), int(row["sweet_spot"])) for row in rows]
+    assert cells == [(s, t, k) for s in ("cosine", "linear") for t, k in ((2, 1), (4, 1), (4, 3))]
+    assert "skipping sweet spot 3 for --total-iter 2" in r.stderr
+    # no Inception: PSNR/SSIM, and one line saying why FID was skipped
+    notes = [line for line in r.stdout.splitlines() if "FID skipped" in line]
+    assert len(notes) == 1 and "hole PSNR" in notes[0] and "inception-2015-12-05.pt" in notes[0]
+    assert all(row["fid"] == "" and float(row["psnr_hole"]) > 0 and 0 < float(row["ssim"]) <= 1 for row in rows)
+    assert all(float(row["seconds"]) > 0 and float(row["images_per_second"]) > 0 for row in rows)
+    # one step fills every token: S = 1 does not depend on the schedule or T, and is decoded once
+    ones = [row for row in rows if row["sweet_spot"] == "1"]
+    assert len({row["psnr_hole"] for row in ones}) == 1
+    assert [row["same_as"] for row in ones] == ["", "cosine_T2_S1", "cosine_T2_S1", "cosine_T2_S1"]
+    # best = highest hole PSNR, marked in the csv, the json and the printed lines
+    best = max(rows, key=lambda row: float(row["psnr_hole"]))
+    assert [row["best"] for row in rows].count("True") == 1 and best["best"] == "True"
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["metric"] == "psnr_hole" and report["count"] == 4 and len(report["cells"]) == 6
+    assert (report["best"]["schedule"], report["best"]["total_iter"]) == (best["schedule"], int(best["total_iter"]))
+    assert Image.open(out / "sweep.png").size[0] > 600
+    best_line = next(line for line in r.stdout.splitlines() if line.startswith("best: "))
+    assert f"--schedule {best['schedule']} --total-iter {best['total_iter']}" in best_line
+    assert "┏" in r.stdout and "┏" not in r.stderr  # the Rich table is a result: stdout
+
+    # the printed command is ready to run and reproduces the sweep's images for that cell
+    command = next(line for line in r.stdout.splitlines() if line.startswith("run it: maskgit inpaint "))
+    args = shlex.split(command.removeprefix("run it: maskgit "))
+    args[args.index("-o") + 1] = str(tmp_path / "rerun")
+    r2 = cli(*args, "--grids", "none", "--device", "cpu")
+    assert r2.exit_code == 0, r2.output
+    cell = out / "images" / f"{best['schedule']}_T{best['total_iter']}_S{best['sweet_spot']}"
+    names = sorted(p.name for p in cell.iterdir())
+    assert names == [f"image_{i:03d}.png" for i in range(4)]
+    for name in names:
+        assert np.array_equal(
+            np.asarray(Image.open(cell / name)), np.asarray(Image.open(tmp_path / "rerun" / "images" / name))
+        )
+
+
+def test_fid_path_with_injected_extractor_and_lab_csv(cli, lab, tiny_vqgan_file, monkeypatch, tmp_path):
+    ext = TinyExtractor()
+    monkeypatch.setattr(fid, "FEATURE_EXTRACTOR_OVERRIDE", ext)
+    csv_ref = write_csv(tmp_path / "test_gt.csv", lab / "gt")
+    out = tmp_path / "out"
+    r = sweep(
+        cli,
+        lab,
+        tiny_vqgan_file,
+        out,
+        "--schedules",
+        "square,cosine",
+        "--total-iter",
+        "3",
+        "--kid",
+        "--json",
+        ref=csv_ref,
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["metric"] == "fid" and report["metric_note"].startswith("metric: FID and KID")
+    assert report["fid"]["feature_extractor"] == "test-tiny-conv" and report["fid"]["comparable_to_lab"] is False
+    cells = report["cells"]
+    assert [(c["schedule"], c["total_iter"], c["sweet_spot"]) for c in cells] == [("square", 3, 3), ("cosine", 3, 3)]
+    assert all(c["fid"] >= 0 and c["kid"] is not None and c["psnr_hole"] is not None for c in cells)
+    assert report["best"] == min(cells, key=lambda c: c["fid"])
+    assert (out / "ref_fid_stats.npz").exists() and (out / "sweep.png").exists() and not (out / "images").exists()
+    rows = read_rows(out / "sweep.csv")
+    assert [float(row["fid"]) for row in rows] == pytest.approx([c["fid"] for c in cells])
+    # the statistics file is reusable: maskgit fid against it, and a second sweep with it as REF (FID only)
+    r2 = sweep(
+        cli,
+        lab,
+        tiny_vqgan_file,
+        tmp_path / "o2",
+        "--schedules",
+        "square",
+        "--total-iter",
+        "3",
+        ref=out / "ref_fid_stats.npz",
+    )
+    assert r2.exit_code == 0, r2.output
+    again = read_rows(tmp_path / "o2" / "sweep.csv")[0]
+    assert float(again["fid"]) == pytest.approx(cells[0]["fid"]) and again["psnr_hole"] == ""
+
+
+def test_parsing_helpers():
+    assert parse_schedules(None)[:2] == ["cosine", "linear"] and len(parse_schedules("all")) == 8
+    assert parse_schedules("Pow2, cosine,square") == ["square", "cosine"]
+    assert parse_int_list("8,4,4,12", "--total-iter") == [4, 8, 12] and parse_int_list(None, "--x") is None
+    cells, skipped = make_grid(["cosine"], [2, 8], [1, 3, 8])
+    assert cells == [("cosine", 2, 1), ("cosine", 8, 1), ("cosine", 8, 3), ("cosine", 8, 8)]
+    assert skipped == [(2, 3), (2, 8)]
+    assert make_grid(["a", "b"], [4], None)[0] == [("a", 4, 4), ("b", 4, 4)]
+    with pytest.raises(MaskgitError, match="no cell to run"):
+        make_grid(["cosine"], [2], [3])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--schedules", "cosine,bogus"), "--schedules: unknown schedule 'bogus'; valid names: cosine, linear"),
+        (("--schedules", "cosine,,linear"), "--schedules 'cosine,,linear': empty name"),
+        (("--total-iter", "4,x"), "--total-iter '4,x': expected comma-separated whole numbers"),
+        (("--sweet-spot", "0,2"), "--sweet-spot '0,2': every value must be at least 1"),
+        (("--total-iter", "2", "--sweet-spot", "3,4"), "no cell to run"),
+        (("--metric", "fid"), "Inception weights for --mode clean not found"),
+        (("--metric", "fid", "--fid-mode", "legacy_pytorch"), "pt_inception-2015-12-05-6726825d.pth"),
+        (("--metric", "psnr", "--kid"), "--kid needs FID"),
+    ],
+)
+def test_option_errors_are_one_line(cli, lab, tiny_vqgan_file, no_weights, tmp_path, extra, message):
+    r = sweep(cli, lab, tiny_vqgan_file, tmp_path / "out", *extra)
+    assert r.exit_code == 1 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr
+    if "Inception" in message or "pth" in message:
+        assert "--inception" in lines[0]  # names the file and where to put it
+    assert not (tmp_path / "out").exists()
+
+
+def test_mismatched_counts_and_bad_refs(cli, lab, tiny_vqgan_file, no_weights, tmp_path):
+    make_images(tmp_path / "gt3", 3, seed=1)
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(2), sigma=np.eye(2))
+    results = {
+        "has 3 images but --images has 4": sweep(cli, lab, tiny_vqgan_file, tmp_path / "o", ref=tmp_path / "gt3"),
+        "no such file or folder": sweep(cli, lab, tiny_vqgan_file, tmp_path / "o", ref=tmp_path / "missing"),
+        "holds FID statistics only and FID is off": sweep(
+            cli, lab, tiny_vqgan_file, tmp_path / "o", "--mask-kind", "box", ref=tmp_path / "stats.npz", masks=False
+        ),
+        "give either --masks DIR": sweep(cli, lab, tiny_vqgan_file, tmp_path / "o", "--mask-kind", "box"),
+    }
+    (lab / "mask64" / "mask_003.png").unlink()
+    results["but 3 masks in"] = sweep(cli, lab, tiny_vqgan_file, tmp_path / "o")
+    for message, r in results.items():
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1 and message in lines[0], (message, r.stderr)
+    assert not (tmp_path / "o").exists()
