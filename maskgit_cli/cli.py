@@ -44,6 +44,12 @@ class Precision(StrEnum):
     fp32 = "fp32"
 
 
+class AutoPrecision(StrEnum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto = cuda if available, else cpu.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are reproducible for a given seed).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
@@ -347,6 +353,13 @@ def inpaint_cmd(
             help="Also regenerate K rings of tokens around the holes (they were encoded from the gray fill). 0 = the lab's rule.",
         ),
     ] = 1,
+    precision: Annotated[
+        AutoPrecision,
+        typer.Option(
+            "--precision",
+            help="The transformer's autocast: auto = bf16 on CUDA, fp32 on CPU. fp32 makes a batch identical to one image at a time; bf16 is ~2x faster (CPU too) but may round differently in a batch.",
+        ),
+    ] = AutoPrecision.auto,
     composite: Annotated[
         bool,
         typer.Option(
@@ -383,6 +396,7 @@ def inpaint_cmd(
         token_mask=token_mask.value,
         dilate=dilate,
         composite=composite,
+        precision=precision.value,
     )
     dev = _device(device)
     s = inpaint_folder(
@@ -883,6 +897,13 @@ def sweep_cmd(
     dilate: Annotated[
         int, typer.Option("--dilate", min=0, help="Also regenerate K rings of tokens around the holes.")
     ] = 1,
+    precision: Annotated[
+        AutoPrecision,
+        typer.Option(
+            "--precision",
+            help="The transformer's autocast: auto = bf16 on CUDA, fp32 on CPU. fp32 makes a batch identical to one image at a time; bf16 is ~2x faster (CPU too) but may round differently in a batch.",
+        ),
+    ] = AutoPrecision.auto,
     composite: Annotated[
         bool,
         typer.Option(
@@ -922,6 +943,7 @@ def sweep_cmd(
         token_mask=token_mask.value,
         dilate=dilate,
         composite=composite,
+        precision=precision.value,
     )
     r = run_sweep(
         transformer,

@@ -297,6 +297,8 @@ def _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path
         parts += ["--dilate", str(settings.dilate)]
     if settings.composite != i0.composite:
         parts.append("--composite" if settings.composite else "--no-composite")
+    if settings.precision != i0.precision:
+        parts += ["--precision", settings.precision]
     if d.sampling != d0.sampling:
         parts += ["--sampling", d.sampling]
     if d.choice_temperature != d0.choice_temperature:

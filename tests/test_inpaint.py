@@ -183,3 +183,13 @@ def test_models_that_do_not_fit_together(cli, lab_dirs, tiny_vqgan_file, tmp_pat
     save_model(path, MaskGITTransformer(get_preset("tiny")), "transformer")
     r = run(cli, images, masks, path, tiny_vqgan_file, tmp_path / "o")
     assert r.exit_code == 1 and "1024 codes but the VQGAN has 64" in r.stderr
+
+
+def test_bf16_keeps_the_counts_and_known_tokens(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path):
+    images, masks = lab_dirs
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--precision", "bf16")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["settings"]["precision"] == "bf16"
+    for item in report["images"]:
+        assert item["still_masked"] == expected_counts("cosine", 8, item["tokens_generated"])
