@@ -55,6 +55,66 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are r
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
 
 
+class MaskKind(StrEnum):
+    stroke = "stroke"
+    box = "box"
+    half = "half"
+    outpaint = "outpaint"
+
+
+class Schedule(StrEnum):
+    cosine = "cosine"
+    linear = "linear"
+    square = "square"
+    logarithm = "logarithm"
+    cubic = "cubic"
+    sqrt = "sqrt"
+    exp = "exp"
+    arccos = "arccos"
+
+
+class Sampling(StrEnum):
+    sample = "sample"
+    argmax = "argmax"
+
+
+class TokenRule(StrEnum):
+    any = "any"
+    majority = "majority"
+
+
+class FidMode(StrEnum):
+    clean = "clean"
+    legacy_pytorch = "legacy_pytorch"
+
+
+FidModeOpt = Annotated[
+    FidMode,
+    typer.Option(
+        "--mode",
+        help="clean = clean-fid's Inception and anti-aliased resize (the default); legacy_pytorch = pytorch-fid's "
+        "network and resize, the mode comparable to the lab's FID numbers. Numbers of the two modes differ.",
+    ),
+]
+InceptionOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inception",
+        help="Inception weights file (default: $MASKGIT_INCEPTION, else clean-fid's cache, else a download).",
+    ),
+]
+FidBatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per Inception batch.")]
+FidWorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=0, help="Image decoding/resizing processes (default: by core count).")
+]
+
+
+class SweepMetric(StrEnum):
+    auto = "auto"
+    fid = "fid"
+    psnr = "psnr"
+
+
 def command(name: str | None = None, group: typer.Typer | None = None, **kwargs):
     """Register a command (on ``group``, default the main app) whose MaskgitError becomes one `Error: ...`
     line and exit code 1."""
@@ -117,39 +177,6 @@ def _load(path: Path, kind: str, device=None):
     return load_model(path, kind, device or "cpu")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# weights and token files
-
-
-@command("info")
-def info_cmd(
-    file: Annotated[Path, typer.Argument(help="A maskgit weights (.safetensors) or token cache (.tokens) file.")],
-    as_json: JsonOpt = False,
-) -> None:
-    """Show what a weights or token file holds: its kind, config and tensors.
-
-    [bold]Example[/bold]: maskgit info weights/vqgan-emoji64.safetensors --json
-    """
-    from .weights import describe
-
-    info = describe(file)
-    if as_json:
-        _print_json(info)
-        return
-    _out(f"{info['path']}: kind={info['kind']} maskgit_version={info.get('maskgit_version')}")
-    for key, value in info.items():
-        if key in ("path", "kind", "maskgit_version", "tensors", "files"):
-            continue
-        _out(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
-    if "files" in info:
-        files = info["files"]
-        _out(f"  files: {len(files)} ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})")
-    for t in info["tensors"][:20]:
-        _out(f"  {t['name']:<50} {t['dtype']:<5} {tuple(t['shape'])}")
-    if len(info["tensors"]) > 20:
-        _out(f"  ... {len(info['tensors']) - 20} more tensors")
-
-
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     if text is None:
         return None
@@ -162,7 +189,63 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     return values
 
 
-@command("convert-vqgan")
+def _given(**options) -> dict:
+    """The options given on the command line (not None), enum values unwrapped: they override saved settings."""
+    return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in options.items() if v is not None}
+
+
+def _resumed_run(resume: Path, output: Path | None) -> tuple[Path, dict]:
+    """(run folder, its saved config.json) for --resume RUN; -o may be omitted or must name the same folder."""
+    if output is not None and output.resolve() != resume.resolve():
+        raise MaskgitError(f"--resume {resume} and -o {output} name different runs")
+    try:
+        return resume, json.loads((resume / "config.json").read_text())
+    except (OSError, ValueError):
+        raise MaskgitError(f"--resume {resume}: not a training run (no readable config.json)") from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data
+
+
+@command("masks", rich_help_panel="Data")
+def masks_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of images to make masks for (sorted name order).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the masks (mask_000.png, ...).")],
+    kind: Annotated[
+        MaskKind, typer.Option("--kind", help="Free-form strokes (like the lab's), a box, a half, or outpainting.")
+    ] = MaskKind.stroke,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Mask i is drawn from (seed, i): reproducible.")] = 0,
+    masked_out: Annotated[
+        Path | None, typer.Option("--masked-out", help="Also write the masked images (holes gray 128) here.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write lab-format masks for an image folder: 8-bit PNGs, 0 (black) = hole, 255 = known.
+
+    Stroke and box masks cover 15-40% of the pixels. Mask i pairs with the i-th image in sorted name order.
+
+    [bold]Example[/bold]: maskgit masks my_images -o my_masks --kind stroke --seed 0 --masked-out my_masked
+    """
+    from .masks import write_masks
+
+    summary = write_masks(images, output, kind.value, seed, masked_out)
+    if as_json:
+        _print_json(summary)
+        return
+    hf = summary["hole_fraction"]
+    _out(
+        f"wrote {summary['count']} {kind.value} masks to {output} ({summary['first']} .. {summary['last']}), "
+        f"holes {hf['mean']:.1%} on average ({hf['min']:.1%}-{hf['max']:.1%})"
+        + (f"; masked images in {masked_out}" if masked_out else "")
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Stage 1: the VQGAN (images <-> 16x16 tokens)
+
+
+@command("convert-vqgan", rich_help_panel="Stage 1: VQGAN (images <-> 16x16 tokens)")
 def convert_vqgan_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="The lab's VQGAN.pt (a plain state_dict).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .safetensors file.")],
@@ -189,7 +272,172 @@ def convert_vqgan_cmd(
     _out(f"wrote {output} ({model.num_params():,} parameters, fingerprint {model_fingerprint(model)[:12]})")
 
 
-@command("tokenize")
+@command("train-vqgan", rich_help_panel="Stage 1: VQGAN (images <-> 16x16 tokens)")
+def train_vqgan_cmd(
+    images: Annotated[
+        Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-emoji64.")] = None,
+    val: Annotated[
+        Path | None, typer.Option("--val", help="Validation images: PSNR/SSIM/codebook usage; picks best.safetensors.")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", help="Continue the run in this folder exactly where it stopped (settings come from the run)."
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="VQGAN preset: small, base, lab or tiny. [default: small]")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Epochs. [default: 30, unless --max-steps is given]")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Stop after this many steps (first of the two limits).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Images per step. [default: 16]")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine). [default: 5e-4]"),
+    ] = None,
+    warmup_steps: Annotated[
+        int | None, typer.Option("--warmup-steps", min=0, help="Linear warmup steps. [default: 200]")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the initial weights, data order and flips. [default: 0]")
+    ] = None,
+    precision: Annotated[
+        Precision | None, typer.Option("--precision", help="bf16 autocast (CUDA and CPU) or fp32. [default: bf16]")
+    ] = None,
+    gan_start: Annotated[
+        int | None, typer.Option("--gan-start", min=0, help="Add the PatchGAN loss from this step (default: no GAN).")
+    ] = None,
+    gan_weight: Annotated[
+        float | None, typer.Option("--gan-weight", help="Weight of the adversarial loss. [default: 0.1]")
+    ] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. [default: flip]")
+    ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option("--eval-every", min=0, help="Steps between validations (0 = every epoch).")
+    ] = None,
+    save_every: Annotated[
+        int | None, typer.Option("--save-every", min=0, help="Steps between checkpoints (0 = at every validation).")
+    ] = None,
+    log_every: Annotated[
+        int | None, typer.Option("--log-every", min=1, help="Steps per metrics.jsonl record. [default: 10]")
+    ] = None,
+    stop_at: Annotated[
+        int | None, typer.Option("--stop-at", min=1, help="Stop after this step as an interruption would (resumable).")
+    ] = None,
+    resize: Annotated[
+        bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
+    ] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="auto = cuda if available, else cpu.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a VQGAN (stage 1): L1+L2 reconstruction, EMA codebook with dead-code restarts, optional PatchGAN.
+
+    Writes runs/NAME/: last.safetensors and best.safetensors (by validation PSNR; load them with --vqgan),
+    state.safetensors (exact --resume), metrics.jsonl, curves.png and config.json. Ctrl-C (or SIGTERM) finishes
+    the step, saves and exits 130 (143); --resume RUN then continues bit for bit (on CPU). --max-steps/--epochs
+    may be changed when resuming (the LR schedule follows the new length).
+
+    [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o runs/vqgan-emoji64 --preset small --max-steps 6000
+    """
+    from .train_vqgan import TrainVQGANConfig, train_vqgan
+
+    given = _given(
+        preset=preset,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        seed=seed,
+        precision=precision,
+        gan_start=gan_start,
+        gan_weight=gan_weight,
+        flip=flip,
+        eval_every=eval_every,
+        save_every=save_every,
+        log_every=log_every,
+        stop_at=stop_at,
+        device=device,
+        resize=resize,
+    )
+    if resume is not None:
+        output, saved = _resumed_run(resume, output)
+        images = images or Path(saved["data"]["train_dir"])
+        val = val or (Path(saved["data"]["val_dir"]) if saved["data"].get("val_dir") else None)
+        cfg = TrainVQGANConfig(**{**saved["train"], "stop_at": None, **given})
+    else:
+        if "max_steps" in given and "epochs" not in given:
+            given["epochs"] = None  # --max-steps alone sets the length
+        cfg = TrainVQGANConfig(**given)
+    if images is None or output is None:
+        raise MaskgitError("give the training images and -o runs/NAME, or --resume RUN")
+    s = train_vqgan(images, val, output, cfg, resume=resume is not None)
+    if as_json:
+        _print_json(s)
+    else:
+        _out(f"{s['status']} at step {s['step']}/{s['total_steps']} in {s['seconds']:.0f} s: {s['run']}")
+        if s["val"]:
+            v = s["val"]
+            _out(
+                f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, codebook usage {v['usage']:.1%}, "
+                f"perplexity {v['perplexity']:.1f}; best PSNR {s['best_psnr']:.2f} dB at step {s['best_step']}"
+            )
+        if s["weights"]:
+            _out(f"weights: {s['weights']}")
+    if s["exit_code"]:
+        raise typer.Exit(s["exit_code"])
+
+
+@command("reconstruct", rich_help_panel="Stage 1: VQGAN (images <-> 16x16 tokens)")
+def reconstruct_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of images to reconstruct.")],
+    vqgan: Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the reconstructions (same file names).")],
+    grid: Annotated[
+        Path | None, typer.Option("--grid", help="Originals | reconstructions grid PNG (default: OUTPUT-grid.png).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per VQGAN batch.")] = 64,
+    precision: Annotated[
+        Precision, typer.Option("--precision", help="fp32 (exact scores) or bf16 autocast (faster).")
+    ] = Precision.fp32,
+    resize: Annotated[bool, typer.Option("--resize", help="Resize images of another size instead of failing.")] = False,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Encode and decode images with a VQGAN; write each reconstruction under its own name and report mean
+    PSNR/SSIM and the fraction of codebook codes used.
+
+    [bold]Example[/bold]: maskgit reconstruct data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o out/recon --json
+    """
+    from .reconstruct import format_summary, reconstruct_folder
+
+    dev = _device(device)
+    s = reconstruct_folder(
+        images,
+        _load(vqgan, "vqgan", dev),
+        output,
+        batch_size=batch_size,
+        device=dev,
+        precision=precision.value,
+        resize=resize,
+        grid_path=grid,
+    )
+    if as_json:
+        _print_json(s)
+    else:
+        _out(format_summary(s))
+
+
+@command("tokenize", rich_help_panel="Stage 1: VQGAN (images <-> 16x16 tokens)")
 def tokenize_cmd(
     images: Annotated[Path, typer.Argument(help="Folder of images (sorted file-name order is kept).")],
     vqgan: Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")],
@@ -234,421 +482,11 @@ def tokenize_cmd(
         typer.echo(f"skipped: {name}", err=True)
 
 
-class MaskKind(StrEnum):
-    stroke = "stroke"
-    box = "box"
-    half = "half"
-    outpaint = "outpaint"
-
-
-@command("masks")
-def masks_cmd(
-    images: Annotated[Path, typer.Argument(help="Folder of images to make masks for (sorted name order).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the masks (mask_000.png, ...).")],
-    kind: Annotated[
-        MaskKind, typer.Option("--kind", help="Free-form strokes (like the lab's), a box, a half, or outpainting.")
-    ] = MaskKind.stroke,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Mask i is drawn from (seed, i): reproducible.")] = 0,
-    masked_out: Annotated[
-        Path | None, typer.Option("--masked-out", help="Also write the masked images (holes gray 128) here.")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Write lab-format masks for an image folder: 8-bit PNGs, 0 (black) = hole, 255 = known.
-
-    Stroke and box masks cover 15-40% of the pixels. Mask i pairs with the i-th image in sorted name order.
-
-    [bold]Example[/bold]: maskgit masks my_images -o my_masks --kind stroke --seed 0 --masked-out my_masked
-    """
-    from .masks import write_masks
-
-    summary = write_masks(images, output, kind.value, seed, masked_out)
-    if as_json:
-        _print_json(summary)
-        return
-    hf = summary["hole_fraction"]
-    _out(
-        f"wrote {summary['count']} {kind.value} masks to {output} ({summary['first']} .. {summary['last']}), "
-        f"holes {hf['mean']:.1%} on average ({hf['min']:.1%}-{hf['max']:.1%})"
-        + (f"; masked images in {masked_out}" if masked_out else "")
-    )
-
-
-class Schedule(StrEnum):
-    cosine = "cosine"
-    linear = "linear"
-    square = "square"
-    logarithm = "logarithm"
-    cubic = "cubic"
-    sqrt = "sqrt"
-    exp = "exp"
-    arccos = "arccos"
-
-
-class Sampling(StrEnum):
-    sample = "sample"
-    argmax = "argmax"
-
-
-class TokenRule(StrEnum):
-    any = "any"
-    majority = "majority"
-
-
-@command("inpaint")
-def inpaint_cmd(
-    images: Annotated[Path, typer.Option("--images", help="Folder of (masked) images, e.g. the lab's masked_image/.")],
-    transformer: Annotated[Path, typer.Option("--transformer", help="Transformer weights (.safetensors).")],
-    vqgan: Annotated[
-        Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors) the transformer was trained on.")
-    ],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="Output folder: images/, steps/, overview.png, report.json.")
-    ],
-    masks: Annotated[
-        Path | None,
-        typer.Option(
-            "--masks", help="Lab-format masks (0 = hole, 255 = known), paired with the images in sorted name order."
-        ),
-    ] = None,
-    mask_kind: Annotated[
-        MaskKind | None,
-        typer.Option("--mask-kind", help="Instead of --masks: generate masks of this kind for any image folder."),
-    ] = None,
-    mask_seed: Annotated[int, typer.Option("--mask-seed", min=0, help="Seed of the generated masks.")] = 0,
-    schedule: Annotated[
-        Schedule,
-        typer.Option("--schedule", help="Mask schedule gamma(r) (official formulas; logarithm = the official 'log')."),
-    ] = Schedule.cosine,
-    total_iter: Annotated[
-        int, typer.Option("--total-iter", min=1, help="T: the schedule's number of steps, r = (t+1)/T.")
-    ] = 8,
-    sweet_spot: Annotated[
-        int | None,
-        typer.Option(
-            "--sweet-spot",
-            min=1,
-            help="Steps actually run (the lab's meaning; default T). After the last one every still-masked token is filled.",
-        ),
-    ] = None,
-    choice_temperature: Annotated[
-        float,
-        typer.Option("--choice-temperature", min=0.0, help="Gumbel noise on the confidences, annealed by (1 - r)."),
-    ] = 4.5,
-    sampling: Annotated[
-        Sampling, typer.Option("--sampling", help="sample (official) or argmax (the lab's choice).")
-    ] = Sampling.sample,
-    token_mask: Annotated[
-        TokenRule,
-        typer.Option(
-            "--token-mask",
-            help="Pixel -> token rule: any (the lab's: a token is regenerated if any of its pixels is a hole) or majority.",
-        ),
-    ] = TokenRule.any,
-    dilate: Annotated[
-        int,
-        typer.Option(
-            "--dilate",
-            min=0,
-            help="Also regenerate K rings of tokens around the holes (they were encoded from the gray fill). 0 = the lab's rule.",
-        ),
-    ] = 1,
-    precision: Annotated[
-        AutoPrecision,
-        typer.Option(
-            "--precision",
-            help="The transformer's autocast: auto = bf16 on CUDA, fp32 on CPU. fp32 makes a batch identical to one image at a time; bf16 is ~2x faster (CPU too) but may round differently in a batch.",
-        ),
-    ] = AutoPrecision.auto,
-    composite: Annotated[
-        bool,
-        typer.Option(
-            "--composite/--no-composite",
-            help="Paste the known input pixels back over the result. The lab's FID numbers were made without compositing.",
-        ),
-    ] = True,
-    grids: Annotated[
-        str,
-        typer.Option("--grids", help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k."),
-    ] = "8",
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Images decoded together (results do not depend on it).")
-    ] = 64,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = Device.auto,
-    as_json: JsonOpt = False,
-) -> None:
-    """Inpaint masked images: encode, fill the masked tokens iteratively under a mask schedule, decode.
-
-    Writes OUT/images/<name>.png (the folder FID reads), per-step grids OUT/steps/<name>_mask.png (white =
-    known, black = still masked) and OUT/steps/<name>_image.png (input, each step, final), OUT/overview.png
-    (input | result) and OUT/report.json (settings and per-image still-masked counts after every step).
-
-    [bold]Example[/bold]: maskgit inpaint --images data/emoji64/masked_image --masks data/emoji64/mask64 --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/inpaint --schedule square
-
-    [bold]Any image folder[/bold]: maskgit inpaint --images photos --mask-kind box --transformer T --vqgan V -o out
-    """
-    from .decode import DecodeSettings
-    from .inpaint import InpaintSettings, inpaint_folder
-
-    settings = InpaintSettings(
-        decode=DecodeSettings(schedule.value, total_iter, sweet_spot, choice_temperature, sampling.value, seed),
-        token_mask=token_mask.value,
-        dilate=dilate,
-        composite=composite,
-        precision=precision.value,
-    )
-    dev = _device(device)
-    s = inpaint_folder(
-        _load(transformer, "transformer", dev),
-        _load(vqgan, "vqgan", dev),
-        images,
-        output,
-        settings,
-        masks_dir=masks,
-        mask_kind=mask_kind.value if mask_kind else None,
-        mask_seed=mask_seed,
-        grids=grids,
-        batch_size=batch_size,
-        device=dev,
-        num_workers=None,
-    )
-    if as_json:
-        _print_json(
-            {
-                "output": s.output,
-                "images": s.images,
-                "seconds": s.seconds,
-                "images_per_second": s.images_per_second,
-                "mean_still_masked": s.mean_still_masked,
-            }
-        )
-        return
-    counts = ", ".join(f"{c:.1f}" for c in s.mean_still_masked)
-    _out(
-        f"inpainted {s.images} images into {s.output}/images ({s.images_per_second:.1f} img/s); "
-        f"mean still-masked tokens after each step: {counts}"
-    )
-    _out(f"grids: {s.output}/steps/, overview: {s.output}/overview.png, report: {s.output}/report.json")
-
-
-@command("convert-transformer")
-def convert_transformer_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="A lab student's transformer checkpoint (.pt state_dict).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .safetensors file.")],
-    heads: Annotated[
-        int, typer.Option("--heads", min=1, help="Attention heads (cannot be read from the weights).")
-    ] = 16,
-    qkv_order: Annotated[
-        str,
-        typer.Option(
-            "--qkv-order",
-            help="Row order of a fused qkv weight: qkv ([q; k; v], the usual) or per_head ([q_h, k_h, v_h] per head).",
-        ),
-    ] = "qkv",
-) -> None:
-    """Import a lab student's transformer into our lab preset (post-LN, 768 x 15, 72.7M parameters).
-
-    Maps the common attention layouts (qkv + proj, q/k/v + out_proj, query/key/value + proj, nn.MultiheadAttention,
-    per-head ModuleLists); anything unmapped is listed in the error.
-
-    [bold]Example[/bold]: maskgit convert-transformer checkpoints/epoch_best.pt -o lab-transformer.safetensors
-    """
-    from .models.transformer import load_lab_checkpoint
-    from .weights import save_model
-
-    if qkv_order not in ("qkv", "per_head"):
-        raise MaskgitError(f"--qkv-order {qkv_order}: expected qkv or per_head")
-    model = load_lab_checkpoint(checkpoint, fused_qkv_order=qkv_order, n_heads=heads)
-    save_model(output, model, "transformer")
-    _out(f"wrote {output} ({model.num_params():,} parameters)")
-
-
 # ----------------------------------------------------------------------------------------------------------
-# scores: FID/KID and PSNR/SSIM
+# Stage 2: the transformer (masked visual token modeling)
 
 
-class FidMode(StrEnum):
-    clean = "clean"
-    legacy_pytorch = "legacy_pytorch"
-
-
-FidModeOpt = Annotated[
-    FidMode,
-    typer.Option(
-        "--mode",
-        help="clean = clean-fid's Inception and anti-aliased resize (the default); legacy_pytorch = pytorch-fid's "
-        "network and resize, the mode comparable to the lab's FID numbers. Numbers of the two modes differ.",
-    ),
-]
-InceptionOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--inception",
-        help="Inception weights file (default: $MASKGIT_INCEPTION, else clean-fid's cache, else a download).",
-    ),
-]
-FidBatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per Inception batch.")]
-FidWorkersOpt = Annotated[
-    int | None, typer.Option("--workers", min=0, help="Image decoding/resizing processes (default: by core count).")
-]
-
-
-@command("fid")
-def fid_cmd(
-    pred: Annotated[Path, typer.Argument(help="Folder of generated/inpainted images (e.g. OUT/images).")],
-    ref: Annotated[
-        Path,
-        typer.Argument(
-            help="Reference: a folder of images, a .npz from `maskgit fid-stats`, or the lab's test_gt.csv."
-        ),
-    ],
-    mode: FidModeOpt = FidMode.clean,
-    kid: Annotated[bool, typer.Option("--kid", help="Also compute KID (kernel inception distance).")] = False,
-    inception: InceptionOpt = None,
-    batch_size: FidBatchOpt = 32,
-    workers: FidWorkersOpt = None,
-    device: DeviceOpt = Device.auto,
-    as_json: JsonOpt = False,
-) -> None:
-    """Frechet Inception Distance of PRED against REF, with clean-fid underneath.
-
-    To compare with the lab's reported FIDs use [bold]--mode legacy_pytorch[/bold] (the pytorch-fid network the lab
-    used) against test_gt.csv; the lab's FID used no compositing: it scored the decoded images as they are,
-    known pixels included (run `maskgit inpaint --no-composite` to match). Image counts may differ (a warning);
-    image sizes may not. Inception weights come from --inception, $MASKGIT_INCEPTION, clean-fid's cache or a
-    download; offline without the file, the error says which file to put where. MASKGIT_NO_DOWNLOAD=1 never downloads.
-
-    [bold]Example[/bold]: maskgit fid runs/inpaint/images test_gt.csv --mode legacy_pytorch --kid
-    """
-    from .fid import compute_fid
-
-    r = compute_fid(
-        pred,
-        ref,
-        mode=mode.value,
-        device=device.value,
-        batch_size=batch_size,
-        num_workers=workers,
-        kid=kid,
-        inception=inception,
-    )
-    if as_json:
-        _print_json(r)
-        return
-    h, w = r["image_size"]
-    _out(
-        f"FID {r['fid']:.4f}  (mode {r['mode']}, {r['pred_count']} PRED vs {r['ref_count'] or '?'} REF images "
-        f"of {w}x{h}, REF {r['ref_kind']})"
-    )
-    if kid:
-        _out(f"KID {r['kid']:.6f}")
-    _out(f"features: {r['feature_extractor']} ({r['feature_dim']}-d), weights: {r['weights']}")
-
-
-@command("fid-stats")
-def fid_stats_cmd(
-    images: Annotated[Path, typer.Argument(help="Folder of reference images (or the lab's test_gt.csv).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Statistics file to write, e.g. ref.npz.")],
-    mode: FidModeOpt = FidMode.clean,
-    features: Annotated[
-        bool, typer.Option("--features/--no-features", help="Store the features too (needed for --kid).")
-    ] = True,
-    inception: InceptionOpt = None,
-    batch_size: FidBatchOpt = 32,
-    workers: FidWorkersOpt = None,
-    device: DeviceOpt = Device.auto,
-    as_json: JsonOpt = False,
-) -> None:
-    """Precompute a reference's FID statistics (mu, sigma, count, mode, extractor, image size) for `maskgit fid`.
-
-    `maskgit fid PRED ref.npz` then gives the same number as `maskgit fid PRED DIR`, without re-reading DIR.
-    A file is only usable with the --mode it was made with.
-
-    [bold]Example[/bold]: maskgit fid-stats data/emoji64/test -o runs/emoji64-test.npz
-    """
-    from .fid import make_stats
-
-    r = make_stats(
-        images,
-        output,
-        mode=mode.value,
-        device=device.value,
-        batch_size=batch_size,
-        num_workers=workers,
-        inception=inception,
-        save_features=features,
-    )
-    if as_json:
-        _print_json(r)
-        return
-    h, w = r["image_size"]
-    _out(
-        f"wrote {r['path']}: {r['count']} images of {w}x{h}, mode {r['mode']}, {r['feature_extractor']} "
-        f"({r['feature_dim']}-d){'' if features else ', no features (no KID)'}"
-    )
-
-
-@command("score")
-def score_cmd(
-    pred: Annotated[Path, typer.Argument(help="Folder of inpainted images.")],
-    ref: Annotated[Path, typer.Argument(help="Folder of ground-truth images, or the lab's test_gt.csv.")],
-    masks: Annotated[
-        Path | None, typer.Option("--masks", help="Lab-format masks (0 = hole): also score the hole pixels only.")
-    ] = None,
-    per_image: Annotated[bool, typer.Option("--per-image", help="Also print one line per image.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """PSNR and SSIM (scikit-image) of PRED against REF, whole images and, with --masks, hole pixels only.
-
-    Images, references and masks pair up in sorted file-name order; counts and sizes must match. Works offline
-    (no Inception needed). In --json, null stands for an infinite PSNR (identical images) or a mask without holes.
-
-    [bold]Example[/bold]: maskgit score runs/inpaint/images data/emoji64/test --masks data/emoji64/mask64 --json
-    """
-    from .score import finite_or_none, score_folders
-
-    r = score_folders(pred, ref, masks)
-    if as_json:
-        if not per_image:
-            r = {k: v for k, v in r.items() if k != "images"}
-        _print_json(finite_or_none(r))
-        return
-    if per_image:
-        hole = masks is not None
-        _out(
-            f"{'image':<24} {'PSNR':>8} {'SSIM':>7}"
-            + (f" {'PSNR hole':>10} {'SSIM hole':>10} {'hole':>6}" if hole else "")
-        )
-        for row in r["images"]:
-            line = f"{row['pred']:<24} {row['psnr']:>8.3f} {row['ssim']:>7.4f}"
-            if hole:
-                line += f" {row['psnr_hole']:>10.3f} {row['ssim_hole']:>10.4f} {row['hole_fraction']:>6.1%}"
-            _out(line)
-    _out(f"{r['count']} image pairs: PSNR {r['psnr']:.3f} dB, SSIM {r['ssim']:.4f} (whole images)")
-    if masks is not None:
-        _out(
-            f"holes only: PSNR {r['psnr_hole']:.3f} dB, SSIM {r['ssim_hole']:.4f} "
-            f"({r['images_with_holes']} images with holes, mean hole {r['hole_fraction']:.1%} of the pixels)"
-        )
-
-
-def _given(**options) -> dict:
-    """The options given on the command line (not None), enum values unwrapped: they override saved settings."""
-    return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in options.items() if v is not None}
-
-
-def _resumed_run(resume: Path, output: Path | None) -> tuple[Path, dict]:
-    """(run folder, its saved config.json) for --resume RUN; -o may be omitted or must name the same folder."""
-    if output is not None and output.resolve() != resume.resolve():
-        raise MaskgitError(f"--resume {resume} and -o {output} name different runs")
-    try:
-        return resume, json.loads((resume / "config.json").read_text())
-    except (OSError, ValueError):
-        raise MaskgitError(f"--resume {resume}: not a training run (no readable config.json)") from None
-
-
-@command("train")
+@command("train", rich_help_panel="Stage 2: transformer (masked visual token modeling)")
 def train_cmd(
     train_tokens: Annotated[
         Path | None,
@@ -826,13 +664,180 @@ def train_cmd(
         raise typer.Exit(summary["exit_code"])
 
 
-class SweepMetric(StrEnum):
-    auto = "auto"
-    fid = "fid"
-    psnr = "psnr"
+@command("convert-transformer", rich_help_panel="Stage 2: transformer (masked visual token modeling)")
+def convert_transformer_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A lab student's transformer checkpoint (.pt state_dict).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .safetensors file.")],
+    heads: Annotated[
+        int, typer.Option("--heads", min=1, help="Attention heads (cannot be read from the weights).")
+    ] = 16,
+    qkv_order: Annotated[
+        str,
+        typer.Option(
+            "--qkv-order",
+            help="Row order of a fused qkv weight: qkv ([q; k; v], the usual) or per_head ([q_h, k_h, v_h] per head).",
+        ),
+    ] = "qkv",
+) -> None:
+    """Import a lab student's transformer into our lab preset (post-LN, 768 x 15, 72.7M parameters).
+
+    Maps the common attention layouts (qkv + proj, q/k/v + out_proj, query/key/value + proj, nn.MultiheadAttention,
+    per-head ModuleLists); anything unmapped is listed in the error.
+
+    [bold]Example[/bold]: maskgit convert-transformer checkpoints/epoch_best.pt -o lab-transformer.safetensors
+    """
+    from .models.transformer import load_lab_checkpoint
+    from .weights import save_model
+
+    if qkv_order not in ("qkv", "per_head"):
+        raise MaskgitError(f"--qkv-order {qkv_order}: expected qkv or per_head")
+    model = load_lab_checkpoint(checkpoint, fused_qkv_order=qkv_order, n_heads=heads)
+    save_model(output, model, "transformer")
+    _out(f"wrote {output} ({model.num_params():,} parameters)")
 
 
-@command("sweep")
+# ----------------------------------------------------------------------------------------------------------
+# Inpainting and scores
+
+
+@command("inpaint", rich_help_panel="Inpainting and scores")
+def inpaint_cmd(
+    images: Annotated[Path, typer.Option("--images", help="Folder of (masked) images, e.g. the lab's masked_image/.")],
+    transformer: Annotated[Path, typer.Option("--transformer", help="Transformer weights (.safetensors).")],
+    vqgan: Annotated[
+        Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors) the transformer was trained on.")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output folder: images/, steps/, overview.png, report.json.")
+    ],
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--masks", help="Lab-format masks (0 = hole, 255 = known), paired with the images in sorted name order."
+        ),
+    ] = None,
+    mask_kind: Annotated[
+        MaskKind | None,
+        typer.Option("--mask-kind", help="Instead of --masks: generate masks of this kind for any image folder."),
+    ] = None,
+    mask_seed: Annotated[int, typer.Option("--mask-seed", min=0, help="Seed of the generated masks.")] = 0,
+    schedule: Annotated[
+        Schedule,
+        typer.Option("--schedule", help="Mask schedule gamma(r) (official formulas; logarithm = the official 'log')."),
+    ] = Schedule.cosine,
+    total_iter: Annotated[
+        int, typer.Option("--total-iter", min=1, help="T: the schedule's number of steps, r = (t+1)/T.")
+    ] = 8,
+    sweet_spot: Annotated[
+        int | None,
+        typer.Option(
+            "--sweet-spot",
+            min=1,
+            help="Steps actually run (the lab's meaning; default T). After the last one every still-masked token is filled.",
+        ),
+    ] = None,
+    choice_temperature: Annotated[
+        float,
+        typer.Option("--choice-temperature", min=0.0, help="Gumbel noise on the confidences, annealed by (1 - r)."),
+    ] = 4.5,
+    sampling: Annotated[
+        Sampling, typer.Option("--sampling", help="sample (official) or argmax (the lab's choice).")
+    ] = Sampling.sample,
+    token_mask: Annotated[
+        TokenRule,
+        typer.Option(
+            "--token-mask",
+            help="Pixel -> token rule: any (the lab's: a token is regenerated if any of its pixels is a hole) or majority.",
+        ),
+    ] = TokenRule.any,
+    dilate: Annotated[
+        int,
+        typer.Option(
+            "--dilate",
+            min=0,
+            help="Also regenerate K rings of tokens around the holes (they were encoded from the gray fill). 0 = the lab's rule.",
+        ),
+    ] = 1,
+    precision: Annotated[
+        AutoPrecision,
+        typer.Option(
+            "--precision",
+            help="The transformer's autocast: auto = bf16 on CUDA, fp32 on CPU. fp32 makes a batch identical to one image at a time; bf16 is ~2x faster (CPU too) but may round differently in a batch.",
+        ),
+    ] = AutoPrecision.auto,
+    composite: Annotated[
+        bool,
+        typer.Option(
+            "--composite/--no-composite",
+            help="Paste the known input pixels back over the result. The lab's FID numbers were made without compositing.",
+        ),
+    ] = True,
+    grids: Annotated[
+        str,
+        typer.Option("--grids", help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k."),
+    ] = "8",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Images decoded together (results do not depend on it).")
+    ] = 64,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inpaint masked images: encode, fill the masked tokens iteratively under a mask schedule, decode.
+
+    Writes OUT/images/<name>.png (the folder FID reads), per-step grids OUT/steps/<name>_mask.png (white =
+    known, black = still masked) and OUT/steps/<name>_image.png (input, each step, final), OUT/overview.png
+    (input | result) and OUT/report.json (settings and per-image still-masked counts after every step).
+
+    [bold]Example[/bold]: maskgit inpaint --images data/emoji64/masked_image --masks data/emoji64/mask64 --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/inpaint --schedule square
+
+    [bold]Any image folder[/bold]: maskgit inpaint --images photos --mask-kind box --transformer T --vqgan V -o out
+    """
+    from .decode import DecodeSettings
+    from .inpaint import InpaintSettings, inpaint_folder
+
+    settings = InpaintSettings(
+        decode=DecodeSettings(schedule.value, total_iter, sweet_spot, choice_temperature, sampling.value, seed),
+        token_mask=token_mask.value,
+        dilate=dilate,
+        composite=composite,
+        precision=precision.value,
+    )
+    dev = _device(device)
+    s = inpaint_folder(
+        _load(transformer, "transformer", dev),
+        _load(vqgan, "vqgan", dev),
+        images,
+        output,
+        settings,
+        masks_dir=masks,
+        mask_kind=mask_kind.value if mask_kind else None,
+        mask_seed=mask_seed,
+        grids=grids,
+        batch_size=batch_size,
+        device=dev,
+        num_workers=None,
+    )
+    if as_json:
+        _print_json(
+            {
+                "output": s.output,
+                "images": s.images,
+                "seconds": s.seconds,
+                "images_per_second": s.images_per_second,
+                "mean_still_masked": s.mean_still_masked,
+            }
+        )
+        return
+    counts = ", ".join(f"{c:.1f}" for c in s.mean_still_masked)
+    _out(
+        f"inpainted {s.images} images into {s.output}/images ({s.images_per_second:.1f} img/s); "
+        f"mean still-masked tokens after each step: {counts}"
+    )
+    _out(f"grids: {s.output}/steps/, overview: {s.output}/overview.png, report: {s.output}/report.json")
+
+
+@command("sweep", rich_help_panel="Inpainting and scores")
 def sweep_cmd(
     images: Annotated[Path, typer.Option("--images", help="Folder of (masked) images, e.g. the lab's masked_image/.")],
     ref: Annotated[
@@ -978,11 +983,185 @@ def sweep_cmd(
     _out(f"wrote {', '.join(r.files.values())}")
 
 
+@command("fid", rich_help_panel="Inpainting and scores")
+def fid_cmd(
+    pred: Annotated[Path, typer.Argument(help="Folder of generated/inpainted images (e.g. OUT/images).")],
+    ref: Annotated[
+        Path,
+        typer.Argument(
+            help="Reference: a folder of images, a .npz from `maskgit fid-stats`, or the lab's test_gt.csv."
+        ),
+    ],
+    mode: FidModeOpt = FidMode.clean,
+    kid: Annotated[bool, typer.Option("--kid", help="Also compute KID (kernel inception distance).")] = False,
+    inception: InceptionOpt = None,
+    batch_size: FidBatchOpt = 32,
+    workers: FidWorkersOpt = None,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Frechet Inception Distance of PRED against REF, with clean-fid underneath.
+
+    To compare with the lab's reported FIDs use [bold]--mode legacy_pytorch[/bold] (the pytorch-fid network the lab
+    used) against test_gt.csv; the lab's FID used no compositing: it scored the decoded images as they are,
+    known pixels included (run `maskgit inpaint --no-composite` to match). Image counts may differ (a warning);
+    image sizes may not. Inception weights come from --inception, $MASKGIT_INCEPTION, clean-fid's cache or a
+    download; offline without the file, the error says which file to put where. MASKGIT_NO_DOWNLOAD=1 never downloads.
+
+    [bold]Example[/bold]: maskgit fid runs/inpaint/images test_gt.csv --mode legacy_pytorch --kid
+    """
+    from .fid import compute_fid
+
+    r = compute_fid(
+        pred,
+        ref,
+        mode=mode.value,
+        device=device.value,
+        batch_size=batch_size,
+        num_workers=workers,
+        kid=kid,
+        inception=inception,
+    )
+    if as_json:
+        _print_json(r)
+        return
+    h, w = r["image_size"]
+    _out(
+        f"FID {r['fid']:.4f}  (mode {r['mode']}, {r['pred_count']} PRED vs {r['ref_count'] or '?'} REF images "
+        f"of {w}x{h}, REF {r['ref_kind']})"
+    )
+    if kid:
+        _out(f"KID {r['kid']:.6f}")
+    _out(f"features: {r['feature_extractor']} ({r['feature_dim']}-d), weights: {r['weights']}")
+
+
+@command("fid-stats", rich_help_panel="Inpainting and scores")
+def fid_stats_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of reference images (or the lab's test_gt.csv).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Statistics file to write, e.g. ref.npz.")],
+    mode: FidModeOpt = FidMode.clean,
+    features: Annotated[
+        bool, typer.Option("--features/--no-features", help="Store the features too (needed for --kid).")
+    ] = True,
+    inception: InceptionOpt = None,
+    batch_size: FidBatchOpt = 32,
+    workers: FidWorkersOpt = None,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Precompute a reference's FID statistics (mu, sigma, count, mode, extractor, image size) for `maskgit fid`.
+
+    `maskgit fid PRED ref.npz` then gives the same number as `maskgit fid PRED DIR`, without re-reading DIR.
+    A file is only usable with the --mode it was made with.
+
+    [bold]Example[/bold]: maskgit fid-stats data/emoji64/test -o runs/emoji64-test.npz
+    """
+    from .fid import make_stats
+
+    r = make_stats(
+        images,
+        output,
+        mode=mode.value,
+        device=device.value,
+        batch_size=batch_size,
+        num_workers=workers,
+        inception=inception,
+        save_features=features,
+    )
+    if as_json:
+        _print_json(r)
+        return
+    h, w = r["image_size"]
+    _out(
+        f"wrote {r['path']}: {r['count']} images of {w}x{h}, mode {r['mode']}, {r['feature_extractor']} "
+        f"({r['feature_dim']}-d){'' if features else ', no features (no KID)'}"
+    )
+
+
+@command("score", rich_help_panel="Inpainting and scores")
+def score_cmd(
+    pred: Annotated[Path, typer.Argument(help="Folder of inpainted images.")],
+    ref: Annotated[Path, typer.Argument(help="Folder of ground-truth images, or the lab's test_gt.csv.")],
+    masks: Annotated[
+        Path | None, typer.Option("--masks", help="Lab-format masks (0 = hole): also score the hole pixels only.")
+    ] = None,
+    per_image: Annotated[bool, typer.Option("--per-image", help="Also print one line per image.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """PSNR and SSIM (scikit-image) of PRED against REF, whole images and, with --masks, hole pixels only.
+
+    Images, references and masks pair up in sorted file-name order; counts and sizes must match. Works offline
+    (no Inception needed). In --json, null stands for an infinite PSNR (identical images) or a mask without holes.
+
+    [bold]Example[/bold]: maskgit score runs/inpaint/images data/emoji64/test --masks data/emoji64/mask64 --json
+    """
+    from .score import finite_or_none, score_folders
+
+    r = score_folders(pred, ref, masks)
+    if as_json:
+        if not per_image:
+            r = {k: v for k, v in r.items() if k != "images"}
+        _print_json(finite_or_none(r))
+        return
+    if per_image:
+        hole = masks is not None
+        _out(
+            f"{'image':<24} {'PSNR':>8} {'SSIM':>7}"
+            + (f" {'PSNR hole':>10} {'SSIM hole':>10} {'hole':>6}" if hole else "")
+        )
+        for row in r["images"]:
+            line = f"{row['pred']:<24} {row['psnr']:>8.3f} {row['ssim']:>7.4f}"
+            if hole:
+                line += f" {row['psnr_hole']:>10.3f} {row['ssim_hole']:>10.4f} {row['hole_fraction']:>6.1%}"
+            _out(line)
+    _out(f"{r['count']} image pairs: PSNR {r['psnr']:.3f} dB, SSIM {r['ssim']:.4f} (whole images)")
+    if masks is not None:
+        _out(
+            f"holes only: PSNR {r['psnr_hole']:.3f} dB, SSIM {r['ssim_hole']:.4f} "
+            f"({r['images_with_holes']} images with holes, mean hole {r['hole_fraction']:.1%} of the pixels)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Files and speed
+
+
+@command("info", rich_help_panel="Files and speed")
+def info_cmd(
+    file: Annotated[Path, typer.Argument(help="A maskgit weights (.safetensors) or token cache (.tokens) file.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what a weights or token file holds: its kind, config and tensors.
+
+    [bold]Example[/bold]: maskgit info weights/vqgan-emoji64.safetensors --json
+    """
+    from .weights import describe
+
+    info = describe(file)
+    if as_json:
+        _print_json(info)
+        return
+    _out(f"{info['path']}: kind={info['kind']} maskgit_version={info.get('maskgit_version')}")
+    for key, value in info.items():
+        if key in ("path", "kind", "maskgit_version", "tensors", "files"):
+            continue
+        _out(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    if "files" in info:
+        files = info["files"]
+        _out(f"  files: {len(files)} ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})")
+    for t in info["tensors"][:20]:
+        _out(f"  {t['name']:<50} {t['dtype']:<5} {tuple(t['shape'])}")
+    if len(info["tensors"]) > 20:
+        _out(f"  ... {len(info['tensors']) - 20} more tensors")
+
+
 bench_app = typer.Typer(
     help="Speed benchmarks, reported as ratios measured in one run (achieved FLOP/s over the matmul peak).",
     no_args_is_help=True,
 )
-app.add_typer(bench_app, name="bench")
+
+
+app.add_typer(bench_app, name="bench", rich_help_panel="Files and speed")
 
 
 @command("train", group=bench_app)
@@ -1046,175 +1225,6 @@ def bench_inpaint_cmd(
         f"{r.preset} + VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, T={r.total_iter}: "
         f"{r.images_per_second:,.1f} img/s end to end, {r.decode_only_images_per_second:,.1f} img/s token decoding only"
     )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# VQGAN training and reconstruction
-
-
-@command("train-vqgan")
-def train_vqgan_cmd(
-    images: Annotated[
-        Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
-    ] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-emoji64.")] = None,
-    val: Annotated[
-        Path | None, typer.Option("--val", help="Validation images: PSNR/SSIM/codebook usage; picks best.safetensors.")
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            "--resume", help="Continue the run in this folder exactly where it stopped (settings come from the run)."
-        ),
-    ] = None,
-    preset: Annotated[
-        str | None, typer.Option("--preset", help="VQGAN preset: small, base, lab or tiny. [default: small]")
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Epochs. [default: 30, unless --max-steps is given]")
-    ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", min=1, help="Stop after this many steps (first of the two limits).")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Images per step. [default: 16]")
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option("--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine). [default: 5e-4]"),
-    ] = None,
-    warmup_steps: Annotated[
-        int | None, typer.Option("--warmup-steps", min=0, help="Linear warmup steps. [default: 200]")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of the initial weights, data order and flips. [default: 0]")
-    ] = None,
-    precision: Annotated[
-        Precision | None, typer.Option("--precision", help="bf16 autocast (CUDA and CPU) or fp32. [default: bf16]")
-    ] = None,
-    gan_start: Annotated[
-        int | None, typer.Option("--gan-start", min=0, help="Add the PatchGAN loss from this step (default: no GAN).")
-    ] = None,
-    gan_weight: Annotated[
-        float | None, typer.Option("--gan-weight", help="Weight of the adversarial loss. [default: 0.1]")
-    ] = None,
-    flip: Annotated[
-        bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. [default: flip]")
-    ] = None,
-    eval_every: Annotated[
-        int | None, typer.Option("--eval-every", min=0, help="Steps between validations (0 = every epoch).")
-    ] = None,
-    save_every: Annotated[
-        int | None, typer.Option("--save-every", min=0, help="Steps between checkpoints (0 = at every validation).")
-    ] = None,
-    log_every: Annotated[
-        int | None, typer.Option("--log-every", min=1, help="Steps per metrics.jsonl record. [default: 10]")
-    ] = None,
-    stop_at: Annotated[
-        int | None, typer.Option("--stop-at", min=1, help="Stop after this step as an interruption would (resumable).")
-    ] = None,
-    resize: Annotated[
-        bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
-    ] = None,
-    device: Annotated[Device | None, typer.Option("--device", help="auto = cuda if available, else cpu.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Train a VQGAN (stage 1): L1+L2 reconstruction, EMA codebook with dead-code restarts, optional PatchGAN.
-
-    Writes runs/NAME/: last.safetensors and best.safetensors (by validation PSNR; load them with --vqgan),
-    state.safetensors (exact --resume), metrics.jsonl, curves.png and config.json. Ctrl-C (or SIGTERM) finishes
-    the step, saves and exits 130 (143); --resume RUN then continues bit for bit (on CPU). --max-steps/--epochs
-    may be changed when resuming (the LR schedule follows the new length).
-
-    [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o runs/vqgan-emoji64 --preset small --max-steps 6000
-    """
-    from .train_vqgan import TrainVQGANConfig, train_vqgan
-
-    given = _given(
-        preset=preset,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_steps=warmup_steps,
-        seed=seed,
-        precision=precision,
-        gan_start=gan_start,
-        gan_weight=gan_weight,
-        flip=flip,
-        eval_every=eval_every,
-        save_every=save_every,
-        log_every=log_every,
-        stop_at=stop_at,
-        device=device,
-        resize=resize,
-    )
-    if resume is not None:
-        output, saved = _resumed_run(resume, output)
-        images = images or Path(saved["data"]["train_dir"])
-        val = val or (Path(saved["data"]["val_dir"]) if saved["data"].get("val_dir") else None)
-        cfg = TrainVQGANConfig(**{**saved["train"], "stop_at": None, **given})
-    else:
-        if "max_steps" in given and "epochs" not in given:
-            given["epochs"] = None  # --max-steps alone sets the length
-        cfg = TrainVQGANConfig(**given)
-    if images is None or output is None:
-        raise MaskgitError("give the training images and -o runs/NAME, or --resume RUN")
-    s = train_vqgan(images, val, output, cfg, resume=resume is not None)
-    if as_json:
-        _print_json(s)
-    else:
-        _out(f"{s['status']} at step {s['step']}/{s['total_steps']} in {s['seconds']:.0f} s: {s['run']}")
-        if s["val"]:
-            v = s["val"]
-            _out(
-                f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, codebook usage {v['usage']:.1%}, "
-                f"perplexity {v['perplexity']:.1f}; best PSNR {s['best_psnr']:.2f} dB at step {s['best_step']}"
-            )
-        if s["weights"]:
-            _out(f"weights: {s['weights']}")
-    if s["exit_code"]:
-        raise typer.Exit(s["exit_code"])
-
-
-@command("reconstruct")
-def reconstruct_cmd(
-    images: Annotated[Path, typer.Argument(help="Folder of images to reconstruct.")],
-    vqgan: Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the reconstructions (same file names).")],
-    grid: Annotated[
-        Path | None, typer.Option("--grid", help="Originals | reconstructions grid PNG (default: OUTPUT-grid.png).")
-    ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per VQGAN batch.")] = 64,
-    precision: Annotated[
-        Precision, typer.Option("--precision", help="fp32 (exact scores) or bf16 autocast (faster).")
-    ] = Precision.fp32,
-    resize: Annotated[bool, typer.Option("--resize", help="Resize images of another size instead of failing.")] = False,
-    device: DeviceOpt = Device.auto,
-    as_json: JsonOpt = False,
-) -> None:
-    """Encode and decode images with a VQGAN; write each reconstruction under its own name and report mean
-    PSNR/SSIM and the fraction of codebook codes used.
-
-    [bold]Example[/bold]: maskgit reconstruct data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o out/recon --json
-    """
-    from .reconstruct import format_summary, reconstruct_folder
-
-    dev = _device(device)
-    s = reconstruct_folder(
-        images,
-        _load(vqgan, "vqgan", dev),
-        output,
-        batch_size=batch_size,
-        device=dev,
-        precision=precision.value,
-        resize=resize,
-        grid_path=grid,
-    )
-    if as_json:
-        _print_json(s)
-    else:
-        _out(format_summary(s))
 
 
 def main() -> None:

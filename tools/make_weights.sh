@@ -25,8 +25,8 @@ maskgit() { "$PYTHON" -m maskgit_cli "$@"; }
 # ---------------------------------------------------------------------------------------------------------
 # 1. VQGAN -> weights/vqgan-emoji64.safetensors
 #
-# CPU (2 cores, bf16 autocast): the `small` preset (2.8M parameters, 11 MB), batch 16, 7500 steps (~36 epochs),
-#   about 45 min on an idle 2-core CPU, longer when the CPU is shared.
+# CPU (2 cores, bf16 autocast): the `small` preset (2.8M parameters, 11 MB), batch 16, 3000 steps (~14 epochs),
+#   about 20 min on an idle 2-core CPU, longer when the CPU is shared.
 # CUDA: the same `small` preset (the file must stay <= 25 MB: `base`, 13M parameters, would be 52 MB), with a GPU
 #   sized batch of 64 and 4x the images seen (15000 steps, ~285 epochs). These GPU settings have not been run yet.
 if [[ "$DEVICE" == cuda* ]]; then
@@ -34,7 +34,7 @@ if [[ "$DEVICE" == cuda* ]]; then
   VQGAN_ARGS=(--preset small --batch-size 64 --lr 8e-4 --warmup-steps 500 --max-steps 15000 --eval-every 1000)
 else
   VQGAN_RUN=$RUNS/vqgan-emoji64
-  VQGAN_ARGS=(--preset small --batch-size 16 --lr 5e-4 --warmup-steps 200 --max-steps 7500 --eval-every 500)
+  VQGAN_ARGS=(--preset small --batch-size 16 --lr 5e-4 --warmup-steps 200 --max-steps 3000 --eval-every 500)
 fi
 echo "== VQGAN: $VQGAN_RUN on $DEVICE" >&2
 if [[ -f "$VQGAN_RUN/state.safetensors" ]]; then
