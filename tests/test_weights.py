@@ -100,3 +100,12 @@ def test_describe_summarises_tensors(tiny_vqgan_file):
     names = {t["name"]: t for t in info["tensors"]}
     assert names["codebook.embedding.weight"]["shape"] == [64, 32]
     assert info["num_elements"] == sum(p.numel() for p in VQGAN(VQGAN_PRESETS["tiny"]).state_dict().values())
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, tiny_vqgan):
+    import os
+
+    save_model(tmp_path / "m.safetensors", tiny_vqgan, "vqgan")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
