@@ -52,7 +52,7 @@ echo "== weights/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoji64-r
 # 2. Transformer -> weights/maskgit-emoji64.safetensors
 #
 # The token caches come from the VQGAN just copied into weights/ (training flips included, as in `--flip`).
-# CPU: the `small` preset (3.8M parameters, 15 MB), batch 64, lr 1e-3, 1600 steps (~15 epochs of 6,748 grids).
+# CPU: the `small` preset (3.8M parameters, 15 MB), batch 64, lr 1e-3, 2400 steps (~23 epochs of 6,748 grids).
 # CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 8000 steps (~300 epochs); not run yet.
 maskgit tokenize data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors -o "$RUNS/emoji64-train.tokens" \
   --flip --device "$DEVICE"
@@ -63,7 +63,7 @@ if [[ "$DEVICE" == cuda* ]]; then
   MASKGIT_ARGS=(--preset small --batch-size 256 --lr 1e-3 --warmup-steps 500 --max-steps 8000 --eval-every 500)
 else
   MASKGIT_RUN=$RUNS/maskgit-emoji64
-  MASKGIT_ARGS=(--preset small --batch-size 64 --lr 1e-3 --warmup-steps 100 --max-steps 1600 --eval-every 200)
+  MASKGIT_ARGS=(--preset small --batch-size 64 --lr 1e-3 --warmup-steps 100 --max-steps 2400 --eval-every 200)
 fi
 echo "== transformer: $MASKGIT_RUN on $DEVICE" >&2
 if [[ -f "$MASKGIT_RUN/state.safetensors" ]]; then
