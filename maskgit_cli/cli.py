@@ -1145,7 +1145,8 @@ def info_cmd(
     for key, value in info.items():
         if key in ("path", "kind", "maskgit_version", "tensors", "files"):
             continue
-        _out(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+        text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        _out(f"  {key}: {text if len(text) <= 600 else f'({len(text):,} characters; see --json)'}")
     if "files" in info:
         files = info["files"]
         _out(f"  files: {len(files)} ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})")
