@@ -29,7 +29,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 start=$(date +%s)
 
 step "1/5 tokenize the training and test images with the default VQGAN"
-"$MASKGIT" tokenize "$DATA/train" --vqgan "$VQGAN" -o "$OUT/train.tokens" --flip --device "$DEVICE"
+"$MASKGIT" tokenize "$DATA/train" --vqgan "$VQGAN" -o "$OUT/train.tokens" --device "$DEVICE"
 "$MASKGIT" tokenize "$DATA/test" --vqgan "$VQGAN" -o "$OUT/test.tokens" --device "$DEVICE"
 
 step "2/5 a short real training run: $STEPS steps, stopped half-way and resumed"
