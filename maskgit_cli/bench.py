@@ -29,7 +29,7 @@ def _dtype(precision: str) -> torch.dtype:
 
 def matmul_peak(device: torch.device, precision: str = "bf16", n: int | None = None, seconds: float = 1.0) -> float:
     """FLOP/s of an n x n x n matmul in ``precision`` on ``device`` (best of repeated timings)."""
-    n = n or (8192 if device.type == "cuda" else 1024)
+    n = n or (8192 if device.type == "cuda" else 2048)
     dtype = _dtype(precision)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
