@@ -69,3 +69,25 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def no_weights(monkeypatch, tmp_path):
+    """No Inception file anywhere; any network connection raises (and is recorded in the returned list)."""
+    import socket
+
+    from maskgit_cli import fid
+
+    monkeypatch.setattr(fid, "CLEAN_CACHE_DIR", str(tmp_path / "cleanfid-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("MASKGIT_INCEPTION", raising=False)
+    monkeypatch.delenv("MASKGIT_NO_DOWNLOAD", raising=False)
+    monkeypatch.setattr(fid, "FEATURE_EXTRACTOR_OVERRIDE", None)
+    attempts = []
+
+    def refuse(self, address):
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 
 import numpy as np
@@ -213,24 +212,6 @@ def test_csv_is_hwc_order(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------
 # Inception weights
-
-
-@pytest.fixture
-def no_weights(monkeypatch, tmp_path):
-    """No Inception file anywhere; any network connection raises (and is recorded)."""
-    monkeypatch.setattr(fid, "CLEAN_CACHE_DIR", str(tmp_path / "cleanfid-cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.delenv("MASKGIT_INCEPTION", raising=False)
-    monkeypatch.delenv("MASKGIT_NO_DOWNLOAD", raising=False)
-    monkeypatch.setattr(fid, "FEATURE_EXTRACTOR_OVERRIDE", None)
-    attempts = []
-
-    def refuse(self, address):
-        attempts.append(address)
-        raise OSError("network disabled by the test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
 
 
 @pytest.mark.parametrize("mode", ["clean", "legacy_pytorch"])

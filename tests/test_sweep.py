@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shlex
-import socket
 
 import numpy as np
 import pytest
@@ -34,21 +33,6 @@ def lab(tmp_path):
         model.tok_emb.weight.normal_(0, 1.0)
     save_model(tmp_path / "transformer.safetensors", model, "transformer")
     return tmp_path
-
-
-@pytest.fixture
-def no_weights(monkeypatch, tmp_path):
-    """No Inception file anywhere and no network (a connection attempt raises)."""
-    monkeypatch.setattr(fid, "CLEAN_CACHE_DIR", str(tmp_path / "cleanfid-cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.delenv("MASKGIT_INCEPTION", raising=False)
-    monkeypatch.delenv("MASKGIT_NO_DOWNLOAD", raising=False)
-    monkeypatch.setattr(fid, "FEATURE_EXTRACTOR_OVERRIDE", None)
-
-    def refuse(self, address):
-        raise OSError("network disabled by the test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def sweep(cli, lab, vqgan, out, *extra, ref=None, masks=True):
