@@ -54,8 +54,10 @@ def main() -> None:
     ap.add_argument("-o", "--output", type=Path, required=True)
     args = ap.parse_args()
 
-    sets = {"masked input (gray holes)": args.images, "OpenCV Telea": telea(args.images, args.masks,
-                                                                            args.output / "telea")}
+    sets = {
+        "masked input (gray holes)": args.images,
+        "OpenCV Telea": telea(args.images, args.masks, args.output / "telea"),
+    }
     for spec in args.pred:
         name, _, folder = spec.partition("=")
         sets[name] = Path(folder)
@@ -63,15 +65,26 @@ def main() -> None:
     for name, folder in sets.items():
         s = score_folders(folder, args.ref, args.masks)
         fd = compute_fid(folder, args.ref, feature_extractor=pixels8, device="cpu", num_workers=0)["fid"]
-        rows.append({"method": name, "psnr_hole": s["psnr_hole"], "ssim_hole": s["ssim_hole"], "psnr": s["psnr"],
-                     "ssim": s["ssim"], "fd_pix8": fd, "count": s["count"]})
+        rows.append(
+            {
+                "method": name,
+                "psnr_hole": s["psnr_hole"],
+                "ssim_hole": s["ssim_hole"],
+                "psnr": s["psnr"],
+                "ssim": s["ssim"],
+                "fd_pix8": fd,
+                "count": s["count"],
+            }
+        )
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "compare.json").write_text(json.dumps(rows, indent=2))
     print("| method | hole PSNR (dB) | hole SSIM | PSNR (dB) | SSIM | FD-pix8 |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['psnr_hole']:.2f} | {r['ssim_hole']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} "
-              f"| {r['fd_pix8']:.3f} |")
+        print(
+            f"| {r['method']} | {r['psnr_hole']:.2f} | {r['ssim_hole']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} "
+            f"| {r['fd_pix8']:.3f} |"
+        )
 
 
 if __name__ == "__main__":
