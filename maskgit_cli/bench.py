@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .errors import MaskgitError
+from .runtime import autocast
 
 
 def _sync(device: torch.device) -> None:
@@ -76,7 +77,6 @@ def bench_train(
 ) -> TrainBench:
     """Time full training steps of the transformer preset on random tokens (no data loading)."""
     from .models.transformer import MaskGITTransformer, get_preset
-    from .runtime import autocast
     from .schedules import training_mask
 
     device = torch.device(device)
@@ -169,9 +169,7 @@ def bench_inpaint(
     holes = torch.zeros(batch_size, size, size, dtype=torch.bool, device=device)
     holes[:, size // 4 : size * 3 // 4, size // 4 : size * 3 // 4] = True  # a centre box: 25% of the pixels
     settings = InpaintSettings(decode=DecodeSettings(schedule="cosine", total_iter=total_iter), dilate=1)
-    amp = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    )
+    amp = autocast(device, "auto")
 
     def timed(fn) -> float:
         fn()  # warm-up

@@ -28,6 +28,7 @@ from .errors import MaskgitError
 from .masks import GRAY, HOLE, MASK_KINDS, TOKEN_RULES, dilate_token_mask, generate_mask, load_mask, mask_rng
 from .masks import pixel_to_token_mask as _pixel_to_token
 from .progress import progress_bar
+from .runtime import autocast
 from .viz import save_grid
 
 
@@ -79,12 +80,6 @@ def token_mask_for(holes: torch.Tensor, latent: int, settings: InpaintSettings) 
     return dilate_token_mask(_pixel_to_token(holes, patch=patch, rule=settings.token_mask), settings.dilate)
 
 
-def _amp(device: torch.device, precision: str = "auto"):
-    """bf16 autocast for ``precision`` bf16, or auto on CUDA; fp32 otherwise (the VQGAN always uses auto)."""
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
 @dataclass
 class EncodedInputs:
     """A batch's VQGAN tokens and the tokens to generate: they do not depend on the decode settings."""
@@ -98,7 +93,7 @@ def encode_inputs(vqgan, images: torch.Tensor, holes: torch.Tensor, settings: In
     """Steps 1-2: fill the holes with gray, VQGAN-encode, and pick the tokens to generate (token rule, dilate)."""
     gray = torch.full_like(images, GRAY / 255.0)
     masked = torch.where(holes[:, None].expand_as(images), gray, images)
-    with _amp(images.device):
+    with autocast(images.device, "auto"):
         tokens = vqgan.encode(masked).flatten(1)
     return EncodedInputs(tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings))
 
@@ -117,10 +112,10 @@ def decode_inputs(
     """Steps 3-4 on :func:`encode_inputs`' result: decode the tokens under ``settings.decode``, then the pixels."""
     hole4 = holes[:, None].expand_as(images)
     latent = vqgan.config.latent_resolution
-    amp = _amp(images.device)
+    amp = autocast(images.device, "auto")
     tmask = encoded.token_masks
     record = bool(record_rows)
-    with _amp(images.device, settings.precision):
+    with autocast(images.device, settings.precision):
         result = decode_tokens(transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record=record)
     with amp:
         out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()

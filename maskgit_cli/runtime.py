@@ -31,9 +31,12 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device, precision: str = "bf16"):
-    """bf16 autocast on CUDA and CPU (REFERENCE §5: 1.7x faster training on this CPU); fp32 = no autocast."""
+    """bf16 autocast on CUDA and CPU (REFERENCE §5: 1.7x faster training on this CPU); fp32 = no autocast;
+    auto = bf16 on CUDA, fp32 on CPU."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision != "bf16":
-        raise MaskgitError(f"--precision {precision}: expected bf16 or fp32")
+        raise MaskgitError(f"--precision {precision}: expected auto, bf16 or fp32")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

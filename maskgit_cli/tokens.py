@@ -16,6 +16,7 @@ import torch
 from .data import ImageFolder, image_loader
 from .errors import MaskgitError
 from .progress import progress_bar
+from .runtime import autocast
 from .weights import config_to_json, model_fingerprint, read_metadata, read_tensors, save_tensors
 
 
@@ -71,9 +72,7 @@ def tokenize_folder(
     vqgan = vqgan.to(device).eval()
     start = time.perf_counter()
     chunks, flipped, kept, skipped = [], [], [], []
-    amp = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    )
+    amp = autocast(device, "auto")
     with progress_bar(len(dataset), "tokenize", unit="img") as bar, torch.no_grad():
         for batch in loader:
             skipped += batch.skipped
