@@ -263,7 +263,6 @@ class Codebook(nn.Module):
 
     def __init__(self, cfg: VQGANConfig):
         super().__init__()
-        self.beta = cfg.beta
         self.embedding = nn.Embedding(cfg.num_codebook_vectors, cfg.latent_dim)
         self.embedding.weight.data.uniform_(-1.0 / cfg.num_codebook_vectors, 1.0 / cfg.num_codebook_vectors)
 
@@ -284,14 +283,6 @@ class Codebook(nn.Module):
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes for indices (B,h,w) -> latents (B,C,h,w)."""
         return self.embedding(indices).permute(0, 3, 1, 2).contiguous()
-
-    def forward(self, z: torch.Tensor):
-        """Quantize with a straight-through gradient. Returns (z_q, indices, codebook + beta*commitment loss)."""
-        indices = self.nearest(z)
-        z_q = self.lookup(indices).to(z.dtype)
-        loss = F.mse_loss(z_q, z.detach()) + self.beta * F.mse_loss(z_q.detach(), z)
-        z_q = z + (z_q - z).detach()
-        return z_q, indices, loss
 
 
 class VQGAN(nn.Module):
@@ -333,8 +324,3 @@ class VQGAN(nn.Module):
         """Codebook indices (B,h,w) -> images in [0,1] (B,3,H,W), float32."""
         z_q = self.codebook.lookup(indices)
         return self.denormalize(self.decode_latents(z_q).float()).clamp(0, 1)
-
-    def forward(self, images: torch.Tensor):
-        """Training pass: images in [0,1] -> (reconstruction in normalized space, indices, vq loss)."""
-        z_q, indices, vq_loss = self.codebook(self.encode_latents(images))
-        return self.decode_latents(z_q), indices, vq_loss
