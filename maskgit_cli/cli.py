@@ -700,6 +700,18 @@ def convert_transformer_cmd(
 # Inpainting and scores
 
 
+PixelGuidanceOpt = Annotated[
+    float,
+    typer.Option(
+        "--pixel-guidance",
+        min=0.0,
+        help="Let the known pixels inside each regenerated token weigh in on its code: logits -= W * squared "
+        "distance (RGB in [0,1]) between those pixels and each code's mean patch (stored by `maskgit train`, "
+        "else decoded from the VQGAN). 0 = off, the lab's decoding.",
+    ),
+]
+
+
 @command("inpaint", rich_help_panel="Inpainting and scores")
 def inpaint_cmd(
     images: Annotated[Path, typer.Option("--images", help="Folder of (masked) images, e.g. the lab's masked_image/.")],
@@ -758,6 +770,7 @@ def inpaint_cmd(
             help="Also regenerate K rings of tokens around the holes (they were encoded from the gray fill). 0 = the lab's rule.",
         ),
     ] = 1,
+    pixel_guidance: PixelGuidanceOpt = 50.0,
     precision: Annotated[
         AutoPrecision,
         typer.Option(
@@ -794,6 +807,7 @@ def inpaint_cmd(
     [bold]Any image folder[/bold]: maskgit inpaint --images photos --mask-kind box --transformer T --vqgan V -o out
     """
     from .decode import DecodeSettings
+    from .guidance import read_code_patches
     from .inpaint import InpaintSettings, inpaint_folder
 
     settings = InpaintSettings(
@@ -802,6 +816,7 @@ def inpaint_cmd(
         dilate=dilate,
         composite=composite,
         precision=precision.value,
+        pixel_guidance=pixel_guidance,
     )
     dev = _device(device)
     s = inpaint_folder(
@@ -817,6 +832,7 @@ def inpaint_cmd(
         batch_size=batch_size,
         device=dev,
         num_workers=None,
+        code_patches=read_code_patches(transformer) if pixel_guidance > 0 else None,
     )
     if as_json:
         _print_json(
@@ -902,6 +918,7 @@ def sweep_cmd(
     dilate: Annotated[
         int, typer.Option("--dilate", min=0, help="Also regenerate K rings of tokens around the holes.")
     ] = 1,
+    pixel_guidance: PixelGuidanceOpt = 50.0,
     precision: Annotated[
         AutoPrecision,
         typer.Option(
@@ -949,6 +966,7 @@ def sweep_cmd(
         dilate=dilate,
         composite=composite,
         precision=precision.value,
+        pixel_guidance=pixel_guidance,
     )
     r = run_sweep(
         transformer,

@@ -121,6 +121,7 @@ def decode_tokens(
     settings: DecodeSettings,
     image_ids: torch.Tensor | None = None,
     record: bool = False,
+    logit_bias: torch.Tensor | None = None,
 ) -> DecodeResult:
     """Fill the ``unknown`` (B,L) positions of ``tokens`` (B,L) iteratively with ``model`` (ids -> logits).
 
@@ -143,6 +144,8 @@ def decode_tokens(
     for t in range(S):
         r = (t + 1) / T
         logits = model(ids).float()
+        if logit_bias is not None:
+            logits[..., : logit_bias.shape[-1]] += logit_bias
         logits[..., mask_id] = float("-inf")  # never sample the mask token
         probs = logits.softmax(-1)
         sampled = _sample(probs, hashed_uniform(settings.seed, image_ids, t, 0, L), settings.sampling)

@@ -5,7 +5,9 @@ Pipeline per batch (REFERENCE §1.3, §2):
   2. pixel mask -> token mask (``any`` = the lab's rule: a token is regenerated if any of its pixels is a
      hole; ``majority``), then ``dilate`` extra rings of tokens: tokens next to a hole were encoded from the
      gray fill and come out wrong, so regenerating them too usually helps;
-  3. :func:`maskgit_cli.decode.decode_tokens` fills the masked tokens under the schedule;
+  3. :func:`maskgit_cli.decode.decode_tokens` fills the masked tokens under the schedule; with
+     ``pixel_guidance`` > 0 the known pixels inside each regenerated token weigh in on its code
+     (:mod:`maskgit_cli.guidance`);
   4. the VQGAN decodes the final tokens (and, only for images whose step grids are requested, the
      predictions after every step); with ``composite`` the known pixels of the input are pasted back.
 
@@ -25,6 +27,7 @@ import torch
 from .data import list_images, load_image, save_image, to_tensor, to_uint8
 from .decode import DecodeSettings, decode_tokens
 from .errors import MaskgitError
+from .guidance import CodePatches, code_patches_for, known_pixel_bias
 from .masks import GRAY, HOLE, MASK_KINDS, TOKEN_RULES, dilate_token_mask, generate_mask, load_mask, mask_rng
 from .masks import pixel_to_token_mask as _pixel_to_token
 from .progress import progress_bar
@@ -38,6 +41,8 @@ class InpaintSettings:
     token_mask: str = "any"  # pixel -> token rule
     dilate: int = 1  # extra rings of regenerated tokens around the holes (0 = the lab's rule)
     composite: bool = True  # paste the known input pixels back over the decoded image
+    # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
+    pixel_guidance: float = 50.0
     # The transformer's autocast: "auto" = bf16 on CUDA, fp32 on CPU. fp32 makes a batch's results identical to
     # one image at a time; bf16 is about twice as fast (CPU too) but batched matmuls may round differently.
     precision: str = "auto"
@@ -49,6 +54,8 @@ class InpaintSettings:
             raise MaskgitError(f"--token-mask {self.token_mask}: expected one of {', '.join(TOKEN_RULES)}")
         if self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
+        if not self.pixel_guidance >= 0:
+            raise MaskgitError(f"--pixel-guidance {self.pixel_guidance}: must be >= 0 (0 turns guidance off)")
 
 
 @dataclass
@@ -108,15 +115,25 @@ def decode_inputs(
     settings: InpaintSettings,
     image_ids: torch.Tensor | None = None,
     record_rows=(),
+    patches: torch.Tensor | None = None,
 ) -> InpaintBatch:
-    """Steps 3-4 on :func:`encode_inputs`' result: decode the tokens under ``settings.decode``, then the pixels."""
+    """Steps 3-4 on :func:`encode_inputs`' result: decode the tokens under ``settings.decode``, then the pixels.
+
+    With ``settings.pixel_guidance`` > 0, ``patches`` (V,3,p,p) are the codes' mean looks for known-pixel
+    guidance (:func:`maskgit_cli.guidance.code_patches_for`).
+    """
+    bias = None
+    if settings.pixel_guidance > 0:
+        if patches is None:
+            raise ValueError("pixel guidance needs the code patches (see guidance.code_patches_for)")
+        bias = known_pixel_bias(images, holes, patches, settings.pixel_guidance)
     hole4 = holes[:, None].expand_as(images)
     latent = vqgan.config.latent_resolution
     amp = autocast(images.device, "auto")
     tmask = encoded.token_masks
     record = bool(record_rows)
     with autocast(images.device, settings.precision):
-        result = decode_tokens(transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record=record)
+        result = decode_tokens(transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record, bias)
     with amp:
         out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
     if settings.composite:
@@ -142,10 +159,16 @@ def inpaint_batch(
     settings: InpaintSettings,
     image_ids: torch.Tensor | None = None,
     record_rows=(),
+    patches: torch.Tensor | None = None,
 ) -> InpaintBatch:
-    """Inpaint a batch: images (B,3,H,W) in [0,1] (holes may hold anything) and holes (B,H,W) bool."""
+    """Inpaint a batch: images (B,3,H,W) in [0,1] (holes may hold anything) and holes (B,H,W) bool.
+
+    ``patches``: the code patches for known-pixel guidance (default: decoded from the VQGAN when guidance is on).
+    """
+    if patches is None and settings.pixel_guidance > 0:
+        patches = code_patches_for(vqgan).patches
     encoded = encode_inputs(vqgan, images, holes, settings)
-    return decode_inputs(transformer, vqgan, images, holes, encoded, settings, image_ids, record_rows)
+    return decode_inputs(transformer, vqgan, images, holes, encoded, settings, image_ids, record_rows, patches)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -238,14 +261,20 @@ def inpaint_folder(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
+    code_patches: CodePatches | None = None,
 ) -> InpaintSummary:
-    """Inpaint a folder; writes ``images/``, ``steps/``, ``overview.png`` and ``report.json`` under ``output``."""
+    """Inpaint a folder; writes ``images/``, ``steps/``, ``overview.png`` and ``report.json`` under ``output``.
+
+    ``code_patches``: for known-pixel guidance, those stored with the transformer
+    (:func:`maskgit_cli.guidance.read_code_patches`); without them they are decoded from the VQGAN.
+    """
     from .data import default_workers
 
     check_models(transformer, vqgan)
     device = torch.device(device)
     transformer.to(device).eval()
     vqgan.to(device).eval()
+    guide = code_patches_for(vqgan, code_patches) if settings.pixel_guidance > 0 else None
     size = vqgan.config.img_resolution
     data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
     grid_rows = set(parse_grids(grids, len(data)))
@@ -265,7 +294,9 @@ def inpaint_folder(
         for images, holes, ids in loader:
             images, holes = images.to(device), holes.to(device)
             rows = [r for r, i in enumerate(ids.tolist()) if i in grid_rows]
-            res = inpaint_batch(transformer, vqgan, images, holes, settings, ids.to(device), rows)
+            res = inpaint_batch(
+                transformer, vqgan, images, holes, settings, ids.to(device), rows, guide.patches if guide else None
+            )
             results = to_uint8(res.images)
             inputs = to_uint8(torch.where(holes[:, None].expand_as(images), GRAY / 255.0, images))
             for r, i in enumerate(ids.tolist()):
@@ -297,6 +328,7 @@ def inpaint_folder(
         "masks": str(masks_dir) if masks_dir else None,
         "mask_kind": mask_kind,
         "mask_seed": mask_seed if mask_kind else None,
+        "code_patches": guide.source if guide else None,
     }
     steps = max(len(p["still_masked"]) for p in per_image)
     mean_counts = [float(np.mean([p["still_masked"][s] for p in per_image])) for s in range(steps)]

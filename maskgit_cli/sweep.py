@@ -295,6 +295,8 @@ def _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path
         parts += ["--token-mask", settings.token_mask]
     if settings.dilate != i0.dilate:
         parts += ["--dilate", str(settings.dilate)]
+    if settings.pixel_guidance != i0.pixel_guidance:
+        parts += ["--pixel-guidance", f"{settings.pixel_guidance:g}"]
     if settings.composite != i0.composite:
         parts.append("--composite" if settings.composite else "--no-composite")
     if settings.precision != i0.precision:
@@ -331,18 +333,22 @@ def run_sweep(
     save_images: bool = False,
     fid_batch_size: int = 32,
     num_workers: int | None = None,
+    code_patches=None,
 ) -> SweepResult:
     """Inpaint ``images_dir`` for every cell of the grid and score it against ``ref``; writes ``out_dir``/
     sweep.csv, sweep.png, sweep.json (and images/<cell>/ with ``save_images``).
 
     ``transformer`` and ``vqgan`` are models or weights files (files are loaded once, after the options and
     inputs were checked). ``settings`` (an :class:`~maskgit_cli.inpaint.InpaintSettings`) gives everything but
-    the schedule, T and S: token rule, dilate, composite, sampling, choice temperature, seed.
+    the schedule, T and S: token rule, dilate, composite, sampling, choice temperature, seed, pixel guidance.
+    ``code_patches`` (:class:`~maskgit_cli.guidance.CodePatches`) for the guidance: by default those stored in
+    the transformer file, else decoded from the VQGAN.
     """
     import torch
 
     from .data import save_image, to_uint8
     from .fid import MODES, compute_fid
+    from .guidance import code_patches_for, read_code_patches
     from .inpaint import InpaintInputs, InpaintSettings, check_models, decode_inputs, encode_inputs
     from .progress import log, progress_bar
     from .weights import load_config, load_model
@@ -369,12 +375,15 @@ def run_sweep(
         raise MaskgitError(f"FID needs at least 2 images in --images and --ref (found {n} and {reference.count})")
 
     if isinstance(transformer, (str, Path)):
+        if code_patches is None and settings.pixel_guidance > 0:
+            code_patches = read_code_patches(transformer)
         transformer = load_model(transformer, "transformer", dev)
     if isinstance(vqgan, (str, Path)):
         vqgan = load_model(vqgan, "vqgan", dev)
     check_models(transformer, vqgan)
     transformer.to(dev).eval()
     vqgan.to(dev).eval()
+    guide = code_patches_for(vqgan, code_patches) if settings.pixel_guidance > 0 else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -405,7 +414,9 @@ def run_sweep(
         outs = []
         for images_u8, holes, ids, encoded in batches:
             images = images_u8.float().div_(255.0)
-            res = decode_inputs(transformer, vqgan, images, holes, encoded, cell_settings, ids)
+            res = decode_inputs(
+                transformer, vqgan, images, holes, encoded, cell_settings, ids, (), guide.patches if guide else None
+            )
             outs.append(to_uint8(res.images))  # a device sync: the timing is honest on CUDA too
             bar.advance(len(ids))
         seconds = time.perf_counter() - start
@@ -505,6 +516,7 @@ def run_sweep(
             "masks": None if masks_dir is None else str(masks_dir),
             "mask_kind": mask_kind,
             "mask_seed": mask_seed if mask_kind else None,
+            "code_patches": guide.source if guide else None,
             "ref": str(ref),
             "device": str(dev),
             "batch_size": batch_size,

@@ -4,6 +4,11 @@ A cache holds the tensor ``tokens`` (N,h,w) int16 and metadata: ``kind=tokens``,
 source file names in sorted order), ``vqgan_sha256`` (fingerprint of the VQGAN's tensors), ``vqgan_config``,
 ``image_size``, ``num_codebook_vectors`` and ``flip`` ("true" when horizontally flipped copies were appended:
 rows N/2..N-1 are the flips of rows 0..N/2-1). Training reads caches instead of running the VQGAN every step.
+
+It also holds ``code_patch_sums`` (V, 3*p*p) float64 and ``code_patch_counts`` (V,) int64: the sums of the pixel
+patches under each code over all rows, from which ``maskgit train`` stores every code's mean look in the
+transformer file for known-pixel guidance (:mod:`maskgit_cli.guidance`). Caches made before they existed load
+without them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 
 from .data import ImageFolder, image_loader
 from .errors import MaskgitError
+from .guidance import PatchStats
 from .progress import progress_bar
 from .runtime import autocast
 from .weights import config_to_json, model_fingerprint, read_metadata, read_tensors, save_tensors
@@ -30,6 +36,7 @@ class TokenCache:
     num_codebook_vectors: int
     flip: bool
     path: str = ""
+    patch_stats: PatchStats | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -73,15 +80,17 @@ def tokenize_folder(
     start = time.perf_counter()
     chunks, flipped, kept, skipped = [], [], [], []
     amp = autocast(device, "auto")
+    stats = PatchStats(cfg.num_codebook_vectors, cfg.image_channels, cfg.img_resolution // cfg.latent_resolution)
     with progress_bar(len(dataset), "tokenize", unit="img") as bar, torch.no_grad():
         for batch in loader:
             skipped += batch.skipped
             if batch.indices:
                 images = batch.images.to(device, non_blocking=True)
-                with amp:
-                    chunks.append(vqgan.encode(images).to(torch.int16).cpu())
-                    if flip:
-                        flipped.append(vqgan.encode(images.flip(-1)).to(torch.int16).cpu())
+                for view, out in ((images, chunks), (images.flip(-1), flipped)) if flip else ((images, chunks),):
+                    with amp:
+                        codes = vqgan.encode(view)
+                    out.append(codes.to(torch.int16).cpu())
+                    stats.add(view, codes)
                 kept += batch.indices
             bar.advance(len(batch.indices) + len(batch.skipped))
     if not kept:
@@ -90,7 +99,15 @@ def tokenize_folder(
     files = [dataset.files[i].name for i in kept]
     fingerprint = model_fingerprint(vqgan)
     save_token_cache(
-        output, tokens, files, fingerprint, config_to_json(cfg), cfg.img_resolution, cfg.num_codebook_vectors, flip
+        output,
+        tokens,
+        files,
+        fingerprint,
+        config_to_json(cfg),
+        cfg.img_resolution,
+        cfg.num_codebook_vectors,
+        flip,
+        stats,
     )
     return TokenizeSummary(
         str(output),
@@ -112,13 +129,17 @@ def save_token_cache(
     image_size: int,
     num_codebook_vectors: int,
     flip: bool = False,
+    patch_stats: PatchStats | None = None,
 ) -> None:
     """Atomically write a token cache (tokens (N,h,w) stored as int16; codebooks up to 32768 codes)."""
     if num_codebook_vectors > 32768:
         raise MaskgitError(f"{num_codebook_vectors} codes do not fit the int16 token cache")
+    tensors = {"tokens": tokens.to(torch.int16)}
+    if patch_stats is not None:
+        tensors.update(code_patch_sums=patch_stats.sums, code_patch_counts=patch_stats.counts)
     save_tensors(
         path,
-        {"tokens": tokens.to(torch.int16)},
+        tensors,
         {
             "kind": "tokens",
             "files": json.dumps(list(files)),
@@ -127,6 +148,7 @@ def save_token_cache(
             "image_size": str(image_size),
             "num_codebook_vectors": str(num_codebook_vectors),
             "flip": "true" if flip else "false",
+            "patch_size": str(patch_stats.patch) if patch_stats is not None else "",
         },
     )
 
@@ -150,6 +172,13 @@ def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache
             flip=meta["flip"] == "true",
             path=str(path),
         )
+        if "code_patch_sums" in tensors and meta.get("patch_size"):
+            sums, counts = tensors["code_patch_sums"], tensors["code_patch_counts"]
+            p = int(meta["patch_size"])
+            cache.patch_stats = PatchStats(len(sums), sums.shape[1] // p**2, p)
+            if cache.patch_stats.sums.shape != sums.shape or counts.shape != (len(sums),):
+                raise ValueError(f"code patch sums {tuple(sums.shape)} / counts {tuple(counts.shape)} do not fit")
+            cache.patch_stats.sums, cache.patch_stats.counts = sums.double(), counts.long()
     except (KeyError, ValueError) as e:
         raise MaskgitError(f"{path}: token cache metadata is incomplete or invalid ({e})") from None
     if expect_vqgan_sha256 is not None and cache.vqgan_sha256 != expect_vqgan_sha256:

@@ -1,7 +1,9 @@
 """Weights I/O: every model file is safetensors with its config in the metadata.
 
 Metadata keys of a model file: ``format=pt``, ``kind`` (vqgan | transformer), ``config`` (JSON of the
-model's dataclass config, enough to rebuild it) and ``maskgit_version``. Token caches (see ``tokens.py``)
+model's dataclass config, enough to rebuild it) and ``maskgit_version``. Tensors whose names start with
+``aux.`` are not weights (strict loading skips them): a transformer file may carry ``aux.code_patches`` for
+known-pixel guidance (``guidance.py``) and then also records ``vqgan_sha256``. Token caches (see ``tokens.py``)
 use the same container with ``kind=tokens``.
 
 All writes are atomic: the file is written next to its destination under a temporary name and renamed
@@ -26,6 +28,8 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .errors import MaskgitError
+
+AUX_PREFIX = "aux."  # tensors stored beside the weights, not part of the model's state dict
 
 # kind -> (module, config dataclass, model class); imported only when a file of that kind is loaded.
 MODEL_KINDS = {
@@ -148,11 +152,20 @@ def load_config(path, kind: str | None = None):
     return file_kind, config_from_json(_classes(file_kind)[0], meta["config"], str(path))
 
 
+def read_aux_tensors(path) -> dict[str, torch.Tensor]:
+    """The tensors of a model file that are not weights (names starting with ``aux.``), e.g. code patches."""
+    path = Path(path)
+    read_metadata(path)
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys() if k.startswith(AUX_PREFIX)}
+
+
 def load_model(path, kind: str | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a model from its file alone, load its weights strictly, and return it in eval mode."""
     file_kind, config = load_config(path, kind)
     model = _classes(file_kind)[1](config)
-    load_state_dict_strict(model, read_tensors(path), str(path))
+    state = {k: v for k, v in read_tensors(path).items() if not k.startswith(AUX_PREFIX)}
+    load_state_dict_strict(model, state, str(path))
     return model.to(device).eval()
 
 

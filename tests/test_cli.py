@@ -86,7 +86,8 @@ def test_info_weights_and_tokens(cli, tiny_vqgan_file, tiny_vqgan, image_dir, tm
     tokenize_folder(image_dir, tiny_vqgan, tmp_path / "t.tokens", num_workers=0)
     info = json.loads(cli("info", tmp_path / "t.tokens", "--json").stdout)
     assert info["kind"] == "tokens" and len(info["files"]) == 6 and info["flip"] == "false"
-    assert info["tensors"] == [{"name": "tokens", "dtype": "I16", "shape": [6, 16, 16]}]
+    assert {"name": "tokens", "dtype": "I16", "shape": [6, 16, 16]} in info["tensors"]
+    assert {"name": "code_patch_counts", "dtype": "I64", "shape": [64]} in info["tensors"]
     r = cli("info", tmp_path / "t.tokens")
     assert "files: 6 (image_000.png" in r.stdout
 

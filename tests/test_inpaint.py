@@ -104,7 +104,10 @@ def test_batch_size_and_seed(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_fi
     def imgs(name):
         return [read(tmp_path / name / "images" / f"image_{i:03d}.png") for i in range(5)]
 
-    assert all(np.array_equal(a, b) for a, b in zip(imgs("b1"), imgs("b4")))
+    # The tokens are identical (test_decode checks batch = single exactly); the VQGAN's fp32 convolutions may
+    # sum in another order for another batch size, which can move a pixel across a rounding boundary.
+    for a, b in zip(imgs("b1"), imgs("b4")):
+        assert np.abs(a.astype(int) - b).max() <= 1 and (a != b).mean() < 1e-3
     assert not all(np.array_equal(a, b) for a, b in zip(imgs("b1"), imgs("s9")))
 
 

@@ -1,0 +1,131 @@
+"""Known-pixel guidance: the pixels a regenerated token still shows help choose its code.
+
+A token is regenerated when any of its pixels is a hole (the lab's rule) or when it lies next to one
+(``--dilate``), so most regenerated tokens still show known pixels: along a thin stroke, nearly all of them.
+The transformer alone never sees those pixels. Guidance adds their log-likelihood to the transformer's logits,
+so that decoding samples from p(code | context) * p(known pixels | code):
+
+    logits[b, i, k] += -strength * sum over the known pixels x of token i of ||x - patch_k||^2   (RGB in [0, 1])
+
+``patch_k`` (3,p,p) is the mean look of code k: the average pixel patch over the training images wherever the
+VQGAN chose k (gathered by ``maskgit tokenize`` and stored in the transformer file by ``maskgit train``), or,
+for files that lack them, the patch the VQGAN decodes from a grid filled with k. A Gaussian with variance
+1/(2 strength) per channel: strength 50 = a standard deviation of 0.1 (25 of 255 levels). Tokens whose pixels
+are all holes get no bias; strength 0 turns guidance off (the lab's decoding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+CODE_PATCHES_KEY = "aux.code_patches"  # (V,3,p,p) float32 in a transformer file
+
+
+@dataclass
+class CodePatches:
+    """The mean pixel patch of every code, and where it came from."""
+
+    patches: torch.Tensor  # (V,3,p,p) float32 in [0,1]
+    source: str  # "training images" or "VQGAN decode"
+    vqgan_sha256: str | None = None  # the VQGAN whose codes these are (None: not recorded)
+
+
+def to_patches(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B,C,H,W) -> (B, (H/p)*(W/p), C*p*p): the pixels under each token, tokens in raster order."""
+    B, C, H, W = images.shape
+    x = images.unfold(2, patch, patch).unfold(3, patch, patch)  # B,C,h,w,p,p
+    return x.permute(0, 2, 3, 1, 4, 5).reshape(B, (H // patch) * (W // patch), C * patch * patch)
+
+
+class PatchStats:
+    """Running sums of the pixel patches under each code (what ``maskgit tokenize`` stores in a token cache)."""
+
+    def __init__(self, num_codes: int, channels: int, patch: int):
+        self.patch = patch
+        self.sums = torch.zeros(num_codes, channels * patch * patch, dtype=torch.float64)
+        self.counts = torch.zeros(num_codes, dtype=torch.int64)
+
+    def add(self, images: torch.Tensor, tokens: torch.Tensor) -> None:
+        """images (B,C,H,W) in [0,1], tokens (B,h,w): the VQGAN's codes of exactly these images."""
+        ids = tokens.reshape(-1).long().cpu()
+        x = to_patches(images.detach().float().cpu(), self.patch).reshape(len(ids), -1).double()
+        self.sums.index_add_(0, ids, x)
+        self.counts.index_add_(0, ids, torch.ones_like(ids))
+
+    def means(self, fallback: torch.Tensor | None = None) -> torch.Tensor:
+        """(V,C,p,p) float32 mean patches; codes never seen take ``fallback`` (V,C,p,p) or mid-gray."""
+        means = self.sums / self.counts.clamp_min(1)[:, None].double()
+        p = self.patch
+        means = means.float().view(len(means), -1, p, p)
+        unseen = self.counts == 0
+        if unseen.any():
+            means[unseen] = fallback[unseen].float() if fallback is not None else 0.5
+        return means
+
+
+@torch.no_grad()
+def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
+    """(V,3,p,p): the centre patch of the image the VQGAN decodes from a grid filled with one code."""
+    from .runtime import autocast
+
+    cfg = vqgan.config
+    h, p = cfg.latent_resolution, cfg.img_resolution // cfg.latent_resolution
+    device = next(vqgan.parameters()).device
+    c = (h // 2) * p
+    out = []
+    for start in range(0, cfg.num_codebook_vectors, batch_size):
+        codes = torch.arange(start, min(start + batch_size, cfg.num_codebook_vectors), device=device)
+        with autocast(device, "auto"):
+            images = vqgan.decode(codes[:, None, None].expand(-1, h, h)).float()
+        out.append(images[:, :, c : c + p, c : c + p].clamp(0, 1).cpu())
+    return torch.cat(out)
+
+
+def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.Tensor, strength: float) -> torch.Tensor:
+    """(B,L,V) float32 logit bias from ``images`` (B,3,H,W) in [0,1], ``holes`` (B,H,W) bool and ``patches``.
+
+    bias[b,i,k] = -strength * sum over token i's known pixels and channels of (x - patches[k])^2, computed in
+    float64 (|x|^2 - 2 x.P + |P|^2 restricted to known pixels) so that it does not depend on the batch.
+    """
+    V, C, p, _ = patches.shape
+    x = to_patches(images.double(), p)  # B,L,C*p*p
+    known = to_patches((~holes).double()[:, None].expand(-1, C, -1, -1), p)  # B,L,C*p*p (1 = known)
+    P = patches.to(device=images.device, dtype=torch.float64).reshape(V, -1)
+    kx = known * x
+    dist = (kx * x).sum(-1, keepdim=True) - 2 * kx @ P.T + known @ (P * P).T
+    return (-strength * dist.clamp_min(0)).float()
+
+
+def read_code_patches(path) -> CodePatches | None:
+    """The code patches stored in a transformer file by ``maskgit train``, or None (older or converted files)."""
+    from .weights import read_aux_tensors, read_metadata
+
+    aux = read_aux_tensors(path)
+    if CODE_PATCHES_KEY not in aux:
+        return None
+    return CodePatches(aux[CODE_PATCHES_KEY].float(), "training images", read_metadata(path).get("vqgan_sha256"))
+
+
+def code_patches_for(vqgan, given: CodePatches | None = None) -> CodePatches:
+    """The patches to guide with: ``given`` (checked against the VQGAN) or, without them, the VQGAN's own."""
+    from .errors import MaskgitError
+    from .weights import model_fingerprint
+
+    cfg = vqgan.config
+    p = cfg.img_resolution // cfg.latent_resolution
+    if given is None:
+        return CodePatches(vqgan_code_patches(vqgan), "VQGAN decode", None)
+    expected = (cfg.num_codebook_vectors, cfg.image_channels, p, p)
+    if tuple(given.patches.shape) != expected:
+        raise MaskgitError(
+            f"the transformer's code patches have shape {tuple(given.patches.shape)}, but this VQGAN needs "
+            f"{expected}: they were not made with this VQGAN"
+        )
+    if given.vqgan_sha256 and given.vqgan_sha256 != (actual := model_fingerprint(vqgan)):
+        raise MaskgitError(
+            f"the transformer was trained on the tokens of VQGAN {given.vqgan_sha256[:12]}, but this VQGAN is "
+            f"{actual[:12]}: pass the VQGAN it was trained with (or --pixel-guidance 0 to skip this check)"
+        )
+    return given
