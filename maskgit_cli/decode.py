@@ -104,7 +104,7 @@ def hashed_uniform(seed: int, image_ids: torch.Tensor, step: int, stream: int, n
 
 
 def _sample(probs: torch.Tensor, u: torch.Tensor, sampling: str) -> torch.Tensor:
-    """Ids (B,L) from probs (B,L,V): inverse-CDF with uniforms u (B,L), or argmax."""
+    """Ids (...) from probs (...,V): inverse-CDF with uniforms u (...), or argmax."""
     if sampling == "argmax":
         return probs.argmax(-1)
     cdf = probs.double().cumsum(-1)
@@ -143,18 +143,22 @@ def decode_tokens(
     counts, predictions, masks = [], [], []
     for t in range(S):
         r = (t + 1) / T
-        logits = model(ids).float()
+        # Only the still-masked positions are sampled: softmax and sampling run on those rows alone.
+        where = unknown.nonzero(as_tuple=True)
+        logits = model(ids)[where].float()  # (N,V+1)
         if logit_bias is not None:
-            logits[..., : logit_bias.shape[-1]] += logit_bias
-        logits[..., mask_id] = float("-inf")  # never sample the mask token
+            logits[:, : logit_bias.shape[-1]] += logit_bias[where]
+        logits[:, mask_id] = float("-inf")  # never sample the mask token
         probs = logits.softmax(-1)
-        sampled = _sample(probs, hashed_uniform(settings.seed, image_ids, t, 0, L), settings.sampling)
-        sampled = torch.where(unknown, sampled, ids)  # known tokens keep their ids
+        new = _sample(probs, hashed_uniform(settings.seed, image_ids, t, 0, L)[where], settings.sampling)
+        sampled = ids.clone()
+        sampled[where] = new  # known tokens keep their ids
         if t == S - 1:  # the last step run fills everything (sweet spot: the lab stops here)
             ids, unknown = sampled, torch.zeros_like(unknown)
         else:
             still = mask_len_after_step(settings.schedule, t, T, n_unknown, unknown.sum(1))
-            p = probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1).double()
+            p = torch.ones(B, L, dtype=torch.float64, device=device)
+            p[where] = probs.gather(-1, new.unsqueeze(-1)).squeeze(-1).double()
             u = hashed_uniform(settings.seed, image_ids, t, 1, L)
             gumbel = -torch.log(-torch.log(u))
             confidence = torch.log(p) + settings.choice_temperature * (1 - r) * gumbel
