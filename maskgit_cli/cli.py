@@ -678,22 +678,43 @@ def convert_transformer_cmd(
             help="Row order of a fused qkv weight: qkv ([q; k; v], the usual) or per_head ([q_h, k_h, v_h] per head).",
         ),
     ] = "qkv",
+    tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens",
+            help="Token cache of the training images (`maskgit tokenize`): stores every code's mean pixel patch "
+            "for known-pixel guidance (without it, inpaint decodes the patches from the VQGAN).",
+        ),
+    ] = None,
 ) -> None:
     """Import a lab student's transformer into our lab preset (post-LN, 768 x 15, 72.7M parameters).
 
     Maps the common attention layouts (qkv + proj, q/k/v + out_proj, query/key/value + proj, nn.MultiheadAttention,
     per-head ModuleLists); anything unmapped is listed in the error.
 
-    [bold]Example[/bold]: maskgit convert-transformer checkpoints/epoch_best.pt -o lab-transformer.safetensors
+    [bold]Example[/bold]: maskgit convert-transformer checkpoints/epoch_best.pt -o lab-transformer.safetensors --tokens cats-train.tokens
     """
+    from .guidance import stored_with
     from .models.transformer import load_lab_checkpoint
+    from .tokens import load_token_cache
     from .weights import save_model
 
     if qkv_order not in ("qkv", "per_head"):
         raise MaskgitError(f"--qkv-order {qkv_order}: expected qkv or per_head")
+    aux, meta = {}, {}
+    if tokens is not None:
+        cache = load_token_cache(tokens)
+        if cache.patch_stats is None:
+            raise MaskgitError(f"--tokens {tokens}: has no code patches (made by an older maskgit): re-run tokenize")
+        aux, meta = stored_with(cache)
     model = load_lab_checkpoint(checkpoint, fused_qkv_order=qkv_order, n_heads=heads)
-    save_model(output, model, "transformer")
-    _out(f"wrote {output} ({model.num_params():,} parameters)")
+    if tokens is not None and cache.num_codebook_vectors != model.config.num_codebook_vectors:
+        raise MaskgitError(
+            f"--tokens {tokens}: {cache.num_codebook_vectors} codes, but the checkpoint predicts "
+            f"{model.config.num_codebook_vectors}"
+        )
+    save_model(output, model, "transformer", meta, aux)
+    _out(f"wrote {output} ({model.num_params():,} parameters{', with code patches' if aux else ''})")
 
 
 # ----------------------------------------------------------------------------------------------------------

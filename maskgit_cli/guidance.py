@@ -98,6 +98,13 @@ def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.T
     return (-strength * dist.clamp_min(0)).float()
 
 
+def stored_with(cache) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) a transformer file trained on the token cache ``cache`` stores for guidance."""
+    if cache.patch_stats is None:
+        return {}, {"vqgan_sha256": cache.vqgan_sha256}
+    return {CODE_PATCHES_KEY: cache.patch_stats.means()}, {"vqgan_sha256": cache.vqgan_sha256}
+
+
 def read_code_patches(path) -> CodePatches | None:
     """The code patches stored in a transformer file by ``maskgit train``, or None (older or converted files)."""
     from .weights import read_aux_tensors, read_metadata

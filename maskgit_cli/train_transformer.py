@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from . import training
 from .errors import MaskgitError
-from .guidance import CODE_PATCHES_KEY
+from .guidance import stored_with
 from .models.transformer import PRESETS, MaskGITTransformer, get_preset
 from .runtime import autocast, resolve_device, seed_everything
 from .schedules import parse_mask_ratio, training_mask
@@ -280,17 +280,16 @@ class TransformerTask:
         if self.rank != 0:
             return
         weights = self.ema.averaged_state(self.model) if self.ema is not None else self.model.state_dict()
-        if self.train.patch_stats is not None:  # every code's mean look, for known-pixel guidance
-            weights = {**weights, CODE_PATCHES_KEY: self.train.patch_stats.means()}
+        aux, aux_meta = stored_with(self.train)  # every code's mean look, for known-pixel guidance
         save_tensors(
             path,
-            weights,
+            {**weights, **aux},
             {
                 "kind": "transformer",
                 "config": config_to_json(self.model.config),
                 "trainer": "train",
                 "ema": str(self.cfg.ema),
-                "vqgan_sha256": self.train.vqgan_sha256,
+                **aux_meta,
                 **metadata,
             },
         )

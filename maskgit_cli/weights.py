@@ -94,11 +94,20 @@ def config_from_json(cls: type, text: str, source: str = "config"):
         raise MaskgitError(f"{source}: invalid {cls.__name__} in metadata: {e}") from None
 
 
-def save_model(path, model: torch.nn.Module, kind: str, extra_metadata: dict[str, str] | None = None) -> None:
-    """Save ``model`` (which has a ``.config`` dataclass) as a self-describing safetensors file."""
+def save_model(
+    path,
+    model: torch.nn.Module,
+    kind: str,
+    extra_metadata: dict[str, str] | None = None,
+    aux: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Save ``model`` (which has a ``.config`` dataclass) as a self-describing safetensors file, with ``aux``
+    tensors (names starting with ``aux.``) beside the weights."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}")
-    state = {k: v for k, v in model.state_dict().items()}
+    if any(not k.startswith(AUX_PREFIX) for k in aux or {}):
+        raise ValueError(f"aux tensor names must start with {AUX_PREFIX!r}")
+    state = {**model.state_dict(), **(aux or {})}
     save_tensors(path, state, {"kind": kind, "config": config_to_json(model.config), **(extra_metadata or {})})
 
 

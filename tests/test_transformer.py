@@ -387,3 +387,38 @@ def test_ambiguous_attention_and_long_lists():
         convert_lab_state_dict({**_source("qkv+proj").state_dict(), **many}, CFG)
     with pytest.raises(MaskgitError, match="post-LN"):
         convert_lab_state_dict(_source("qkv+proj").state_dict(), get_preset("tiny"))
+
+
+def test_convert_cli_stores_code_patches(tmp_path, cli):
+    from maskgit_cli.guidance import PatchStats, read_code_patches, to_patches
+    from maskgit_cli.tokens import save_token_cache
+    from maskgit_cli.weights import load_model
+
+    torch.save(_source("qkv+proj").state_dict(), tmp_path / "epoch_best.pt")
+    tokens = torch.randint(0, CODES, (2, 4, 4))
+    images = torch.rand(2, 3, 16, 16)
+
+    def cache(path, codes, stats=True):
+        s = PatchStats(codes, 3, 4)
+        s.add(images, tokens)
+        save_token_cache(path, tokens, ["a.png", "b.png"], "ab" * 32, "{}", 16, codes, False, s if stats else None)
+        return path
+
+    out = tmp_path / "t.safetensors"
+    r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", out, "--heads", HEADS,
+            "--tokens", cache(tmp_path / "c.tokens", CODES))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "with code patches" in r.stdout
+    patches = read_code_patches(out)
+    assert patches.vqgan_sha256 == "ab" * 32 and patches.patches.shape == (CODES, 3, 4, 4)
+    k = int(tokens[0, 0, 0])
+    under_k = to_patches(images, 4)[tokens.view(2, 16) == k]  # (n,48): the pixels under code k
+    torch.testing.assert_close(patches.patches[k].flatten(), under_k.mean(0))
+    _assert_same_logits(_source("qkv+proj"), load_model(out, "transformer"))
+    r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", tmp_path / "x.safetensors", "--heads", HEADS,
+            "--tokens", cache(tmp_path / "c64.tokens", 64))  # fmt: skip
+    assert r.exit_code == 1 and "64 codes, but the checkpoint predicts 20" in r.stderr
+    r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", tmp_path / "y.safetensors", "--heads", HEADS,
+            "--tokens", cache(tmp_path / "old.tokens", CODES, stats=False))  # fmt: skip
+    assert r.exit_code == 1 and "has no code patches" in r.stderr
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
