@@ -95,10 +95,12 @@ def test_known_pixels_unchanged_with_compositing(cli, lab_dirs, tiny_transformer
         assert not np.array_equal(raw[known], src[known])
 
 
-def test_batch_size_and_seed(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path):
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_batch_size_and_seed(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path, precision):
     images, masks = lab_dirs
     for name, extra in {"b1": ["--batch-size", "1"], "b4": ["--batch-size", "4"], "s9": ["--seed", "9"]}.items():
-        r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / name, "--grids", "0", *extra)
+        extra += ["--grids", "0", "--precision", precision]
+        r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / name, *extra)
         assert r.exit_code == 0, r.output
 
     def imgs(name):
@@ -188,11 +190,11 @@ def test_models_that_do_not_fit_together(cli, lab_dirs, tiny_vqgan_file, tmp_pat
     assert r.exit_code == 1 and "1024 codes but the VQGAN has 64" in r.stderr
 
 
-def test_bf16_keeps_the_counts_and_known_tokens(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path):
+def test_fp32_keeps_the_counts_and_known_tokens(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path):
     images, masks = lab_dirs
-    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--precision", "bf16")
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--precision", "fp32")
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report["settings"]["precision"] == "bf16"
+    assert report["settings"]["precision"] == "fp32"
     for item in report["images"]:
         assert item["still_masked"] == expected_counts("cosine", 8, item["tokens_generated"])
