@@ -163,7 +163,7 @@ def bench_inpaint(
     tcfg = get_preset(preset, num_codebook_vectors=vcfg.num_codebook_vectors, num_image_tokens=vcfg.tokens_per_image)
     torch.manual_seed(0)
     transformer = MaskGITTransformer(tcfg).to(device).eval()
-    vqgan = VQGAN(vcfg).to(device).eval()
+    vqgan = VQGAN(vcfg).to(device, memory_format=torch.channels_last).eval()  # as inpaint.prepare_models
     batch_size = batch_size or (512 if device.type == "cuda" else 32)
     size = vcfg.img_resolution
     images = torch.rand(batch_size, 3, size, size, device=device)

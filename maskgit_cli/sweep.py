@@ -348,8 +348,8 @@ def run_sweep(
 
     from .data import save_image, to_uint8
     from .fid import MODES, compute_fid
-    from .guidance import code_patches_for, read_code_patches
-    from .inpaint import InpaintInputs, InpaintSettings, check_models, decode_inputs, encode_inputs
+    from .guidance import read_code_patches
+    from .inpaint import InpaintInputs, InpaintSettings, decode_inputs, encode_inputs, prepare_models
     from .progress import log, progress_bar
     from .weights import load_config, load_model
 
@@ -380,10 +380,7 @@ def run_sweep(
         transformer = load_model(transformer, "transformer", dev)
     if isinstance(vqgan, (str, Path)):
         vqgan = load_model(vqgan, "vqgan", dev)
-    check_models(transformer, vqgan)
-    transformer.to(dev).eval()
-    vqgan.to(dev).eval()
-    guide = code_patches_for(vqgan, code_patches) if settings.pixel_guidance > 0 else None
+    guide = prepare_models(transformer, vqgan, dev, settings, code_patches)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 

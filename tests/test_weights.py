@@ -109,3 +109,16 @@ def test_written_files_get_the_usual_permissions(tmp_path, tiny_vqgan):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_fingerprint_ignores_the_memory_layout(tiny_vqgan):
+    import torch
+
+    from maskgit_cli.weights import model_fingerprint
+
+    before = model_fingerprint(tiny_vqgan)
+    tiny_vqgan.to(memory_format=torch.channels_last)  # 1x1 convolutions get strides that view() rejects
+    assert model_fingerprint(tiny_vqgan) == before
+    with torch.no_grad():
+        tiny_vqgan.codebook.embedding.weight[0, 0] += 1
+    assert model_fingerprint(tiny_vqgan) != before
