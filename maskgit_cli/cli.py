@@ -1258,7 +1258,7 @@ def bench_inpaint_cmd(
         _print_json(r.to_dict())
         return
     _out(
-        f"{r.preset} + VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, T={r.total_iter}: "
+        f"{r.preset} + VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, T={r.total_iter}, {r.precision}: "
         f"{r.images_per_second:,.1f} img/s end to end, {r.decode_only_images_per_second:,.1f} img/s token decoding only"
     )
 

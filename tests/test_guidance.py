@@ -232,3 +232,14 @@ def test_old_token_caches_still_load(tmp_path):
                  {**meta, "patch_size": "4"})  # fmt: skip
     with pytest.raises(MaskgitError, match="incomplete or invalid"):
         load_token_cache(path)
+
+
+def test_default_weights_carry_code_patches_of_the_default_vqgan():
+    from pathlib import Path
+
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    patches = read_code_patches(weights / "maskgit-emoji64.safetensors")
+    assert patches is not None and patches.patches.shape == (1024, 3, 4, 4)
+    assert 0 <= patches.patches.min() and patches.patches.max() <= 1
+    vqgan = load_model(weights / "vqgan-emoji64.safetensors", "vqgan")
+    assert code_patches_for(vqgan, patches) is patches  # the recorded VQGAN is the shipped one
