@@ -68,6 +68,7 @@ class PatchStats:
 @torch.no_grad()
 def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
     """(V,3,p,p): the centre patch of the image the VQGAN decodes from a grid filled with one code."""
+    from .progress import progress_bar
     from .runtime import autocast
 
     cfg = vqgan.config
@@ -75,11 +76,14 @@ def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
     device = next(vqgan.parameters()).device
     c = (h // 2) * p
     out = []
-    for start in range(0, cfg.num_codebook_vectors, batch_size):
-        codes = torch.arange(start, min(start + batch_size, cfg.num_codebook_vectors), device=device)
-        with autocast(device, "auto"):
-            images = vqgan.decode(codes[:, None, None].expand(-1, h, h)).float()
-        out.append(images[:, :, c : c + p, c : c + p].clamp(0, 1).cpu())
+    # Full-size grids: on smaller ones the borders reach the centre (8x8 tokens: 4 levels of 255 off on average).
+    with progress_bar(cfg.num_codebook_vectors, "code patches", unit="code") as bar:
+        for start in range(0, cfg.num_codebook_vectors, batch_size):
+            codes = torch.arange(start, min(start + batch_size, cfg.num_codebook_vectors), device=device)
+            with autocast(device, "auto"):
+                images = vqgan.decode(codes[:, None, None].expand(-1, h, h)).float()
+            out.append(images[:, :, c : c + p, c : c + p].clamp(0, 1).cpu())
+            bar.advance(len(codes))
     return torch.cat(out)
 
 
@@ -123,6 +127,12 @@ def code_patches_for(vqgan, given: CodePatches | None = None) -> CodePatches:
     cfg = vqgan.config
     p = cfg.img_resolution // cfg.latent_resolution
     if given is None:
+        from .progress import log
+
+        log(
+            "known-pixel guidance: the transformer file has no code patches, decoding them from the VQGAN "
+            "(files from `maskgit train` or `maskgit convert-transformer --tokens` carry them)"
+        )
         return CodePatches(vqgan_code_patches(vqgan), "VQGAN decode", None)
     expected = (cfg.num_codebook_vectors, cfg.image_channels, p, p)
     if tuple(given.patches.shape) != expected:

@@ -213,6 +213,7 @@ def test_files_without_patches_fall_back_to_the_vqgan(cli, tiny_vqgan_file, imag
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "out" / "report.json").read_text())["settings"]["code_patches"] == "VQGAN decode"
+    assert "has no code patches, decoding them from the VQGAN" in r.stderr
     r = cli("inpaint", "--images", image_dir, "--masks", masks, "--transformer", path, "--vqgan", tiny_vqgan_file,
             "-o", tmp_path / "neg", "--pixel-guidance", "-1")  # fmt: skip
     assert r.exit_code == 2 and "--pixel-guidance" in r.stderr
