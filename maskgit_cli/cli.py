@@ -726,7 +726,7 @@ DecodePrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         help="The transformer's autocast: bf16 (CUDA and CPU: about 2x faster than fp32 on a CPU too), fp32, or "
-        "auto (bf16 on CUDA, fp32 on CPU). Batching does not change the results in either (tested on CPU).",
+        "auto (bf16 on CUDA, fp32 on CPU). Batching does not change the decoded tokens in either (tested on CPU).",
     ),
 ]
 PixelGuidanceOpt = Annotated[
@@ -813,7 +813,12 @@ def inpaint_cmd(
         typer.Option("--grids", help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k."),
     ] = "8",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Images decoded together (results do not depend on it).")
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Images decoded together: the tokens do not depend on it (a pixel may round one level differently in the VQGAN).",
+        ),
     ] = 64,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
@@ -951,7 +956,12 @@ def sweep_cmd(
         ),
     ] = True,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Images decoded together (results do not depend on it).")
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Images decoded together: the tokens do not depend on it (a pixel may round one level differently in the VQGAN).",
+        ),
     ] = 64,
     save_images: Annotated[
         bool, typer.Option("--save-images", help="Also write every cell's images to OUT/images/<cell>/.")

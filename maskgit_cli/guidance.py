@@ -47,6 +47,15 @@ class PatchStats:
         self.sums = torch.zeros(num_codes, channels * patch * patch, dtype=torch.float64)
         self.counts = torch.zeros(num_codes, dtype=torch.int64)
 
+    @classmethod
+    def from_tensors(cls, sums: torch.Tensor, counts: torch.Tensor, patch: int) -> PatchStats:
+        """Stats read back from a token cache; ValueError when the shapes do not fit together."""
+        stats = cls(len(sums), sums.shape[1] // patch**2, patch)
+        if stats.sums.shape != sums.shape or counts.shape != stats.counts.shape:
+            raise ValueError(f"code patch sums {tuple(sums.shape)} / counts {tuple(counts.shape)} do not fit")
+        stats.sums, stats.counts = sums.double(), counts.long()
+        return stats
+
     def add(self, images: torch.Tensor, tokens: torch.Tensor) -> None:
         """images (B,C,H,W) in [0,1], tokens (B,h,w): the VQGAN's codes of exactly these images."""
         ids = tokens.reshape(-1).long().cpu()
@@ -104,9 +113,8 @@ def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.T
 
 def stored_with(cache) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) a transformer file trained on the token cache ``cache`` stores for guidance."""
-    if cache.patch_stats is None:
-        return {}, {"vqgan_sha256": cache.vqgan_sha256}
-    return {CODE_PATCHES_KEY: cache.patch_stats.means()}, {"vqgan_sha256": cache.vqgan_sha256}
+    tensors = {CODE_PATCHES_KEY: cache.patch_stats.means()} if cache.patch_stats is not None else {}
+    return tensors, {"vqgan_sha256": cache.vqgan_sha256}
 
 
 def read_code_patches(path) -> CodePatches | None:

@@ -173,7 +173,8 @@ def inpaint_batch(
 ) -> InpaintBatch:
     """Inpaint a batch: images (B,3,H,W) in [0,1] (holes may hold anything) and holes (B,H,W) bool.
 
-    ``patches``: the code patches for known-pixel guidance (default: decoded from the VQGAN when guidance is on).
+    ``patches``: the code patches for known-pixel guidance. Without them (and guidance on) they are decoded from
+    the VQGAN on every call (1,024 decodes): pass them when calling this in a loop, as :func:`inpaint_folder` does.
     """
     if patches is None and settings.pixel_guidance > 0:
         patches = code_patches_for(vqgan).patches

@@ -173,12 +173,9 @@ def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache
             path=str(path),
         )
         if "code_patch_sums" in tensors and meta.get("patch_size"):
-            sums, counts = tensors["code_patch_sums"], tensors["code_patch_counts"]
-            p = int(meta["patch_size"])
-            cache.patch_stats = PatchStats(len(sums), sums.shape[1] // p**2, p)
-            if cache.patch_stats.sums.shape != sums.shape or counts.shape != (len(sums),):
-                raise ValueError(f"code patch sums {tuple(sums.shape)} / counts {tuple(counts.shape)} do not fit")
-            cache.patch_stats.sums, cache.patch_stats.counts = sums.double(), counts.long()
+            cache.patch_stats = PatchStats.from_tensors(
+                tensors["code_patch_sums"], tensors["code_patch_counts"], int(meta["patch_size"])
+            )
     except (KeyError, ValueError) as e:
         raise MaskgitError(f"{path}: token cache metadata is incomplete or invalid ({e})") from None
     if expect_vqgan_sha256 is not None and cache.vqgan_sha256 != expect_vqgan_sha256:

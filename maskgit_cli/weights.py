@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +123,13 @@ def read_metadata(path) -> dict[str, str]:
         raise MaskgitError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def read_tensors(path) -> dict[str, torch.Tensor]:
+def read_tensors(path, keep: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; with ``keep``, only those whose name it accepts (the others are not read)."""
     path = Path(path)
     read_metadata(path)  # existence/format errors first
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys() if keep is None or keep(k)}
     except (SafetensorError, OSError, ValueError) as e:
         raise MaskgitError(f"{path}: not a readable safetensors file ({e})") from None
 
@@ -164,18 +165,14 @@ def load_config(path, kind: str | None = None):
 
 def read_aux_tensors(path) -> dict[str, torch.Tensor]:
     """The tensors of a model file that are not weights (names starting with ``aux.``), e.g. code patches."""
-    path = Path(path)
-    read_metadata(path)
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys() if k.startswith(AUX_PREFIX)}
+    return read_tensors(path, keep=lambda k: k.startswith(AUX_PREFIX))
 
 
 def load_model(path, kind: str | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a model from its file alone, load its weights strictly, and return it in eval mode."""
     file_kind, config = load_config(path, kind)
     model = _classes(file_kind)[1](config)
-    state = {k: v for k, v in read_tensors(path).items() if not k.startswith(AUX_PREFIX)}
-    load_state_dict_strict(model, state, str(path))
+    load_state_dict_strict(model, read_tensors(path, keep=lambda k: not k.startswith(AUX_PREFIX)), str(path))
     return model.to(device).eval()
 
 
