@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import MaskgitError
-from .runtime import autocast
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.runtime import autocast
 
 
 def _sync(device: torch.device) -> None:
@@ -76,8 +76,8 @@ def bench_train(
     warmup: int = 3,
 ) -> TrainBench:
     """Time full training steps of the transformer preset on random tokens (no data loading)."""
-    from .models.transformer import MaskGITTransformer, get_preset
-    from .schedules import training_mask
+    from maskgit_cli.decoding.schedules import training_mask
+    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
 
     device = torch.device(device)
     cfg = get_preset(preset)
@@ -151,11 +151,11 @@ def bench_inpaint(
     rounds: int = 3,
 ) -> InpaintBench:
     """img/s of inpainting random images with randomly initialised models (speed does not depend on weights)."""
-    from .decode import DecodeSettings, decode_tokens
-    from .guidance import vqgan_code_patches
-    from .inpaint import InpaintSettings, inpaint_batch
-    from .models.transformer import MaskGITTransformer, get_preset
-    from .models.vqgan import VQGAN, VQGAN_PRESETS
+    from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
+    from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch
+    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+    from maskgit_cli.vqgan.code_patches import vqgan_code_patches
+    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
 
     device = torch.device(device)
     if vqgan_preset not in VQGAN_PRESETS:

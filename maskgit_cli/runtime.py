@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from .errors import MaskgitError
+from maskgit_cli.errors import MaskgitError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

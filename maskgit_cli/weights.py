@@ -26,15 +26,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from . import __version__
-from .errors import MaskgitError
+from maskgit_cli import __version__
+from maskgit_cli.errors import MaskgitError
 
 AUX_PREFIX = "aux."  # tensors stored beside the weights, not part of the model's state dict
 
 # kind -> (module, config dataclass, model class); imported only when a file of that kind is loaded.
 MODEL_KINDS = {
-    "vqgan": ("maskgit_cli.models.vqgan", "VQGANConfig", "VQGAN"),
-    "transformer": ("maskgit_cli.models.transformer", "TransformerConfig", "MaskGITTransformer"),
+    "vqgan": ("maskgit_cli.vqgan.model", "VQGANConfig", "VQGAN"),
+    "transformer": ("maskgit_cli.transformer.model", "TransformerConfig", "MaskGITTransformer"),
 }
 
 
@@ -226,3 +226,41 @@ def describe(path) -> dict[str, Any]:
     info["num_elements"] = total
     info["tensors"] = tensors
     return info
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PyTorch checkpoints (.pt) of the lab's code, read without unpickling objects
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "transformer")
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile
+
+
+def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)`` of a state_dict: never unpickles arbitrary objects.
+
+    Unwraps ``{"state_dict"|"model_state_dict"|"model"|"transformer": sd}`` (two levels deep) and strips
+    ``module.`` / ``_orig_mod.`` key prefixes. Errors name the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MaskgitError(f"{what} {path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError, EOFError, ...)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise MaskgitError(
+            f"{what} {path}: not a loadable PyTorch checkpoint with torch.load(weights_only=True) "
+            f"({first}); save model.state_dict(), not the model object"
+        ) from None
+    for _ in range(2):  # e.g. {"model": {"state_dict": ...}}
+        if isinstance(obj, dict):
+            obj = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), obj)
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise MaskgitError(f"{what} {path}: expected a state_dict (a dict of tensors)")
+    state = {}
+    for key, value in obj.items():
+        key = str(key)
+        while key.startswith(_PREFIXES):
+            key = key.split(".", 1)[1]
+        state[key] = value
+    return state

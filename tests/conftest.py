@@ -41,7 +41,7 @@ def image_dir(tmp_path):
 
 @pytest.fixture
 def tiny_vqgan():
-    from maskgit_cli.models.vqgan import VQGAN, VQGAN_PRESETS
+    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
 
     torch.manual_seed(0)
     return VQGAN(VQGAN_PRESETS["tiny"]).eval()
@@ -76,9 +76,9 @@ def no_weights(monkeypatch, tmp_path):
     """No Inception file anywhere; any network connection raises (and is recorded in the returned list)."""
     import socket
 
-    from maskgit_cli import fid
+    from maskgit_cli.evaluation import fid, inception
 
-    monkeypatch.setattr(fid, "CLEAN_CACHE_DIR", str(tmp_path / "cleanfid-cache"))
+    monkeypatch.setattr(inception, "CLEAN_CACHE_DIR", str(tmp_path / "cleanfid-cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.delenv("MASKGIT_INCEPTION", raising=False)
     monkeypatch.delenv("MASKGIT_NO_DOWNLOAD", raising=False)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from maskgit_cli import __version__
-from maskgit_cli.tokens import tokenize_folder
+from maskgit_cli.vqgan.tokens import tokenize_folder
 
 
 def test_help_lists_commands(cli):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from maskgit_cli.convert import convert_lab_vqgan, read_vqgan_yml
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.models.vqgan import LAB_TRAIN_MEAN, VQGAN, VQGAN_PRESETS, VQGANConfig
-from maskgit_cli.tokens import load_token_cache
+from maskgit_cli.vqgan.lab_import import convert_lab_vqgan, read_vqgan_yml
+from maskgit_cli.vqgan.model import LAB_TRAIN_MEAN, VQGAN, VQGAN_PRESETS, VQGANConfig
+from maskgit_cli.vqgan.tokens import load_token_cache
 from maskgit_cli.weights import load_model
 
 from .conftest import make_images

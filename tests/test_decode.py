@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from maskgit_cli.decode import DecodeSettings, decode_tokens, hashed_uniform
+from maskgit_cli.choices import SCHEDULES
+from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens, hashed_uniform
+from maskgit_cli.decoding.schedules import expected_counts
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.models.transformer import MaskGITTransformer, get_preset
-from maskgit_cli.schedules import SCHEDULES, expected_counts
+from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
 
 L, V = 256, 64
 
@@ -90,7 +91,7 @@ def test_argmax_does_not_depend_on_the_seed_without_gumbel_noise(model):
 
 def test_sampling_follows_the_distribution():
     """Inverse-CDF sampling with the hashed uniforms reproduces a known categorical distribution."""
-    from maskgit_cli.decode import _sample
+    from maskgit_cli.decoding.decode import _sample
 
     probs = torch.tensor([0.1, 0.6, 0.3]).expand(1, 20000, 3)
     u = hashed_uniform(0, torch.tensor([0]), 0, 0, 20000)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskgit_cli.masks import write_masks
-from maskgit_cli.models.transformer import MaskGITTransformer, get_preset
-from maskgit_cli.models.vqgan import VQGAN, VQGAN_PRESETS
+from maskgit_cli.data.mask_generator import write_masks
+from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
 from maskgit_cli.weights import save_model
 
 from .conftest import make_images

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskgit_cli.masks import apply_mask
+from maskgit_cli.data.masks import apply_mask
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "emoji64"

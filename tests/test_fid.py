@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit_cli import fid
+from maskgit_cli.data import lab_csv
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.evaluation import fid, inception, references
 
 from .conftest import make_images
 
@@ -130,7 +131,7 @@ def test_stats_of_another_mode_or_extractor_are_refused(cli, extractor, sets, tm
 
 
 def test_foreign_npz_with_only_mu_sigma_is_accepted_with_a_warning(extractor, sets, tmp_path):
-    feats = fid.extract_features(fid.scan_folder(sets / "b"), extractor, num_workers=0)
+    feats = fid.extract_features(references.scan_folder(sets / "b"), extractor, num_workers=0)
     mu, sigma = np.mean(feats, axis=0), np.cov(feats, rowvar=False)
     np.savez(tmp_path / "pytorch_fid_stats.npz", mu=mu, sigma=sigma)
     r = fid.compute_fid(sets / "a", tmp_path / "pytorch_fid_stats.npz", num_workers=0)
@@ -197,17 +198,17 @@ def test_csv_errors(tmp_path):
         path = tmp_path / f"{name}.csv"
         path.write_text(text)
         with pytest.raises(MaskgitError, match=re.escape(message)) as e:
-            fid.load_csv_images(path)
+            lab_csv.load_csv_images(path)
         assert str(path) in str(e.value)
     (tmp_path / "ok.csv").write_text(f"h\n{good}\n\n{good}\n")
-    arr = fid.load_csv_images(tmp_path / "ok.csv")
+    arr = lab_csv.load_csv_images(tmp_path / "ok.csv")
     assert arr.shape == (2, 64, 64, 3) and arr.dtype == np.uint8 and (arr == 7).all()
 
 
 def test_csv_is_hwc_order(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     (tmp_path / "gt.csv").write_text("header\n" + ",".join(map(str, img.reshape(-1))) + "\n")
-    np.testing.assert_array_equal(fid.load_csv_images(tmp_path / "gt.csv")[0], img)
+    np.testing.assert_array_equal(lab_csv.load_csv_images(tmp_path / "gt.csv")[0], img)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def test_csv_is_hwc_order(tmp_path):
 
 @pytest.mark.parametrize("mode", ["clean", "legacy_pytorch"])
 def test_missing_weights_is_one_fast_line(cli, sets, no_weights, mode):
-    spec = fid.INCEPTION_FILES[mode]
+    spec = inception.INCEPTION_FILES[mode]
     start = time.perf_counter()
     r = cli("fid", sets / "a", sets / "b", "--mode", mode, "--device", "cpu")
     elapsed = time.perf_counter() - start
@@ -233,7 +234,7 @@ def test_no_download_env_never_touches_the_network(cli, sets, no_weights, monkey
     r = cli("fid", sets / "a", sets / "b", "--mode", "legacy_pytorch")
     assert r.exit_code == 1 and "MASKGIT_NO_DOWNLOAD=1" in r.stderr
     assert no_weights == []
-    assert fid.inception_available("clean") is None
+    assert inception.inception_available("clean") is None
 
 
 def test_explicit_weights_path_must_exist(cli, sets, no_weights, tmp_path, monkeypatch):
@@ -252,16 +253,16 @@ def test_corrupt_weights_file_is_one_line(cli, sets, no_weights, tmp_path, mode)
     assert r.exit_code == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "wrong or corrupt" in lines[0]
-    assert fid.INCEPTION_FILES[mode].filename in lines[0]
+    assert inception.INCEPTION_FILES[mode].filename in lines[0]
 
 
 def test_weights_found_in_the_cache(no_weights, tmp_path):
-    path = fid.INCEPTION_FILES["legacy_pytorch"].cache_path()
+    path = inception.INCEPTION_FILES["legacy_pytorch"].cache_path()
     assert path == tmp_path / "torch-home" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"x")
-    assert fid.resolve_inception("legacy_pytorch") == path
-    assert fid.inception_available("legacy_pytorch") == path
+    assert inception.resolve_inception("legacy_pytorch") == path
+    assert inception.inception_available("legacy_pytorch") == path
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def _real_weights(mode):
     old = os.environ.get("MASKGIT_NO_DOWNLOAD")
     os.environ["MASKGIT_NO_DOWNLOAD"] = "1"
     try:
-        return fid.inception_available(mode)
+        return inception.inception_available(mode)
     finally:
         if old is None:
             del os.environ["MASKGIT_NO_DOWNLOAD"]
@@ -287,7 +288,7 @@ def _real_weights(mode):
 def test_real_inception(mode, sets):
     weights = _real_weights(mode)
     if weights is None:
-        pytest.skip(f"{fid.INCEPTION_FILES[mode].filename} is not on this machine")
+        pytest.skip(f"{inception.INCEPTION_FILES[mode].filename} is not on this machine")
     same = fid.compute_fid(sets / "a", sets / "a", mode=mode, num_workers=0, batch_size=8)
     other = fid.compute_fid(sets / "a", sets / "b", mode=mode, num_workers=0, batch_size=8, kid=True)
     assert same["feature_dim"] == 2048 and same["weights"] == str(weights)
@@ -303,13 +304,13 @@ def test_download_goes_to_the_cache_and_is_checked(no_weights, monkeypatch):
     import io
     import urllib.request
 
-    monkeypatch.setattr(fid, "_network_ok", lambda url, timeout=1.0: True)
+    monkeypatch.setattr(inception, "_network_ok", lambda url, timeout=1.0: True)
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"weights"))
-    path = fid.resolve_inception("clean")
-    assert path == fid.INCEPTION_FILES["clean"].cache_path() and path.read_bytes() == b"weights"
+    path = inception.resolve_inception("clean")
+    assert path == inception.INCEPTION_FILES["clean"].cache_path() and path.read_bytes() == b"weights"
     with pytest.raises(MaskgitError, match="sha256 is not 6726825d"):
-        fid.resolve_inception("legacy_pytorch")
-    assert not fid.INCEPTION_FILES["legacy_pytorch"].cache_path().exists()
+        inception.resolve_inception("legacy_pytorch")
+    assert not inception.INCEPTION_FILES["legacy_pytorch"].cache_path().exists()
 
 
 def test_legacy_weights_load_into_pytorch_fid_network(no_weights, tmp_path, monkeypatch):
@@ -333,9 +334,9 @@ def test_legacy_weights_load_into_pytorch_fid_network(no_weights, tmp_path, monk
         setattr(net, name, cls(*kwargs))
     weights = tmp_path / "random_pt_inception.pth"
     torch.save(net.state_dict(), weights)
-    spec = fid.INCEPTION_FILES["legacy_pytorch"]
-    monkeypatch.setitem(fid.INCEPTION_FILES, "legacy_pytorch", dataclasses.replace(spec, sha256=None, size=None))
-    fn = fid.load_inception("legacy_pytorch", weights, "cpu")
+    spec = inception.INCEPTION_FILES["legacy_pytorch"]
+    monkeypatch.setitem(inception.INCEPTION_FILES, "legacy_pytorch", dataclasses.replace(spec, sha256=None, size=None))
+    fn = inception.load_inception("legacy_pytorch", weights, "cpu")
     with torch.no_grad():
         out = fn(torch.rand(2, 3, 299, 299) * 255)
     assert out.shape == (2, 2048)
@@ -365,6 +366,6 @@ def test_clean_weights_any_file_name(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.script(Base()).save(str(path))
-    fn = fid.load_inception("clean", path, "cpu")
+    fn = inception.load_inception("clean", path, "cpu")
     with torch.no_grad():
         assert fn(torch.rand(2, 3, 299, 299) * 255).shape == (2, 2048)

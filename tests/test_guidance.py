@@ -8,19 +8,12 @@ import json
 import pytest
 import torch
 
-from maskgit_cli.decode import DecodeSettings, decode_tokens
+from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
+from maskgit_cli.decoding.guidance import code_patches_for, known_pixel_bias
+from maskgit_cli.decoding.inpaint import InpaintSettings, decode_inputs, encode_inputs
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.guidance import (
-    CodePatches,
-    PatchStats,
-    code_patches_for,
-    known_pixel_bias,
-    read_code_patches,
-    to_patches,
-    vqgan_code_patches,
-)
-from maskgit_cli.inpaint import InpaintSettings, decode_inputs, encode_inputs
-from maskgit_cli.models.transformer import MaskGITTransformer, get_preset
+from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+from maskgit_cli.vqgan.code_patches import CodePatches, PatchStats, read_code_patches, to_patches, vqgan_code_patches
 from maskgit_cli.weights import load_model, model_fingerprint, read_tensors, save_model, save_tensors
 
 
@@ -220,7 +213,7 @@ def test_files_without_patches_fall_back_to_the_vqgan(cli, tiny_vqgan_file, imag
 
 
 def test_old_token_caches_still_load(tmp_path):
-    from maskgit_cli.tokens import load_token_cache
+    from maskgit_cli.vqgan.tokens import load_token_cache
 
     path = tmp_path / "old.tokens"
     meta = {

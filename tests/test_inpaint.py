@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit_cli.masks import write_masks
-from maskgit_cli.models.transformer import MaskGITTransformer, get_preset
-from maskgit_cli.schedules import expected_counts
+from maskgit_cli.data.mask_generator import write_masks
+from maskgit_cli.decoding.schedules import expected_counts
+from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
 from maskgit_cli.weights import save_model
 
 from .conftest import make_images

@@ -7,18 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from maskgit_cli.choices import MASK_KINDS
+from maskgit_cli.data.mask_generator import generate_mask, mask_name, mask_rng, write_masks
+from maskgit_cli.data.masks import apply_mask, dilate_token_mask, load_mask, pixel_to_token_mask
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.masks import (
-    MASK_KINDS,
-    apply_mask,
-    dilate_token_mask,
-    generate_mask,
-    load_mask,
-    mask_name,
-    mask_rng,
-    pixel_to_token_mask,
-    write_masks,
-)
 
 
 def _hole_fraction(mask: np.ndarray) -> float:

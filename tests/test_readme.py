@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit_cli.masks import write_masks
-from maskgit_cli.models.vqgan import VQGAN, VQGANConfig
+from maskgit_cli.data.mask_generator import write_masks
+from maskgit_cli.vqgan.model import VQGAN, VQGANConfig
 
 from .conftest import make_images
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from maskgit_cli.cli import app
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.models.vqgan import VQGAN, VQGAN_PRESETS
-from maskgit_cli.reconstruct import reconstruct_folder
 from maskgit_cli.viz import make_grid, save_grid
+from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+from maskgit_cli.vqgan.reconstruct import reconstruct_folder
 from maskgit_cli.weights import save_model
 
 from .conftest import make_images

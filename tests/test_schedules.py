@@ -5,10 +5,8 @@ import math
 import pytest
 import torch
 
-from maskgit_cli.errors import MaskgitError
-from maskgit_cli.schedules import (
-    SCHEDULE_ALIASES,
-    SCHEDULES,
+from maskgit_cli.choices import SCHEDULE_ALIASES, SCHEDULES
+from maskgit_cli.decoding.schedules import (
     MaskRatio,
     canonical_schedule,
     expected_counts,
@@ -18,6 +16,7 @@ from maskgit_cli.schedules import (
     training_mask,
     training_mask_count,
 )
+from maskgit_cli.errors import MaskgitError
 
 RATIOS = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99]
 

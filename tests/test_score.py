@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.score import finite_or_none, score_folders
+from maskgit_cli.evaluation.score import finite_or_none, score_folders
 
 from .conftest import make_images
 

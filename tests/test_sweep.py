@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit_cli import fid
+from maskgit_cli.data.mask_generator import write_masks
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.masks import write_masks
-from maskgit_cli.models.transformer import MaskGITTransformer, get_preset
-from maskgit_cli.sweep import make_grid, parse_int_list, parse_schedules
+from maskgit_cli.evaluation import fid
+from maskgit_cli.evaluation.sweep import make_cells, parse_int_list, parse_schedules
+from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
 from maskgit_cli.weights import save_model
 
 from .conftest import make_images
@@ -148,12 +148,12 @@ def test_parsing_helpers():
     assert parse_schedules(None)[:2] == ["cosine", "linear"] and len(parse_schedules("all")) == 8
     assert parse_schedules("Pow2, cosine,square") == ["square", "cosine"]
     assert parse_int_list("8,4,4,12", "--total-iter") == [4, 8, 12] and parse_int_list(None, "--x") is None
-    cells, skipped = make_grid(["cosine"], [2, 8], [1, 3, 8])
+    cells, skipped = make_cells(["cosine"], [2, 8], [1, 3, 8])
     assert cells == [("cosine", 2, 1), ("cosine", 8, 1), ("cosine", 8, 3), ("cosine", 8, 8)]
     assert skipped == [(2, 3), (2, 8)]
-    assert make_grid(["a", "b"], [4], None)[0] == [("a", 4, 4), ("b", 4, 4)]
+    assert make_cells(["a", "b"], [4], None)[0] == [("a", 4, 4), ("b", 4, 4)]
     with pytest.raises(MaskgitError, match="no cell to run"):
-        make_grid(["cosine"], [2], [3])
+        make_cells(["cosine"], [2], [3])
 
 
 @pytest.mark.parametrize(

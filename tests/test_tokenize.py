@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit_cli.data import load_folder
+from maskgit_cli.data.images import load_folder
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.tokens import load_token_cache, tokenize_folder
+from maskgit_cli.vqgan.tokens import load_token_cache, tokenize_folder
 from maskgit_cli.weights import model_fingerprint
 
 from .conftest import make_images

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.tokens import save_token_cache
-from maskgit_cli.train_transformer import TrainConfig, train_transformer
+from maskgit_cli.transformer.train import TrainConfig, train_transformer
+from maskgit_cli.vqgan.tokens import save_token_cache
 from maskgit_cli.weights import load_model, read_tensors
 
 CODES = 16
@@ -97,7 +97,7 @@ def test_resume_with_other_settings_is_refused(caches, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(caches, tmp_path, monkeypatch):
     train, val = caches
-    import maskgit_cli.train_transformer as tt
+    import maskgit_cli.transformer.train as tt
 
     real = tt.F.cross_entropy
     calls = {"n": 0}

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.train_vqgan import TrainVQGANConfig, train_vqgan
+from maskgit_cli.vqgan.train import TrainVQGANConfig, train_vqgan
 from maskgit_cli.weights import load_model
 
 from .conftest import make_images

@@ -16,20 +16,18 @@ from safetensors import safe_open
 
 from maskgit_cli import weights
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.training import (
-    Checkpointer,
+from maskgit_cli.training.loop import (
     LoopConfig,
     ModelEMA,
-    RunDir,
     WarmupCosine,
     adamw_param_groups,
-    capture_rng,
     epoch_order,
     fit,
     make_adamw,
-    restore_rng,
     set_lr,
 )
+from maskgit_cli.training.run import RunDir
+from maskgit_cli.training.state import Checkpointer, capture_rng, restore_rng
 from maskgit_cli.weights import read_tensors, save_tensors
 
 from .conftest import make_images
@@ -248,7 +246,7 @@ def shapes(tmp_path_factory):
 
 @pytest.mark.slow
 def test_vqgan_resume_is_bit_identical(tmp_path, shapes):
-    from maskgit_cli.train_vqgan import TrainVQGANConfig, train_vqgan
+    from maskgit_cli.vqgan.train import TrainVQGANConfig, train_vqgan
 
     train, val = shapes
 

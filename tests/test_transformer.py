@@ -8,16 +8,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.models.transformer import (
+from maskgit_cli.transformer.lab_import import (
+    convert_lab_state_dict,
+    infer_lab_config,
+    load_lab_checkpoint,
+    read_lab_state_dict,
+)
+from maskgit_cli.transformer.model import (
     PRESETS,
     MaskGITTransformer,
     TransformerConfig,
-    convert_lab_state_dict,
     get_preset,
-    infer_lab_config,
-    load_lab_checkpoint,
     logits_for_sampling,
-    read_lab_state_dict,
 )
 
 # REFERENCE §1.2, counted by hand: per block 4 x Linear(768, 768) attention + MLP 768->1536->768
@@ -390,8 +392,8 @@ def test_ambiguous_attention_and_long_lists():
 
 
 def test_convert_cli_stores_code_patches(tmp_path, cli):
-    from maskgit_cli.guidance import PatchStats, read_code_patches, to_patches
-    from maskgit_cli.tokens import save_token_cache
+    from maskgit_cli.vqgan.code_patches import PatchStats, read_code_patches, to_patches
+    from maskgit_cli.vqgan.tokens import save_token_cache
     from maskgit_cli.weights import load_model
 
     torch.save(_source("qkv+proj").state_dict(), tmp_path / "epoch_best.pt")

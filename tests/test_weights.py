@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.models.vqgan import VQGAN, VQGAN_PRESETS, VQGANConfig
+from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS, VQGANConfig
 from maskgit_cli.weights import (
     describe,
     load_config,

@@ -44,8 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
-from maskgit_cli import masks  # noqa: E402
-from maskgit_cli.data import to_rgb  # noqa: E402
+from maskgit_cli.data import mask_generator as masks  # noqa: E402
+from maskgit_cli.data.images import to_rgb
 
 PACKAGE = "emoji-datasource-google"
 VERSION = "16.0.0"

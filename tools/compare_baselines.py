@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from maskgit_cli.data import list_images, load_image, save_image  # noqa: E402
-from maskgit_cli.fid import compute_fid  # noqa: E402
-from maskgit_cli.masks import HOLE, load_mask  # noqa: E402
-from maskgit_cli.score import score_folders  # noqa: E402
+from maskgit_cli.data.images import list_images, load_image, save_image
+from maskgit_cli.data.masks import HOLE, load_mask
+from maskgit_cli.evaluation.fid import compute_fid
+from maskgit_cli.evaluation.score import score_folders
 
 
 def pixels8(x):

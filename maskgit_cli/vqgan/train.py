@@ -37,25 +37,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import training
-from .data import list_images, load_image, to_uint8
-from .errors import MaskgitError
-from .metrics import codebook_usage, psnr, ssim
-from .models.vqgan import VQGAN, VQGAN_PRESETS
-from .progress import progress_bar
-from .runtime import autocast, resolve_device, seed_everything
-from .training import (
-    LoopConfig,
-    RunDir,
-    WarmupCosine,
-    config_dict,
-    fit,
-    log,
-    make_adamw,
-    seeded_generator,
-    set_lr,
-)
-from .weights import save_model
+from maskgit_cli.data.images import list_images, load_image, to_uint8
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.metrics import codebook_usage, psnr, ssim
+from maskgit_cli.progress import log, progress_bar
+from maskgit_cli.runtime import autocast, resolve_device, seed_everything
+from maskgit_cli.training import run as training_run
+from maskgit_cli.training.loop import LoopConfig, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
+from maskgit_cli.training.run import RunDir, config_dict
+from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+from maskgit_cli.weights import save_model
 
 
 @dataclass
@@ -109,7 +100,7 @@ class TrainVQGANConfig:
 
 
 # Keys of config.json that may change when resuming: they do not change the trained weights.
-RESUME_MAY_DIFFER = (*training.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir")
+RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir")
 
 
 class PatchDiscriminator(nn.Module):

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import ImageFolder, image_loader
-from .errors import MaskgitError
-from .guidance import PatchStats
-from .progress import progress_bar
-from .runtime import autocast
-from .weights import config_to_json, model_fingerprint, read_metadata, read_tensors, save_tensors
+from maskgit_cli.data.images import ImageFolder, image_loader
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.progress import progress_bar
+from maskgit_cli.runtime import autocast
+from maskgit_cli.vqgan.code_patches import PatchStats
+from maskgit_cli.weights import config_to_json, model_fingerprint, read_metadata, read_tensors, save_tensors
 
 
 @dataclass

@@ -31,26 +31,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import training
-from .errors import MaskgitError
-from .guidance import stored_with
-from .models.transformer import PRESETS, MaskGITTransformer, get_preset
-from .runtime import autocast, resolve_device, seed_everything
-from .schedules import parse_mask_ratio, training_mask
-from .tokens import TokenCache, check_same_vqgan, load_token_cache
-from .training import (
-    LoopConfig,
-    ModelEMA,
-    RunDir,
-    WarmupCosine,
-    config_dict,
-    fit,
-    log,
-    make_adamw,
-    seeded_generator,
-    set_lr,
-)
-from .weights import config_to_json, save_tensors
+from maskgit_cli.decoding.schedules import parse_mask_ratio, training_mask
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.progress import log
+from maskgit_cli.runtime import autocast, resolve_device, seed_everything
+from maskgit_cli.training import run as training_run
+from maskgit_cli.training.loop import LoopConfig, ModelEMA, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
+from maskgit_cli.training.run import RunDir, config_dict
+from maskgit_cli.transformer.model import PRESETS, MaskGITTransformer, get_preset
+from maskgit_cli.vqgan.code_patches import stored_with
+from maskgit_cli.vqgan.tokens import TokenCache, check_same_vqgan, load_token_cache
+from maskgit_cli.weights import config_to_json, save_tensors
 
 
 @dataclass
@@ -105,7 +96,7 @@ class TrainConfig:
 
 
 # config.json keys that may change on resume: they do not change the trained weights.
-RESUME_MAY_DIFFER = (*training.RESUME_MAY_DIFFER, "train.compile", "data.train", "data.val", "data.val_masks")
+RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "train.compile", "data.train", "data.val", "data.val_masks")
 
 
 def load_toml_config(path, cli_values: dict[str, Any]) -> TrainConfig:
@@ -297,9 +288,9 @@ class TransformerTask:
 
 def val_token_masks(masks_dir, val: TokenCache, dilate: int) -> torch.Tensor:
     """Token masks (N,L) for the validation cache's images from lab-format masks paired in sorted name order."""
-    from .data import list_images
-    from .inpaint import InpaintSettings, token_mask_for
-    from .masks import HOLE, load_mask
+    from maskgit_cli.data.images import list_images
+    from maskgit_cli.data.masks import HOLE, load_mask
+    from maskgit_cli.decoding.inpaint import InpaintSettings, token_mask_for
 
     files = list_images(masks_dir, "mask folder")
     n_images = len(val.files)

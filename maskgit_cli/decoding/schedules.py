@@ -4,7 +4,7 @@ Small pure functions (diffusers style). Everything here works on Python numbers 
 (per-sample counts as a batch tensor). Tensors are computed in float64; decode counts
 (``mask_len_after_step``) are bit-identical between the scalar and the batch path.
 
-Definitions (REFERENCE §2, official google-research/maskgit ``mask_schedule.py``):
+Definitions (docs/decoding.md, "Mask schedules"; the official google-research/maskgit ``mask_schedule.py``):
 
 * ``gamma(name, r, N)`` is the fraction of the *initially unknown* tokens that is still masked at ratio
   ``r`` in (0, 1] (``r = 0`` is accepted too, for training). It is clipped to ``[1e-6, 1]``.
@@ -22,42 +22,54 @@ from dataclasses import dataclass
 
 import torch
 
+from maskgit_cli.choices import SCHEDULE_ALIASES, SCHEDULE_NAMES, SCHEDULES
 from maskgit_cli.errors import MaskgitError
 
 Number = int | float
 TensorOrNumber = torch.Tensor | int | float
 
-# Canonical schedule names -> formula (REFERENCE §2). N = number of tokens unknown at the start (per sample).
-SCHEDULES: dict[str, str] = {
-    "cosine": "cos(pi/2 * r)",
-    "linear": "1 - r",
-    "square": "1 - r^2",
-    "cubic": "1 - r^3",
-    "sqrt": "1 - r^0.5",
-    "logarithm": "-log2(r) / log2(N)",
-    "exp": "1 - 2^(-log2(N) * (1 - r))",
-    "arccos": "arccos(r) / (pi/2)",
-}
-
-# Aliases used by the official code and the lab (REFERENCE §2).
-SCHEDULE_ALIASES: dict[str, str] = {
-    "uniform": "linear",
-    "pow2": "square",
-    "pow3": "cubic",
-    "pow0.5": "sqrt",
-    "log": "logarithm",
-}
-
-# Schedules whose formula needs N (the per-sample number of unknown tokens).
-NEEDS_N = frozenset({"logarithm", "exp"})
-
-GAMMA_MIN = 1e-6  # REFERENCE §2: gamma is clipped to [1e-6, 1]
+GAMMA_MIN = 1e-6  # gamma is clipped to [1e-6, 1] (docs/decoding.md, "Mask schedules")
 GAMMA_MAX = 1.0
 
 
-def schedule_names() -> list[str]:
-    """All accepted names: canonical names first, then aliases."""
-    return list(SCHEDULES) + list(SCHEDULE_ALIASES)
+class _FloatOps:
+    """The operations the formulas use, on Python floats (math: the same libm results as the official numpy)."""
+
+    cos, sqrt, acos = math.cos, math.sqrt, math.acos
+
+    @staticmethod
+    def log2(x: float) -> float:
+        return math.inf * -1 if x <= 0 else math.log2(x)
+
+    @staticmethod
+    def clamp(x: float, lo: float, hi: float) -> float:
+        return min(max(x, lo), hi)
+
+
+class _TensorOps:
+    """The same operations on float64 tensors."""
+
+    cos, sqrt, acos, log2 = torch.cos, torch.sqrt, torch.arccos, torch.log2
+
+    @staticmethod
+    def clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        return x.clamp(lo, hi)
+
+
+# Each formula once: gamma(r) given r, log2(N) and the operations (floats or tensors). N = the per-sample number of
+# tokens unknown at the start; only logarithm and exp use it.
+FORMULAS = {
+    "cosine": lambda r, log2n, op: op.cos(math.pi / 2 * r),
+    "linear": lambda r, log2n, op: 1.0 - r,
+    "square": lambda r, log2n, op: 1.0 - r**2,
+    "cubic": lambda r, log2n, op: 1.0 - r**3,
+    "sqrt": lambda r, log2n, op: 1.0 - op.sqrt(op.clamp(r, 0.0, math.inf)),
+    "logarithm": lambda r, log2n, op: -op.log2(r) / log2n,  # log2(0) = -inf -> +inf -> clipped to 1
+    "exp": lambda r, log2n, op: 1.0 - 2.0 ** (-log2n * (1.0 - r)),
+    "arccos": lambda r, log2n, op: op.acos(op.clamp(r, -1.0, 1.0)) / (math.pi / 2),
+}
+NEEDS_N = frozenset({"logarithm", "exp"})  # schedules whose formula needs N
+assert tuple(FORMULAS) == SCHEDULES
 
 
 def canonical_schedule(name: str) -> str:
@@ -65,7 +77,7 @@ def canonical_schedule(name: str) -> str:
     key = str(name).strip().lower()
     key = SCHEDULE_ALIASES.get(key, key)
     if key not in SCHEDULES:
-        raise MaskgitError(f"unknown mask schedule {name!r}; valid names: {', '.join(schedule_names())}.")
+        raise MaskgitError(f"unknown mask schedule {name!r}; valid names: {', '.join(SCHEDULE_NAMES)}.")
     return key
 
 
@@ -78,7 +90,7 @@ def _log2_n(n: TensorOrNumber) -> TensorOrNumber:
 
 
 def gamma(name: str, r: TensorOrNumber, n_unknown: TensorOrNumber | None = None) -> TensorOrNumber:
-    """Fraction of the initially unknown tokens still masked at ratio ``r`` (REFERENCE §2), in [1e-6, 1].
+    """Fraction of the initially unknown tokens still masked at ratio ``r`` (see :data:`FORMULAS`), in [1e-6, 1].
 
     ``r`` and ``n_unknown`` may be Python numbers or tensors (broadcast together, e.g. a scalar r and a (B,)
     tensor of per-sample N). With any tensor input the result is a float64 tensor on that tensor's device;
@@ -87,51 +99,14 @@ def gamma(name: str, r: TensorOrNumber, n_unknown: TensorOrNumber | None = None)
     name = canonical_schedule(name)
     if name in NEEDS_N and n_unknown is None:
         raise ValueError(f"schedule {name!r} needs n_unknown (N, the number of tokens unknown at the start)")
-    if isinstance(r, torch.Tensor) or isinstance(n_unknown, torch.Tensor):
-        return _gamma_tensor(name, r, n_unknown)
-    return _gamma_float(name, float(r), n_unknown)
-
-
-def _gamma_float(name: str, r: float, n: Number | None) -> float:
-    if name == "cosine":
-        g = math.cos(math.pi / 2 * r)
-    elif name == "linear":
-        g = 1.0 - r
-    elif name == "square":
-        g = 1.0 - r**2
-    elif name == "cubic":
-        g = 1.0 - r**3
-    elif name == "sqrt":
-        g = 1.0 - math.sqrt(max(r, 0.0))
-    elif name == "logarithm":
-        g = math.inf if r <= 0 else -math.log2(r) / _log2_n(n)
-    elif name == "exp":
-        g = 1.0 - 2.0 ** (-_log2_n(n) * (1.0 - r))
-    else:  # arccos
-        g = math.acos(min(max(r, -1.0), 1.0)) / (math.pi / 2)
-    return min(max(g, GAMMA_MIN), GAMMA_MAX)
-
-
-def _gamma_tensor(name: str, r: TensorOrNumber, n: TensorOrNumber | None) -> torch.Tensor:
-    device = r.device if isinstance(r, torch.Tensor) else n.device  # type: ignore[union-attr]
+    if not (isinstance(r, torch.Tensor) or isinstance(n_unknown, torch.Tensor)):
+        log2n = None if n_unknown is None else _log2_n(n_unknown)
+        return _FloatOps.clamp(FORMULAS[name](float(r), log2n, _FloatOps), GAMMA_MIN, GAMMA_MAX)
+    device = r.device if isinstance(r, torch.Tensor) else n_unknown.device  # type: ignore[union-attr]
     rt = torch.as_tensor(r, dtype=torch.float64, device=device)
-    nt = None if n is None else torch.as_tensor(n, dtype=torch.float64, device=device)
-    if name == "cosine":
-        g = torch.cos(math.pi / 2 * rt)
-    elif name == "linear":
-        g = 1.0 - rt
-    elif name == "square":
-        g = 1.0 - rt**2
-    elif name == "cubic":
-        g = 1.0 - rt**3
-    elif name == "sqrt":
-        g = 1.0 - torch.sqrt(rt.clamp_min(0.0))
-    elif name == "logarithm":
-        g = -torch.log2(rt) / _log2_n(nt)  # log2(0) = -inf -> +inf -> clipped to 1
-    elif name == "exp":
-        g = 1.0 - torch.exp2(-_log2_n(nt) * (1.0 - rt))
-    else:  # arccos
-        g = torch.arccos(rt.clamp(-1.0, 1.0)) / (math.pi / 2)
+    nt = None if n_unknown is None else torch.as_tensor(n_unknown, dtype=torch.float64, device=device)
+    g = FORMULAS[name](rt, None if nt is None else _log2_n(nt), _TensorOps)
+    g = torch.as_tensor(g, dtype=torch.float64, device=device)
     if nt is not None:  # broadcast to the batch shape even for formulas that ignore N
         g = g + torch.zeros_like(nt)
     return g.clamp(GAMMA_MIN, GAMMA_MAX)
@@ -246,7 +221,7 @@ def parse_mask_ratio(spec: str | MaskRatio) -> MaskRatio:
     try:
         name = canonical_schedule(text)
     except MaskgitError:
-        valid = ", ".join(schedule_names())
+        valid = ", ".join(SCHEDULE_NAMES)
         msg = f"--mask-ratio {spec!r}: expected 'uniform:a,b' or a schedule name ({valid})."
         raise MaskgitError(msg) from None
     return MaskRatio(kind="schedule", schedule=name)

@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MaskgitError
+from maskgit_cli.errors import MaskgitError
 
 CHUNK = 128  # images scored per metrics call
 
 
 def _reference(ref) -> tuple[list[str], Any]:
     """Names and a loader for REF: a folder of images or the lab's csv."""
-    from .data import list_images, load_image
-    from .fid import load_csv_images
+    from maskgit_cli.data.images import list_images, load_image
+    from maskgit_cli.data.lab_csv import load_csv_images
 
     path = Path(ref)
     if path.is_file() and path.suffix.lower() == ".csv":
@@ -41,10 +41,10 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
     images_with_holes; ``images`` lists the per-image values (pred, ref, mask names). Non-finite values:
     PSNR ``inf`` for identical images, ``nan`` hole scores for a mask without holes.
     """
-    from .data import list_images, load_image
-    from .masks import load_mask
-    from .metrics import psnr, ssim
-    from .progress import progress_bar
+    from maskgit_cli.data.images import list_images, load_image
+    from maskgit_cli.data.masks import load_mask
+    from maskgit_cli.metrics import psnr, ssim
+    from maskgit_cli.progress import progress_bar
 
     pred_files = list_images(pred, "PRED folder")
     ref_names, load_ref = _reference(ref)

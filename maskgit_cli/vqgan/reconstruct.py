@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import list_images, load_image, save_image, to_uint8
-from .errors import MaskgitError
-from .metrics import codebook_usage, psnr, ssim
-from .progress import progress_bar
-from .runtime import autocast
-from .viz import save_grid
+from maskgit_cli.data.images import list_images, load_image, save_image, to_uint8
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.metrics import codebook_usage, psnr, ssim
+from maskgit_cli.progress import progress_bar
+from maskgit_cli.runtime import autocast
+from maskgit_cli.viz import save_grid
 
 
 def default_grid_path(out_dir: str | Path) -> Path:
@@ -45,8 +45,8 @@ def reconstruct_folder(
     wall time. The grid (``grid_path``, default :func:`default_grid_path`) shows the first ``grid_images``
     originals and reconstructions in alternating rows of ``grid_columns``.
     """
-    from .models.vqgan import VQGAN
-    from .weights import load_model
+    from maskgit_cli.vqgan.model import VQGAN
+    from maskgit_cli.weights import load_model
 
     device = torch.device(device)
     model = vqgan if isinstance(vqgan, VQGAN) else load_model(vqgan, "vqgan", device)

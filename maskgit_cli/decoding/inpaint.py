@@ -24,15 +24,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import list_images, load_image, save_image, to_tensor, to_uint8
-from .decode import DecodeSettings, decode_tokens
-from .errors import MaskgitError
-from .guidance import CodePatches, code_patches_for, known_pixel_bias
-from .masks import GRAY, HOLE, MASK_KINDS, TOKEN_RULES, dilate_token_mask, generate_mask, load_mask, mask_rng
-from .masks import pixel_to_token_mask as _pixel_to_token
-from .progress import progress_bar
-from .runtime import autocast
-from .viz import save_grid
+from maskgit_cli.choices import MASK_KINDS, TOKEN_RULES
+from maskgit_cli.data.images import list_images, load_image, save_image, to_tensor, to_uint8
+from maskgit_cli.data.mask_generator import generate_mask, mask_rng
+from maskgit_cli.data.masks import GRAY, HOLE, dilate_token_mask, load_mask
+from maskgit_cli.data.masks import pixel_to_token_mask as _pixel_to_token
+from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
+from maskgit_cli.decoding.guidance import code_patches_for, known_pixel_bias
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.progress import progress_bar
+from maskgit_cli.runtime import autocast
+from maskgit_cli.viz import save_grid
+from maskgit_cli.vqgan.code_patches import CodePatches
 
 
 @dataclass
@@ -279,7 +282,7 @@ def inpaint_folder(
     ``code_patches``: for known-pixel guidance, those stored with the transformer
     (:func:`maskgit_cli.guidance.read_code_patches`); without them they are decoded from the VQGAN.
     """
-    from .data import default_workers
+    from maskgit_cli.data.images import default_workers
 
     device = torch.device(device)
     guide = prepare_models(transformer, vqgan, device, settings, code_patches)

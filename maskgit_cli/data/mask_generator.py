@@ -1,36 +1,23 @@
-"""Inpainting masks in the lab's format (REFERENCE.md §1.3).
+"""Generated inpainting masks in the lab's format (stroke, box, half, outpaint) and mask folders.
 
-A *pixel mask* is a ``uint8`` array of shape ``(H, W)`` with values {0, 255}: 0 (black) = hole to inpaint,
-255 (white) = known pixel. Holes in masked images are filled with gray (128, 128, 128).
-
-A *token mask* is a torch ``bool`` tensor ``(B, h, w)``: ``True`` = the token must be generated. Each token
-covers a ``patch x patch`` pixel block (4x4 for the lab's 64x64 images and 16x16 latents).
-
-Everything here is pure numpy/Pillow except :func:`pixel_to_token_mask` and :func:`dilate_token_mask`, which
-import torch lazily so that importing this module stays cheap.
+Each mask is drawn from its own random generator, ``mask_rng(seed, i)``, so mask i of a folder depends only on
+the seed and i. Format: see :mod:`maskgit_cli.data.masks` (0 = hole, 255 = known).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
-from maskgit_cli.data import list_images, load_image
+from maskgit_cli.data.images import list_images, load_image
+from maskgit_cli.data.masks import GRAY, HOLE, KNOWN, apply_mask
+from maskgit_cli.choices import MASK_KINDS
 from maskgit_cli.errors import MaskgitError
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-MASK_KINDS = ("stroke", "box", "half", "outpaint")
-"""Mask kinds accepted by :func:`generate_mask` and :func:`write_masks`."""
-
-HOLE = 0
-KNOWN = 255
-GRAY = 128  # fill of holes in the lab's masked images (REFERENCE.md §1.3)
 
 # Hole-fraction range kept by construction for ``stroke`` and ``box`` masks (the lab's example mask: 23.6%).
 HOLE_FRACTION_MIN = 0.15
@@ -38,7 +25,6 @@ HOLE_FRACTION_MAX = 0.40
 
 # Fixed PNG writer options. Pillow writes no timestamp chunk: equal pixels give equal files for a given zlib.
 PNG_OPTIONS: dict[str, Any] = {"format": "PNG", "optimize": False, "compress_level": 9}
-
 
 # --------------------------------------------------------------------------------------------------
 # mask generation
@@ -178,108 +164,6 @@ def generate_mask(kind: str, rng: np.random.Generator, size: int = 64) -> np.nda
 def mask_rng(seed: int, index: int) -> np.random.Generator:
     """The generator used for mask ``index`` of a run with ``seed``: depends on (seed, index) only."""
     return np.random.default_rng([int(seed), int(index)])
-
-
-# --------------------------------------------------------------------------------------------------
-# applying / loading masks
-# --------------------------------------------------------------------------------------------------
-
-
-def known_pixels(mask: np.ndarray) -> np.ndarray:
-    """Boolean ``(H, W)`` array, True where the pixel is known (lab mask value >= 128; bool masks as-is)."""
-    mask = np.asarray(mask)
-    if mask.dtype == np.bool_:
-        return mask
-    return mask >= 128
-
-
-def apply_mask(image_uint8_hwc: np.ndarray, mask: np.ndarray, fill: int = GRAY) -> np.ndarray:
-    """Return a copy of ``image`` (``uint8`` HWC or HW) with the mask's holes set to ``fill`` (lab: gray 128).
-
-    ``mask`` is a lab mask (``uint8``, 0 = hole, 255 = known; values >= 128 count as known) or a ``bool``
-    array with True = known.
-    """
-    image = np.asarray(image_uint8_hwc)
-    known = known_pixels(mask)
-    if known.ndim != 2 or image.shape[:2] != known.shape:
-        raise MaskgitError(f"Mask size {known.shape[::-1]} differs from the image size {image.shape[1::-1]}.")
-    out = image.copy()
-    out[~known] = fill
-    return out
-
-
-def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Read a lab mask PNG as ``uint8 (H, W)`` with values {0, 255} (pixels >= 128 are known).
-
-    8-bit grayscale is the lab format; RGB/RGBA/P/LA/1-bit files are converted to grayscale first.
-    ``size`` (``int`` for a square or ``(height, width)``) checks the dimensions; ``None`` accepts any size.
-    Raises :class:`MaskgitError` naming the file when it is missing, unreadable or of the wrong size.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MaskgitError(f"Mask file {path} does not exist.")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            gray = img.convert("L") if img.mode != "L" else img.copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise MaskgitError(f"Cannot read mask file {path}: {exc}") from None
-    arr = np.asarray(gray, dtype=np.uint8)
-    if size is not None:
-        want = (size, size) if isinstance(size, int) else tuple(size)
-        if arr.shape != want:
-            raise MaskgitError(
-                f"Mask file {path} is {arr.shape[1]}x{arr.shape[0]} pixels, expected {want[1]}x{want[0]}."
-            )
-    return np.where(arr >= 128, KNOWN, HOLE).astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------------------
-# pixel -> token masks (torch)
-# --------------------------------------------------------------------------------------------------
-
-TOKEN_RULES = ("any", "majority")
-
-
-def pixel_to_token_mask(hole: torch.Tensor, patch: int = 4, rule: str = "any") -> torch.Tensor:
-    """Map a pixel hole mask ``bool (B, H, W)`` (True = hole) to a token mask ``bool (B, H/patch, W/patch)``.
-
-    ``rule="any"`` is the lab rule (REFERENCE.md §1.3): a token must be generated if ANY of its
-    ``patch*patch`` pixels is a hole. ``rule="majority"``: only if MORE than half of its pixels are holes.
-    A 2-D ``(H, W)`` input gives a 2-D ``(h, w)`` output.
-    """
-    import torch
-
-    if rule not in TOKEN_RULES:
-        raise MaskgitError(f"Unknown token mask rule {rule!r}; choose one of: {', '.join(TOKEN_RULES)}.")
-    squeeze = hole.dim() == 2
-    if squeeze:
-        hole = hole.unsqueeze(0)
-    if hole.dim() != 3:
-        raise MaskgitError(f"Pixel mask must have shape (B, H, W), got {tuple(hole.shape)}.")
-    b, h, w = hole.shape
-    if patch < 1 or h % patch or w % patch:
-        raise MaskgitError(f"Mask size {h}x{w} is not divisible by the token patch size {patch}.")
-    counts = hole.to(torch.int32).reshape(b, h // patch, patch, w // patch, patch).sum(dim=(2, 4))
-    out = counts > 0 if rule == "any" else counts * 2 > patch * patch
-    return out[0] if squeeze else out
-
-
-def dilate_token_mask(mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Also mark the ``k`` rings of tokens around masked ones (8-neighbourhood); ``k=0`` returns the mask.
-
-    ``mask`` is ``bool (B, h, w)`` (or ``(h, w)``); the result has the same shape and dtype.
-    """
-    import torch.nn.functional as F
-
-    if k < 0:
-        raise MaskgitError(f"Token mask dilation must be >= 0, got {k}.")
-    if k == 0:
-        return mask.clone()
-    squeeze = mask.dim() == 2
-    x = mask.unsqueeze(0) if squeeze else mask
-    pooled = F.max_pool2d(x.unsqueeze(1).float(), kernel_size=2 * k + 1, stride=1, padding=k).squeeze(1) > 0
-    return pooled[0] if squeeze else pooled
 
 
 # --------------------------------------------------------------------------------------------------

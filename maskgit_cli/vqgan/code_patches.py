@@ -1,17 +1,9 @@
-"""Known-pixel guidance: the pixels a regenerated token still shows help choose its code.
+"""Code patches: the mean look of every VQGAN code, for known-pixel guidance (docs/decoding.md, "Known-pixel guidance").
 
-A token is regenerated when any of its pixels is a hole (the lab's rule) or when it lies next to one
-(``--dilate``), so most regenerated tokens still show known pixels: along a thin stroke, nearly all of them.
-The transformer alone never sees those pixels. Guidance adds their log-likelihood to the transformer's logits,
-so that decoding samples from p(code | context) * p(known pixels | code):
-
-    logits[b, i, k] += -strength * sum over the known pixels x of token i of ||x - patch_k||^2   (RGB in [0, 1])
-
-``patch_k`` (3,p,p) is the mean look of code k: the average pixel patch over the training images wherever the
-VQGAN chose k (gathered by ``maskgit tokenize`` and stored in the transformer file by ``maskgit train``), or,
-for files that lack them, the patch the VQGAN decodes from a grid filled with k. A Gaussian with variance
-1/(2 strength) per channel: strength 50 = a standard deviation of 0.1 (25 of 255 levels). Tokens whose pixels
-are all holes get no bias; strength 0 turns guidance off (the lab's decoding).
+``maskgit tokenize`` sums the pixel patches under every code of the training images (:class:`PatchStats`, stored
+in the token cache); ``maskgit train`` stores their means in the transformer file (``aux.code_patches``, with
+the VQGAN's fingerprint). Files without them fall back to the patch the VQGAN decodes from a grid filled with one
+code (:func:`vqgan_code_patches`).
 """
 
 from __future__ import annotations
@@ -77,8 +69,8 @@ class PatchStats:
 @torch.no_grad()
 def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
     """(V,3,p,p): the centre patch of the image the VQGAN decodes from a grid filled with one code."""
-    from .progress import progress_bar
-    from .runtime import autocast
+    from maskgit_cli.progress import progress_bar
+    from maskgit_cli.runtime import autocast
 
     cfg = vqgan.config
     h, p = cfg.latent_resolution, cfg.img_resolution // cfg.latent_resolution
@@ -96,20 +88,6 @@ def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
     return torch.cat(out)
 
 
-def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.Tensor, strength: float) -> torch.Tensor:
-    """(B,L,V) float32 logit bias from ``images`` (B,3,H,W) in [0,1], ``holes`` (B,H,W) bool and ``patches``.
-
-    bias[b,i,k] = -strength * sum over token i's known pixels and channels of (x - patches[k])^2, computed in
-    float64 (|x|^2 - 2 x.P + |P|^2 restricted to known pixels) so that it does not depend on the batch.
-    """
-    V, C, p, _ = patches.shape
-    x = to_patches(images.double(), p)  # B,L,C*p*p
-    known = to_patches((~holes).double()[:, None].expand(-1, C, -1, -1), p)  # B,L,C*p*p (1 = known)
-    P = patches.to(device=images.device, dtype=torch.float64).reshape(V, -1)
-    kx = known * x
-    dist = (kx * x).sum(-1, keepdim=True) - 2 * kx @ P.T + known @ (P * P).T
-    return (-strength * dist.clamp_min(0)).float()
-
 
 def stored_with(cache) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) a transformer file trained on the token cache ``cache`` stores for guidance."""
@@ -119,38 +97,9 @@ def stored_with(cache) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 def read_code_patches(path) -> CodePatches | None:
     """The code patches stored in a transformer file by ``maskgit train``, or None (older or converted files)."""
-    from .weights import read_aux_tensors, read_metadata
+    from maskgit_cli.weights import read_aux_tensors, read_metadata
 
     aux = read_aux_tensors(path)
     if CODE_PATCHES_KEY not in aux:
         return None
     return CodePatches(aux[CODE_PATCHES_KEY].float(), "training images", read_metadata(path).get("vqgan_sha256"))
-
-
-def code_patches_for(vqgan, given: CodePatches | None = None) -> CodePatches:
-    """The patches to guide with: ``given`` (checked against the VQGAN) or, without them, the VQGAN's own."""
-    from .errors import MaskgitError
-    from .weights import model_fingerprint
-
-    cfg = vqgan.config
-    p = cfg.img_resolution // cfg.latent_resolution
-    if given is None:
-        from .progress import log
-
-        log(
-            "known-pixel guidance: the transformer file has no code patches, decoding them from the VQGAN "
-            "(files from `maskgit train` or `maskgit convert-transformer --tokens` carry them)"
-        )
-        return CodePatches(vqgan_code_patches(vqgan), "VQGAN decode", None)
-    expected = (cfg.num_codebook_vectors, cfg.image_channels, p, p)
-    if tuple(given.patches.shape) != expected:
-        raise MaskgitError(
-            f"the transformer's code patches have shape {tuple(given.patches.shape)}, but this VQGAN needs "
-            f"{expected}: they were not made with this VQGAN"
-        )
-    if given.vqgan_sha256 and given.vqgan_sha256 != (actual := model_fingerprint(vqgan)):
-        raise MaskgitError(
-            f"the transformer was trained on the tokens of VQGAN {given.vqgan_sha256[:12]}, but this VQGAN is "
-            f"{actual[:12]}: pass the VQGAN it was trained with (or --pixel-guidance 0 to skip this check)"
-        )
-    return given

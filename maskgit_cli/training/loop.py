@@ -30,10 +30,7 @@ returns from ``state_dict`` (or in the global torch/numpy/python RNGs, which the
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import random
 import signal
 import sys
 import threading
@@ -46,26 +43,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .errors import MaskgitError
-from .progress import Bar, log, progress_bar
-from .viz import plot_curves, read_jsonl
-from .weights import atomic_path, read_metadata, read_tensors, save_tensors
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.progress import Bar, log, progress_bar
+from maskgit_cli.training.run import MetricsLogger, RunDir, json_value
+from maskgit_cli.training.state import Checkpointer, capture_rng, restore_rng
+from maskgit_cli.viz import plot_curves
 
-STATE_FORMAT = 1
-# config.json keys that set the run's length. They may change on resume (to extend or shorten a run): the LR
-# schedule then follows the new length from the resumed step on, so the run is no longer identical to an
-# uninterrupted one.
-RUN_LENGTH_KEYS = ("train.max_steps", "train.epochs")
-# config.json keys that every trainer lets change on resume: they do not change the trained weights.
-RESUME_MAY_DIFFER = (
-    *RUN_LENGTH_KEYS,
-    "train.stop_at",
-    "train.device",
-    "train.eval_every",
-    "train.save_every",
-    "train.log_every",
-    "train.val_batch_size",
-)
 PLOT_INTERVAL_S = 60.0
 
 
@@ -175,242 +158,6 @@ class ModelEMA:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decay = state["decay"]
         self.shadow = {k: v.float().clone() for k, v in state["shadow"].items()}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# RNG states
-
-
-def capture_rng() -> dict[str, Any]:
-    """The global RNG states (torch CPU, every CUDA device, numpy, python) as tensors and JSON values."""
-    np_state = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "key": np_state[1].astype(np.int64),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {"version": version, "internal": list(internal), "gauss": gauss},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    key = n["key"].numpy() if isinstance(n["key"], torch.Tensor) else np.asarray(n["key"])
-    np.random.set_state(("MT19937", key.astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
-    cuda = state.get("cuda")
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Checkpoints without pickle: tensors in safetensors, the structure around them as JSON metadata
-
-
-def pack_state(obj: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
-    """Replace every tensor in a nested dict/list/tuple by a reference and collect it in ``tensors``.
-
-    Returns a JSON-able structure. Dicts become ``{"__dict__": [[key, value], ...]}`` so integer keys (the
-    optimizer's per-parameter state) survive; tuples ``{"__tuple__": [...]}``; numpy arrays are stored as
-    tensors. Anything else that is not a JSON scalar is a TypeError: nothing is ever pickled.
-    """
-    if isinstance(obj, torch.Tensor):
-        name = path or "tensor"
-        while name in tensors:  # keys containing '/' could collide; keep names unique
-            name += "~"
-        tensors[name] = obj
-        return {"__tensor__": name}
-    if isinstance(obj, np.ndarray):
-        ref = pack_state(
-            torch.from_numpy(np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind in "iu" else np.float64)),
-            tensors,
-            path,
-        )
-        return {"__ndarray__": ref["__tensor__"], "dtype": str(obj.dtype)}
-    if isinstance(obj, dict):
-        items = []
-        for k, v in obj.items():
-            if isinstance(k, bool) or not isinstance(k, (str, int)):
-                raise TypeError(f"checkpoint state {path or '/'}: key {k!r} is not a str or int")
-            items.append([k, pack_state(v, tensors, f"{path}/{k}" if path else str(k))])
-        return {"__dict__": items}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [pack_state(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [pack_state(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"checkpoint state {path or '/'}: cannot store {type(obj).__name__} without pickle")
-
-
-def unpack_state(structure: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """Inverse of :func:`pack_state`."""
-    if isinstance(structure, list):
-        return [unpack_state(v, tensors) for v in structure]
-    if isinstance(structure, dict):
-        if "__tensor__" in structure:
-            return tensors[structure["__tensor__"]]
-        if "__ndarray__" in structure:
-            return tensors[structure["__ndarray__"]].numpy().astype(structure["dtype"])
-        if "__tuple__" in structure:
-            return tuple(unpack_state(v, tensors) for v in structure["__tuple__"])
-        return {k: unpack_state(v, tensors) for k, v in structure["__dict__"]}
-    return structure
-
-
-class Checkpointer:
-    """Saves and loads a training state (nested dicts of tensors and JSON values) as one safetensors file.
-
-    The file is written atomically (temporary name, then rename): a crash while saving leaves the previous
-    checkpoint as it was. Metadata: ``kind=training-state``, ``structure`` (JSON) and ``step``.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def exists(self) -> bool:
-        return self.path.is_file()
-
-    def save(self, state: dict[str, Any], step: int) -> None:
-        tensors: dict[str, torch.Tensor] = {}
-        structure = pack_state(state, tensors)
-        seen: set[tuple[int, int]] = set()
-        for name, t in tensors.items():  # safetensors refuses tensors that share memory: copy those
-            t = t.detach()
-            key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (0, id(t))
-            tensors[name] = t.clone() if key in seen else t
-            seen.add(key)
-        save_tensors(
-            self.path,
-            tensors,
-            {
-                "kind": "training-state",
-                "structure": json.dumps(structure),
-                "state_format": str(STATE_FORMAT),
-                "step": str(step),
-            },
-        )
-
-    def load(self) -> dict[str, Any]:
-        meta = read_metadata(self.path)
-        if meta.get("kind") != "training-state" or "structure" not in meta:
-            raise MaskgitError(f"{self.path}: not a maskgit training state file")
-        if meta.get("state_format") != str(STATE_FORMAT):
-            raise MaskgitError(
-                f"{self.path}: training state format {meta.get('state_format')} is not supported "
-                f"(this maskgit writes format {STATE_FORMAT})"
-            )
-        return unpack_state(json.loads(meta["structure"]), read_tensors(self.path))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Run directory, config check and metrics
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d}
-
-
-class RunDir:
-    """The files of one training run, ``runs/NAME/``."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    last = property(lambda self: self.path / "last.safetensors")
-    best = property(lambda self: self.path / "best.safetensors")
-    state = property(lambda self: self.path / "state.safetensors")
-    metrics = property(lambda self: self.path / "metrics.jsonl")
-    curves = property(lambda self: self.path / "curves.png")
-    config = property(lambda self: self.path / "config.json")
-
-    def start(self, config: dict[str, Any], resume: bool, may_differ: tuple[str, ...] = ()) -> None:
-        """Create the run (writing config.json), or check that ``config`` matches the run being resumed.
-
-        ``may_differ``: dotted config keys allowed to change on resume (e.g. the device or ``stop_at``); any
-        other difference is an error, because the resumed run would not be the run that was interrupted.
-        """
-        if self.path.exists() and not self.path.is_dir():
-            raise MaskgitError(f"{self.path}: exists and is not a folder")
-        if not resume:
-            existing = [p.name for p in (self.state, self.last, self.best) if p.exists()]
-            if existing:
-                raise MaskgitError(
-                    f"{self.path} already holds a training run ({', '.join(existing)}); pass --resume "
-                    "to continue it, or choose another output folder"
-                )
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.metrics.unlink(missing_ok=True)
-            self.write_config(config)
-            return
-        if not self.state.is_file():
-            raise MaskgitError(f"{self.path}: nothing to resume (no {self.state.name}); start the run without --resume")
-        try:
-            saved = json.loads(self.config.read_text())
-        except (OSError, ValueError) as e:
-            raise MaskgitError(f"{self.config}: cannot read the run's settings ({e})") from None
-        old, new = _flatten(saved), _flatten(json.loads(json.dumps(config)))
-        diffs = [
-            f"{k}: {old.get(k)!r} (saved) vs {new.get(k)!r} (now)"
-            for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k) and not any(k == m or k.startswith(m + ".") for m in may_differ)
-        ]
-        if diffs:
-            raise MaskgitError(
-                f"--resume {self.path}: settings differ from the interrupted run, so it would not "
-                f"continue exactly; use the same options ({'; '.join(diffs[:6])}"
-                f"{'; ...' if len(diffs) > 6 else ''})"
-            )
-        self.write_config(config)
-
-    def write_config(self, config: dict[str, Any]) -> None:
-        with atomic_path(self.config) as tmp:
-            tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        v = v.item()
-    if isinstance(v, (np.floating, np.integer)):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # strict JSON: non-finite numbers are written as null
-    return v
-
-
-class MetricsLogger:
-    """Appends one JSON object per line to ``metrics.jsonl``: ``{"kind": "train"|"val", "step": ..., ...}``.
-
-    ``keep_until_step``: on resume, records written after the checkpoint (by the part of the interrupted run
-    that is about to be redone) are dropped first, so the file reads as one uninterrupted run.
-    """
-
-    def __init__(self, path: str | Path, keep_until_step: int | None = None):
-        self.path = Path(path)
-        if keep_until_step is not None and self.path.exists():
-            kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= keep_until_step]
-            with atomic_path(self.path) as tmp:
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-    def log(self, kind: str, step: int, **values: Any) -> dict[str, Any]:
-        record = {"kind": kind, "step": step, **{k: _json_value(v) for k, v in values.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        return record
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -589,7 +336,7 @@ def fit(
 
     def evaluate() -> None:
         nonlocal best, best_step, last_eval
-        last_eval = {k: _json_value(v) for k, v in task.evaluate().items()}
+        last_eval = {k: json_value(v) for k, v in task.evaluate().items()}
         if not last_eval:
             return
         record("val", pos.step, epoch=pos.epoch, **last_eval)
@@ -679,8 +426,3 @@ def fit(
             elif cfg.save_every and pos.step % cfg.save_every == 0:
                 save()
     return result("finished")
-
-
-def config_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass config as a JSON-able dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(obj)))

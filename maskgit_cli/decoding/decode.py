@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import MaskgitError
-from .schedules import canonical_schedule, mask_len_after_step
-
-SAMPLING = ("sample", "argmax")
+from maskgit_cli.choices import SAMPLING
+from maskgit_cli.decoding.schedules import canonical_schedule, mask_len_after_step
+from maskgit_cli.errors import MaskgitError
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import Annotated
 
 import typer
 
-from . import __version__
-from .errors import MaskgitError
+from maskgit_cli import __version__
+from maskgit_cli.errors import MaskgitError
 
 app = typer.Typer(
     name="maskgit",
@@ -166,13 +166,13 @@ def _main(
 
 
 def _device(device: Device):
-    from .runtime import resolve_device
+    from maskgit_cli.runtime import resolve_device
 
     return resolve_device(device.value)
 
 
 def _load(path: Path, kind: str, device=None):
-    from .weights import load_model
+    from maskgit_cli.weights import load_model
 
     return load_model(path, kind, device or "cpu")
 
@@ -227,7 +227,7 @@ def masks_cmd(
 
     [bold]Example[/bold]: maskgit masks my_images -o my_masks --kind stroke --seed 0 --masked-out my_masked
     """
-    from .masks import write_masks
+    from maskgit_cli.data.mask_generator import write_masks
 
     summary = write_masks(images, output, kind.value, seed, masked_out)
     if as_json:
@@ -264,8 +264,8 @@ def convert_vqgan_cmd(
 
     [bold]Example[/bold]: maskgit convert-vqgan VQGAN.pt --config VQGAN.yml -o lab-vqgan.safetensors
     """
-    from .convert import convert_lab_vqgan
-    from .weights import model_fingerprint, save_model
+    from maskgit_cli.vqgan.lab_import import convert_lab_vqgan
+    from maskgit_cli.weights import model_fingerprint, save_model
 
     model = convert_lab_vqgan(checkpoint, config, _floats(mean, "--mean"), _floats(std, "--std"))
     save_model(output, model, "vqgan")
@@ -348,7 +348,7 @@ def train_vqgan_cmd(
 
     [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o runs/vqgan-emoji64 --preset small --max-steps 6000
     """
-    from .train_vqgan import TrainVQGANConfig, train_vqgan
+    from maskgit_cli.vqgan.train import TrainVQGANConfig, train_vqgan
 
     given = _given(
         preset=preset,
@@ -418,7 +418,7 @@ def reconstruct_cmd(
 
     [bold]Example[/bold]: maskgit reconstruct data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o out/recon --json
     """
-    from .reconstruct import format_summary, reconstruct_folder
+    from maskgit_cli.vqgan.reconstruct import format_summary, reconstruct_folder
 
     dev = _device(device)
     s = reconstruct_folder(
@@ -459,7 +459,7 @@ def tokenize_cmd(
 
     [bold]Example[/bold]: maskgit tokenize data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors -o runs/train.tokens --flip
     """
-    from .tokens import tokenize_folder
+    from maskgit_cli.vqgan.tokens import tokenize_folder
 
     dev = _device(device)
     model = _load(vqgan, "vqgan", dev)
@@ -606,7 +606,7 @@ def train_cmd(
 
     [bold]Several GPUs[/bold]: torchrun --nproc-per-node 4 -m maskgit_cli train runs/train.tokens -o runs/big --preset base
     """
-    from .train_transformer import TrainConfig, load_toml_config, train_transformer
+    from maskgit_cli.transformer.train import TrainConfig, load_toml_config, train_transformer
 
     given = _given(
         preset=preset,
@@ -694,10 +694,10 @@ def convert_transformer_cmd(
 
     [bold]Example[/bold]: maskgit convert-transformer checkpoints/epoch_best.pt -o lab-transformer.safetensors --tokens cats-train.tokens
     """
-    from .guidance import stored_with
-    from .models.transformer import load_lab_checkpoint
-    from .tokens import load_token_cache
-    from .weights import save_model
+    from maskgit_cli.transformer.lab_import import load_lab_checkpoint
+    from maskgit_cli.vqgan.code_patches import stored_with
+    from maskgit_cli.vqgan.tokens import load_token_cache
+    from maskgit_cli.weights import save_model
 
     if qkv_order not in ("qkv", "per_head"):
         raise MaskgitError(f"--qkv-order {qkv_order}: expected qkv or per_head")
@@ -834,9 +834,9 @@ def inpaint_cmd(
 
     [bold]Any image folder[/bold]: maskgit inpaint --images photos --mask-kind box --transformer T --vqgan V -o out
     """
-    from .decode import DecodeSettings
-    from .guidance import read_code_patches
-    from .inpaint import InpaintSettings, inpaint_folder
+    from maskgit_cli.decoding.decode import DecodeSettings
+    from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_folder
+    from maskgit_cli.vqgan.code_patches import read_code_patches
 
     settings = InpaintSettings(
         decode=DecodeSettings(schedule.value, total_iter, sweet_spot, choice_temperature, sampling.value, seed),
@@ -980,9 +980,10 @@ def sweep_cmd(
 
     [bold]Example[/bold]: maskgit sweep --images data/emoji64/masked_image --masks data/emoji64/mask64 --ref data/emoji64/test --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/sweep --total-iter 4,8 --sweet-spot 2,3,4,8
     """
-    from .decode import DecodeSettings
-    from .inpaint import InpaintSettings
-    from .sweep import best_line, parse_int_list, parse_schedules, render_table, result_dict, run_sweep
+    from maskgit_cli.decoding.decode import DecodeSettings
+    from maskgit_cli.decoding.inpaint import InpaintSettings
+    from maskgit_cli.evaluation.sweep import parse_int_list, parse_schedules, run_sweep
+    from maskgit_cli.evaluation.sweep_report import best_line, render_table, result_dict
 
     names = parse_schedules(schedules)
     ts = parse_int_list(total_iters, "--total-iter", "4,8,12")
@@ -1055,7 +1056,7 @@ def fid_cmd(
 
     [bold]Example[/bold]: maskgit fid runs/inpaint/images test_gt.csv --mode legacy_pytorch --kid
     """
-    from .fid import compute_fid
+    from maskgit_cli.evaluation.fid import compute_fid
 
     r = compute_fid(
         pred,
@@ -1101,7 +1102,7 @@ def fid_stats_cmd(
 
     [bold]Example[/bold]: maskgit fid-stats data/emoji64/test -o runs/emoji64-test.npz
     """
-    from .fid import make_stats
+    from maskgit_cli.evaluation.fid import make_stats
 
     r = make_stats(
         images,
@@ -1140,7 +1141,7 @@ def score_cmd(
 
     [bold]Example[/bold]: maskgit score runs/inpaint/images data/emoji64/test --masks data/emoji64/mask64 --json
     """
-    from .score import finite_or_none, score_folders
+    from maskgit_cli.evaluation.score import finite_or_none, score_folders
 
     r = score_folders(pred, ref, masks)
     if as_json:
@@ -1180,7 +1181,7 @@ def info_cmd(
 
     [bold]Example[/bold]: maskgit info weights/vqgan-emoji64.safetensors --json
     """
-    from .weights import describe
+    from maskgit_cli.weights import describe
 
     info = describe(file)
     if as_json:
@@ -1231,7 +1232,7 @@ def bench_train_cmd(
 
     [bold]Example[/bold]: maskgit bench train --preset lab --device cuda --json
     """
-    from .bench import bench_train
+    from maskgit_cli.bench import bench_train
 
     r = bench_train(preset, _device(device), batch_size, precision.value, compile, steps)
     if as_json:
@@ -1261,7 +1262,7 @@ def bench_inpaint_cmd(
 
     [bold]Example[/bold]: maskgit bench inpaint --preset lab --vqgan-preset lab --total-iter 8 --json
     """
-    from .bench import bench_inpaint
+    from maskgit_cli.bench import bench_inpaint
 
     r = bench_inpaint(preset, vqgan_preset, _device(device), batch_size, total_iter)
     if as_json:

@@ -9,7 +9,7 @@ only the iterative decoding and the VQGAN decoder (:func:`maskgit_cli.inpaint.de
 per-image deterministic, so every cell sees the same random streams for a given seed. A cell's images stay in
 memory as uint8 and are scored at once; they are written only with ``save_images``.
 
-Scores: FID (and KID) with :func:`maskgit_cli.fid.compute_fid` when the Inception weights are on disk (or a
+Scores: FID (and KID) with :func:`maskgit_cli.evaluation.fid.compute_fid` when the Inception weights are on disk (or a
 test extractor is injected); the reference statistics are computed once (``OUT/ref_fid_stats.npz``) and the
 network is loaded once. Whenever REF holds the ground truth of the same images (a folder or the lab csv with
 one image per input, sorted name order) PSNR/SSIM are computed too, over the whole images and over the hole
@@ -18,35 +18,20 @@ pixels only (:mod:`maskgit_cli.metrics`). Best cell = lowest FID, else highest h
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shlex
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import MaskgitError
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.evaluation.sweep_report import SweepResult, plot_sweep, result_dict, write_csv
 
 DEFAULT_TOTAL_ITERS = (8,)
-CSV_COLUMNS = (
-    "schedule",
-    "total_iter",
-    "sweet_spot",
-    "fid",
-    "kid",
-    "psnr_hole",
-    "ssim_hole",
-    "psnr",
-    "ssim",
-    "seconds",
-    "images_per_second",
-    "best",
-    "same_as",
-)
 METRICS = ("auto", "fid", "psnr")
 
 
@@ -56,7 +41,8 @@ METRICS = ("auto", "fid", "psnr")
 
 def parse_schedules(text: str | None) -> list[str]:
     """``cosine,linear`` (names or aliases, case-insensitive) or ``all`` / None -> canonical names, in order."""
-    from .schedules import SCHEDULES, canonical_schedule, schedule_names
+    from maskgit_cli.choices import SCHEDULE_NAMES, SCHEDULES
+    from maskgit_cli.decoding.schedules import canonical_schedule
 
     if text is None or text.strip().lower() == "all":
         return list(SCHEDULES)
@@ -69,7 +55,7 @@ def parse_schedules(text: str | None) -> list[str]:
             name = canonical_schedule(item)
         except MaskgitError:
             raise MaskgitError(
-                f"--schedules: unknown schedule {item!r}; valid names: {', '.join(schedule_names())}, or all"
+                f"--schedules: unknown schedule {item!r}; valid names: {', '.join(SCHEDULE_NAMES)}, or all"
             ) from None
         if name not in names:
             names.append(name)
@@ -90,7 +76,7 @@ def parse_int_list(text: str | None, option: str, example: str = "4,8,12") -> li
     return sorted(set(values))
 
 
-def make_grid(
+def make_cells(
     schedules: list[str], total_iters: list[int], sweet_spots: list[int] | None
 ) -> tuple[list[tuple[str, int, int]], list[tuple[int, int]]]:
     """Cells (schedule, T, S) with S <= T (S defaults to T) and the skipped (T, S) pairs with S > T."""
@@ -125,8 +111,9 @@ class _Reference:
 
 
 def _open_reference(ref, count: int, size: int, need_pairs: bool, why: str | None = None) -> _Reference:
-    from .data import list_images, load_image
-    from .fid import _is_npz, load_csv_images
+    from maskgit_cli.data.images import list_images, load_image
+    from maskgit_cli.data.lab_csv import load_csv_images
+    from maskgit_cli.evaluation.references import _is_npz
 
     path = Path(ref)
     if not path.exists():
@@ -194,7 +181,8 @@ class _Named:
 
 def _fid_plan(metric: str, mode: str, inception, kid: bool) -> tuple[str | None, str | None]:
     """(weights file or "custom extractor" or None, reason FID is skipped). Never downloads for ``auto``."""
-    from . import fid
+    from maskgit_cli.evaluation import fid
+    from maskgit_cli.evaluation.inception import ENV_INCEPTION, INCEPTION_FILES, inception_available, resolve_inception
 
     if metric == "psnr":
         if kid:
@@ -203,27 +191,27 @@ def _fid_plan(metric: str, mode: str, inception, kid: bool) -> tuple[str | None,
     if fid.FEATURE_EXTRACTOR_OVERRIDE is not None:
         return "custom extractor", None
     if metric == "fid" or inception is not None:
-        return str(fid.resolve_inception(mode, inception)), None  # one line naming the file when it is missing
-    found = fid.inception_available(mode)
+        return str(resolve_inception(mode, inception)), None  # one line naming the file when it is missing
+    found = inception_available(mode)
     if found is not None:
         return str(found), None
-    spec = fid.INCEPTION_FILES[mode]
+    spec = INCEPTION_FILES[mode]
     return None, (
         f"no Inception weights for --fid-mode {mode} ({spec.filename} is not at {spec.cache_path()} and "
-        f"${fid.ENV_INCEPTION} is unset)"
+        f"${ENV_INCEPTION} is unset)"
     )
 
 
 def _load_fid(weights: str, mode: str, dev, ref: _Reference, ref_path, out: Path, kid: bool, batch_size, workers):
-    from . import fid
+    from maskgit_cli.evaluation import fid, inception, references
 
     if weights == "custom extractor":
         fn = fid.FEATURE_EXTRACTOR_OVERRIDE
     else:
-        fn = _Named(fid.load_inception(mode, weights, dev), fid.INCEPTION_FILES[mode].extractor)
+        fn = _Named(inception.load_inception(mode, weights, dev), inception.INCEPTION_FILES[mode].extractor)
     plan = _Fid(mode, fn, weights)
     if ref.kind == "npz":
-        stats = fid.load_stats(ref_path)
+        stats = references.load_stats(ref_path)
         if stats.mode is not None and stats.mode != mode:
             raise MaskgitError(f"--ref {ref_path} holds --mode {stats.mode} statistics but --fid-mode is {mode}")
         if kid and stats.features is None:
@@ -239,22 +227,6 @@ def _load_fid(weights: str, mode: str, dev, ref: _Reference, ref_path, out: Path
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SweepResult:
-    output: str
-    count: int
-    metric: str  # "fid" or "psnr_hole": what ranks the cells
-    metric_note: str  # one line: the metric used and, for PSNR, why FID was skipped
-    cells: list[dict[str, Any]]
-    best: dict[str, Any]
-    command: str  # the best setting as a ready-to-run `maskgit inpaint` line
-    skipped: list[tuple[int, int]]  # (T, S) pairs left out because S > T
-    files: dict[str, str]
-    encode_seconds: float
-    settings: dict[str, Any] = field(default_factory=dict)
-    fid: dict[str, Any] | None = None
-
-
 def _cell_name(schedule: str, t: int, s: int) -> str:
     return f"{schedule}_T{t}_S{s}"
 
@@ -266,7 +238,7 @@ def _mean(values) -> float | None:
 
 
 def _pair_scores(pred: np.ndarray, ref: np.ndarray, holes: np.ndarray) -> dict[str, float | None]:
-    from .metrics import psnr, ssim
+    from maskgit_cli.metrics import psnr, ssim
 
     with_holes = holes.reshape(len(holes), -1).any(axis=1)
     scores = {"psnr": _mean(psnr(pred, ref)), "ssim": _mean(ssim(pred, ref))}
@@ -279,8 +251,8 @@ def _pair_scores(pred: np.ndarray, ref: np.ndarray, holes: np.ndarray) -> dict[s
 
 
 def _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path, out, settings, best) -> str:
-    from .decode import DecodeSettings
-    from .inpaint import InpaintSettings
+    from maskgit_cli.decoding.decode import DecodeSettings
+    from maskgit_cli.decoding.inpaint import InpaintSettings
 
     d0, i0, d = DecodeSettings(), InpaintSettings(), settings.decode
     q = shlex.quote
@@ -346,12 +318,18 @@ def run_sweep(
     """
     import torch
 
-    from .data import save_image, to_uint8
-    from .fid import MODES, compute_fid
-    from .guidance import read_code_patches
-    from .inpaint import InpaintInputs, InpaintSettings, decode_inputs, encode_inputs, prepare_models
-    from .progress import log, progress_bar
-    from .weights import load_config, load_model
+    from maskgit_cli.data.images import save_image, to_uint8
+    from maskgit_cli.decoding.inpaint import (
+        InpaintInputs,
+        InpaintSettings,
+        decode_inputs,
+        encode_inputs,
+        prepare_models,
+    )
+    from maskgit_cli.evaluation.fid import MODES, compute_fid
+    from maskgit_cli.progress import log, progress_bar
+    from maskgit_cli.vqgan.code_patches import read_code_patches
+    from maskgit_cli.weights import load_config, load_model
 
     if metric not in METRICS:
         raise MaskgitError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
@@ -359,7 +337,7 @@ def run_sweep(
         raise MaskgitError(f"--fid-mode {fid_mode}: expected one of {', '.join(MODES)}")
     settings = settings or InpaintSettings()
     schedules = schedules or parse_schedules(None)
-    cells, skipped = make_grid(schedules, sorted(set(total_iters or DEFAULT_TOTAL_ITERS)), sweet_spots)
+    cells, skipped = make_cells(schedules, sorted(set(total_iters or DEFAULT_TOTAL_ITERS)), sweet_spots)
     for t, s in skipped:
         log(f"skipping sweet spot {s} for --total-iter {t}: a sweet spot counts steps, at most T")
     weights, fid_reason = _fid_plan(metric, fid_mode, inception, kid)
@@ -533,203 +511,3 @@ def run_sweep(
     plot_sweep(result, out / "sweep.png")
     (out / "sweep.json").write_text(json.dumps(result_dict(result), indent=1))
     return result
-
-
-# ---------------------------------------------------------------------------------------------------------
-# outputs
-
-
-def result_dict(result: SweepResult) -> dict[str, Any]:
-    from .score import finite_or_none
-
-    d = asdict(result)
-    d["skipped"] = [{"total_iter": t, "sweet_spot": s} for t, s in result.skipped]
-    return finite_or_none(d)
-
-
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    from .weights import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: "" if r.get(k) is None else r[k] for k in CSV_COLUMNS})
-
-
-_LABELS = {
-    "fid": "FID (lower is better)",
-    "psnr_hole": "PSNR over the holes, dB (higher is better)",
-    "psnr": "PSNR, dB (higher is better)",
-}
-
-
-_SHORT = {"fid": "FID", "psnr_hole": "hole PSNR", "psnr": "PSNR"}
-
-
-def plot_sweep(result: SweepResult, path: Path) -> Path:
-    """The ranking metric per schedule: vs T (best sweet spot per T) when several T were swept, else a bar per
-    schedule; plus the metric vs sweet spot at the best T when several sweet spots were swept. Best cell starred.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    key, rows, best = result.metric, result.cells, result.best
-    schedules = list(dict.fromkeys(r["schedule"] for r in rows))
-    ts = sorted({r["total_iter"] for r in rows})
-    all_ss = sorted({r["sweet_spot"] for r in rows})
-
-    def spots(t: int) -> list[int]:
-        return sorted({r["sweet_spot"] for r in rows if r["total_iter"] == t})
-
-    # the sweet-spot panel: at the best cell's T, or at the T with the most sweet spots if that has only one
-    t2 = best["total_iter"] if len(spots(best["total_iter"])) > 1 else max(ts, key=lambda t: (len(spots(t)), t))
-    ss = spots(t2)
-    lower = key == "fid"
-    colors = {name: f"C{i % 10}" for i, name in enumerate(schedules)}
-
-    def better(a, b):
-        if b is None or b[key] is None:
-            return a
-        if a is None or a[key] is None:
-            return b
-        return a if (a[key] < b[key] if lower else a[key] > b[key]) else b
-
-    panels = 2 if len(ss) > 1 else 1
-    fig = Figure(figsize=(6.0 * panels, 4.2), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, panels, 1)
-    if len(ts) > 1:
-        for name in schedules:
-            pts = []
-            for t in ts:
-                pick = None
-                for r in rows:
-                    if r["schedule"] == name and r["total_iter"] == t:
-                        pick = better(pick, r)
-                if pick is not None and pick[key] is not None:
-                    pts.append((t, pick[key]))
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, "o-", color=colors[name], label=name, linewidth=1.4, markersize=4)
-        ax.set_xlabel("total_iter T" + (" (best sweet spot per T)" if len(all_ss) > 1 else ""))
-        ax.set_xticks(ts)
-        ax.plot([best["total_iter"]], [best[key]], "*", color="black", markersize=16, zorder=5)
-        ax.legend(fontsize=7, ncol=2)
-    else:
-        best_per = {name: None for name in schedules}
-        for r in rows:
-            best_per[r["schedule"]] = better(best_per[r["schedule"]], r)
-        order = sorted(
-            (name for name in schedules if best_per[name] and best_per[name][key] is not None),
-            key=lambda name: best_per[name][key],
-            reverse=not lower,
-        )
-        values = [best_per[name][key] for name in order]
-        bars = ax.barh(range(len(order)), values, color=[colors[name] for name in order])
-        ax.set_yticks(range(len(order)), order)
-        ax.invert_yaxis()
-        for i, name in enumerate(order):
-            if name == best["schedule"]:
-                bars[i].set_edgecolor("black")
-                bars[i].set_linewidth(2)
-            ax.text(values[i], i, f" {values[i]:.2f}" + (" *best" if name == best["schedule"] else ""), va="center")
-        lo, hi = min(values), max(values)
-        pad = (hi - lo) * 0.3 or abs(hi) * 0.05 or 1.0
-        ax.set_xlim(max(0.0, lo - pad) if lower or lo > 0 else lo - pad, hi + pad)
-        ax.set_xlabel(_LABELS[key])
-        t = ts[0]
-        ax.set_title(f"T = {t}" + (" (best sweet spot per schedule)" if len(all_ss) > 1 else ""), fontsize=10)
-    if len(ts) > 1:
-        ax.set_ylabel(_LABELS[key])
-        ax.set_title("by schedule and T", fontsize=10)
-    ax.grid(alpha=0.3)
-    if panels == 2:
-        ax2 = fig.add_subplot(1, 2, 2)
-        t = t2
-        for name in schedules:
-            pts = [
-                (r["sweet_spot"], r[key])
-                for r in rows
-                if r["schedule"] == name and r["total_iter"] == t and r[key] is not None
-            ]
-            if pts:
-                xs, ys = zip(*sorted(pts))
-                ax2.plot(xs, ys, "o-", color=colors[name], label=name, linewidth=1.4, markersize=4)
-        if best["total_iter"] == t:
-            ax2.plot([best["sweet_spot"]], [best[key]], "*", color="black", markersize=16, zorder=5)
-        ax2.set_xticks(ss)
-        ax2.set_xlabel(f"sweet spot S (steps run) at T = {t}")
-        ax2.set_ylabel(_LABELS[key])
-        ax2.set_title("by sweet spot", fontsize=10)
-        ax2.grid(alpha=0.3)
-        ax2.legend(fontsize=7, ncol=2)
-    fig.suptitle(
-        f"maskgit sweep: {result.count} images; best {best['schedule']} T={best['total_iter']} "
-        f"S={best['sweet_spot']} ({_SHORT[key]} {best[key]:.3f})",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(path)
-    return path
-
-
-def best_line(result: SweepResult) -> str:
-    """``best: --schedule X --total-iter T --sweet-spot S (FID 41.2)``."""
-    b = result.best
-    scores = [f"{_SHORT[result.metric]} {_fmt(b[result.metric], 3)}"]
-    scores += [f"{label} {_fmt(b[k], d)}" for k, label, d in _COLUMNS if k != result.metric and b[k] is not None]
-    return (
-        f"best: --schedule {b['schedule']} --total-iter {b['total_iter']} --sweet-spot {b['sweet_spot']} "
-        f"({', '.join(scores)})"
-    )
-
-
-def _fmt(value, digits: int) -> str:
-    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
-
-
-_COLUMNS = (
-    ("fid", "FID", 3),
-    ("kid", "KID", 5),
-    ("psnr_hole", "PSNR hole", 2),
-    ("ssim_hole", "SSIM hole", 4),
-    ("psnr", "PSNR", 2),
-    ("ssim", "SSIM", 4),
-)
-
-
-def render_table(result: SweepResult, console) -> None:
-    """A Rich table of the cells (best row highlighted) on ``console``."""
-    from rich.table import Table
-
-    rows = result.cells
-    has = {k: any(r[k] is not None for r in rows) for k in ("fid", "kid", "psnr_hole", "ssim_hole", "psnr", "ssim")}
-    caption = None
-    if any(r.get("same_as") for r in rows):
-        caption = "S = 1 gives the same images for every schedule and T (one step fills every token): computed once"
-    table = Table(
-        title=f"maskgit sweep: {len(rows)} cells x {result.count} images", title_style="bold", caption=caption
-    )
-    table.add_column("schedule")
-    table.add_column("T", justify="right")
-    table.add_column("S", justify="right")
-    columns = [c for c in _COLUMNS if has[c[0]]]
-    for k, title, _ in columns:
-        table.add_column(title + (" *" if k == result.metric else ""), justify="right")
-    table.add_column("s", justify="right")
-    table.add_column("img/s", justify="right")
-    for r in rows:
-        table.add_row(
-            r["schedule"] + (" (best)" if r["best"] else ""),
-            str(r["total_iter"]),
-            str(r["sweet_spot"]),
-            *[_fmt(r[k], d) for k, _, d in columns],
-            f"{r['seconds']:.1f}",
-            f"{r['images_per_second']:.1f}",
-            style="bold green" if r["best"] else None,
-        )
-    console.print(table)

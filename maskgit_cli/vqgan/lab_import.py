@@ -5,11 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
-
-from .errors import MaskgitError
-from .models.vqgan import VQGAN, VQGANConfig
-from .weights import load_state_dict_strict
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.vqgan.model import VQGAN, VQGANConfig
+from maskgit_cli.weights import load_state_dict_strict, load_torch_state_dict
 
 # VQGAN.yml `model_param` keys we read (REFERENCE §1.1); anything else in the file is ignored.
 _YML_KEYS = (
@@ -22,41 +20,6 @@ _YML_KEYS = (
     "num_codebook_vectors",
     "beta",
 )
-
-
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "transformer")
-_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile
-
-
-def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """``torch.load(weights_only=True)`` of a state_dict: never unpickles arbitrary objects.
-
-    Unwraps ``{"state_dict"|"model_state_dict"|"model"|"transformer": sd}`` (two levels deep) and strips
-    ``module.`` / ``_orig_mod.`` key prefixes. Errors name the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MaskgitError(f"{what} {path}: no such file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError, EOFError, ...)
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise MaskgitError(
-            f"{what} {path}: not a loadable PyTorch checkpoint with torch.load(weights_only=True) "
-            f"({first}); save model.state_dict(), not the model object"
-        ) from None
-    for _ in range(2):  # e.g. {"model": {"state_dict": ...}}
-        if isinstance(obj, dict):
-            obj = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), obj)
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise MaskgitError(f"{what} {path}: expected a state_dict (a dict of tensors)")
-    state = {}
-    for key, value in obj.items():
-        key = str(key)
-        while key.startswith(_PREFIXES):
-            key = key.split(".", 1)[1]
-        state[key] = value
-    return state
 
 
 def read_vqgan_yml(path) -> VQGANConfig:

@@ -1,0 +1,41 @@
+"""Every option's list of accepted values, in one place, without torch.
+
+The CLI builds its choices from these tuples (so `--help` lists them and a bad value exits 2), and the library's
+validators check against the same tuples (so Python callers get the same one-line errors). A test checks that
+each library module uses these lists and not a copy.
+"""
+
+from __future__ import annotations
+
+DEVICES = ("auto", "cpu", "cuda")
+
+# Training precisions; decoding also takes "auto" (bf16 on CUDA, fp32 on CPU).
+PRECISIONS = ("bf16", "fp32")
+DECODE_PRECISIONS = ("auto", *PRECISIONS)
+
+# Mask schedules gamma(r) (docs/decoding.md, "Mask schedules"): canonical names, then the aliases the official
+# code and the lab use. The formulas live in maskgit_cli.decoding.schedules.
+SCHEDULES = ("cosine", "linear", "square", "cubic", "sqrt", "logarithm", "exp", "arccos")
+SCHEDULE_ALIASES = {"uniform": "linear", "pow2": "square", "pow3": "cubic", "pow0.5": "sqrt", "log": "logarithm"}
+SCHEDULE_NAMES = (*SCHEDULES, *SCHEDULE_ALIASES)
+
+SAMPLING = ("sample", "argmax")  # sample = the official decoder; argmax = the lab's choice
+TOKEN_RULES = ("any", "majority")  # pixel -> token rule: any = the lab's
+MASK_KINDS = ("stroke", "box", "half", "outpaint")
+FID_MODES = ("clean", "legacy_pytorch")
+SWEEP_METRICS = ("auto", "fid", "psnr")
+LOSS_ON = ("masked", "all")
+QKV_ORDERS = ("qkv", "per_head")  # row order of a student's fused qkv weight
+
+# Model presets (their configurations live with the models; a test checks that the names agree).
+VQGAN_PRESET_NAMES = ("small", "base", "lab", "tiny")
+TRANSFORMER_PRESET_NAMES = ("small", "base", "lab", "tiny")
+
+
+def check_choice(value: str, choices, option: str) -> str:
+    """``value`` if it is one of ``choices``, else a one-line MaskgitError naming ``option`` and the choices."""
+    if value not in choices:
+        from maskgit_cli.errors import MaskgitError
+
+        raise MaskgitError(f"{option} {value}: expected one of {', '.join(choices)}")
+    return value

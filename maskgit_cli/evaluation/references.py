@@ -1,0 +1,154 @@
+"""Reference and prediction image sets for fid, score and sweep: one opener for every kind of source.
+
+A source is a folder of images (sorted, not recursive, read like the rest of maskgit: transparency composited
+onto white), the lab's ``test_gt.csv`` (:mod:`maskgit_cli.data.lab_csv`), a statistics ``.npz`` from
+``maskgit fid-stats`` (FID only: it holds no images), or, from Python, a uint8 (N,H,W,3) array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskgit_cli.data.lab_csv import load_csv_images
+from maskgit_cli.errors import MaskgitError
+
+
+@dataclass
+class ImageSet:
+    """Images to extract features from: files of a folder or a uint8 (N,H,W,3) array (csv rows, memory)."""
+
+    label: str
+    kind: str  # folder | csv | array
+    size: tuple[int, int]  # (height, width)
+    files: list[Path] | None = None
+    array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.files) if self.files is not None else len(self.array)
+
+
+def scan_folder(folder: str | Path, what: str = "image folder") -> ImageSet:
+    """List a folder's images and check (from the headers) that they are readable and share one size."""
+    from PIL import Image, UnidentifiedImageError
+
+    from maskgit_cli.data.images import list_images
+
+    files = list_images(folder, what)
+    size = None
+    first = None
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                w, h = img.size
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise MaskgitError(f"{f}: not a readable image ({type(e).__name__}: {e})") from None
+        if size is None:
+            size, first = (h, w), f
+        elif (h, w) != size:
+            raise MaskgitError(
+                f"{f} is {w}x{h} but {first.name} is {size[1]}x{size[0]}: all images of {what} {folder} "
+                "must have one size"
+            )
+    return ImageSet(str(folder), "folder", size, files=files)
+
+
+
+def _array_set(images, label: str) -> ImageSet:
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        raise MaskgitError(f"{label}: expected uint8 images (N,H,W,3), got {arr.dtype} {arr.shape}")
+    if len(arr) == 0:
+        raise MaskgitError(f"{label}: no images")
+    return ImageSet(label, "array", (arr.shape[1], arr.shape[2]), array=arr)
+
+
+def open_images(source, what: str) -> ImageSet:
+    """A folder, a lab csv or a uint8 array -> :class:`ImageSet`."""
+    if isinstance(source, ImageSet):
+        return source
+    if isinstance(source, np.ndarray):
+        return _array_set(source, what)
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        arr = load_csv_images(path)
+        return ImageSet(str(path), "csv", (arr.shape[1], arr.shape[2]), array=arr)
+    return scan_folder(path, what)
+
+
+
+@dataclass
+class RefStats:
+    """Reference statistics loaded from a ``.npz``."""
+
+    path: Path
+    mu: np.ndarray
+    sigma: np.ndarray
+    count: int | None
+    mode: str | None
+    extractor: str | None
+    size: tuple[int, int] | None
+    features: np.ndarray | None
+
+
+def _is_npz(path: Path) -> bool:
+    if path.suffix.lower() == ".npz":
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def load_stats(path: str | Path) -> RefStats:
+    """A statistics file from :func:`make_stats` (or any npz with ``mu`` and ``sigma``, e.g. pytorch-fid's)."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise MaskgitError(f"{path}: not a readable .npz statistics file ({type(e).__name__}: {e})") from None
+    if "mu" not in data or "sigma" not in data:
+        raise MaskgitError(f"{path}: not a FID statistics file (no mu/sigma arrays; make one with maskgit fid-stats)")
+    mu, sigma = np.asarray(data["mu"]), np.asarray(data["sigma"])
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        raise MaskgitError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+
+    def text(key):
+        return str(data[key][()]) if key in data else None
+
+    size = tuple(int(v) for v in data["image_size"]) if "image_size" in data else None
+    feats = data.get("features")
+    return RefStats(
+        path,
+        mu,
+        sigma,
+        int(data["count"]) if "count" in data else None,
+        text("mode"),
+        text("feature_extractor"),
+        size,
+        feats,
+    )
+
+
+
+def open_reference(ref) -> ImageSet | RefStats:
+    if not isinstance(ref, (np.ndarray, ImageSet)):
+        path = Path(ref)
+        if not path.exists():
+            raise MaskgitError(f"REF {path}: no such file or folder")
+        if path.is_file():
+            if path.suffix.lower() == ".csv":
+                return open_images(path, "REF")
+            if _is_npz(path):
+                return load_stats(path)
+            raise MaskgitError(
+                f"REF {path}: expected a folder of images, a .npz from maskgit fid-stats, or the lab's test_gt.csv"
+            )
+        return scan_folder(path, "REF folder")
+    return open_images(ref, "REF")

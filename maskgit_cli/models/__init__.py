@@ -1,1 +1,0 @@
-"""Model definitions: the VQGAN (stage 1) and the bidirectional transformer (stage 2)."""

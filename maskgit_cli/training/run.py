@@ -1,0 +1,140 @@
+"""A training run's folder ``runs/NAME/`` and its settings: config.json (checked on resume), metrics.jsonl,
+and how the settings of a run are resolved from the command line, a TOML file and the run being resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.viz import read_jsonl
+from maskgit_cli.weights import atomic_path
+
+# config.json keys that set the run's length. They may change on resume (to extend or shorten a run): the LR
+# schedule then follows the new length from the resumed step on, so the run is no longer identical to an
+# uninterrupted one.
+RUN_LENGTH_KEYS = ("train.max_steps", "train.epochs")
+# config.json keys that every trainer lets change on resume: they do not change the trained weights.
+RESUME_MAY_DIFFER = (
+    *RUN_LENGTH_KEYS,
+    "train.stop_at",
+    "train.device",
+    "train.eval_every",
+    "train.save_every",
+    "train.log_every",
+    "train.val_batch_size",
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# Run directory, config check and metrics
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+class RunDir:
+    """The files of one training run, ``runs/NAME/``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    last = property(lambda self: self.path / "last.safetensors")
+    best = property(lambda self: self.path / "best.safetensors")
+    state = property(lambda self: self.path / "state.safetensors")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    curves = property(lambda self: self.path / "curves.png")
+    config = property(lambda self: self.path / "config.json")
+
+    def start(self, config: dict[str, Any], resume: bool, may_differ: tuple[str, ...] = ()) -> None:
+        """Create the run (writing config.json), or check that ``config`` matches the run being resumed.
+
+        ``may_differ``: dotted config keys allowed to change on resume (e.g. the device or ``stop_at``); any
+        other difference is an error, because the resumed run would not be the run that was interrupted.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise MaskgitError(f"{self.path}: exists and is not a folder")
+        if not resume:
+            existing = [p.name for p in (self.state, self.last, self.best) if p.exists()]
+            if existing:
+                raise MaskgitError(
+                    f"{self.path} already holds a training run ({', '.join(existing)}); pass --resume "
+                    "to continue it, or choose another output folder"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.metrics.unlink(missing_ok=True)
+            self.write_config(config)
+            return
+        if not self.state.is_file():
+            raise MaskgitError(f"{self.path}: nothing to resume (no {self.state.name}); start the run without --resume")
+        try:
+            saved = json.loads(self.config.read_text())
+        except (OSError, ValueError) as e:
+            raise MaskgitError(f"{self.config}: cannot read the run's settings ({e})") from None
+        old, new = _flatten(saved), _flatten(json.loads(json.dumps(config)))
+        diffs = [
+            f"{k}: {old.get(k)!r} (saved) vs {new.get(k)!r} (now)"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k) and not any(k == m or k.startswith(m + ".") for m in may_differ)
+        ]
+        if diffs:
+            raise MaskgitError(
+                f"--resume {self.path}: settings differ from the interrupted run, so it would not "
+                f"continue exactly; use the same options ({'; '.join(diffs[:6])}"
+                f"{'; ...' if len(diffs) > 6 else ''})"
+            )
+        self.write_config(config)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        with atomic_path(self.config) as tmp:
+            tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def json_value(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.item()
+    if isinstance(v, (np.floating, np.integer)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # strict JSON: non-finite numbers are written as null
+    return v
+
+
+class MetricsLogger:
+    """Appends one JSON object per line to ``metrics.jsonl``: ``{"kind": "train"|"val", "step": ..., ...}``.
+
+    ``keep_until_step``: on resume, records written after the checkpoint (by the part of the interrupted run
+    that is about to be redone) are dropped first, so the file reads as one uninterrupted run.
+    """
+
+    def __init__(self, path: str | Path, keep_until_step: int | None = None):
+        self.path = Path(path)
+        if keep_until_step is not None and self.path.exists():
+            kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= keep_until_step]
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def log(self, kind: str, step: int, **values: Any) -> dict[str, Any]:
+        record = {"kind": kind, "step": step, **{k: json_value(v) for k, v in values.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        return record
+
+
+
+
+def config_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass config as a JSON-able dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
