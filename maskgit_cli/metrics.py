@@ -5,7 +5,7 @@ Images may be given as torch tensors or numpy arrays, uint8 (0-255) or float in 
 computed per image in [0, 1] space and returned as a float64 numpy array of shape (B,).
 
 ``mask`` (optional) selects the pixels that count: True / non-zero = scored. It is (B,H,W), (H,W) (shared by
-the batch) or (B,1,H,W). Note the lab's mask files use 0 = hole (REFERENCE §1.3): for hole-only scores pass
+the batch) or (B,1,H,W). Note the lab's mask files use 0 = hole (docs/data.md, "Masks"): for hole-only scores pass
 ``mask=(lab_mask == 0)``.
 """
 
@@ -73,25 +73,77 @@ def psnr(a, b, mask=None) -> np.ndarray:
         return 10.0 * np.log10(1.0 / mse)
 
 
-def ssim(a, b, mask=None) -> np.ndarray:
-    """Per-image SSIM from scikit-image's ``structural_similarity`` (7x7 uniform window, data range 1).
+_SSIM_WIN = 7  # scikit-image's default uniform window (the window sums below are written for 7)
+_SSIM_K1, _SSIM_K2 = 0.01, 0.03
+_SSIM_CHUNK = 8  # images per pass: small chunks keep the float64 temporaries in cache
 
-    Without a mask: scikit-image's mean SSIM. With a mask: the mean of its full SSIM map (channel-averaged)
-    over the masked pixels (``nan`` when none is selected).
+
+def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """(N,C,H,W) padded by ``pad`` on each side like scipy.ndimage's mode='reflect' (d c b a | a b c d | d c b a).
+
+    torch's 'reflect' does not repeat the edge sample (d c b | a b c d), so the flipped edges are built here.
     """
-    from skimage.metrics import structural_similarity
+    x = torch.cat([x[..., :pad, :].flip(-2), x, x[..., -pad:, :].flip(-2)], dim=-2)
+    return torch.cat([x[..., :pad].flip(-1), x, x[..., -pad:].flip(-1)], dim=-1)
 
+
+def _sum7(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sums of 7 consecutive entries along ``dim`` (length L -> L-6), as 1 + 2 + 4: four adds instead of six."""
+    length = x.shape[dim] - 6
+    s2 = x.narrow(dim, 0, length + 5) + x.narrow(dim, 1, length + 5)  # x[i] + x[i+1]
+    s4 = s2.narrow(dim, 0, length + 3) + s2.narrow(dim, 2, length + 3)  # x[i] + ... + x[i+3]
+    out = s4.narrow(dim, 0, length) + s2.narrow(dim, 4, length)
+    return out.add_(x.narrow(dim, 6, length))
+
+
+def _ssim_map(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
+    """Per-channel SSIM maps (B,C,H,W) float64 of channels-last batches in [0,1], as scikit-image computes them.
+
+    ``structural_similarity(..., data_range=1)`` defaults: 7x7 uniform filter (scipy ``uniform_filter``,
+    mode='reflect'), K1=0.01, K2=0.03, sample covariance (scaled by NP/(NP-1), NP=49).
+    """
+    pad = (_SSIM_WIN - 1) // 2
+    x = _reflect_pad(torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))), pad)
+    y = _reflect_pad(torch.from_numpy(np.ascontiguousarray(b.transpose(0, 3, 1, 2))), pad)
+    stats = torch.stack([x, y, x * x, y * y, x * y])  # (5,B,C,H+6,W+6): filtered together
+    ux, uy, uxx, uyy, uxy = _sum7(_sum7(stats, -2), -1).div_(_SSIM_WIN**2).unbind(0)
+    cov_norm = _SSIM_WIN**2 / (_SSIM_WIN**2 - 1)
+    c1, c2 = _SSIM_K1**2, _SSIM_K2**2  # (K * data_range)^2 with data_range 1
+    uxuy = ux * uy
+    vxy = (uxy - uxuy).mul_(cov_norm)
+    ux2, uy2 = ux.square_(), uy.square_()  # in place: ux, uy are not needed after this
+    vx_plus_vy = (uxx + uyy - ux2 - uy2).mul_(cov_norm)  # cov_norm * (uxx - ux^2) + cov_norm * (uyy - uy^2)
+    numerator = (2 * uxuy + c1).mul_(2 * vxy + c2)
+    return numerator.div_((ux2 + uy2 + c1).mul_(vx_plus_vy + c2))
+
+
+def ssim(a, b, mask=None) -> np.ndarray:
+    """Per-image SSIM as scikit-image's ``structural_similarity(a, b, channel_axis=-1, data_range=1)`` computes it.
+
+    7x7 uniform window, K1=0.01, K2=0.03, sample covariance, scipy's 'reflect' border; reimplemented in torch
+    (float64, batched) and equal to scikit-image's values to ~1e-12. Without a mask: scikit-image's mean SSIM
+    (per channel, the mean of the SSIM map with a 3-pixel border cropped; then averaged over channels). With a
+    mask: the mean of the full SSIM map (channel-averaged) over the masked pixels (``nan`` when none is
+    selected). Images smaller than 7x7 raise ValueError.
+    """
     a, b = _pair(a, b)
-    m = _mask(mask, a.shape) if mask is not None else None
-    out = np.empty(len(a))
-    for i in range(len(a)):
+    _, h, w, _ = a.shape
+    if h < _SSIM_WIN or w < _SSIM_WIN:
+        raise ValueError(f"SSIM needs images of at least {_SSIM_WIN}x{_SSIM_WIN} pixels (its window), got {w}x{h}")
+    m = torch.from_numpy(_mask(mask, a.shape).copy()) if mask is not None else None
+    crop = (_SSIM_WIN - 1) // 2
+    out = torch.empty(len(a), dtype=torch.float64)
+    for start in range(0, len(a), _SSIM_CHUNK):
+        end = min(start + _SSIM_CHUNK, len(a))
+        s = _ssim_map(a[start:end], b[start:end])
         if m is None:
-            out[i] = structural_similarity(a[i], b[i], channel_axis=-1, data_range=1.0)
+            out[start:end] = s[..., crop:-crop, crop:-crop].mean(dim=(-2, -1)).mean(dim=1)
         else:
-            _, smap = structural_similarity(a[i], b[i], channel_axis=-1, data_range=1.0, full=True)
-            selected = smap.mean(axis=-1)[m[i]]
-            out[i] = selected.mean() if selected.size else math.nan
-    return out
+            selected = m[start:end]
+            count = selected.sum(dim=(1, 2))
+            total = (s.mean(dim=1) * selected).sum(dim=(1, 2))
+            out[start:end] = torch.where(count > 0, total / count.clamp(min=1), math.nan)
+    return out.numpy()
 
 
 def codebook_usage(indices, num_codes: int) -> tuple[float, float]:
