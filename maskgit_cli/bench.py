@@ -1,6 +1,6 @@
 """Benchmarks: throughput as ratios measured in one run (achieved FLOP/s over the matmul peak just measured).
 
-``bench_train``: img/s of transformer training steps (forward, backward, AdamW) on random tokens, the model's
+``bench_train``: img/s of `maskgit train`'s training step (forward, backward, AdamW) on random tokens, the model's
 matmul FLOPs per image (``MaskGITTransformer.flops_per_image``) -> achieved TFLOP/s, and MFU against the peak
 of a large square matmul in the same precision measured in the same process.
 ``bench_inpaint``: img/s of the whole inpainting path (VQGAN encode, T decode steps, VQGAN decode).
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from maskgit_cli.choices import PRECISIONS, check_choice
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.runtime import autocast
 
@@ -23,8 +24,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _dtype(precision: str) -> torch.dtype:
-    if precision not in ("bf16", "fp32"):
-        raise MaskgitError(f"--precision {precision}: expected bf16 or fp32")
+    check_choice(precision, PRECISIONS, "--precision")
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
@@ -75,37 +75,31 @@ def bench_train(
     steps: int | None = None,
     warmup: int = 3,
 ) -> TrainBench:
-    """Time full training steps of the transformer preset on random tokens (no data loading)."""
-    from maskgit_cli.decoding.schedules import training_mask
+    """Time `maskgit train`'s own training step (:meth:`TransformerTask.train_step`: masks, forward, loss,
+    backward, clipping, AdamW) on random tokens already on the device (no data loading)."""
     from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+    from maskgit_cli.transformer.train import TrainConfig, TransformerTask
+    from maskgit_cli.vqgan.tokens import TokenCache
 
     device = torch.device(device)
-    cfg = get_preset(preset)
     batch_size = batch_size or (256 if device.type == "cuda" else 32)
     steps = steps or (20 if device.type == "cuda" else 5)
+    cfg = TrainConfig(preset=preset, batch_size=batch_size, precision=precision, compile=compile, warmup_steps=0)
+    model_cfg = get_preset(preset)
     torch.manual_seed(0)
-    model = MaskGITTransformer(cfg).to(device).train()
-    fwd = torch.compile(model) if compile else model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    g = torch.Generator(device=device).manual_seed(0)
-    tokens = torch.randint(0, cfg.num_codebook_vectors, (batch_size, cfg.num_image_tokens), device=device, generator=g)
-    masked = training_mask("cosine", batch_size, cfg.num_image_tokens, generator=g, device=device)
-    inputs = torch.where(masked, torch.full_like(tokens, cfg.mask_token_id), tokens)
-
-    def step() -> None:
-        with autocast(device, precision):
-            logits = fwd(inputs)
-            loss = torch.nn.functional.cross_entropy(logits[masked].float(), tokens[masked], label_smoothing=0.1)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    for _ in range(warmup):
-        step()
+    model = MaskGITTransformer(model_cfg).to(device)
+    g = torch.Generator().manual_seed(0)
+    side = int(model_cfg.num_image_tokens**0.5)
+    tokens = torch.randint(0, model_cfg.num_codebook_vectors, (batch_size, side, side), generator=g)
+    cache = TokenCache(tokens, [], "", {}, 64, model_cfg.num_codebook_vectors, False)
+    task = TransformerTask(cfg, model, cache, None, None, device, total_steps=warmup + steps)
+    indices = torch.arange(batch_size)
+    for step in range(warmup):
+        task.train_step(indices, step)
     _sync(device)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
+    for step in range(warmup, warmup + steps):
+        task.train_step(indices, step)
     _sync(device)
     ips = batch_size * steps / (time.perf_counter() - t0)
     flops_img = model.flops_per_image(training=True)
@@ -164,7 +158,7 @@ def bench_inpaint(
     tcfg = get_preset(preset, num_codebook_vectors=vcfg.num_codebook_vectors, num_image_tokens=vcfg.tokens_per_image)
     torch.manual_seed(0)
     transformer = MaskGITTransformer(tcfg).to(device).eval()
-    vqgan = VQGAN(vcfg).to(device, memory_format=torch.channels_last).eval()  # as inpaint.prepare_models
+    vqgan = VQGAN(vcfg).to(device, memory_format=torch.channels_last).eval()  # as decoding.inpaint.prepare_models
     batch_size = batch_size or (512 if device.type == "cuda" else 32)
     size = vcfg.img_resolution
     images = torch.rand(batch_size, 3, size, size, device=device)

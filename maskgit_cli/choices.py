@@ -14,7 +14,7 @@ PRECISIONS = ("bf16", "fp32")
 DECODE_PRECISIONS = ("auto", *PRECISIONS)
 
 # Mask schedules gamma(r) (docs/decoding.md, "Mask schedules"): canonical names, then the aliases the official
-# code and the lab use. The formulas live in maskgit_cli.decoding.schedules.
+# code and the lab use. The formulas live in maskgit_cli.schedules.
 SCHEDULES = ("cosine", "linear", "square", "cubic", "sqrt", "logarithm", "exp", "arccos")
 SCHEDULE_ALIASES = {"uniform": "linear", "pow2": "square", "pow3": "cubic", "pow0.5": "sqrt", "log": "logarithm"}
 SCHEDULE_NAMES = (*SCHEDULES, *SCHEDULE_ALIASES)

@@ -8,9 +8,8 @@ import random
 import numpy as np
 import torch
 
+from maskgit_cli.choices import DECODE_PRECISIONS, DEVICES, check_choice
 from maskgit_cli.errors import MaskgitError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -20,7 +19,7 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MaskgitError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
     if name != "cpu" and not name.startswith("cuda"):
-        raise MaskgitError(f"--device {name}: expected one of {', '.join(DEVICE_CHOICES)}")
+        raise MaskgitError(f"--device {name}: expected one of {', '.join(DEVICES)}")
     return torch.device(name)
 
 
@@ -31,12 +30,11 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device, precision: str = "bf16"):
-    """bf16 autocast on CUDA and CPU (REFERENCE §5: 1.7x faster training on this CPU); fp32 = no autocast;
-    auto = bf16 on CUDA, fp32 on CPU."""
+    """bf16 autocast on CUDA and CPU (1.7x faster training on a 2-core CPU, docs/machines.md); fp32 = no
+    autocast; auto = bf16 on CUDA, fp32 on CPU."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision != "bf16":
-        raise MaskgitError(f"--precision {precision}: expected auto, bf16 or fp32")
+    check_choice(precision, DECODE_PRECISIONS, "--precision")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -121,7 +121,7 @@ def mask_len_after_step(
 ) -> TensorOrNumber:
     """Number of tokens that stay masked after decode step ``t`` (0-based) of ``T``.
 
-    The official rule (REFERENCE §2 step 3, ``parallel_decode.py``), per sample:
+    The official rule (docs/decoding.md, "The decoding rule"; ``parallel_decode.py``), per sample:
     ``mask_len = floor(N * gamma((t+1)/T))`` clamped to ``[1, n_still_masked - 1]``, where N = ``n_unknown``
     is the count of tokens unknown before step 0 and ``n_still_masked`` the count unknown before step t.
     So every step fills at least one token and keeps at least one masked for the next step. Edge cases:
@@ -236,7 +236,7 @@ def training_mask_count(
 ) -> torch.Tensor:
     """Per-sample number of tokens to mask for one training batch: a (batch_size,) long tensor in [1, N].
 
-    * schedule name (paper, REFERENCE §2 "Training"): r ~ U[0, 1), count = ceil(gamma(r, N) * N);
+    * schedule name (paper; docs/decoding.md, "Training objective"): r ~ U[0, 1), count = ceil(gamma(r, N) * N);
     * ``uniform:a,b``: fraction f ~ U[a, b], count = ceil(f * N).
     Counts are clamped to [1, N] (N = ``n_tokens``). Draws exactly ``batch_size`` uniforms from
     ``generator`` (which must live on ``device``), so a seeded generator reproduces the batch.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build ``data/emoji64/``: a small lab-format inpainting data set from Noto Emoji (REFERENCE.md §4).
+"""Build ``data/emoji64/``: a small lab-format inpainting data set from Noto Emoji (docs/data.md, "emoji64").
 
 Source: the npm package ``emoji-datasource-google@16.0.0`` (``img/google/64/*.png``, 3786 PNGs, 64x64,
 RGBA/LA/P; ``emoji.json`` lists 1911 base emoji with their ``skin_variations``). The tarball is read directly
@@ -10,7 +10,7 @@ Usage (from the repository root)::
     (cd tools && npm pack emoji-datasource-google@16.0.0)   # once; or pass --fetch
     python tools/build_emoji64.py [--tarball PATH] [--out data/emoji64] [--fetch]
 
-Output, in the lab's layout (REFERENCE.md §1.3)::
+Output, in the lab's layout (docs/data.md, "The lab's files")::
 
     train/image_00000.png ...   RGB 64x64, composited onto white
     test/image_000.png ...      the ground truth of the inpainting test set
@@ -19,7 +19,7 @@ Output, in the lab's layout (REFERENCE.md §1.3)::
     LICENSE, README.md, manifest.json
 
 The build is deterministic: the split is a salted SHA-256 of each base emoji's image name, masks come from
-``maskgit_cli.masks`` with a fixed seed, PNGs are written with fixed Pillow options (no timestamps), and
+``maskgit_cli.data.mask_generator`` with a fixed seed, PNGs are written with fixed Pillow options (no timestamps), and
 ``manifest.json`` records the SHA-256 of every file's decoded pixels so a rebuild can be verified whatever the
 PNG compressor version.
 """
@@ -45,7 +45,7 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
-from maskgit_cli.data.images import to_rgb
+from maskgit_cli.data.images import to_rgb  # noqa: E402
 
 PACKAGE = "emoji-datasource-google"
 VERSION = "16.0.0"
@@ -338,9 +338,10 @@ the grouping of skin-tone variants and the image file names listed in `manifest.
 - Split by base emoji, so skin-tone variants never cross it: a base emoji and its variants go to `test/` iff
   the first 8 bytes of `sha256("{salt}:" + base image file name)`, read as a big-endian integer divided by
   2**64, are below {frac}. Within each split the images are numbered in sorted source-file-name order.
-- Masks: one `{kind}` mask per test image from `maskgit_cli.masks.generate_mask` with the generator
-  `numpy.random.default_rng([{seed}, index])` (seed {seed}), i.e. `maskgit_cli.masks.write_masks(test, mask64,
-  "{kind}", {seed}, masked_out=masked_image)`. Free-form brush strokes, hole fraction kept in [15%, 40%]
+- Masks: one `{kind}` mask per test image from `maskgit_cli.data.mask_generator.generate_mask` with the generator
+  `numpy.random.default_rng([{seed}, index])` (seed {seed}), i.e.
+  `maskgit_cli.data.mask_generator.write_masks(test, mask64, "{kind}", {seed}, masked_out=masked_image)`.
+  Free-form brush strokes, hole fraction kept in [15%, 40%]
   (here mean {hole_mean:.1f}%, min {hole_min:.1f}%, max {hole_max:.1f}%).
 - `manifest.json` lists every PNG with the sha256 of its decoded pixels (`numpy.asarray(image).tobytes()`),
   its mode, and its source emoji file (and base emoji). A rebuild is verified by comparing manifests, not PNG

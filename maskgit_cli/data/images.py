@@ -1,7 +1,7 @@
 """Image folders: listing, decoding to RGB, and a torch Dataset that reports bad files instead of crashing.
 
-Pairing between folders (masked images and masks, predictions and references) is by sorted file name,
-like the lab (REFERENCE §1.3).
+Pairing between folders (masked images and masks, predictions and references) is by sorted file name, like the
+lab (:func:`check_pairs`; docs/data.md, "The lab's files").
 """
 
 from __future__ import annotations
@@ -29,6 +29,19 @@ def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
     if not files:
         raise MaskgitError(f"{what} {folder}: contains no images ({', '.join(IMAGE_EXTENSIONS)})")
     return files
+
+
+def check_pairs(first, second, first_desc: str, second_desc: str) -> None:
+    """Two sorted lists that must pair up one to one, like the lab's folders (docs/data.md, "The lab's files"):
+    masked images and masks, predictions and references. Different lengths are one error naming the first item
+    without a partner, e.g. ``check_pairs(images, masks, f"images in {a}", f"masks in {b}")``."""
+    if len(first) != len(second):
+        n = min(len(first), len(second))
+        extra = first[n] if len(first) > n else second[n]
+        raise MaskgitError(
+            f"{len(first)} {first_desc} but {len(second)} {second_desc}: they pair up one to one in sorted "
+            f"file-name order (first unpaired: {getattr(extra, 'name', extra)})"
+        )
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

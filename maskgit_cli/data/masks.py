@@ -92,7 +92,7 @@ def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np
 def pixel_to_token_mask(hole: torch.Tensor, patch: int = 4, rule: str = "any") -> torch.Tensor:
     """Map a pixel hole mask ``bool (B, H, W)`` (True = hole) to a token mask ``bool (B, H/patch, W/patch)``.
 
-    ``rule="any"`` is the lab rule (REFERENCE.md §1.3): a token must be generated if ANY of its
+    ``rule="any"`` is the lab rule (docs/data.md, "Masks"): a token must be generated if ANY of its
     ``patch*patch`` pixels is a hole. ``rule="majority"``: only if MORE than half of its pixels are holes.
     A 2-D ``(H, W)`` input gives a 2-D ``(h, w)`` output.
     """
@@ -130,3 +130,8 @@ def dilate_token_mask(mask: torch.Tensor, k: int) -> torch.Tensor:
     return pooled[0] if squeeze else pooled
 
 
+def token_mask_for(holes: torch.Tensor, latent: int, rule: str = "any", dilate: int = 0) -> torch.Tensor:
+    """Pixel holes (B,H,W) bool -> the tokens to regenerate (B,latent,latent) bool: ``rule`` (any = the lab's),
+    then ``dilate`` extra rings (tokens next to a hole were encoded from the gray fill)."""
+    patch = holes.shape[-1] // latent
+    return dilate_token_mask(pixel_to_token_mask(holes, patch=patch, rule=rule), dilate)

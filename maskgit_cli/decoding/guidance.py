@@ -36,7 +36,6 @@ def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.T
     return (-strength * dist.clamp_min(0)).float()
 
 
-
 def code_patches_for(vqgan, given: CodePatches | None = None) -> CodePatches:
     """The patches to guide with: ``given`` (checked against the VQGAN) or, without them, the VQGAN's own."""
     from maskgit_cli.errors import MaskgitError

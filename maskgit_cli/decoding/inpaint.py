@@ -1,6 +1,6 @@
 """Inpainting: masked images + lab masks -> VQGAN tokens -> iterative decoding -> images, grids and a report.
 
-Pipeline per batch (REFERENCE §1.3, §2):
+Pipeline per batch (docs/data.md, "Masks"; docs/decoding.md, "The decoding rule"):
   1. holes are filled with gray 128 (a no-op for the lab's masked images) and the image is VQGAN-encoded;
   2. pixel mask -> token mask (``any`` = the lab's rule: a token is regenerated if any of its pixels is a
      hole; ``majority``), then ``dilate`` extra rings of tokens: tokens next to a hole were encoded from the
@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgit_cli.choices import MASK_KINDS, TOKEN_RULES
-from maskgit_cli.data.images import list_images, load_image, save_image, to_tensor, to_uint8
+from maskgit_cli.choices import DECODE_PRECISIONS, MASK_KINDS, TOKEN_RULES, check_choice
+from maskgit_cli.data.images import check_pairs, list_images, load_image, save_image, to_tensor, to_uint8
 from maskgit_cli.data.mask_generator import generate_mask, mask_rng
-from maskgit_cli.data.masks import GRAY, HOLE, dilate_token_mask, load_mask
-from maskgit_cli.data.masks import pixel_to_token_mask as _pixel_to_token
+from maskgit_cli.data.masks import GRAY, HOLE, load_mask, token_mask_for
 from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
 from maskgit_cli.decoding.guidance import code_patches_for, known_pixel_bias
 from maskgit_cli.errors import MaskgitError
@@ -51,14 +50,26 @@ class InpaintSettings:
     precision: str = "bf16"
 
     def __post_init__(self) -> None:
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise MaskgitError(f"--precision {self.precision}: expected auto, bf16 or fp32")
-        if self.token_mask not in TOKEN_RULES:
-            raise MaskgitError(f"--token-mask {self.token_mask}: expected one of {', '.join(TOKEN_RULES)}")
+        check_choice(self.precision, DECODE_PRECISIONS, "--precision")
+        check_choice(self.token_mask, TOKEN_RULES, "--token-mask")
         if self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
         if not self.pixel_guidance >= 0:
             raise MaskgitError(f"--pixel-guidance {self.pixel_guidance}: must be >= 0 (0 turns guidance off)")
+
+    @classmethod
+    def from_options(
+        cls,
+        schedule="cosine",
+        total_iter=8,
+        sweet_spot=None,
+        choice_temperature=4.5,
+        sampling="sample",
+        seed=0,
+        **options,
+    ) -> InpaintSettings:
+        """Settings from flat option values, as the CLI and the Python API take them."""
+        return cls(DecodeSettings(schedule, total_iter, sweet_spot, choice_temperature, sampling, seed), **options)
 
 
 @dataclass
@@ -85,19 +96,27 @@ def check_models(transformer, vqgan) -> None:
 
 
 def prepare_models(transformer, vqgan, device, settings: InpaintSettings, code_patches: CodePatches | None = None):
-    """Check that the models belong together, move them to ``device`` in eval mode (the VQGAN's convolutions in
-    channels-last layout: about 1.5x faster on CPU, and the layout tensor cores prefer), and return the code
-    patches for known-pixel guidance (None when it is off)."""
+    """Models, or their weights files, ready to inpaint: ``(transformer, vqgan, code patches or None)``.
+
+    Files are loaded strictly (the transformer's stored code patches with them, when guidance is on). The models
+    must belong together; they are moved to ``device`` in eval mode, the VQGAN's convolutions in channels-last
+    layout (about 1.5x faster on CPU, and the layout tensor cores prefer). The code patches for known-pixel
+    guidance are None when it is off.
+    """
+    from maskgit_cli.vqgan.code_patches import read_code_patches
+    from maskgit_cli.weights import load_model
+
+    if isinstance(transformer, (str, Path)):
+        if code_patches is None and settings.pixel_guidance > 0:
+            code_patches = read_code_patches(transformer)
+        transformer = load_model(transformer, "transformer", device)
+    if isinstance(vqgan, (str, Path)):
+        vqgan = load_model(vqgan, "vqgan", device)
     check_models(transformer, vqgan)
     transformer.to(device).eval()
     vqgan.to(device, memory_format=torch.channels_last).eval()
-    return code_patches_for(vqgan, code_patches) if settings.pixel_guidance > 0 else None
-
-
-def token_mask_for(holes: torch.Tensor, latent: int, settings: InpaintSettings) -> torch.Tensor:
-    """Pixel holes (B,H,W) bool -> tokens to generate (B,h,w) bool."""
-    patch = holes.shape[-1] // latent
-    return dilate_token_mask(_pixel_to_token(holes, patch=patch, rule=settings.token_mask), settings.dilate)
+    guide = code_patches_for(vqgan, code_patches) if settings.pixel_guidance > 0 else None
+    return transformer, vqgan, guide
 
 
 @dataclass
@@ -115,7 +134,9 @@ def encode_inputs(vqgan, images: torch.Tensor, holes: torch.Tensor, settings: In
     masked = torch.where(holes[:, None].expand_as(images), gray, images)
     with autocast(images.device, "auto"):
         tokens = vqgan.encode(masked).flatten(1)
-    return EncodedInputs(tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings))
+    return EncodedInputs(
+        tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings.token_mask, settings.dilate)
+    )
 
 
 @torch.no_grad()
@@ -217,18 +238,12 @@ class InpaintInputs(torch.utils.data.Dataset):
         self.size, self.mask_kind, self.mask_seed = size, mask_kind, mask_seed
         if (masks_dir is None) == (mask_kind is None):
             raise MaskgitError("give either --masks DIR (lab-format masks) or --mask-kind KIND")
-        if mask_kind is not None and mask_kind not in MASK_KINDS:
-            raise MaskgitError(f"--mask-kind {mask_kind}: expected one of {', '.join(MASK_KINDS)}")
+        if mask_kind is not None:
+            check_choice(mask_kind, MASK_KINDS, "--mask-kind")
         self.masks = None
         if masks_dir is not None:
             self.masks = list_images(masks_dir, "mask folder")
-            if len(self.masks) != len(self.files):
-                n = min(len(self.masks), len(self.files))
-                extra = (self.files[n] if len(self.files) > n else self.masks[n]).name
-                raise MaskgitError(
-                    f"{len(self.files)} images in {images_dir} but {len(self.masks)} masks in "
-                    f"{masks_dir}; they pair up in sorted name order (first unpaired: {extra})"
-                )
+            check_pairs(self.files, self.masks, f"images in {images_dir}", f"masks in {masks_dir}")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -279,13 +294,13 @@ def inpaint_folder(
 ) -> InpaintSummary:
     """Inpaint a folder; writes ``images/``, ``steps/``, ``overview.png`` and ``report.json`` under ``output``.
 
-    ``code_patches``: for known-pixel guidance, those stored with the transformer
-    (:func:`maskgit_cli.guidance.read_code_patches`); without them they are decoded from the VQGAN.
+    ``transformer`` and ``vqgan`` are models or their weights files (:func:`prepare_models`). ``code_patches``:
+    for known-pixel guidance, default those stored with the transformer file; else decoded from the VQGAN.
     """
     from maskgit_cli.data.images import default_workers
 
     device = torch.device(device)
-    guide = prepare_models(transformer, vqgan, device, settings, code_patches)
+    transformer, vqgan, guide = prepare_models(transformer, vqgan, device, settings, code_patches)
     size = vqgan.config.img_resolution
     data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
     grid_rows = set(parse_grids(grids, len(data)))

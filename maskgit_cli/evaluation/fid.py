@@ -1,27 +1,23 @@
-"""FID and KID of an image set against a reference, with clean-fid underneath (REFERENCE §3).
+"""FID and KID of an image set against a reference, with clean-fid underneath (docs/fid.md).
 
 Sources of images
     PRED is a folder of images (or, from Python, a uint8 array (N,H,W,3)). REF is a folder, a statistics
     ``.npz`` written by :func:`make_stats` (``maskgit fid-stats``), or the lab's ``test_gt.csv`` (a header row,
-    then one row of H*W*3 values 0-255 in HWC order per image, REFERENCE §1.3). Folders are read like the rest
-    of maskgit: sorted, not recursive, transparency composited onto white (clean-fid itself globs
+    then one row of H*W*3 values 0-255 in HWC order per image, docs/data.md, "The lab's files"). Folders are read
+    like the rest of maskgit: sorted, not recursive, transparency composited onto white (clean-fid itself globs
     recursively and drops alpha; for the RGB images of the lab both decoders give the same pixels).
 
 Modes
     ``clean`` (default): clean-fid's TorchScript Inception and its anti-aliased PIL bicubic resize to 299.
     ``legacy_pytorch``: pytorch-fid's Inception weights and bilinear ``F.interpolate`` resize to 299 - the
-    network the lab's FIDs were computed with (REFERENCE §1.3), so the mode to compare with them.
+    network the lab's FIDs were computed with (docs/fid.md, "Modes"), so the mode to compare with them.
     The two modes give different numbers; every result names its mode. The resize is always clean-fid's
     ``build_resizer(mode)``; features come from ``cleanfid.fid.get_batch_features`` batch by batch and the
     distance from ``cleanfid.fid.frechet_distance`` / ``kernel_distance``.
 
 Inception weights
-    ``--inception PATH``, else ``$MASKGIT_INCEPTION``, else the file clean-fid itself would load from its
-    cache (clean: ``/tmp/inception-2015-12-05.pt``; legacy_pytorch:
-    ``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``), else a download into that cache -
-    tried only when a half-second TCP probe of the download host succeeds and ``MASKGIT_NO_DOWNLOAD`` is not 1.
-    Otherwise one :class:`MaskgitError` line names the file, its sha256 and where to put it. The weights are
-    resolved before torch or clean-fid is imported, so that error comes back at once.
+    Found (never downloaded behind a test's back) by :mod:`maskgit_cli.evaluation.inception`; PRED and REF are
+    opened by :mod:`maskgit_cli.evaluation.references`.
 
 Counts and sizes
     FID compares distributions, so PRED and REF may hold different numbers of images: that is allowed with a
@@ -47,8 +43,6 @@ import numpy as np
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.evaluation.inception import inception_file, load_inception, resolve_inception
 from maskgit_cli.evaluation.references import ImageSet, RefStats, open_images, open_reference
-
-MODES = ("clean", "legacy_pytorch")
 
 FEATURE_EXTRACTOR_OVERRIDE: Callable | None = None
 """When set, used instead of Inception wherever no ``feature_extractor`` is passed (tests set it with

@@ -85,7 +85,6 @@ def _torch_hub_dir() -> Path:
     return Path(os.path.expanduser(torch_home)) / "hub"
 
 
-
 def inception_file(mode: str) -> InceptionFile:
     """The weights file of FID ``mode``; a one-line error for an unknown mode."""
     if mode not in INCEPTION_FILES:

@@ -29,6 +29,23 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.files) if self.files is not None else len(self.array)
 
+    @property
+    def names(self) -> list[str]:
+        """One name per image, for messages and per-image rows: the file, or the csv row."""
+        if self.files is not None:
+            return [str(f) for f in self.files]
+        return [f"{Path(self.label).name} row {i + 1}" for i in range(len(self.array))]
+
+    def load(self, i: int) -> np.ndarray:
+        """Image ``i`` as uint8 (H,W,3)."""
+        from maskgit_cli.data.images import load_image
+
+        return load_image(self.files[i]) if self.files is not None else self.array[i]
+
+    def load_all(self) -> np.ndarray:
+        """Every image as one uint8 (N,H,W,3) array (they share one size)."""
+        return self.array if self.array is not None else np.stack([self.load(i) for i in range(len(self))])
+
 
 def scan_folder(folder: str | Path, what: str = "image folder") -> ImageSet:
     """List a folder's images and check (from the headers) that they are readable and share one size."""
@@ -55,7 +72,6 @@ def scan_folder(folder: str | Path, what: str = "image folder") -> ImageSet:
     return ImageSet(str(folder), "folder", size, files=files)
 
 
-
 def _array_set(images, label: str) -> ImageSet:
     arr = np.asarray(images)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
@@ -76,7 +92,6 @@ def open_images(source, what: str) -> ImageSet:
         arr = load_csv_images(path)
         return ImageSet(str(path), "csv", (arr.shape[1], arr.shape[2]), array=arr)
     return scan_folder(path, what)
-
 
 
 @dataclass
@@ -136,19 +151,19 @@ def load_stats(path: str | Path) -> RefStats:
     )
 
 
-
-def open_reference(ref) -> ImageSet | RefStats:
-    if not isinstance(ref, (np.ndarray, ImageSet)):
-        path = Path(ref)
-        if not path.exists():
-            raise MaskgitError(f"REF {path}: no such file or folder")
-        if path.is_file():
-            if path.suffix.lower() == ".csv":
-                return open_images(path, "REF")
-            if _is_npz(path):
-                return load_stats(path)
-            raise MaskgitError(
-                f"REF {path}: expected a folder of images, a .npz from maskgit fid-stats, or the lab's test_gt.csv"
-            )
-        return scan_folder(path, "REF folder")
-    return open_images(ref, "REF")
+def open_reference(source, option: str = "REF", stats: bool = True) -> ImageSet | RefStats:
+    """The one opener of fid, score and sweep: a folder, the lab's csv, a uint8 array, or (with ``stats``) a
+    statistics ``.npz``. Errors name ``option`` and say which kinds are accepted."""
+    if isinstance(source, (np.ndarray, ImageSet)):
+        return open_images(source, option)
+    path = Path(source)
+    kinds = "a folder of images, the lab's test_gt.csv" + (" or a .npz from `maskgit fid-stats`" if stats else "")
+    if not path.exists():
+        raise MaskgitError(f"{option} {path}: no such file or folder (expected {kinds})")
+    if path.is_dir() or path.suffix.lower() == ".csv":
+        return open_images(path, f"{option} folder" if path.is_dir() else option)
+    if not _is_npz(path):
+        raise MaskgitError(f"{option} {path}: expected {kinds}")
+    if not stats:
+        raise MaskgitError(f"{option} {path} holds FID statistics only: this needs the images ({kinds})")
+    return load_stats(path)

@@ -1,11 +1,11 @@
 """PSNR and SSIM of inpainted images against the ground truth, over whole images and over the holes only.
 
-Pairs PRED, REF (and mask) files in sorted file-name order, like the lab (REFERENCE §1.3); REF may also be the
-lab's ``test_gt.csv`` (rows in order). Unlike FID, the pairing is one to one, so different counts are an error.
-The metrics come from :mod:`maskgit_cli.metrics` (scikit-image's SSIM, PSNR with peak 255). Hole-only scores
-use the lab mask's 0 pixels (0 = hole, 255 = known): PSNR over the hole pixels, SSIM as the mean of the
-full SSIM map over the hole pixels. Means are over images (PSNR: the mean of per-image dB values); an image
-whose mask has no hole is left out of the hole means.
+Pairs PRED, REF (and mask) files in sorted file-name order, like the lab (docs/data.md, "The lab's files");
+REF may also be the lab's ``test_gt.csv`` (rows in order). Unlike FID, the pairing is one to one, so different
+counts are an error. The metrics come from :mod:`maskgit_cli.metrics` (PSNR with peak 255, SSIM as scikit-image
+defines it). Hole-only scores use the lab mask's 0 pixels (0 = hole, 255 = known): PSNR over the hole pixels,
+SSIM as the mean of the full SSIM map over the hole pixels. Means are over images (PSNR: the mean of per-image dB
+values); an image whose mask has no hole is left out of the hole means.
 """
 
 from __future__ import annotations
@@ -21,19 +21,6 @@ from maskgit_cli.errors import MaskgitError
 CHUNK = 128  # images scored per metrics call
 
 
-def _reference(ref) -> tuple[list[str], Any]:
-    """Names and a loader for REF: a folder of images or the lab's csv."""
-    from maskgit_cli.data.images import list_images, load_image
-    from maskgit_cli.data.lab_csv import load_csv_images
-
-    path = Path(ref)
-    if path.is_file() and path.suffix.lower() == ".csv":
-        arr = load_csv_images(path)
-        return [f"{path.name} row {i + 1}" for i in range(len(arr))], lambda i: arr[i]
-    files = list_images(path, "REF folder")
-    return [str(f) for f in files], lambda i: load_image(files[i])
-
-
 def score_folders(pred, ref, masks=None) -> dict[str, Any]:
     """PSNR/SSIM per image pair and their means; with ``masks`` also over hole pixels (mask value 0) only.
 
@@ -41,25 +28,20 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
     images_with_holes; ``images`` lists the per-image values (pred, ref, mask names). Non-finite values:
     PSNR ``inf`` for identical images, ``nan`` hole scores for a mask without holes.
     """
-    from maskgit_cli.data.images import list_images, load_image
+    from maskgit_cli.data.images import check_pairs, list_images, load_image
     from maskgit_cli.data.masks import load_mask
+    from maskgit_cli.evaluation.references import open_reference
     from maskgit_cli.metrics import psnr, ssim
     from maskgit_cli.progress import progress_bar
 
     pred_files = list_images(pred, "PRED folder")
-    ref_names, load_ref = _reference(ref)
-    if len(pred_files) != len(ref_names):
-        raise MaskgitError(
-            f"PRED {pred} has {len(pred_files)} images but REF {ref} has {len(ref_names)}: "
-            "score pairs them one to one in sorted file-name order"
-        )
+    reference = open_reference(ref, "REF", stats=False)
+    ref_names = reference.names
+    check_pairs(pred_files, ref_names, f"images in PRED {pred}", f"images in REF {ref}")
     mask_files = None
     if masks is not None:
         mask_files = list_images(masks, "mask folder")
-        if len(mask_files) != len(pred_files):
-            raise MaskgitError(
-                f"mask folder {masks} has {len(mask_files)} masks but PRED {pred} has {len(pred_files)} images"
-            )
+        check_pairs(pred_files, mask_files, f"images in PRED {pred}", f"masks in {masks}")
 
     rows: list[dict[str, Any]] = []
     n = len(pred_files)
@@ -68,7 +50,7 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
             idx = range(start, min(start + CHUNK, n))
             a, b, holes = [], [], []
             for i in idx:
-                x, y = load_image(pred_files[i]), load_ref(i)
+                x, y = load_image(pred_files[i]), reference.load(i)
                 if x.shape != y.shape:
                     raise MaskgitError(
                         f"{pred_files[i]} is {x.shape[1]}x{x.shape[0]} but its reference {ref_names[i]} is "

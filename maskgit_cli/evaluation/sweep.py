@@ -1,7 +1,8 @@
 """``maskgit sweep``: inpaint one test set over a grid of decode settings and score every cell.
 
 Grid: every (schedule, T, S) with S <= T, where T = ``total_iter`` (r = (t+1)/T) and S = the sweet spot, the
-number of steps actually run (REFERENCE §1.3; default S = T, all steps). Sweet spots above T are skipped.
+number of steps actually run (docs/lab.md, "The lab's inference"; default S = T, all steps). Sweet spots above T
+are skipped.
 
 Cost: the models are loaded once and every input batch is VQGAN-encoded once
 (:func:`maskgit_cli.inpaint.encode_inputs`: encoding does not depend on the schedule); each cell then runs
@@ -22,7 +23,7 @@ import json
 import math
 import shlex
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ from maskgit_cli.errors import MaskgitError
 from maskgit_cli.evaluation.sweep_report import SweepResult, plot_sweep, result_dict, write_csv
 
 DEFAULT_TOTAL_ITERS = (8,)
-METRICS = ("auto", "fid", "psnr")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -42,7 +42,7 @@ METRICS = ("auto", "fid", "psnr")
 def parse_schedules(text: str | None) -> list[str]:
     """``cosine,linear`` (names or aliases, case-insensitive) or ``all`` / None -> canonical names, in order."""
     from maskgit_cli.choices import SCHEDULE_NAMES, SCHEDULES
-    from maskgit_cli.decoding.schedules import canonical_schedule
+    from maskgit_cli.schedules import canonical_schedule
 
     if text is None or text.strip().lower() == "all":
         return list(SCHEDULES)
@@ -110,51 +110,29 @@ class _Reference:
     note: str | None = None  # why PSNR/SSIM cannot be computed
 
 
-def _open_reference(ref, count: int, size: int, need_pairs: bool, why: str | None = None) -> _Reference:
-    from maskgit_cli.data.images import list_images, load_image
-    from maskgit_cli.data.lab_csv import load_csv_images
-    from maskgit_cli.evaluation.references import _is_npz
+def _open_reference(ref, inputs: list[Path], size: int, need_pairs: bool, why: str | None = None) -> _Reference:
+    """--ref for PSNR/SSIM (paired one to one with the inputs, when it can be) and for FID."""
+    from maskgit_cli.data.images import check_pairs
+    from maskgit_cli.evaluation.references import RefStats, open_reference
 
-    path = Path(ref)
-    if not path.exists():
-        raise MaskgitError(f"--ref {path}: no such file or folder")
-    if path.is_file() and path.suffix.lower() != ".csv":
-        if not _is_npz(path):
-            raise MaskgitError(
-                f"--ref {path}: expected a folder of ground-truth images, the lab's test_gt.csv or a .npz from "
-                "`maskgit fid-stats`"
-            )
-        if need_pairs:
-            raise MaskgitError(
-                f"--ref {path} holds FID statistics only and FID is off ({why}): PSNR/SSIM need the ground-truth "
-                "images (a folder or the lab's test_gt.csv)"
-            )
-        return _Reference(str(path), "npz", note="REF is FID statistics (no images to pair)")
-    if path.is_file():
-        arr, kind = load_csv_images(path), "csv"
+    if need_pairs:  # FID is off: the reference must hold the ground truth of the inputs
+        try:
+            reference = open_reference(ref, "--ref", stats=False)
+        except MaskgitError as e:
+            raise MaskgitError(f"{e}; FID is off ({why})") from None
     else:
-        files, kind = list_images(path, "REF folder"), "folder"
-        arr = None
-        if len(files) == count:
-            arr = np.stack([load_image(f, size) for f in files])
-        elif need_pairs:
-            raise MaskgitError(
-                f"--ref {path} has {len(files)} images but --images has {count}: PSNR/SSIM pair them one to one "
-                "in sorted file-name order"
-            )
-        else:
-            return _Reference(str(path), kind, count=len(files), note=f"REF has {len(files)} images, not {count}")
-    if arr.shape[1:3] != (size, size):
-        raise MaskgitError(
-            f"--ref {path} holds {arr.shape[2]}x{arr.shape[1]} images but the VQGAN makes {size}x{size} images"
-        )
-    if len(arr) != count:
+        reference = open_reference(ref, "--ref")
+    if isinstance(reference, RefStats):
+        return _Reference(str(ref), "npz", note="REF is FID statistics (no images to pair)")
+    if reference.size != (size, size):
+        h, w = reference.size
+        raise MaskgitError(f"--ref {ref} holds {w}x{h} images but the VQGAN makes {size}x{size} images")
+    if len(reference) != len(inputs):
         if need_pairs:
-            raise MaskgitError(
-                f"--ref {path} has {len(arr)} images but --images has {count}: PSNR/SSIM pair them one to one in order"
-            )
-        return _Reference(str(path), kind, count=len(arr), note=f"REF has {len(arr)} images, not {count}")
-    return _Reference(str(path), kind, images=arr, count=len(arr))
+            check_pairs(inputs, reference.names, "images in --images", f"images in --ref {ref}")
+        note = f"REF has {len(reference)} images, not {len(inputs)}"
+        return _Reference(str(ref), reference.kind, count=len(reference), note=note)
+    return _Reference(str(ref), reference.kind, images=reference.load_all(), count=len(reference))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -311,121 +289,49 @@ def run_sweep(
     sweep.csv, sweep.png, sweep.json (and images/<cell>/ with ``save_images``).
 
     ``transformer`` and ``vqgan`` are models or weights files (files are loaded once, after the options and
-    inputs were checked). ``settings`` (an :class:`~maskgit_cli.inpaint.InpaintSettings`) gives everything but
-    the schedule, T and S: token rule, dilate, composite, sampling, choice temperature, seed, pixel guidance.
-    ``code_patches`` (:class:`~maskgit_cli.guidance.CodePatches`) for the guidance: by default those stored in
-    the transformer file, else decoded from the VQGAN.
+    inputs were checked). ``settings`` (an :class:`~maskgit_cli.decoding.inpaint.InpaintSettings`) gives everything
+    but the schedule, T and S: token rule, dilate, composite, sampling, choice temperature, seed, pixel guidance.
+    ``code_patches`` (:class:`~maskgit_cli.vqgan.code_patches.CodePatches`) for the guidance: by default those
+    stored in the transformer file, else decoded from the VQGAN.
     """
     import torch
 
-    from maskgit_cli.data.images import save_image, to_uint8
-    from maskgit_cli.decoding.inpaint import (
-        InpaintInputs,
-        InpaintSettings,
-        decode_inputs,
-        encode_inputs,
-        prepare_models,
-    )
-    from maskgit_cli.evaluation.fid import MODES, compute_fid
+    from maskgit_cli.choices import FID_MODES, SWEEP_METRICS, check_choice
+    from maskgit_cli.data.images import save_image
+    from maskgit_cli.decoding.inpaint import InpaintInputs, InpaintSettings, prepare_models
     from maskgit_cli.progress import log, progress_bar
-    from maskgit_cli.vqgan.code_patches import read_code_patches
-    from maskgit_cli.weights import load_config, load_model
+    from maskgit_cli.weights import load_config
 
-    if metric not in METRICS:
-        raise MaskgitError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
-    if fid_mode not in MODES:
-        raise MaskgitError(f"--fid-mode {fid_mode}: expected one of {', '.join(MODES)}")
+    # 1. options and inputs, checked before anything heavy is loaded
+    check_choice(metric, SWEEP_METRICS, "--metric")
+    check_choice(fid_mode, FID_MODES, "--fid-mode")
     settings = settings or InpaintSettings()
     schedules = schedules or parse_schedules(None)
     cells, skipped = make_cells(schedules, sorted(set(total_iters or DEFAULT_TOTAL_ITERS)), sweet_spots)
     for t, s in skipped:
         log(f"skipping sweet spot {s} for --total-iter {t}: a sweet spot counts steps, at most T")
     weights, fid_reason = _fid_plan(metric, fid_mode, inception, kid)
-    use_fid = weights is not None
-
     dev = torch.device(device)
     paths = {"transformer": transformer, "vqgan": vqgan}
     size = (load_config(vqgan, "vqgan")[1] if isinstance(vqgan, (str, Path)) else vqgan.config).img_resolution
     data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
     n = len(data)
-    reference = _open_reference(ref, n, size, need_pairs=not use_fid, why=fid_reason)
-    if use_fid and (n < 2 or (reference.kind != "npz" and (reference.count or 0) < 2)):
+    reference = _open_reference(ref, data.files, size, need_pairs=weights is None, why=fid_reason)
+    if weights is not None and (n < 2 or (reference.kind != "npz" and (reference.count or 0) < 2)):
         raise MaskgitError(f"FID needs at least 2 images in --images and --ref (found {n} and {reference.count})")
 
-    if isinstance(transformer, (str, Path)):
-        if code_patches is None and settings.pixel_guidance > 0:
-            code_patches = read_code_patches(transformer)
-        transformer = load_model(transformer, "transformer", dev)
-    if isinstance(vqgan, (str, Path)):
-        vqgan = load_model(vqgan, "vqgan", dev)
-    guide = prepare_models(transformer, vqgan, dev, settings, code_patches)
+    # 2. models, FID network and reference statistics, the encoded inputs: once for all cells
+    transformer, vqgan, guide = prepare_models(transformer, vqgan, dev, settings, code_patches)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
     plan = None
-    if use_fid:
+    if weights is not None:
         plan = _load_fid(weights, fid_mode, dev, reference, ref, out, kid, fid_batch_size, num_workers)
+    ctx = _Context(transformer, vqgan, guide.patches if guide else None, settings, reference, plan, kid, dev)
+    encode_seconds = ctx.encode(data, batch_size, fid_batch_size, num_workers)
 
-    # encode every batch once; keep the inputs as uint8 (exact: they were decoded from 8-bit files)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
-    batches, all_holes = [], []
-    start = time.perf_counter()
-    with progress_bar(n, "encode", unit="img") as bar:
-        for images, holes, ids in loader:
-            images, holes, ids = images.to(dev), holes.to(dev), ids.to(dev)
-            encoded = encode_inputs(vqgan, images, holes, settings)
-            batches.append((images.mul(255).round().to(torch.uint8), holes, ids, encoded))
-            all_holes.append(holes.cpu().numpy())
-            bar.advance(len(ids))
-    encode_seconds = time.perf_counter() - start
-    holes_np = np.concatenate(all_holes)
+    # 3. every cell: decode, score
     names = [f.stem + ".png" for f in data.files]
-
-    def _run_cell(schedule: str, t: int, s: int, bar) -> tuple[dict[str, Any], np.ndarray]:
-        cell_settings = replace(
-            settings, decode=replace(settings.decode, schedule=schedule, total_iter=t, sweet_spot=s)
-        )
-        start = time.perf_counter()
-        outs = []
-        for images_u8, holes, ids, encoded in batches:
-            images = images_u8.float().div_(255.0)
-            res = decode_inputs(
-                transformer, vqgan, images, holes, encoded, cell_settings, ids, (), guide.patches if guide else None
-            )
-            outs.append(to_uint8(res.images))  # a device sync: the timing is honest on CUDA too
-            bar.advance(len(ids))
-        seconds = time.perf_counter() - start
-        pred = np.concatenate(outs)
-        row: dict[str, Any] = {
-            "schedule": schedule,
-            "total_iter": t,
-            "sweet_spot": s,
-            "fid": None,
-            "kid": None,
-            "psnr_hole": None,
-            "ssim_hole": None,
-            "psnr": None,
-            "ssim": None,
-            "seconds": seconds,
-            "images_per_second": n / max(seconds, 1e-9),
-            "same_as": None,
-        }
-        if reference.images is not None:
-            row.update(_pair_scores(pred, reference.images, holes_np))
-        if plan is not None:
-            r = compute_fid(
-                pred,
-                plan.stats,
-                mode=fid_mode,
-                device=dev,
-                batch_size=fid_batch_size,
-                num_workers=num_workers,
-                kid=kid,
-                feature_extractor=plan.extractor,
-            )
-            row["fid"], row["kid"] = r["fid"], r.get("kid")
-        return row, pred
-
     rows: list[dict[str, Any]] = []
     with progress_bar(len(cells) * n, f"sweep {len(cells)} cells", unit="img") as bar:
         one_step: tuple[dict[str, Any], np.ndarray] | None = None
@@ -438,7 +344,7 @@ def run_sweep(
                 row = {**first, "schedule": schedule, "total_iter": t, "same_as": same}
                 bar.advance(n)
             else:
-                row, pred = _run_cell(schedule, t, s, bar)
+                row, pred = ctx.run_cell(schedule, t, s, bar)
                 if s == 1:
                     one_step = (row, pred)
             if save_images:
@@ -447,25 +353,8 @@ def run_sweep(
                     save_image(img, folder / name)
             rows.append(row)
 
-    if use_fid:
-        key, best = "fid", min(rows, key=lambda r: r["fid"])
-        if fid_mode == "legacy_pytorch" and weights != "custom extractor":
-            lab = "comparable to the lab's numbers"
-        elif fid_mode == "legacy_pytorch":
-            lab = "a custom feature extractor: not comparable to the lab's numbers"
-        else:
-            lab = "not comparable to the lab's numbers: use --fid-mode legacy_pytorch for that"
-        note = f"metric: FID{' and KID' if kid else ''} (--fid-mode {fid_mode}, weights {weights}; {lab})"
-    else:
-        key = "psnr_hole" if any(r["psnr_hole"] is not None for r in rows) else "psnr"
-        best = max(rows, key=lambda r: -math.inf if r[key] is None else r[key])
-        label = "hole PSNR/SSIM" if key == "psnr_hole" else "PSNR/SSIM (no holes in the masks)"
-        note = f"metric: {label} against {reference.label}; FID skipped: {fid_reason}"
-        if kid:
-            note += " (so no KID either)"
-    for r in rows:
-        r["best"] = r is best
-
+    # 4. the best cell, the files
+    key, best, note = _rank(rows, plan, fid_mode, kid, reference, fid_reason)
     t_path = paths["transformer"] if isinstance(paths["transformer"], (str, Path)) else "TRANSFORMER"
     v_path = paths["vqgan"] if isinstance(paths["vqgan"], (str, Path)) else "VQGAN"
     command = _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path, out, settings, best)
@@ -511,3 +400,102 @@ def run_sweep(
     plot_sweep(result, out / "sweep.png")
     (out / "sweep.json").write_text(json.dumps(result_dict(result), indent=1))
     return result
+
+
+@dataclass
+class _Context:
+    """What every cell of a sweep shares: the models, the encoded inputs, the reference and FID's plan."""
+
+    transformer: Any
+    vqgan: Any
+    patches: Any  # code patches for known-pixel guidance, or None
+    settings: Any  # InpaintSettings; each cell replaces the schedule, T and S
+    reference: _Reference
+    plan: _Fid | None
+    kid: bool
+    device: Any
+    batches: list = field(default_factory=list)  # (images uint8, holes, ids, encoded inputs) per batch
+    holes: np.ndarray | None = None  # (N,H,W) bool, for the hole scores
+    fid_batch_size: int = 32
+    num_workers: int | None = None
+
+    def encode(self, data, batch_size: int, fid_batch_size: int, num_workers: int | None) -> float:
+        """VQGAN-encode every batch once (encoding does not depend on the cell); returns the seconds it took.
+        The inputs are kept as uint8: exact, since they were decoded from 8-bit files."""
+        import torch
+
+        from maskgit_cli.decoding.inpaint import encode_inputs
+        from maskgit_cli.progress import progress_bar
+
+        self.fid_batch_size, self.num_workers = fid_batch_size, num_workers
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+        holes = []
+        start = time.perf_counter()
+        with progress_bar(len(data), "encode", unit="img") as bar:
+            for images, hole, ids in loader:
+                images, hole, ids = images.to(self.device), hole.to(self.device), ids.to(self.device)
+                encoded = encode_inputs(self.vqgan, images, hole, self.settings)
+                self.batches.append((images.mul(255).round().to(torch.uint8), hole, ids, encoded))
+                holes.append(hole.cpu().numpy())
+                bar.advance(len(ids))
+        self.holes = np.concatenate(holes)
+        return time.perf_counter() - start
+
+    def run_cell(self, schedule: str, t: int, s: int, bar) -> tuple[dict[str, Any], np.ndarray]:
+        """Decode every batch with (schedule, T, S) and score the images: (the csv row, the uint8 images)."""
+        from maskgit_cli.data.images import to_uint8
+        from maskgit_cli.decoding.inpaint import decode_inputs
+        from maskgit_cli.evaluation.fid import compute_fid
+
+        d = self.settings.decode
+        cell = replace(self.settings, decode=replace(d, schedule=schedule, total_iter=t, sweet_spot=s))
+        start = time.perf_counter()
+        outs = []
+        for images_u8, holes, ids, encoded in self.batches:
+            images = images_u8.float().div_(255.0)
+            res = decode_inputs(self.transformer, self.vqgan, images, holes, encoded, cell, ids, (), self.patches)
+            outs.append(to_uint8(res.images))  # a device sync: the timing is honest on CUDA too
+            bar.advance(len(ids))
+        seconds = time.perf_counter() - start
+        pred = np.concatenate(outs)
+        row: dict[str, Any] = {"schedule": schedule, "total_iter": t, "sweet_spot": s}
+        row.update(dict.fromkeys(("fid", "kid", "psnr_hole", "ssim_hole", "psnr", "ssim")))
+        row.update(seconds=seconds, images_per_second=len(pred) / max(seconds, 1e-9), same_as=None)
+        if self.reference.images is not None:
+            row.update(_pair_scores(pred, self.reference.images, self.holes))
+        if self.plan is not None:
+            r = compute_fid(
+                pred,
+                self.plan.stats,
+                mode=self.plan.mode,
+                device=self.device,
+                batch_size=self.fid_batch_size,
+                num_workers=self.num_workers,
+                kid=self.kid,
+                feature_extractor=self.plan.extractor,
+            )
+            row["fid"], row["kid"] = r["fid"], r.get("kid")
+        return row, pred
+
+
+def _rank(rows, plan, fid_mode: str, kid: bool, reference: _Reference, fid_reason) -> tuple[str, dict, str]:
+    """(the ranking metric, the best row, one line saying how the cells were ranked); marks every row's "best"."""
+    if plan is not None:
+        key, best = "fid", min(rows, key=lambda r: r["fid"])
+        if fid_mode == "legacy_pytorch" and plan.weights != "custom extractor":
+            lab = "comparable to the lab's numbers"
+        elif fid_mode == "legacy_pytorch":
+            lab = "a custom feature extractor: not comparable to the lab's numbers"
+        else:
+            lab = "not comparable to the lab's numbers: use --fid-mode legacy_pytorch for that"
+        note = f"metric: FID{' and KID' if kid else ''} (--fid-mode {fid_mode}, weights {plan.weights}; {lab})"
+    else:
+        key = "psnr_hole" if any(r["psnr_hole"] is not None for r in rows) else "psnr"
+        best = max(rows, key=lambda r: -math.inf if r[key] is None else r[key])
+        label = "hole PSNR/SSIM" if key == "psnr_hole" else "PSNR/SSIM (no holes in the masks)"
+        note = f"metric: {label} against {reference.label}; FID skipped: {fid_reason}"
+        if kid:
+            note += " (so no KID either)"
+    for r in rows:
+        r["best"] = r is best
+    return key, best, note

@@ -41,8 +41,6 @@ class SweepResult:
     fid: dict[str, Any] | None = None
 
 
-
-
 def result_dict(result: SweepResult) -> dict[str, Any]:
     from maskgit_cli.evaluation.score import finite_or_none
 

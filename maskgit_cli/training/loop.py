@@ -30,6 +30,7 @@ returns from ``state_dict`` (or in the global torch/numpy/python RNGs, which the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
@@ -132,7 +133,9 @@ def adamw_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict
 
 
 def make_adamw(model: torch.nn.Module, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.99)):
-    return torch.optim.AdamW(adamw_param_groups(model, weight_decay), lr=lr, betas=tuple(betas))
+    """AdamW over :func:`adamw_param_groups`; the fused CUDA kernel when the model is on a GPU."""
+    fused = next(model.parameters()).is_cuda
+    return torch.optim.AdamW(adamw_param_groups(model, weight_decay), lr=lr, betas=tuple(betas), fused=fused or None)
 
 
 class ModelEMA:
@@ -222,6 +225,12 @@ class LoopConfig:
     best_metric: str | None = None  # evaluate() key that picks best.safetensors
     best_mode: str = "max"  # "max" or "min"
 
+    @classmethod
+    def of(cls, settings, best_metric: str | None = None, best_mode: str = "max") -> LoopConfig:
+        """The loop part of a trainer's settings (any object with the loop's fields, e.g. a TrainConfig)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("best_metric", "best_mode")]
+        return cls(**{n: getattr(settings, n) for n in names}, best_metric=best_metric, best_mode=best_mode)
+
     def steps_per_epoch(self, n: int) -> int:
         return n // self.batch_size
 
@@ -248,6 +257,22 @@ class FitResult:
     best_step: int | None
     last_eval: dict[str, float]
     seconds: float
+
+    def summary(self, run: RunDir) -> dict[str, Any]:
+        """What every trainer returns about a run (the trainers add their own keys)."""
+        weights = run.best if run.best.exists() else run.last
+        return {
+            "run": str(run.path),
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": self.epoch,
+            "best_step": self.best_step,
+            "val": self.last_eval,
+            "weights": str(weights) if weights.exists() else None,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 @dataclass

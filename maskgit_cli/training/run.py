@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +135,89 @@ class MetricsLogger:
         return record
 
 
-
-
 def config_dict(obj: Any) -> dict[str, Any]:
     """A dataclass config as a JSON-able dict (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A run's settings: options given on the command line win over a TOML file or the run being resumed
+
+
+@dataclass
+class RunSettings:
+    """What a trainer is asked to do: its config, the run folder, the data paths, and whether it resumes."""
+
+    config: Any  # the trainer's config dataclass
+    output: Path
+    data: dict[str, Path | None]  # e.g. {"train": ..., "val": ...}: given on the command line or saved in the run
+    resume: bool
+
+
+def read_toml(path, names: set[str]) -> dict[str, Any]:
+    """Settings from a TOML file (top level or a [train] table); unknown names are one error listing the valid."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise MaskgitError(f"--config {path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise MaskgitError(f"--config {path}: not valid TOML ({e})") from None
+    values = doc.get("train", doc)
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise MaskgitError(f"--config {path}: unknown settings {unknown}; valid: {sorted(names)}")
+    return values
+
+
+def resolve_run(
+    config_cls: type,
+    trainer: str,
+    given: dict[str, Any],
+    *,
+    output: str | Path | None,
+    resume: str | Path | None = None,
+    data: dict[str, str | Path | None],
+    toml: str | Path | None = None,
+) -> RunSettings:
+    """The settings of a run of ``trainer`` from what was given on the command line (``given``: options given,
+    None left out; ``data``: the data paths given).
+
+    Resuming takes every setting and data path from the run's config.json (options given win; ``stop_at`` is never
+    inherited) and refuses a run of another trainer. Otherwise a ``toml`` file, then ``given``, override the
+    defaults. ``max_steps`` given without ``epochs`` sets the run's length alone.
+    """
+    given = dict(given)
+    if resume is not None:
+        resume = Path(resume)
+        if output is not None and Path(output).resolve() != resume.resolve():
+            raise MaskgitError(f"--resume {resume} and -o {output} name different runs")
+        try:
+            saved = json.loads((resume / "config.json").read_text())
+        except (OSError, ValueError):
+            raise MaskgitError(f"--resume {resume}: not a training run (no readable config.json)") from None
+        if not isinstance(saved, dict) or saved.get("trainer") != trainer or not isinstance(saved.get("train"), dict):
+            other = saved.get("trainer") if isinstance(saved, dict) else None
+            raise MaskgitError(
+                f"--resume {resume}: "
+                + (f"is a `maskgit {other}` run" if other else "not a training run")
+                + f", not a `maskgit {trainer}` run"
+            )
+        saved_data = saved.get("data") or {}
+        paths = {
+            k: v if v is not None else (Path(saved_data[k]) if saved_data.get(k) else None) for k, v in data.items()
+        }
+        try:
+            config = config_cls(**{**saved["train"], "stop_at": None, **given})
+        except TypeError as e:
+            raise MaskgitError(f"--resume {resume}: its config.json does not fit this maskgit ({e})") from None
+        return RunSettings(config, resume, paths, True)
+    values = read_toml(toml, {f.name for f in dataclasses.fields(config_cls)}) if toml is not None else {}
+    values = {**values, **given}
+    if "max_steps" in values and "epochs" not in values:
+        values["epochs"] = None  # max_steps alone sets the length
+    if output is None:
+        raise MaskgitError("give the run folder with -o runs/NAME, or --resume RUN")
+    return RunSettings(
+        config_cls(**values), Path(output), {k: None if v is None else Path(v) for k, v in data.items()}, False
+    )

@@ -112,7 +112,7 @@ class _Problems:
 
 def infer_lab_config(sd: dict[str, torch.Tensor], n_heads: int = 16) -> TransformerConfig:
     """The lab preset with the sizes read from a lab state dict (dim, layers, hidden, tokens, codebook).
-    ``n_heads`` cannot be read from weights; the lab uses 16 (REFERENCE §1.2)."""
+    ``n_heads`` cannot be read from weights; the lab uses 16 (docs/lab.md, "The transformer checkpoint")."""
     try:
         vocab, dim = sd["tok_emb.weight"].shape
         num_tokens = _pos_emb(sd["pos_emb"]).shape[0]
@@ -368,3 +368,36 @@ def load_lab_checkpoint(
     model = MaskGITTransformer(cfg)
     model.load_state_dict(converted, strict=True)
     return model.eval()
+
+
+def convert_lab_transformer_file(
+    checkpoint, output, n_heads: int = 16, fused_qkv_order: str = "qkv", tokens=None
+) -> dict:
+    """`maskgit convert-transformer`: a student's checkpoint written as our model file. With ``tokens`` (a token cache
+    of the training images) the file also stores every code's mean patch for known-pixel guidance and the VQGAN's
+    fingerprint. Returns a summary."""
+    from maskgit_cli.choices import QKV_ORDERS, check_choice
+    from maskgit_cli.vqgan.code_patches import stored_with
+    from maskgit_cli.vqgan.tokens import load_token_cache
+    from maskgit_cli.weights import save_model
+
+    check_choice(fused_qkv_order, QKV_ORDERS, "--qkv-order")
+    aux, meta, cache = {}, {}, None
+    if tokens is not None:
+        cache = load_token_cache(tokens)
+        if cache.patch_stats is None:
+            raise MaskgitError(f"--tokens {tokens}: has no code patches (made by an older maskgit): re-run tokenize")
+        aux, meta = stored_with(cache)
+    model = load_lab_checkpoint(checkpoint, fused_qkv_order=fused_qkv_order, n_heads=n_heads)
+    if cache is not None and cache.num_codebook_vectors != model.config.num_codebook_vectors:
+        raise MaskgitError(
+            f"--tokens {tokens}: {cache.num_codebook_vectors} codes, but the checkpoint predicts "
+            f"{model.config.num_codebook_vectors}"
+        )
+    save_model(output, model, "transformer", meta, aux)
+    return {
+        "output": str(output),
+        "parameters": model.num_params(),
+        "code_patches": bool(aux),
+        "vqgan_sha256": meta.get("vqgan_sha256"),
+    }

@@ -2,14 +2,14 @@
 
 One model class serves every preset:
 
-* ``lab``: exactly the NYCU DLP lab's ``BidirectionalTransformer`` (REFERENCE §1.2): post-LN BERT blocks,
-  dim 768, 15 layers, 16 heads, MLP 1536, LayerNorm eps 1e-12, 72,745,472 parameters. A student's
+* ``lab``: exactly the NYCU DLP lab's ``BidirectionalTransformer`` (docs/lab.md, "The transformer checkpoint"):
+  post-LN BERT blocks, dim 768, 15 layers, 16 heads, MLP 1536, LayerNorm eps 1e-12, 72,745,472 parameters. A student's
   checkpoint converts onto it with :func:`convert_lab_state_dict` / :func:`load_lab_checkpoint`.
 * ``tiny`` (tests), ``small`` (2-core CPU), ``base`` (GPU): pre-LN variants of the same model.
 
 Forward: ``logits = head(blocks(drop(emb_ln(tok_emb[idx] + pos_emb)))) @ tok_emb.weight.T + bias`` with
 ``head`` = Linear, GELU, LayerNorm (the lab's ``Token_Prediction``); logits have ``num_codebook_vectors + 1``
-entries, the last one being the mask token, which sampling must exclude (:func:`logits_for_sampling`).
+entries, the last one being the mask token, which sampling must exclude (:func:`forbid_mask_token`).
 
 State-dict keys (``L`` = block index; shapes for the lab preset; right: the lab checkpoint's key):
 
@@ -47,8 +47,8 @@ from maskgit_cli.errors import MaskgitError
 
 @dataclass
 class TransformerConfig:
-    num_image_tokens: int = 256  # REFERENCE §1.2: 16x16 latent grid
-    num_codebook_vectors: int = 1024  # REFERENCE §1.2; the mask token id is this value
+    num_image_tokens: int = 256  # 16x16 latent grid
+    num_codebook_vectors: int = 1024  # the mask token id is this value
     dim: int = 768
     n_layers: int = 15
     n_heads: int = 16
@@ -56,7 +56,7 @@ class TransformerConfig:
     dropout: float = 0.1  # embedding, residual and MLP dropout (lab: 0.1 everywhere)
     attn_dropout: float = 0.1  # dropout on attention probabilities (lab: attn_drop=0.1)
     norm: str = "post"  # "post": lab's post-LN BERT blocks; "pre": pre-LN (GPT-2/nanoGPT) blocks
-    layer_norm_eps: float = 1e-12  # REFERENCE §1.2 (BERT); 1e-5 for our pre-LN presets
+    layer_norm_eps: float = 1e-12  # the lab's (BERT); 1e-5 for our pre-LN presets
     per_position_bias: bool = True  # output bias (num_image_tokens, vocab) as in the lab, else (vocab,)
 
     def __post_init__(self) -> None:
@@ -97,7 +97,7 @@ class TransformerConfig:
 
 
 PRESETS: dict[str, TransformerConfig] = {
-    # REFERENCE §1.2 (lab config/MaskGit.yml): 72,745,472 parameters.
+    # docs/lab.md, "The transformer checkpoint" (MaskGit.yml): 72,745,472 parameters.
     "lab": TransformerConfig(),
     # For tests: ~103k parameters, a (vocab,) output bias so the per-position bias does not dominate.
     "tiny": TransformerConfig(
@@ -111,7 +111,7 @@ PRESETS: dict[str, TransformerConfig] = {
         layer_norm_eps=1e-5,
         per_position_bias=False,
     ),
-    # 2-core CPU: REFERENCE §5 measured a dim-256 / 4-layer pre-LN SDPA model at ~35 img/s in bf16 autocast.
+    # 2-core CPU: docs/machines.md measured a dim-256 / 4-layer pre-LN SDPA model at ~35 img/s in bf16 autocast.
     # 3.8M parameters.
     "small": TransformerConfig(
         dim=256,
@@ -181,7 +181,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """post: x = ln1(x + drop(attn(x))); x = ln2(x + mlp(x))   (lab Encoder, REFERENCE §1.2)
+    """post: x = ln1(x + drop(attn(x))); x = ln2(x + mlp(x))   (lab Encoder, docs/lab.md, "The transformer checkpoint")
     pre:  x = x + drop(attn(ln1(x)));   x = x + mlp(ln2(x))"""
 
     def __init__(self, cfg: TransformerConfig) -> None:
@@ -202,7 +202,7 @@ class Block(nn.Module):
 
 
 class TokenPrediction(nn.Module):
-    """The lab's ``Token_Prediction``: Linear(dim, dim), GELU, LayerNorm (REFERENCE §1.2)."""
+    """The lab's ``Token_Prediction``: Linear(dim, dim), GELU, LayerNorm (docs/lab.md, "The transformer checkpoint")."""
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -288,13 +288,14 @@ class MaskGITTransformer(nn.Module):
         """:meth:`flops_per_token` times num_image_tokens (one image = one sequence)."""
         return self.flops_per_token(training) * self.config.num_image_tokens
 
-    def logits_for_sampling(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits_for_sampling(logits, self.config.mask_token_id)
+
+def mask_tokens(tokens: torch.Tensor, masked: torch.Tensor, mask_token_id: int) -> torch.Tensor:
+    """The transformer's input: ``tokens`` with the mask id at the ``masked`` positions (same shapes)."""
+    return torch.where(masked, torch.full_like(tokens, mask_token_id), tokens)
 
 
-def logits_for_sampling(logits: torch.Tensor, mask_token_id: int) -> torch.Tensor:
-    """A copy of ``logits`` with the mask token's logit set to -inf, so neither sampling nor argmax can
-    ever return the mask id (its softmax probability is exactly 0)."""
-    out = logits.clone()
-    out[..., mask_token_id] = float("-inf")
-    return out
+def forbid_mask_token(logits: torch.Tensor, mask_token_id: int) -> torch.Tensor:
+    """Set the mask token's logit to -inf in place (and return ``logits``): neither sampling nor argmax can then
+    return the mask id (its softmax probability is exactly 0)."""
+    logits[..., mask_token_id] = float("-inf")
+    return logits

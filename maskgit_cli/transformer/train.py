@@ -1,6 +1,6 @@
 """Stage 2: masked visual token modeling (`maskgit train`) on cached VQGAN tokens.
 
-Per step, for each token grid of the batch (REFERENCE §2 "Training"):
+Per step, for each token grid of the batch (docs/decoding.md, "Training objective"):
 
 - a number of positions to mask: ``--mask-ratio cosine`` (paper: r ~ U[0,1), ceil(gamma(r) * N), any
   schedule name works) or ``uniform:a,b`` (the lab seed's choice: a fraction uniform in [a, b]), then that
@@ -23,22 +23,22 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from maskgit_cli.decoding.schedules import parse_mask_ratio, training_mask
+from maskgit_cli.choices import LOSS_ON, PRECISIONS, check_choice
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_device, seed_everything
+from maskgit_cli.schedules import parse_mask_ratio, training_mask
 from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, ModelEMA, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
-from maskgit_cli.transformer.model import PRESETS, MaskGITTransformer, get_preset
+from maskgit_cli.transformer.model import PRESETS, MaskGITTransformer, forbid_mask_token, get_preset, mask_tokens
 from maskgit_cli.vqgan.code_patches import stored_with
 from maskgit_cli.vqgan.tokens import TokenCache, check_same_vqgan, load_token_cache
 from maskgit_cli.weights import config_to_json, save_tensors
@@ -79,10 +79,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.preset not in PRESETS:
             raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(PRESETS)}")
-        if self.precision not in ("bf16", "fp32"):
-            raise MaskgitError(f"--precision {self.precision}: expected bf16 or fp32")
-        if self.loss_on not in ("masked", "all"):
-            raise MaskgitError(f"--loss-on {self.loss_on}: expected masked or all")
+        check_choice(self.precision, PRECISIONS, "--precision")
+        check_choice(self.loss_on, LOSS_ON, "--loss-on")
         parse_mask_ratio(self.mask_ratio)
         for name in ("batch_size", "accum_grad", "log_every", "val_batch_size"):
             if getattr(self, name) < 1:
@@ -97,26 +95,6 @@ class TrainConfig:
 
 # config.json keys that may change on resume: they do not change the trained weights.
 RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "train.compile", "data.train", "data.val", "data.val_masks")
-
-
-def load_toml_config(path, cli_values: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from a TOML file (top level or a [train] table) overridden by the options given on the CLI."""
-    path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise MaskgitError(f"--config {path}: no such file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise MaskgitError(f"--config {path}: not valid TOML ({e})") from None
-    values = doc.get("train", doc)
-    names = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise MaskgitError(f"--config {path}: unknown settings {unknown}; valid: {sorted(names)}")
-    merged = {**values, **cli_values}
-    if "max_steps" in merged and "epochs" not in merged:
-        merged["epochs"] = None  # max_steps alone sets the length
-    return TrainConfig(**merged)
 
 
 def _dist() -> tuple[int, int]:
@@ -176,14 +154,12 @@ class TransformerTask:
 
     def _loss(self, tokens: torch.Tensor, masked: torch.Tensor, net) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, number of correct masked predictions) for tokens (B,L) with ``masked`` (B,L) positions."""
-        inputs = torch.where(masked, torch.full_like(tokens, self.mask_id), tokens)
         with autocast(self.device, self.cfg.precision):
-            logits = net(inputs)
+            logits = net(mask_tokens(tokens, masked, self.mask_id))
         logits = logits.float()
         where = masked if self.cfg.loss_on == "masked" else torch.ones_like(masked)
         loss = F.cross_entropy(logits[where], tokens[where], label_smoothing=self.cfg.label_smoothing)
-        logits[..., self.mask_id] = float("-inf")
-        correct = (logits.argmax(-1) == tokens)[masked].sum()
+        correct = (forbid_mask_token(logits, self.mask_id).argmax(-1) == tokens)[masked].sum()
         return loss, correct
 
     def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
@@ -288,19 +264,13 @@ class TransformerTask:
 
 def val_token_masks(masks_dir, val: TokenCache, dilate: int) -> torch.Tensor:
     """Token masks (N,L) for the validation cache's images from lab-format masks paired in sorted name order."""
-    from maskgit_cli.data.images import list_images
-    from maskgit_cli.data.masks import HOLE, load_mask
-    from maskgit_cli.decoding.inpaint import InpaintSettings, token_mask_for
+    from maskgit_cli.data.images import check_pairs, list_images
+    from maskgit_cli.data.masks import HOLE, load_mask, token_mask_for
 
     files = list_images(masks_dir, "mask folder")
-    n_images = len(val.files)
-    if len(files) != n_images:
-        raise MaskgitError(
-            f"--val-masks {masks_dir}: {len(files)} masks for {n_images} validation images "
-            f"({val.path}); they pair up in sorted name order"
-        )
+    check_pairs(files, val.files, f"masks in --val-masks {masks_dir}", f"validation images in {val.path}")
     holes = torch.stack([torch.from_numpy(load_mask(f, val.image_size) == HOLE) for f in files])
-    tmask = token_mask_for(holes, val.grid[0], InpaintSettings(dilate=dilate)).flatten(1)
+    tmask = token_mask_for(holes, val.grid[0], dilate=dilate).flatten(1)
     if val.flip:  # the cache holds flipped copies after the originals: mirror the masks for them
         tmask = torch.cat([tmask, tmask.view(-1, *val.grid).flip(-1).flatten(1)])
     return tmask
@@ -327,18 +297,8 @@ def train_transformer(
     masks = val_token_masks(val_masks_dir, val, cfg.dilate) if val_masks_dir is not None and val is not None else None
     if val_masks_dir is not None and val is None:
         raise MaskgitError("--val-masks needs --val (the tokens of the images the masks belong to)")
-    loop = LoopConfig(
-        batch_size=cfg.batch_size,
-        epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        seed=cfg.seed,
-        eval_every=cfg.eval_every,
-        save_every=cfg.save_every,
-        log_every=cfg.log_every,
-        stop_at=cfg.stop_at,
-        best_metric=("inpaint_acc" if masks is not None else "acc") if val is not None else None,
-        best_mode="max",
-    )
+    best_metric = ("inpaint_acc" if masks is not None else "acc") if val is not None else None
+    loop = LoopConfig.of(cfg, best_metric)
     if cfg.batch_size % (world * cfg.accum_grad):
         raise MaskgitError(
             f"--batch-size {cfg.batch_size} must be divisible by the number of processes ({world}) "
@@ -377,20 +337,10 @@ def train_transformer(
             f"({cfg.precision}{', ' + str(world) + ' processes' if world > 1 else ''})"
         )
     result = fit(task, run, len(train.tokens), loop, resume=resume, description="train", unit="img", is_main=rank == 0)
-    weights = run.best if run.best.exists() else run.last
     return {
-        "run": str(run.path),
-        "status": result.status,
-        "exit_code": result.exit_code,
-        "step": result.step,
-        "total_steps": result.total_steps,
-        "epoch": result.epoch,
+        **result.summary(run),
         "best_metric": loop.best_metric,
         "best": result.best,
-        "best_step": result.best_step,
-        "val": result.last_eval,
-        "weights": str(weights) if weights.exists() else None,
-        "seconds": round(result.seconds, 1),
         "parameters": model.num_params(),
         "world_size": world,
         "rank": rank,

@@ -88,7 +88,6 @@ def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
     return torch.cat(out)
 
 
-
 def stored_with(cache) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) a transformer file trained on the token cache ``cache`` stores for guidance."""
     tensors = {CODE_PATCHES_KEY: cache.patch_stats.means()} if cache.patch_stats is not None else {}

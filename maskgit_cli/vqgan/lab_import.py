@@ -7,9 +7,9 @@ from pathlib import Path
 
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.vqgan.model import VQGAN, VQGANConfig
-from maskgit_cli.weights import load_state_dict_strict, load_torch_state_dict
+from maskgit_cli.weights import load_state_dict_strict, load_torch_state_dict, model_fingerprint, save_model
 
-# VQGAN.yml `model_param` keys we read (REFERENCE §1.1); anything else in the file is ignored.
+# VQGAN.yml `model_param` keys we read (docs/lab.md, "The VQGAN checkpoint"); anything else in the file is ignored.
 _YML_KEYS = (
     "image_channels",
     "enc_channels",
@@ -46,7 +46,7 @@ def read_vqgan_yml(path) -> VQGANConfig:
 def convert_lab_vqgan(pt_path, yml_path=None, mean=None, std=None) -> VQGAN:
     """Build a VQGAN from the lab's ``VQGAN.pt`` (+ ``VQGAN.yml``), strictly: every key and shape must match.
 
-    The lab normalizes with its train mean/std (REFERENCE §1.1); pass ``mean``/``std`` to override.
+    The lab normalizes with its train mean/std (docs/lab.md, "Normalization"); pass ``mean``/``std`` to override.
     """
     config = read_vqgan_yml(yml_path) if yml_path is not None else VQGANConfig()
     if mean is not None or std is not None:
@@ -54,3 +54,16 @@ def convert_lab_vqgan(pt_path, yml_path=None, mean=None, std=None) -> VQGAN:
     model = VQGAN(config)
     load_state_dict_strict(model, load_torch_state_dict(pt_path, "VQGAN checkpoint"), str(pt_path))
     return model.eval()
+
+
+def convert_lab_vqgan_file(pt_path, output, yml_path=None, mean=None, std=None) -> dict:
+    """`maskgit convert-vqgan`: :func:`convert_lab_vqgan`, written to ``output`` as a model file; returns a summary."""
+    model = convert_lab_vqgan(pt_path, yml_path, mean, std)
+    save_model(output, model, "vqgan")
+    return {
+        "output": str(output),
+        "parameters": model.num_params(),
+        "vqgan_sha256": model_fingerprint(model),
+        "mean": list(model.config.mean),
+        "std": list(model.config.std),
+    }

@@ -1,9 +1,9 @@
 """VQGAN (stage 1): 64x64 images <-> 16x16 grids of codebook indices.
 
-The module tree and parameter names follow the lab's checkpoint (REFERENCE §1.1, dome272/VQGAN-pytorch
-lineage) so that the lab's ``VQGAN.pt`` loads with ``strict=True``. Channel lists, block counts and the
-positions of the down/up-sampling steps come from :class:`VQGANConfig`, so the same classes also build
-our smaller presets.
+The module tree and parameter names follow the lab's checkpoint (docs/lab.md, "The VQGAN checkpoint";
+dome272/VQGAN-pytorch lineage) so that the lab's ``VQGAN.pt`` loads with ``strict=True``. Channel lists, block
+counts and the positions of the down/up-sampling steps come from :class:`VQGANConfig`, so the same classes also
+build our smaller presets.
 
 Images enter :meth:`VQGAN.encode` as floats in [0, 1] and leave :meth:`VQGAN.decode` the same way;
 the normalization (mean/std) the network was trained with is part of the config.
@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# REFERENCE §1.1: torchvision Normalize statistics of the lab's cat-face training set.
+# docs/lab.md, "Normalization": torchvision Normalize statistics of the lab's cat-face training set.
 LAB_TRAIN_MEAN = (0.4816, 0.4324, 0.3845)
 LAB_TRAIN_STD = (0.2602, 0.2518, 0.2537)
 LAB_TEST_MEAN = (0.4868, 0.4341, 0.3844)
@@ -27,7 +27,8 @@ LAB_TEST_STD = (0.2620, 0.2527, 0.2543)
 
 @dataclass
 class VQGANConfig:
-    """Everything needed to rebuild a VQGAN. Defaults are the lab's ``VQGAN.yml`` (REFERENCE §1.1)."""
+    """Everything needed to rebuild a VQGAN. Defaults are the lab's ``VQGAN.yml`` (docs/lab.md, "The VQGAN
+    checkpoint")."""
 
     image_channels: int = 3
     enc_channels: tuple[int, ...] = (128, 128, 128, 256, 256, 512)
@@ -79,8 +80,9 @@ class VQGANConfig:
         return self.latent_resolution**2
 
 
-# Presets. `lab` is REFERENCE §1.1 exactly (70,775,299 parameters). `base` is sized like our reference
-# pipeline's ~10M-parameter GPU model; `small` is narrow enough to train on a 2-core CPU; `tiny` is for tests.
+# Presets. `lab` is the lab's VQGAN exactly (docs/lab.md, "The VQGAN checkpoint": 70,775,299 parameters). `base`
+# is sized like our reference pipeline's ~10M-parameter GPU model; `small` is narrow enough to train on a 2-core
+# CPU; `tiny` is for tests.
 VQGAN_PRESETS: dict[str, VQGANConfig] = {
     "lab": VQGANConfig(),
     "base": VQGANConfig(
@@ -180,7 +182,7 @@ class DownSampleBlock(nn.Module):
 
 
 class NonLocalBlock(nn.Module):
-    """Single-head self-attention over all H*W positions (REFERENCE §1.1), computed with SDPA."""
+    """Single-head self-attention over all H*W positions (docs/lab.md, "The VQGAN checkpoint"), computed with SDPA."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -250,7 +252,7 @@ class Decoder(nn.Module):
             if i in cfg.dec_upsample_after:
                 layers.append(UpSampleBlock(in_ch))
                 resolution *= 2
-        # No Swish before the last conv (REFERENCE §1.1).
+        # No Swish before the last conv (docs/lab.md, "The VQGAN checkpoint").
         layers += [GroupNorm(in_ch), nn.Conv2d(in_ch, cfg.image_channels, 3, 1, 1)]
         self.model = nn.Sequential(*layers)
 
@@ -271,8 +273,8 @@ class Codebook(nn.Module):
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
         """Indices (B,h,w) of the nearest code to each latent vector of z (B,C,h,w), in fp32.
 
-        Distances |z|^2 + |e|^2 - 2 z.e over the b,h,w-ordered flattened latents (REFERENCE §1.1); argmin
-        takes the first index on ties, like the lab.
+        Distances |z|^2 + |e|^2 - 2 z.e over the b,h,w-ordered flattened latents (docs/lab.md, "The VQGAN
+        checkpoint"); argmin takes the first index on ties, like the lab.
         """
         b, c, h, w = z.shape
         z_flat = z.float().permute(0, 2, 3, 1).reshape(-1, c)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -23,7 +24,7 @@ from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import autocast
 from maskgit_cli.vqgan.code_patches import PatchStats
-from maskgit_cli.weights import config_to_json, model_fingerprint, read_metadata, read_tensors, save_tensors
+from maskgit_cli.weights import config_to_json, load_model, model_fingerprint, read_metadata, read_tensors, save_tensors
 
 
 @dataclass
@@ -65,7 +66,7 @@ def tokenize_folder(
     resize: bool = False,
     num_workers: int | None = None,
 ) -> TokenizeSummary:
-    """Encode every image of ``images_dir`` with ``vqgan`` and write a token cache to ``output``.
+    """Encode every image of ``images_dir`` with ``vqgan`` (a VQGAN or its weights file) and write a token cache.
 
     Deterministic: sorted file order, no augmentation but the optional flips, fp32 nearest-code search
     (bf16 autocast for the encoder on CUDA only). Nothing is written unless the whole folder succeeds.
@@ -73,6 +74,8 @@ def tokenize_folder(
     import time
 
     device = torch.device(device)
+    if isinstance(vqgan, (str, Path)):
+        vqgan = load_model(vqgan, "vqgan", device)
     cfg = vqgan.config
     dataset = ImageFolder(images_dir, size=cfg.img_resolution, resize=resize, skip_invalid=skip_invalid)
     loader = image_loader(dataset, batch_size=batch_size, num_workers=num_workers)

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from maskgit_cli.choices import PRECISIONS, check_choice
 from maskgit_cli.data.images import list_images, load_image, to_uint8
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.metrics import codebook_usage, psnr, ssim
@@ -90,8 +91,7 @@ class TrainVQGANConfig:
         self.betas = tuple(self.betas)
         if self.preset not in VQGAN_PRESETS:
             raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(VQGAN_PRESETS)}")
-        if self.precision not in ("bf16", "fp32"):
-            raise MaskgitError(f"--precision {self.precision}: expected bf16 or fp32")
+        check_choice(self.precision, PRECISIONS, "--precision")
         for name in ("batch_size", "restart_every", "log_every", "val_batch_size"):
             if getattr(self, name) < 1:
                 raise MaskgitError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -351,18 +351,7 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
     val, val_files = (
         load_images_uint8(val_dir, size, cfg.resize, "validation images") if val_dir is not None else (None, [])
     )
-    loop = LoopConfig(
-        batch_size=cfg.batch_size,
-        epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        seed=cfg.seed,
-        eval_every=cfg.eval_every,
-        save_every=cfg.save_every,
-        log_every=cfg.log_every,
-        stop_at=cfg.stop_at,
-        best_metric="psnr" if val is not None else None,
-        best_mode="max",
-    )
+    loop = LoopConfig.of(cfg, "psnr" if val is not None else None)
     total = loop.total_steps(len(train))
 
     run = RunDir(run_dir)
@@ -391,20 +380,10 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
     )
     result = fit(task, run, len(train), loop, resume=resume, description="train-vqgan", unit="img")
 
-    weights = run.best if run.best.exists() else run.last
     return {
-        "run": str(run.path),
-        "status": result.status,
-        "exit_code": result.exit_code,
-        "step": result.step,
-        "total_steps": result.total_steps,
-        "epoch": result.epoch,
+        **result.summary(run),
         "best_psnr": result.best,
-        "best_step": result.best_step,
-        "val": result.last_eval,
-        "weights": str(weights) if weights.exists() else None,
         "last": str(run.last) if run.last.exists() else None,
         "best": str(run.best) if run.best.exists() else None,
-        "seconds": round(result.seconds, 1),
         "parameters": model.num_params(),
     }

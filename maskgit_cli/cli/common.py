@@ -1,0 +1,430 @@
+"""What every command shares: the app, the error boundary, output helpers, choices and option groups.
+
+Options that several commands take are declared once here, as :class:`OptionGroup` s (the decoding options of
+inpaint and sweep, the training-loop options of train and train-vqgan, ...) or as single ``Annotated`` aliases.
+Every list of accepted values comes from :mod:`maskgit_cli.choices`, which the library validates against too.
+Nothing here imports torch: `maskgit --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import json
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from maskgit_cli import choices
+from maskgit_cli.errors import MaskgitError
+
+app = typer.Typer(
+    name="maskgit",
+    help="MaskGIT image inpainting end to end: VQGAN tokens, masked visual token training, iterative "
+    "inpainting under a mask schedule, and FID.\n\nRun `maskgit COMMAND --help` for a command's options and examples.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+bench_app = typer.Typer(
+    help="Speed benchmarks, reported as ratios measured in one run (achieved FLOP/s over the matmul peak).",
+    no_args_is_help=True,
+)
+
+# Help panels, in pipeline order.
+DATA = "Data"
+STAGE1 = "Stage 1: VQGAN (images <-> 16x16 tokens)"
+STAGE2 = "Stage 2: transformer (masked visual token modeling)"
+INPAINT = "Inpainting and scores"
+FILES = "Files and speed"
+
+
+def _choice(name: str, values) -> type[StrEnum]:
+    """A Typer choice type built from one of :mod:`maskgit_cli.choices`' tuples (Typer lists and checks them)."""
+    return StrEnum(name, {v: v for v in values})
+
+
+Device = _choice("Device", choices.DEVICES)
+Precision = _choice("Precision", choices.PRECISIONS)
+DecodePrecision = _choice("DecodePrecision", choices.DECODE_PRECISIONS)
+Schedule = _choice("Schedule", choices.SCHEDULE_NAMES)
+Sampling = _choice("Sampling", choices.SAMPLING)
+TokenRule = _choice("TokenRule", choices.TOKEN_RULES)
+MaskKind = _choice("MaskKind", choices.MASK_KINDS)
+FidMode = _choice("FidMode", choices.FID_MODES)
+SweepMetric = _choice("SweepMetric", choices.SWEEP_METRICS)
+LossOn = _choice("LossOn", choices.LOSS_ON)
+QkvOrder = _choice("QkvOrder", choices.QKV_ORDERS)
+VQGANPreset = _choice("VQGANPreset", choices.VQGAN_PRESET_NAMES)
+TransformerPreset = _choice("TransformerPreset", choices.TRANSFORMER_PRESET_NAMES)
+
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto = cuda if available, else cpu.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
+InceptionOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inception",
+        help="Inception weights file (default: $MASKGIT_INCEPTION, else clean-fid's cache, else a download).",
+    ),
+]
+
+
+def command(name: str, panel: str | None = None, group: typer.Typer | None = None, **kwargs):
+    """Register a command on ``group`` (default: the main app). A :class:`MaskgitError` becomes one line
+    ``Error: ...`` and exit code 1, an ``OSError`` one line naming the path; ``MASKGIT_DEBUG=1`` shows the
+    traceback instead. Ctrl-C outside a training loop exits 130."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kw):
+            debug = os.environ.get("MASKGIT_DEBUG") == "1"
+            try:
+                return fn(*args, **kw)
+            except MaskgitError as e:
+                if debug:
+                    raise
+                fail(str(e))
+            except OSError as e:
+                if debug:
+                    raise
+                where = f"{e.filename}: " if e.filename else ""
+                fail(f"{where}{e.strerror or e}")
+            except KeyboardInterrupt:
+                if debug:
+                    raise
+                typer.echo("Interrupted.", err=True)
+                raise typer.Exit(130) from None
+
+        (group or app).command(name, rich_help_panel=panel, **kwargs)(wrapper)
+        return fn
+
+    return decorate
+
+
+def fail(message: str, code: int = 1):
+    """Print one ``Error: ...`` line on stderr and exit."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def out(text: str = "") -> None:
+    """A result line on stdout."""
+    typer.echo(text)
+
+
+def print_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def device(value) -> Any:
+    """The torch device for a --device value (imports torch)."""
+    from maskgit_cli.runtime import resolve_device
+
+    return resolve_device(str(value))
+
+
+def plain(value):
+    """An option's value for the library: enum members become their strings."""
+    return value.value if isinstance(value, StrEnum) else value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Option groups
+
+
+class OptionGroup:
+    """Options declared once and added to every command that takes them.
+
+    ``options`` maps a parameter name to ``(Annotated[type, typer.Option(...)], default)``. ``@GROUP.add()`` on a
+    command function replaces its parameter named like the group (e.g. ``decode``) by the group's options; the
+    command then receives them as one dict (option values, enums as strings). ``help`` overrides per command the
+    help of some options (e.g. a default that differs between trainers).
+    """
+
+    def __init__(self, name: str, options: dict[str, tuple[Any, Any]]):
+        self.name, self.options = name, options
+
+    def add(self, help: dict[str, str] | None = None, exclude: tuple[str, ...] = ()):
+        help = help or {}
+
+        def decorate(fn):
+            sig = inspect.signature(fn, eval_str=True)
+            params, group_params = [], []
+            for name, (annotation, default) in self.options.items():
+                if name in exclude:
+                    continue
+                if name in help:
+                    info = copy.copy(annotation.__metadata__[0])
+                    info.help = help[name]
+                    annotation = Annotated[annotation.__origin__, info]
+                default = inspect.Parameter.empty if default is ... else default
+                kind = inspect.Parameter.KEYWORD_ONLY
+                group_params.append(inspect.Parameter(name, kind, default=default, annotation=annotation))
+            names = {p.name for p in group_params}
+            for p in sig.parameters.values():
+                if p.name == self.name:
+                    params.extend(group_params)
+                else:
+                    params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+            if self.name not in sig.parameters:
+                raise TypeError(f"{fn.__name__} has no parameter {self.name!r} for the option group")
+
+            @functools.wraps(fn)
+            def wrapper(**kwargs):
+                values = {k: plain(kwargs.pop(k)) for k in list(kwargs) if k in names}
+                return fn(**kwargs, **{self.name: values})
+
+            wrapper.__signature__ = sig.replace(parameters=params)
+            wrapper.__annotations__ = {p.name: p.annotation for p in params}
+            del wrapper.__wrapped__  # Typer must read the new signature, not the function's own
+            return wrapper
+
+        return decorate
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """The options of a group that were given on the command line (not None): they override saved settings."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def floats3(text: str | None, option: str) -> tuple[float, ...] | None:
+    """``0.5,0.5,0.5`` -> (0.5, 0.5, 0.5) for per-channel options; one error line naming the option."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise MaskgitError(f"{option} {text!r}: expected comma-separated numbers, e.g. 0.5,0.5,0.5") from None
+    if len(values) != 3:
+        raise MaskgitError(f"{option} {text!r}: expected 3 values (R,G,B)")
+    return values
+
+
+def _opt(*decls: str, help: str, **kw) -> Any:
+    return typer.Option(*decls, help=help, **kw)
+
+
+# The decoding settings shared by every command that inpaints (inpaint, sweep).
+DECODE = OptionGroup(
+    "decode",
+    {
+        "choice_temperature": (
+            Annotated[
+                float,
+                _opt("--choice-temperature", min=0.0, help="Gumbel noise on the confidences, annealed by (1 - r)."),
+            ],
+            4.5,
+        ),
+        "sampling": (
+            Annotated[Sampling, _opt("--sampling", help="sample (official) or argmax (the lab's choice).")],
+            Sampling.sample,
+        ),
+        "token_mask": (
+            Annotated[
+                TokenRule,
+                _opt(
+                    "--token-mask",
+                    help="Pixel -> token rule: any (the lab's: a token is regenerated if any of its pixels is a "
+                    "hole) or majority.",
+                ),
+            ],
+            TokenRule.any,
+        ),
+        "dilate": (
+            Annotated[
+                int,
+                _opt(
+                    "--dilate",
+                    min=0,
+                    help="Also regenerate K rings of tokens around the holes (they were encoded from the gray "
+                    "fill). 0 = the lab's rule.",
+                ),
+            ],
+            1,
+        ),
+        "pixel_guidance": (
+            Annotated[
+                float,
+                _opt(
+                    "--pixel-guidance",
+                    min=0.0,
+                    help="Let the known pixels inside each regenerated token weigh in on its code: logits -= W * "
+                    "squared distance (RGB in \\[0,1]) between those pixels and each code's mean patch (stored by "
+                    "`maskgit train`, else decoded from the VQGAN). 0 = off, the lab's decoding.",
+                ),
+            ],
+            50.0,
+        ),
+        "precision": (
+            Annotated[
+                DecodePrecision,
+                _opt(
+                    "--precision",
+                    help="The transformer's autocast: bf16 (CUDA and CPU: about 2x faster than fp32 on a CPU too), "
+                    "fp32, or auto (bf16 on CUDA, fp32 on CPU). Batching does not change the decoded tokens in "
+                    "either (tested on CPU).",
+                ),
+            ],
+            DecodePrecision.bf16,
+        ),
+        "composite": (
+            Annotated[
+                bool,
+                _opt(
+                    "--composite/--no-composite",
+                    help="Paste the known input pixels back over the result. The lab's FID numbers were made "
+                    "without compositing.",
+                ),
+            ],
+            True,
+        ),
+        "batch_size": (
+            Annotated[
+                int,
+                _opt(
+                    "--batch-size",
+                    min=1,
+                    help="Images decoded together: the tokens do not depend on it (a pixel may round one level "
+                    "differently in the VQGAN).",
+                ),
+            ],
+            64,
+        ),
+        "seed": (
+            Annotated[int, _opt("--seed", help="Random seed (results are reproducible for a given seed).")],
+            0,
+        ),
+    },
+)
+
+# Where the images to inpaint, their masks and the weights come from (inpaint, sweep).
+INPUTS = OptionGroup(
+    "inputs",
+    {
+        "images": (
+            Annotated[Path, _opt("--images", help="Folder of (masked) images, e.g. the lab's masked_image/.")],
+            ...,
+        ),
+        "masks": (
+            Annotated[
+                Path | None,
+                _opt(
+                    "--masks",
+                    help="Lab-format masks (0 = hole, 255 = known), paired with the images in sorted name order.",
+                ),
+            ],
+            None,
+        ),
+        "mask_kind": (
+            Annotated[
+                MaskKind | None,
+                _opt("--mask-kind", help="Instead of --masks: generate masks of this kind for any image folder."),
+            ],
+            None,
+        ),
+        "mask_seed": (Annotated[int, _opt("--mask-seed", min=0, help="Seed of the generated masks.")], 0),
+        "transformer": (Annotated[Path, _opt("--transformer", help="Transformer weights (.safetensors).")], ...),
+        "vqgan": (
+            Annotated[Path, _opt("--vqgan", help="VQGAN weights (.safetensors) the transformer was trained on.")],
+            ...,
+        ),
+    },
+)
+
+# The training loop's settings, shared by train-vqgan and train. None = not given: the run's own setting when
+# resuming, else the trainer's default (each command states its defaults in the help).
+LOOP = OptionGroup(
+    "loop",
+    {
+        "epochs": (Annotated[int | None, _opt("--epochs", min=1, help="Epochs.")], None),
+        "max_steps": (
+            Annotated[
+                int | None,
+                _opt("--max-steps", min=1, help="Stop after this many optimizer steps (whichever comes first)."),
+            ],
+            None,
+        ),
+        "batch_size": (Annotated[int | None, _opt("--batch-size", min=1, help="Images per step.")], None),
+        "lr": (
+            Annotated[float | None, _opt("--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine).")],
+            None,
+        ),
+        "warmup_steps": (Annotated[int | None, _opt("--warmup-steps", min=0, help="Linear warmup steps.")], None),
+        "precision": (
+            Annotated[
+                Precision | None, _opt("--precision", help="bf16 autocast (CUDA and CPU) or fp32. \\[default: bf16]")
+            ],
+            None,
+        ),
+        "eval_every": (
+            Annotated[int | None, _opt("--eval-every", min=0, help="Steps between validations; 0 = every epoch.")],
+            None,
+        ),
+        "save_every": (
+            Annotated[
+                int | None, _opt("--save-every", min=0, help="Steps between checkpoints (0 = at every validation).")
+            ],
+            None,
+        ),
+        "log_every": (
+            Annotated[int | None, _opt("--log-every", min=1, help="Steps per metrics.jsonl record. \\[default: 10]")],
+            None,
+        ),
+        "stop_at": (
+            Annotated[
+                int | None,
+                _opt("--stop-at", min=1, help="Stop after step N exactly as an interruption would (resume later)."),
+            ],
+            None,
+        ),
+        "seed": (
+            Annotated[
+                int | None, _opt("--seed", help="Seed of the initial weights, data order and masks. \\[default: 0]")
+            ],
+            None,
+        ),
+        "device": (Annotated[Device | None, _opt("--device", help="auto = cuda if available, else cpu.")], None),
+    },
+)
+
+ResumeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--resume", help="Continue the run in this folder exactly where it stopped (settings come from the run)."
+    ),
+]
+
+# FID's options (fid, fid-stats).
+FID = OptionGroup(
+    "fid",
+    {
+        "mode": (
+            Annotated[
+                FidMode,
+                _opt(
+                    "--mode",
+                    help="clean = clean-fid's Inception and anti-aliased resize (the default); legacy_pytorch = "
+                    "pytorch-fid's network and resize, the mode comparable to the lab's FID numbers. Numbers of the "
+                    "two modes differ.",
+                ),
+            ],
+            FidMode.clean,
+        ),
+        "inception": (InceptionOpt, None),
+        "batch_size": (Annotated[int, _opt("--batch-size", min=1, help="Images per Inception batch.")], 32),
+        "workers": (
+            Annotated[
+                int | None,
+                _opt("--workers", min=0, help="Image decoding/resizing processes (default: by core count)."),
+            ],
+            None,
+        ),
+        "device": (DeviceOpt, Device.auto),
+    },
+)

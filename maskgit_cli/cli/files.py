@@ -1,0 +1,119 @@
+"""Files and speed: info, bench train, bench inpaint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maskgit_cli.cli.common import (
+    FILES,
+    Device,
+    DeviceOpt,
+    JsonOpt,
+    Precision,
+    TransformerPreset,
+    VQGANPreset,
+    bench_app,
+    command,
+    device,
+    out,
+    print_json,
+)
+
+
+@command("info", FILES)
+def info_cmd(
+    file: Annotated[Path, typer.Argument(help="A maskgit weights (.safetensors) or token cache (.tokens) file.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what a weights or token file holds: its kind, config and tensors.
+
+    [bold]Example[/bold]: maskgit info weights/vqgan-emoji64.safetensors --json
+    """
+    from maskgit_cli.weights import describe
+
+    info = describe(file)
+    if as_json:
+        print_json(info)
+        return
+    out(f"{info['path']}: kind={info['kind']} maskgit_version={info.get('maskgit_version')}")
+    for key, value in info.items():
+        if key in ("path", "kind", "maskgit_version", "tensors", "files"):
+            continue
+        text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        out(f"  {key}: {text if len(text) <= 600 else f'({len(text):,} characters; see --json)'}")
+    if "files" in info:
+        files = info["files"]
+        out(f"  files: {len(files)} ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})")
+    for t in info["tensors"][:20]:
+        out(f"  {t['name']:<50} {t['dtype']:<5} {tuple(t['shape'])}")
+    if len(info["tensors"]) > 20:
+        out(f"  ... {len(info['tensors']) - 20} more tensors")
+
+
+@command("train", group=bench_app)
+def bench_train_cmd(
+    preset: Annotated[
+        TransformerPreset, typer.Option("--preset", help="Transformer preset.")
+    ] = TransformerPreset.small,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Default: 256 on CUDA, 32 on CPU.")
+    ] = None,
+    precision: Annotated[
+        Precision, typer.Option("--precision", help="bf16 autocast (CUDA and CPU) or fp32.")
+    ] = Precision.bf16,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model first.")] = False,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Timed steps (default: 20 on CUDA, 5 on CPU).")
+    ] = None,
+    device_name: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Training throughput of a transformer preset: img/s, achieved TFLOP/s and MFU against the matmul peak
+    measured in the same run, in the same precision. Times `maskgit train`'s own training step.
+
+    [bold]Example[/bold]: maskgit bench train --preset lab --device cuda --json
+    """
+    from maskgit_cli.bench import bench_train
+
+    r = bench_train(preset.value, device(device_name), batch_size, precision.value, compile, steps)
+    if as_json:
+        print_json(r.to_dict())
+        return
+    out(
+        f"{r.preset} ({r.params / 1e6:.1f}M params) on {r.device}, batch {r.batch_size}, {r.precision}"
+        f"{', compiled' if r.compile else ''}: {r.images_per_second:,.1f} img/s, {r.achieved_tflops:.3f} TFLOP/s "
+        f"of a measured {r.peak_tflops:.3f} TFLOP/s matmul peak = {r.mfu:.1%} MFU"
+    )
+
+
+@command("inpaint", group=bench_app)
+def bench_inpaint_cmd(
+    preset: Annotated[
+        TransformerPreset, typer.Option("--preset", help="Transformer preset.")
+    ] = TransformerPreset.small,
+    vqgan_preset: Annotated[VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset.")] = VQGANPreset.small,
+    total_iter: Annotated[int, typer.Option("--total-iter", min=1, help="Decode steps T.")] = 8,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Default: 512 on CUDA, 32 on CPU.")
+    ] = None,
+    device_name: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inpainting throughput (VQGAN encode, T decode steps, VQGAN decode) with random weights.
+
+    [bold]Example[/bold]: maskgit bench inpaint --preset lab --vqgan-preset lab --total-iter 8 --json
+    """
+    from maskgit_cli.bench import bench_inpaint
+
+    r = bench_inpaint(preset.value, vqgan_preset.value, device(device_name), batch_size, total_iter)
+    if as_json:
+        print_json(r.to_dict())
+        return
+    out(
+        f"{r.preset} + VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, T={r.total_iter}, {r.precision}: "
+        f"{r.images_per_second:,.1f} img/s end to end, {r.decode_only_images_per_second:,.1f} img/s token decoding only"
+    )

@@ -1,0 +1,206 @@
+"""Inpainting commands: inpaint, sweep (both take the same decoding and input options)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maskgit_cli.cli.common import (
+    DECODE,
+    INPAINT,
+    INPUTS,
+    Device,
+    DeviceOpt,
+    FidMode,
+    InceptionOpt,
+    JsonOpt,
+    Schedule,
+    SweepMetric,
+    command,
+    device,
+    out,
+    print_json,
+)
+
+
+def _inputs(inputs: dict) -> dict:
+    """The input options as inpaint_folder/run_sweep take them."""
+    return {"masks_dir": inputs["masks"], "mask_kind": inputs["mask_kind"], "mask_seed": inputs["mask_seed"]}
+
+
+@command("inpaint", INPAINT)
+@INPUTS.add()
+@DECODE.add()
+def inpaint_cmd(
+    *,
+    inputs: dict | None = None,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output folder: images/, steps/, overview.png, report.json.")
+    ],
+    schedule: Annotated[
+        Schedule,
+        typer.Option("--schedule", help="Mask schedule gamma(r) (official formulas; logarithm = the official 'log')."),
+    ] = Schedule.cosine,
+    total_iter: Annotated[
+        int, typer.Option("--total-iter", min=1, help="T: the schedule's number of steps, r = (t+1)/T.")
+    ] = 8,
+    sweet_spot: Annotated[
+        int | None,
+        typer.Option(
+            "--sweet-spot",
+            min=1,
+            help="Steps actually run (the lab's meaning; default T). After the last one every still-masked token is filled.",
+        ),
+    ] = None,
+    grids: Annotated[
+        str,
+        typer.Option("--grids", help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k."),
+    ] = "8",
+    decode: dict | None = None,
+    device_name: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inpaint masked images: encode, fill the masked tokens iteratively under a mask schedule, decode.
+
+    Writes OUT/images/<name>.png (the folder FID reads), per-step grids OUT/steps/<name>_mask.png (white =
+    known, black = still masked) and OUT/steps/<name>_image.png (input, each step, final), OUT/overview.png
+    (input | result) and OUT/report.json (settings and per-image still-masked counts after every step).
+
+    [bold]Example[/bold]: maskgit inpaint --images data/emoji64/masked_image --masks data/emoji64/mask64 --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/inpaint --schedule square
+
+    [bold]Any image folder[/bold]: maskgit inpaint --images photos --mask-kind box --transformer T --vqgan V -o out
+    """
+    from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_folder
+
+    batch_size = decode.pop("batch_size")
+    settings = InpaintSettings.from_options(schedule.value, total_iter, sweet_spot, **decode)
+    s = inpaint_folder(
+        inputs["transformer"],
+        inputs["vqgan"],
+        inputs["images"],
+        output,
+        settings,
+        **_inputs(inputs),
+        grids=grids,
+        batch_size=batch_size,
+        device=device(device_name),
+        num_workers=None,
+    )
+    if as_json:
+        keys = ("output", "images", "seconds", "images_per_second", "mean_still_masked")
+        print_json({k: getattr(s, k) for k in keys})
+        return
+    counts = ", ".join(f"{c:.1f}" for c in s.mean_still_masked)
+    out(
+        f"inpainted {s.images} images into {s.output}/images ({s.images_per_second:.1f} img/s); "
+        f"mean still-masked tokens after each step: {counts}"
+    )
+    out(f"grids: {s.output}/steps/, overview: {s.output}/overview.png, report: {s.output}/report.json")
+
+
+@command("sweep", INPAINT)
+@INPUTS.add()
+@DECODE.add()
+def sweep_cmd(
+    *,
+    inputs: dict | None = None,
+    ref: Annotated[
+        Path,
+        typer.Option(
+            "--ref",
+            help="Ground truth: a folder of images (sorted name order) or the lab's test_gt.csv; a .npz from "
+            "`maskgit fid-stats` works for FID only.",
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: sweep.csv, sweep.png, sweep.json.")],
+    schedules: Annotated[
+        str | None,
+        typer.Option(
+            "--schedules",
+            help="Comma-separated schedules (names as --schedule takes), e.g. cosine,linear,square (default: all 8).",
+        ),
+    ] = None,
+    total_iters: Annotated[
+        str, typer.Option("--total-iter", help="Comma-separated T values (r = (t+1)/T), e.g. 4,8,12.")
+    ] = "8",
+    sweet_spots: Annotated[
+        str | None,
+        typer.Option(
+            "--sweet-spot",
+            help="Comma-separated numbers of steps actually run, e.g. 1,2,3 (default: T, all steps); S > T is skipped.",
+        ),
+    ] = None,
+    metric: Annotated[
+        SweepMetric,
+        typer.Option(
+            "--metric",
+            help="auto = FID when the Inception weights are on disk, else PSNR/SSIM over the holes; fid = require "
+            "FID; psnr = PSNR/SSIM only.",
+        ),
+    ] = SweepMetric.auto,
+    fid_mode: Annotated[
+        FidMode,
+        typer.Option(
+            "--fid-mode",
+            help="clean (default) or legacy_pytorch (pytorch-fid's network: comparable to the lab's FID numbers).",
+        ),
+    ] = FidMode.clean,
+    kid: Annotated[bool, typer.Option("--kid", help="Also compute KID in every cell (needs FID).")] = False,
+    inception: InceptionOpt = None,
+    save_images: Annotated[
+        bool, typer.Option("--save-images", help="Also write every cell's images to OUT/images/<cell>/.")
+    ] = False,
+    decode: dict | None = None,
+    device_name: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the best mask schedule, T and sweet spot: inpaint a test set over a grid and score every cell.
+
+    The models are loaded once and the inputs VQGAN-encoded once; each cell (schedule, T, S <= T) runs the
+    iterative decoding and is scored at once: FID (and KID) when the Inception weights are on disk, otherwise
+    PSNR/SSIM over the hole pixels and whole images against --ref (the output says which and why). Best = lowest
+    FID, else highest hole PSNR. Writes OUT/sweep.csv (one row per cell), OUT/sweep.png and OUT/sweep.json, and
+    prints a table and the best setting as a ready-to-run `maskgit inpaint` line.
+
+    [bold]Example[/bold]: maskgit sweep --images data/emoji64/masked_image --masks data/emoji64/mask64 --ref data/emoji64/test --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/sweep --total-iter 4,8 --sweet-spot 2,3,4,8
+    """
+    from maskgit_cli.decoding.inpaint import InpaintSettings
+    from maskgit_cli.evaluation.sweep import parse_int_list, parse_schedules, run_sweep
+    from maskgit_cli.evaluation.sweep_report import best_line, render_table, result_dict
+
+    names = parse_schedules(schedules)
+    ts = parse_int_list(total_iters, "--total-iter", "4,8,12")
+    ss = parse_int_list(sweet_spots, "--sweet-spot", "1,2,3")
+    batch_size = decode.pop("batch_size")
+    r = run_sweep(
+        inputs["transformer"],
+        inputs["vqgan"],
+        inputs["images"],
+        ref,
+        output,
+        **_inputs(inputs),
+        schedules=names,
+        total_iters=ts,
+        sweet_spots=ss,
+        settings=InpaintSettings.from_options(names[0], max(ts), None, **decode),
+        metric=metric.value,
+        fid_mode=fid_mode.value,
+        kid=kid,
+        inception=inception,
+        device=device(device_name),
+        batch_size=batch_size,
+        save_images=save_images,
+    )
+    if as_json:
+        print_json(result_dict(r))
+        return
+    from rich.console import Console
+
+    render_table(r, Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120))
+    out(r.metric_note)
+    out(best_line(r))
+    out(f"run it: {r.command}")
+    out(f"wrote {', '.join(r.files.values())}")

@@ -1,0 +1,232 @@
+"""Stage 1 commands: convert-vqgan, train-vqgan, reconstruct, tokenize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maskgit_cli.cli.common import (
+    LOOP,
+    STAGE1,
+    Device,
+    DeviceOpt,
+    JsonOpt,
+    Precision,
+    ResumeOpt,
+    VQGANPreset,
+    command,
+    device,
+    floats3,
+    given,
+    out,
+    plain,
+    print_json,
+)
+from maskgit_cli.errors import MaskgitError
+
+VqganOpt = Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")]
+ResizeOpt = Annotated[bool, typer.Option("--resize", help="Resize images of another size instead of failing.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per VQGAN batch.")]
+
+
+@command("convert-vqgan", STAGE1)
+def convert_vqgan_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="The lab's VQGAN.pt (a plain state_dict).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .safetensors file.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="The lab's VQGAN.yml (default: the lab's architecture).")
+    ] = None,
+    mean: Annotated[
+        str | None, typer.Option("--mean", help="Normalization mean R,G,B (default: the lab's train mean).")
+    ] = None,
+    std: Annotated[str | None, typer.Option("--std", help="Normalization std R,G,B (default: the lab's).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import the lab's VQGAN checkpoint into a self-describing safetensors file.
+
+    Loads with torch.load(weights_only=True) and checks every key and shape; a mismatch lists the missing,
+    unexpected and mis-shaped keys. Images are normalized with the lab's train mean/std unless --mean/--std.
+
+    [bold]Example[/bold]: maskgit convert-vqgan VQGAN.pt --config VQGAN.yml -o lab-vqgan.safetensors
+    """
+    from maskgit_cli.vqgan.lab_import import convert_lab_vqgan_file
+
+    r = convert_lab_vqgan_file(checkpoint, output, config, floats3(mean, "--mean"), floats3(std, "--std"))
+    if as_json:
+        print_json(r)
+        return
+    out(f"wrote {r['output']} ({r['parameters']:,} parameters, fingerprint {r['vqgan_sha256'][:12]})")
+
+
+@command("train-vqgan", STAGE1)
+@LOOP.add(
+    help={
+        "epochs": "Epochs. \\[default: 30, unless --max-steps is given]",
+        "batch_size": "Images per step. \\[default: 16]",
+        "lr": "Peak learning rate (AdamW, warmup then cosine). \\[default: 5e-4]",
+        "warmup_steps": "Linear warmup steps. \\[default: 200]",
+        "seed": "Seed of the initial weights, data order and flips. \\[default: 0]",
+    }
+)
+def train_vqgan_cmd(
+    images: Annotated[
+        Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-emoji64.")] = None,
+    val: Annotated[
+        Path | None, typer.Option("--val", help="Validation images: PSNR/SSIM/codebook usage; picks best.safetensors.")
+    ] = None,
+    resume: ResumeOpt = None,
+    preset: Annotated[VQGANPreset | None, typer.Option("--preset", help="VQGAN preset. \\[default: small]")] = None,
+    gan_start: Annotated[
+        int | None, typer.Option("--gan-start", min=0, help="Add the PatchGAN loss from this step (default: no GAN).")
+    ] = None,
+    gan_weight: Annotated[
+        float | None, typer.Option("--gan-weight", help="Weight of the adversarial loss. \\[default: 0.1]")
+    ] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. \\[default: flip]")
+    ] = None,
+    resize: Annotated[
+        bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
+    ] = None,
+    loop: dict | None = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a VQGAN (stage 1): L1+L2 reconstruction, EMA codebook with dead-code restarts, optional PatchGAN.
+
+    Writes runs/NAME/: last.safetensors and best.safetensors (by validation PSNR; load them with --vqgan),
+    state.safetensors (exact --resume), metrics.jsonl, curves.png and config.json. Ctrl-C (or SIGTERM) finishes
+    the step, saves and exits 130 (143); --resume RUN then continues bit for bit (on CPU). --max-steps/--epochs
+    may be changed when resuming (the LR schedule follows the new length).
+
+    [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o runs/vqgan-emoji64 --preset small --max-steps 6000
+    """
+    from maskgit_cli.training.run import resolve_run
+    from maskgit_cli.vqgan.train import TrainVQGANConfig, train_vqgan
+
+    options = given(
+        {
+            **loop,
+            "preset": plain(preset),
+            "gan_start": gan_start,
+            "gan_weight": gan_weight,
+            "flip": flip,
+            "resize": resize,
+        }
+    )
+    run = resolve_run(
+        TrainVQGANConfig,
+        "train-vqgan",
+        options,
+        output=output,
+        resume=resume,
+        data={"train_dir": images, "val_dir": val},
+    )
+    if run.data["train_dir"] is None:
+        raise MaskgitError("give the training images and -o runs/NAME, or --resume RUN")
+    s = train_vqgan(run.data["train_dir"], run.data["val_dir"], run.output, run.config, resume=run.resume)
+    if as_json:
+        print_json(s)
+    else:
+        out(f"{s['status']} at step {s['step']}/{s['total_steps']} in {s['seconds']:.0f} s: {s['run']}")
+        if s["val"]:
+            v = s["val"]
+            out(
+                f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, codebook usage {v['usage']:.1%}, "
+                f"perplexity {v['perplexity']:.1f}; best PSNR {s['best_psnr']:.2f} dB at step {s['best_step']}"
+            )
+        if s["weights"]:
+            out(f"weights: {s['weights']}")
+    if s["exit_code"]:
+        raise typer.Exit(s["exit_code"])
+
+
+@command("reconstruct", STAGE1)
+def reconstruct_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of images to reconstruct.")],
+    vqgan: VqganOpt,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the reconstructions (same file names).")],
+    grid: Annotated[
+        Path | None, typer.Option("--grid", help="Originals | reconstructions grid PNG (default: OUTPUT-grid.png).")
+    ] = None,
+    batch_size: BatchOpt = 64,
+    precision: Annotated[
+        Precision, typer.Option("--precision", help="fp32 (exact scores) or bf16 autocast (faster).")
+    ] = Precision.fp32,
+    resize: ResizeOpt = False,
+    device_name: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Encode and decode images with a VQGAN; write each reconstruction under its own name and report mean
+    PSNR/SSIM and the fraction of codebook codes used.
+
+    [bold]Example[/bold]: maskgit reconstruct data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o out/recon --json
+    """
+    from maskgit_cli.vqgan.reconstruct import format_summary, reconstruct_folder
+
+    s = reconstruct_folder(
+        images,
+        vqgan,
+        output,
+        batch_size=batch_size,
+        device=device(device_name),
+        precision=precision.value,
+        resize=resize,
+        grid_path=grid,
+    )
+    if as_json:
+        print_json(s)
+    else:
+        out(format_summary(s))
+
+
+@command("tokenize", STAGE1)
+def tokenize_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of images (sorted file-name order is kept).")],
+    vqgan: VqganOpt,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Token cache to write, e.g. train.tokens.")],
+    flip: Annotated[
+        bool, typer.Option("--flip", help="Also append the tokens of horizontally flipped images.")
+    ] = False,
+    batch_size: BatchOpt = 64,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Skip unreadable files (counted in the summary) instead of failing.")
+    ] = False,
+    resize: ResizeOpt = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=0, help="Image decoding processes (default: by core count).")
+    ] = None,
+    device_name: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Encode an image folder into a cached token index file (N,16,16) for training.
+
+    [bold]Example[/bold]: maskgit tokenize data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors -o runs/train.tokens --flip
+    """
+    from dataclasses import asdict
+
+    from maskgit_cli.vqgan.tokens import tokenize_folder
+
+    s = tokenize_folder(
+        images,
+        vqgan,
+        output,
+        batch_size=batch_size,
+        device=device(device_name),
+        flip=flip,
+        skip_invalid=skip_invalid,
+        resize=resize,
+        num_workers=workers,
+    )
+    if as_json:
+        print_json(asdict(s))
+        return
+    out(
+        f"wrote {s.output}: {s.rows} token grids {s.grid[0]}x{s.grid[1]} from {s.images} images"
+        f"{' (+ flips)' if flip else ''}, {len(s.skipped)} skipped, {s.images / max(s.seconds, 1e-9):.1f} img/s"
+    )
+    for name in s.skipped[:10]:
+        typer.echo(f"skipped: {name}", err=True)
