@@ -36,6 +36,6 @@ def test_bench_inpaint_json(cli):
 
 
 def test_bench_errors(cli):
-    assert cli("bench", "train", "--preset", "huge", "--device", "cpu").exit_code == 1
-    assert cli("bench", "inpaint", "--vqgan-preset", "huge", "--device", "cpu").exit_code == 1
+    assert cli("bench", "train", "--preset", "huge", "--device", "cpu").exit_code == 2  # a bad option value
+    assert cli("bench", "inpaint", "--vqgan-preset", "huge", "--device", "cpu").exit_code == 2
     assert cli("bench", "train", "--precision", "fp8").exit_code == 2

@@ -102,3 +102,67 @@ def test_masks_command(cli, image_dir, tmp_path):
     assert r.exit_code == 2
     r = cli("masks", tmp_path / "nope", "-o", tmp_path / "m3")
     assert r.exit_code == 1 and "nope: no such folder" in r.stderr
+
+
+def _commands(group, prefix=()):
+    """(argv prefix, click command) for every command of the app, sub-groups included."""
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            yield from _commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+def test_every_help_shows_every_option_text_whole(cli, monkeypatch):
+    """Rich markup must not swallow bracketed words (e.g. "[train]" in a help text): every word of every option's
+    help, and of the command's own description, appears in the rendered --help."""
+    import re
+
+    import typer
+
+    from maskgit_cli.cli import app
+
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping: words stay whole
+    root = typer.main.get_command(app)
+    commands = list(_commands(root))
+    assert len(commands) == 15  # masks, convert-vqgan, ..., bench train, bench inpaint
+    for argv, cmd in commands:
+        r = cli(*argv, "--help")
+        assert r.exit_code == 0, argv
+        rendered = " ".join(r.stdout.split())
+        texts = [p.help for p in cmd.params if getattr(p, "help", None)]
+        texts.append((cmd.help or "").split("\n\n")[0])
+        for text in texts:
+            visible = re.sub(r"\[/?bold\]", "", text).replace("\\[", "[")
+            for word in visible.split():
+                assert word in rendered, (argv, word, text)
+
+
+def test_tokenize_json(cli, image_dir, tiny_vqgan_file, tmp_path):
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", tmp_path / "t.tokens", "--json", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["output"] == str(tmp_path / "t.tokens") and info["images"] == info["rows"] == 6
+    assert info["grid"] == [16, 16] and info["skipped"] == [] and len(info["vqgan_sha256"]) == 64
+
+
+def test_os_errors_are_one_line_naming_the_path(cli, image_dir, tiny_vqgan_file, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", blocker / "t.tokens", "--device", "cpu")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: {blocker}"), r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_resume_refuses_a_run_of_the_other_trainer(cli, tmp_path):
+    run = tmp_path / "vq"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"trainer": "train-vqgan", "train": {}, "data": {}}))
+    r = cli("train", "--resume", run)
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"Error: --resume {run}: is a `maskgit train-vqgan` run, not a `maskgit train` run"
+    ]
+    (run / "config.json").write_text(json.dumps({"trainer": "train", "train": {}, "data": {}}))
+    r = cli("train-vqgan", "--resume", run)
+    assert r.exit_code == 1 and "is a `maskgit train` run, not a `maskgit train-vqgan` run" in r.stderr

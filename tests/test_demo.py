@@ -13,13 +13,11 @@ from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
 from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
 from maskgit_cli.weights import save_model
 
-from .conftest import make_images
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_demo_script_on_tiny_data(tmp_path):
+def test_demo_script_on_tiny_data(tmp_path, make_images):
     data = tmp_path / "data"
     make_images(data / "train", 24, digits=5)
     make_images(data / "test", 4, seed=1)

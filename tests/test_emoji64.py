@@ -1,4 +1,4 @@
-"""Checks of the committed data set data/emoji64/ (built by tools/build_emoji64.py, REFERENCE.md §4)."""
+"""Checks of the committed data set data/emoji64/ (built by tools/build_emoji64.py, docs/data.md, "emoji64")."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_counts_and_names(manifest):
         assert len(names) == counts[folder], folder
         assert names == [f"{prefix}{i:0{digits}d}.png" for i in range(len(names))], folder
     assert counts["test"] == counts["mask64"] == counts["masked_image"]
-    assert counts["train"] + counts["test"] == 3786  # every image of img/google/64 (REFERENCE.md §4)
+    assert counts["train"] + counts["test"] == 3786  # every image of img/google/64 (docs/data.md, "emoji64")
     assert counts["base_emoji_train"] + counts["base_emoji_test"] == 1911
     assert 0.07 < counts["test"] / 3786 < 0.13  # about 90/10
     assert sorted(manifest["files"]) == sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*.png"))

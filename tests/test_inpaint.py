@@ -4,34 +4,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from maskgit_cli.data.mask_generator import write_masks
-from maskgit_cli.decoding.schedules import expected_counts
+from maskgit_cli.schedules import expected_counts
 from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
 from maskgit_cli.weights import save_model
 
-from .conftest import make_images
-
 
 @pytest.fixture
-def lab_dirs(tmp_path):
+def lab_dirs(tmp_path, make_test_set):
     """A tiny lab-layout test set: masked images (gray holes) and masks."""
-    make_images(tmp_path / "gt", 5, seed=1)
-    write_masks(tmp_path / "gt", tmp_path / "mask64", "stroke", seed=0, masked_out=tmp_path / "masked_image")
+    make_test_set(tmp_path, 5)
     return tmp_path / "masked_image", tmp_path / "mask64"
-
-
-@pytest.fixture
-def tiny_transformer_file(tmp_path):
-    torch.manual_seed(0)
-    model = MaskGITTransformer(get_preset("tiny", num_codebook_vectors=64))
-    with torch.no_grad():
-        model.tok_emb.weight.normal_(0, 1.0)
-    path = tmp_path / "transformer.safetensors"
-    save_model(path, model, "transformer")
-    return path
 
 
 def run(cli, images, masks, t, v, out, *extra):
@@ -113,7 +97,7 @@ def test_batch_size_and_seed(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_fi
     assert not all(np.array_equal(a, b) for a, b in zip(imgs("b1"), imgs("s9")))
 
 
-def test_generated_masks_and_dilate(cli, tiny_transformer_file, tiny_vqgan_file, tmp_path):
+def test_generated_masks_and_dilate(cli, tiny_transformer_file, tiny_vqgan_file, tmp_path, make_images):
     make_images(tmp_path / "photos", 3)
     for k in ("0", "2"):
         r = cli(

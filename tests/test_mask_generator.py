@@ -1,15 +1,15 @@
-"""Tests for maskgit_cli.masks: lab-format masks (REFERENCE.md §1.3), token masks, mask folders."""
+"""Generated masks in the lab's format (docs/data.md, "Generated masks"): every kind, hole fractions, determinism,
+and mask folders written by `write_masks`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from maskgit_cli.choices import MASK_KINDS
 from maskgit_cli.data.mask_generator import generate_mask, mask_name, mask_rng, write_masks
-from maskgit_cli.data.masks import apply_mask, dilate_token_mask, load_mask, pixel_to_token_mask
+from maskgit_cli.data.masks import apply_mask, load_mask
 from maskgit_cli.errors import MaskgitError
 
 
@@ -90,102 +90,6 @@ def test_determinism(kind):
 def test_unknown_kind_names_option():
     with pytest.raises(MaskgitError, match="kind"):
         generate_mask("blob", np.random.default_rng(0))
-
-
-# --- apply / load
-
-
-def test_apply_mask_fills_gray():
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
-    mask = generate_mask("box", rng)
-    out = apply_mask(img, mask)
-    holes = mask == 0
-    assert (out[holes] == 128).all()
-    np.testing.assert_array_equal(out[~holes], img[~holes])
-    assert out is not img and out.dtype == np.uint8
-    with pytest.raises(MaskgitError):
-        apply_mask(img, mask[:32])
-
-
-def test_load_mask_formats(tmp_path):
-    mask = generate_mask("stroke", np.random.default_rng(3))
-    Image.fromarray(mask).save(tmp_path / "l.png")
-    Image.fromarray(np.stack([mask] * 3, -1)).save(tmp_path / "rgb.png")
-    rgba = np.dstack([mask, mask, mask, np.full_like(mask, 255)])
-    Image.fromarray(rgba).save(tmp_path / "rgba.png")
-    soft = np.where(mask == 0, 100, 200).astype(np.uint8)  # threshold at 128
-    Image.fromarray(soft).save(tmp_path / "soft.png")
-    for name in ("l.png", "rgb.png", "rgba.png", "soft.png"):
-        loaded = load_mask(tmp_path / name, size=64)
-        assert loaded.dtype == np.uint8
-        np.testing.assert_array_equal(loaded, mask)
-
-
-def test_load_mask_errors_name_the_file(tmp_path):
-    bad = tmp_path / "mask_000.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
-    with pytest.raises(MaskgitError, match="mask_000.png"):
-        load_mask(bad)
-    with pytest.raises(MaskgitError, match="missing.png"):
-        load_mask(tmp_path / "missing.png")
-    small = tmp_path / "small.png"
-    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(small)
-    with pytest.raises(MaskgitError, match=r"small\.png.*32x32.*64x64"):
-        load_mask(small, size=64)
-    assert load_mask(small).shape == (32, 32)
-
-
-# --- token masks
-
-
-def test_pixel_to_token_mask_any_vs_majority():
-    hole = torch.zeros(1, 8, 8, dtype=torch.bool)
-    hole[0, 0, 0] = True  # a single hole pixel in token (0, 0)
-    hole[0, 4:8, 0:3] = True  # 12 of 16 pixels in token (1, 0)
-    hole[0, 0:2, 4:8] = True  # exactly 8 of 16 in token (0, 1): not more than half
-    any_ = pixel_to_token_mask(hole, patch=4, rule="any")
-    maj = pixel_to_token_mask(hole, patch=4, rule="majority")
-    assert any_.shape == (1, 2, 2) and any_.dtype == torch.bool
-    assert any_[0].tolist() == [[True, True], [True, False]]
-    assert maj[0].tolist() == [[False, False], [True, False]]
-    assert pixel_to_token_mask(hole, rule="any").tolist() == any_.tolist()  # default is the lab rule
-
-
-def test_pixel_to_token_mask_from_lab_mask_and_checks():
-    mask = generate_mask("stroke", np.random.default_rng(0))
-    hole = torch.from_numpy(mask == 0).unsqueeze(0)
-    tok = pixel_to_token_mask(hole)
-    assert tok.shape == (1, 16, 16)
-    # the lab rule: two 2x2 average pools of the known mask, kept only where exactly 1 (REFERENCE.md §1.3)
-    known = torch.from_numpy(mask == 255).float()[None, None]
-    pooled = torch.nn.functional.avg_pool2d(torch.nn.functional.avg_pool2d(known, 2), 2)
-    assert torch.equal(tok[0], pooled[0, 0] != 1)
-    assert pixel_to_token_mask(hole[0]).shape == (16, 16)
-    with pytest.raises(MaskgitError, match="divisible"):
-        pixel_to_token_mask(torch.zeros(1, 10, 12, dtype=torch.bool))
-    with pytest.raises(MaskgitError, match="rule"):
-        pixel_to_token_mask(hole, rule="all")
-
-
-def test_dilate_token_mask_rings():
-    mask = torch.zeros(2, 7, 7, dtype=torch.bool)
-    mask[0, 3, 3] = True
-    mask[1, 0, 6] = True
-    assert torch.equal(dilate_token_mask(mask, 0), mask)
-    one = dilate_token_mask(mask, 1)
-    expected = torch.zeros(2, 7, 7, dtype=torch.bool)
-    expected[0, 2:5, 2:5] = True
-    expected[1, 0:2, 5:7] = True  # clipped at the corner
-    assert torch.equal(one, expected)
-    two = dilate_token_mask(mask, 2)
-    expected2 = torch.zeros(2, 7, 7, dtype=torch.bool)
-    expected2[0, 1:6, 1:6] = True
-    expected2[1, 0:3, 4:7] = True
-    assert torch.equal(two, expected2)
-    assert dilate_token_mask(mask[0], 1).shape == (7, 7)
-    with pytest.raises(MaskgitError):
-        dilate_token_mask(mask, -1)
 
 
 # --- write_masks

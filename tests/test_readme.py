@@ -15,8 +15,6 @@ from PIL import Image
 from maskgit_cli.data.mask_generator import write_masks
 from maskgit_cli.vqgan.model import VQGAN, VQGANConfig
 
-from .conftest import make_images
-
 ROOT = Path(__file__).resolve().parents[1]
 # The only edits to the README's commands: a tiny model and run instead of the lab's 72.7M-parameter 100 epochs.
 SUBSTITUTIONS = {"--preset lab --epochs 100 --batch-size 64": "--preset tiny --max-steps 2 --batch-size 4"}
@@ -41,7 +39,7 @@ def readme_commands(section: str) -> list[str]:
     return commands
 
 
-def lab_files(root: Path) -> None:
+def lab_files(root: Path, make_images) -> None:
     """VQGAN.pt/.yml with the lab's block layout, and lab3_dataset/{train,val,masked_image,mask64} + test_gt.csv."""
     torch.manual_seed(0)
     model = VQGAN(VQGANConfig(**LAB_LIKE))
@@ -59,8 +57,8 @@ def lab_files(root: Path) -> None:
 
 
 @pytest.mark.slow
-def test_walkthrough_runs_as_written(tmp_path):
-    lab_files(tmp_path)
+def test_walkthrough_runs_as_written(tmp_path, make_images):
+    lab_files(tmp_path, make_images)
     exe = str(Path(sys.executable).parent / "maskgit")
     env = {**os.environ, "MASKGIT_NO_PROGRESS": "1", "MASKGIT_NO_DOWNLOAD": "1"}
     commands = readme_commands("Walkthrough for the lab's files")

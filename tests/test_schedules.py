@@ -1,4 +1,5 @@
-"""Mask schedules (REFERENCE §2): formulas, decode counts, training counts and --mask-ratio parsing."""
+"""Mask schedules (docs/decoding.md, "Mask schedules"): formulas, decode counts, training counts and --mask-ratio
+parsing."""
 
 import math
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from maskgit_cli.choices import SCHEDULE_ALIASES, SCHEDULES
-from maskgit_cli.decoding.schedules import (
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.schedules import (
     MaskRatio,
     canonical_schedule,
     expected_counts,
@@ -16,13 +18,12 @@ from maskgit_cli.decoding.schedules import (
     training_mask,
     training_mask_count,
 )
-from maskgit_cli.errors import MaskgitError
 
 RATIOS = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99]
 
 
 def _formula(name, r, n):
-    # Written out independently of the implementation, from REFERENCE §2.
+    # Written out independently of the implementation, from docs/decoding.md, "Mask schedules".
     return {
         "cosine": math.cos(math.pi / 2 * r),
         "linear": 1 - r,

@@ -8,31 +8,17 @@ import shlex
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from maskgit_cli.data.mask_generator import write_masks
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.evaluation import fid
 from maskgit_cli.evaluation.sweep import make_cells, parse_int_list, parse_schedules
-from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
-from maskgit_cli.weights import save_model
-
-from .conftest import make_images
-from .test_fid import TinyExtractor, write_csv
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """A tiny lab-layout test set: ground truth, masks, masked images (gray holes); and a tiny transformer."""
-    make_images(tmp_path / "gt", 4, seed=1)
-    write_masks(tmp_path / "gt", tmp_path / "mask64", "stroke", seed=0, masked_out=tmp_path / "masked_image")
-    torch.manual_seed(0)
-    model = MaskGITTransformer(get_preset("tiny", num_codebook_vectors=64))
-    with torch.no_grad():
-        model.tok_emb.weight.normal_(0, 1.0)
-    save_model(tmp_path / "transformer.safetensors", model, "transformer")
-    return tmp_path
+def lab(tmp_path, make_test_set, tiny_transformer_file):
+    """A tiny lab-layout test set: ground truth, masks, masked images (gray holes); and a tiny transformer
+    (``tiny_transformer_file`` is tmp_path/transformer.safetensors)."""
+    return make_test_set(tmp_path, 4)
 
 
 def sweep(cli, lab, vqgan, out, *extra, ref=None, masks=True):
@@ -98,9 +84,7 @@ def test_grid_outputs_psnr_fallback_and_best_line(cli, lab, tiny_vqgan_file, no_
         )
 
 
-def test_fid_path_with_injected_extractor_and_lab_csv(cli, lab, tiny_vqgan_file, monkeypatch, tmp_path):
-    ext = TinyExtractor()
-    monkeypatch.setattr(fid, "FEATURE_EXTRACTOR_OVERRIDE", ext)
+def test_fid_path_with_injected_extractor_and_lab_csv(cli, lab, tiny_vqgan_file, tiny_extractor, write_csv, tmp_path):
     csv_ref = write_csv(tmp_path / "test_gt.csv", lab / "gt")
     out = tmp_path / "out"
     r = sweep(
@@ -179,13 +163,15 @@ def test_option_errors_are_one_line(cli, lab, tiny_vqgan_file, no_weights, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-def test_mismatched_counts_and_bad_refs(cli, lab, tiny_vqgan_file, no_weights, tmp_path):
+def test_mismatched_counts_and_bad_refs(cli, lab, tiny_vqgan_file, no_weights, tmp_path, make_images):
     make_images(tmp_path / "gt3", 3, seed=1)
     np.savez(tmp_path / "stats.npz", mu=np.zeros(2), sigma=np.eye(2))
     results = {
-        "has 3 images but --images has 4": sweep(cli, lab, tiny_vqgan_file, tmp_path / "o", ref=tmp_path / "gt3"),
+        "4 images in --images but 3 images in --ref": sweep(
+            cli, lab, tiny_vqgan_file, tmp_path / "o", ref=tmp_path / "gt3"
+        ),
         "no such file or folder": sweep(cli, lab, tiny_vqgan_file, tmp_path / "o", ref=tmp_path / "missing"),
-        "holds FID statistics only and FID is off": sweep(
+        "holds FID statistics only: this needs the images": sweep(
             cli, lab, tiny_vqgan_file, tmp_path / "o", "--mask-kind", "box", ref=tmp_path / "stats.npz", masks=False
         ),
         "give either --masks DIR": sweep(cli, lab, tiny_vqgan_file, tmp_path / "o", "--mask-kind", "box"),

@@ -1,4 +1,5 @@
-"""`maskgit train`: learning, exact resume, signals, NaN stop, cache mismatches, TOML config, DDP."""
+"""`train_transformer` and `maskgit train`: learning, exact resume, signals, NaN stop, cache mismatches, TOML config,
+DDP."""
 
 import json
 import os

@@ -1,4 +1,7 @@
-"""Importing the lab's VQGAN.pt: key layout, strict checks, and tokens equal to a direct nearest-code search."""
+"""Importing the lab's VQGAN.pt (`maskgit convert-vqgan`): its VQGAN.yml, strict checks, and tokens equal to a
+direct nearest-code search."""
+
+import json
 
 import numpy as np
 import pytest
@@ -6,13 +9,11 @@ import torch
 
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.vqgan.lab_import import convert_lab_vqgan, read_vqgan_yml
-from maskgit_cli.vqgan.model import LAB_TRAIN_MEAN, VQGAN, VQGAN_PRESETS, VQGANConfig
+from maskgit_cli.vqgan.model import LAB_TRAIN_MEAN, LAB_TRAIN_STD, VQGAN, VQGANConfig
 from maskgit_cli.vqgan.tokens import load_token_cache
-from maskgit_cli.weights import load_model
+from maskgit_cli.weights import load_model, model_fingerprint
 
-from .conftest import make_images
-
-# The lab's block layout (REFERENCE §1.1) with narrower channels, so the test runs in a second.
+# The lab's block layout (docs/lab.md, "The VQGAN checkpoint") with narrower channels, so the test runs in a second.
 NARROW = dict(
     enc_channels=[32, 32, 32, 64, 64, 64], dec_channels=[32, 32, 64, 64, 64], latent_dim=32, num_codebook_vectors=128
 )
@@ -41,32 +42,6 @@ def direct_tokens(model, images01):
         return torch.cdist(flat, model.codebook.embedding.weight).argmin(1).reshape(b, h, w)
 
 
-def test_lab_key_layout_matches_reference():
-    with torch.device("meta"):
-        sd = VQGAN(VQGAN_PRESETS["lab"]).state_dict()
-    shapes = {k: tuple(v.shape) for k, v in sd.items()}
-    assert shapes["encoder.model.0.weight"] == (128, 3, 3, 3)
-    assert shapes["encoder.model.5.channel_up.weight"] == (256, 128, 1, 1)
-    assert shapes["encoder.model.7.conv.weight"] == (256, 256, 3, 3)  # DownSample(256)
-    assert shapes["encoder.model.12.conv.weight"] == (512, 512, 3, 3)  # DownSample(512)
-    assert shapes["encoder.model.14.norm.gn.weight"] == (512,)  # NonLocal
-    assert shapes["encoder.model.14.proj_out.weight"] == (512, 512, 1, 1)
-    assert shapes["encoder.model.16.gn.weight"] == (512,)
-    assert shapes["encoder.model.18.weight"] == (256, 512, 3, 3)
-    assert shapes["decoder.model.0.weight"] == (512, 256, 3, 3)
-    assert shapes["decoder.model.2.q.weight"] == (512, 512, 1, 1)
-    assert shapes["decoder.model.9.v.weight"] == (512, 512, 1, 1)
-    assert shapes["decoder.model.10.conv.weight"] == (512, 512, 3, 3)  # UpSample(512)
-    assert shapes["decoder.model.11.channel_up.weight"] == (256, 512, 1, 1)
-    assert shapes["decoder.model.17.conv.weight"] == (256, 256, 3, 3)  # UpSample(256)
-    assert shapes["decoder.model.18.channel_up.weight"] == (128, 256, 1, 1)
-    assert shapes["decoder.model.24.gn.weight"] == (128,)
-    assert shapes["decoder.model.25.weight"] == (3, 128, 3, 3)
-    assert "decoder.model.26.weight" not in shapes
-    assert shapes["codebook.embedding.weight"] == (1024, 256)
-    assert shapes["quant_conv.weight"] == shapes["post_quant_conv.weight"] == (256, 256, 1, 1)
-
-
 def test_yml_is_read(tmp_path):
     _, _, yml = write_lab_files(tmp_path, NARROW)
     cfg = read_vqgan_yml(yml)
@@ -74,7 +49,7 @@ def test_yml_is_read(tmp_path):
     assert cfg.mean == LAB_TRAIN_MEAN
 
 
-def test_convert_then_tokenize_equals_direct_nearest_code(tmp_path, cli):
+def test_convert_then_tokenize_equals_direct_nearest_code(tmp_path, cli, make_images):
     source, pt, yml = write_lab_files(tmp_path, NARROW)
     out = tmp_path / "lab-vqgan.safetensors"
     r = cli("convert-vqgan", pt, "--config", yml, "-o", out)
@@ -115,6 +90,10 @@ def test_custom_mean_std(tmp_path, cli):
     assert load_model(out).config.std == (0.25, 0.25, 0.25)
     r = cli("convert-vqgan", pt, "--config", yml, "-o", out, "--mean", "0.5,x")
     assert r.exit_code == 1 and "--mean" in r.stderr
+    r = cli("convert-vqgan", pt, "--config", yml, "-o", out, "--mean", "0.4,0.4,0.4", "--json")
+    info = json.loads(r.stdout)
+    assert info["output"] == str(out) and info["mean"] == [0.4, 0.4, 0.4] and info["std"] == list(LAB_TRAIN_STD)
+    assert info["vqgan_sha256"] == model_fingerprint(load_model(out)) and info["parameters"] > 0
 
 
 def test_mismatched_checkpoint_lists_keys(tmp_path, cli):
@@ -161,7 +140,7 @@ def test_pickled_objects_are_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_size_lab_checkpoint(tmp_path, cli):
+def test_full_size_lab_checkpoint(tmp_path, cli, make_images):
     """The real lab size: 315 tensors, 70,775,299 parameters, loaded strictly; tokens equal the direct search."""
     params = dict(
         enc_channels=[128, 128, 128, 256, 256, 512],

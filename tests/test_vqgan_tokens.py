@@ -1,4 +1,6 @@
-"""`maskgit tokenize`: exact tokens, flips, bad input, and no partial output."""
+"""Token caches and `maskgit tokenize`: exact tokens, flips, bad input, no partial output, old caches."""
+
+import json
 
 import numpy as np
 import pytest
@@ -8,9 +10,7 @@ from PIL import Image
 from maskgit_cli.data.images import load_folder
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.vqgan.tokens import load_token_cache, tokenize_folder
-from maskgit_cli.weights import model_fingerprint
-
-from .conftest import make_images
+from maskgit_cli.weights import model_fingerprint, save_tensors
 
 
 def test_tokens_match_encode_and_metadata(tmp_path, image_dir, tiny_vqgan, tiny_vqgan_file, cli):
@@ -76,7 +76,7 @@ def test_wrong_size_names_file_and_size_and_resize_fixes_it(tmp_path, image_dir,
     assert r.exit_code == 0 and load_token_cache(out).tokens.shape == (7, 16, 16)
 
 
-def test_other_modes_are_converted_to_rgb(tmp_path, tiny_vqgan):
+def test_other_modes_are_converted_to_rgb(tmp_path, tiny_vqgan, make_images):
     folder = tmp_path / "modes"
     make_images(folder, 1)
     rgb = Image.open(folder / "image_000.png")
@@ -102,8 +102,6 @@ def test_empty_and_missing_folders(tmp_path, tiny_vqgan_file, cli):
 def test_missing_or_wrong_kind_weights(tmp_path, image_dir, cli):
     r = cli("tokenize", image_dir, "--vqgan", tmp_path / "nope.safetensors", "-o", tmp_path / "t.tokens")
     assert r.exit_code == 1 and "nope.safetensors: no such file" in r.stderr
-    from maskgit_cli.weights import save_tensors
-
     save_tensors(tmp_path / "tok.tokens", {"tokens": torch.zeros(1, 16, 16, dtype=torch.int16)}, {"kind": "tokens"})
     r = cli("tokenize", image_dir, "--vqgan", tmp_path / "tok.tokens", "-o", tmp_path / "t.tokens")
     assert r.exit_code == 1 and "not a maskgit model file (kind 'tokens')" in r.stderr
@@ -129,3 +127,17 @@ def test_interrupted_run_leaves_no_output(tmp_path, image_dir, tiny_vqgan, monke
         tokenize_folder(image_dir, tiny_vqgan, tmp_path / "t.tokens", batch_size=2, num_workers=0)
     assert not (tmp_path / "t.tokens").exists()
     assert np.all([p.suffix != ".tmp" for p in tmp_path.iterdir()])
+
+
+def test_old_token_caches_still_load(tmp_path):
+    path = tmp_path / "old.tokens"
+    meta = {
+        "kind": "tokens", "files": json.dumps(["a.png"]), "vqgan_sha256": "0" * 64, "vqgan_config": "{}",
+        "image_size": "64", "num_codebook_vectors": "64", "flip": "false",
+    }  # fmt: skip
+    save_tensors(path, {"tokens": torch.zeros(1, 16, 16, dtype=torch.int16)}, meta)
+    assert load_token_cache(path).patch_stats is None
+    save_tensors(path, {"tokens": torch.zeros(1, 16, 16, dtype=torch.int16), "code_patch_sums": torch.zeros(64, 48)},
+                 {**meta, "patch_size": "4"})  # fmt: skip
+    with pytest.raises(MaskgitError, match="incomplete or invalid"):
+        load_token_cache(path)

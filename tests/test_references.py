@@ -1,0 +1,46 @@
+"""References for FID (and score/sweep): a folder, a statistics .npz (ours or a foreign mu/sigma one) and the lab's
+csv give the same numbers; missing, empty, unreadable or unknown references are one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskgit_cli.evaluation import fid, references
+
+
+def test_folder_npz_and_csv_references_agree(tiny_extractor, image_sets, tmp_path, run_json, write_csv):
+    by_folder = run_json("fid", image_sets / "a", image_sets / "b", "--kid")
+    stats = run_json("fid-stats", image_sets / "b", "-o", tmp_path / "b.npz")
+    assert stats["count"] == 16 and stats["mode"] == "clean" and stats["features_saved"]
+    by_npz = run_json("fid", image_sets / "a", tmp_path / "b.npz", "--kid")
+    by_csv = run_json("fid", image_sets / "a", write_csv(tmp_path / "test_gt.csv", image_sets / "b"), "--kid")
+    assert by_npz["ref_kind"] == "npz" and by_csv["ref_kind"] == "csv" and by_csv["ref_count"] == 16
+    assert by_npz["fid"] == pytest.approx(by_folder["fid"], rel=1e-9)
+    assert by_csv["fid"] == pytest.approx(by_folder["fid"], rel=1e-9)
+    assert by_npz["kid"] == pytest.approx(by_folder["kid"], rel=1e-9) == pytest.approx(by_csv["kid"], rel=1e-9)
+
+
+def test_foreign_npz_with_only_mu_sigma_is_accepted_with_a_warning(tiny_extractor, image_sets, tmp_path):
+    feats = fid.extract_features(references.scan_folder(image_sets / "b"), tiny_extractor, num_workers=0)
+    mu, sigma = np.mean(feats, axis=0), np.cov(feats, rowvar=False)
+    np.savez(tmp_path / "pytorch_fid_stats.npz", mu=mu, sigma=sigma)
+    r = fid.compute_fid(image_sets / "a", tmp_path / "pytorch_fid_stats.npz", num_workers=0)
+    by_folder = fid.compute_fid(image_sets / "a", image_sets / "b", num_workers=0)
+    assert r["fid"] == pytest.approx(by_folder["fid"], rel=1e-9)
+    assert r["ref_count"] is None and any("does not say its mode" in w for w in r["warnings"])
+
+
+def test_empty_missing_and_unreadable(cli, tiny_extractor, image_sets, tmp_path, make_images):
+    (tmp_path / "empty").mkdir()
+    r = cli("fid", tmp_path / "empty", image_sets / "b")
+    assert r.exit_code == 1 and "contains no images" in r.stderr
+    r = cli("fid", image_sets / "a", tmp_path / "nope")
+    assert r.exit_code == 1 and "no such file or folder" in r.stderr
+    make_images(tmp_path / "bad", 3)
+    (tmp_path / "bad" / "image_001.png").write_bytes(b"not a png")
+    r = cli("fid", tmp_path / "bad", image_sets / "b", "--device", "cpu")
+    assert r.exit_code == 1 and "image_001.png" in r.stderr and "not a readable image" in r.stderr
+    (tmp_path / "ref.txt").write_text("hello")
+    r = cli("fid", image_sets / "a", tmp_path / "ref.txt")
+    assert r.exit_code == 1 and "expected a folder of images" in r.stderr
