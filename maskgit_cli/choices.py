@@ -19,9 +19,11 @@ SCHEDULES = ("cosine", "linear", "square", "cubic", "sqrt", "logarithm", "exp", 
 SCHEDULE_ALIASES = {"uniform": "linear", "pow2": "square", "pow3": "cubic", "pow0.5": "sqrt", "log": "logarithm"}
 SCHEDULE_NAMES = (*SCHEDULES, *SCHEDULE_ALIASES)
 
+NORMALIZATIONS = ("train", "test")  # the VQGAN's statistics: its training set's, or the lab's test set's
 SAMPLING = ("sample", "argmax")  # sample = the official decoder; argmax = the lab's choice
 TOKEN_RULES = ("any", "majority")  # pixel -> token rule: any = the lab's
 MASK_KINDS = ("stroke", "box", "half", "outpaint")
+LAYOUTS = ("ours", "lab")  # inpaint's output names: images/ + steps/, or the lab's test_results/ + grids
 FID_MODES = ("clean", "legacy_pytorch")
 SWEEP_METRICS = ("auto", "fid", "psnr")
 LOSS_ON = ("masked", "all")

@@ -16,8 +16,12 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,9 +52,12 @@ def _classes(kind: str) -> tuple[type, type]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it."""
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
+
+    Temporaries that killed writers left beside ``path`` are deleted first (:func:`remove_stale_temporaries`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -60,6 +67,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+STALE_TMP_SECONDS = 60.0  # a temporary file of atomic_path untouched this long was left by a killed writer
+
+
+def remove_stale_temporaries(path: str | os.PathLike, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Delete the ``.{name}.*.tmp`` files beside ``path`` that :func:`atomic_path` left when its process was killed
+    (SIGKILL skips the clean-up), if older than ``max_age`` seconds: a concurrent writer's fresh one is kept.
+    Returns the files deleted; files that vanish or cannot be deleted meanwhile are left alone."""
+    path = Path(path)
+    # mkstemp's random part has no dot: `.m.x.RANDOM.tmp` belongs to `m.x`, not to `m`
+    ours, removed, now = re.compile(rf"\.{re.escape(path.name)}\.[^.]+\.tmp"), [], time.time()
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not ours.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > max_age:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def _umask() -> int:
@@ -79,19 +113,63 @@ def config_to_json(config: Any) -> str:
     return json.dumps(dataclasses.asdict(config), sort_keys=True)
 
 
+def _expected_type(f: dataclasses.Field) -> Any:
+    """The default value of a config field (its type is what the JSON must hold), or MISSING."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _type_problem(default: Any, value: Any) -> str | None:
+    """Why ``value`` (from JSON) cannot stand where ``default`` stands, or None."""
+    if default is dataclasses.MISSING or default is None:
+        return None
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        want = "a finite number"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str), "a string"
+    elif isinstance(default, (tuple, list)):
+        if not isinstance(value, list):
+            return f"must be a list, got {json.dumps(value)[:60]}"
+        for item in value if default else ():
+            problem = _type_problem(default[0], item)
+            if problem:
+                return f"items {problem.replace('must be', 'must each be', 1)}"
+        return None
+    else:
+        return None
+    return None if ok else f"must be {want}, got {json.dumps(value)[:60]}"
+
+
 def config_from_json(cls: type, text: str, source: str = "config"):
-    """Rebuild a dataclass config; unknown or invalid fields raise MaskgitError naming ``source``."""
+    """Rebuild a dataclass config from untrusted JSON: any problem (not JSON, not an object, unknown fields, values
+    of the wrong type, values the config refuses) is one MaskgitError naming ``source``."""
+    what = f"{source}: invalid {cls.__name__} in metadata"
     try:
         values = json.loads(text)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise MaskgitError(f"{source}: unknown {cls.__name__} fields {unknown} (written by a newer maskgit?)")
+    except (ValueError, TypeError, RecursionError) as e:
+        raise MaskgitError(f"{what}: not valid JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise MaskgitError(f"{what}: expected a JSON object, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise MaskgitError(f"{source}: unknown {cls.__name__} fields {unknown} (written by a newer maskgit?)")
+    for name, value in values.items():
+        problem = _type_problem(_expected_type(fields[name]), value)
+        if problem:
+            raise MaskgitError(f"{what}: {name} {problem}")
+    try:
         return cls(**values)
-    except MaskgitError:
-        raise
-    except (ValueError, TypeError) as e:
-        raise MaskgitError(f"{source}: invalid {cls.__name__} in metadata: {e}") from None
+    except Exception as e:  # noqa: BLE001 - __post_init__ checks raise ValueError, MaskgitError, ...
+        raise MaskgitError(f"{what}: {e}") from None
 
 
 def save_model(
@@ -169,22 +247,58 @@ def read_aux_tensors(path) -> dict[str, torch.Tensor]:
 
 
 def load_model(path, kind: str | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild a model from its file alone, load its weights strictly, and return it in eval mode."""
+    """Rebuild a model from its file alone, load its weights strictly, and return it in eval mode.
+
+    The config is first built on the ``meta`` device (no memory) and its tensor names and shapes compared with the
+    file's header, so a config claiming a huge model is refused before anything is allocated.
+    """
     file_kind, config = load_config(path, kind)
-    model = _classes(file_kind)[1](config)
-    load_state_dict_strict(model, read_tensors(path, keep=lambda k: not k.startswith(AUX_PREFIX)), str(path))
+    model_cls = _classes(file_kind)[1]
+    try:
+        with torch.device("meta"):
+            skeleton = model_cls(config)
+    except Exception as e:  # noqa: BLE001 - a config that passed its checks but cannot build a model
+        raise MaskgitError(f"{path}: its {file_kind} config does not build a model ({type(e).__name__}: {e})") from None
+    check_state_shapes(
+        {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, read_shapes(path, keep=_is_weight), str(path)
+    )
+    del skeleton
+    model = model_cls(config)
+    load_state_dict_strict(model, read_tensors(path, keep=_is_weight), str(path))
     return model.to(device).eval()
+
+
+def _is_weight(name: str) -> bool:
+    return not name.startswith(AUX_PREFIX)
+
+
+def read_shapes(path, keep: Callable[[str], bool] | None = None) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors header, without reading the tensors."""
+    path = Path(path)
+    read_metadata(path)  # existence/format errors first
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if keep is None or keep(k)}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise MaskgitError(f"{path}: not a readable safetensors file ({e})") from None
 
 
 def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is one MaskgitError listing them."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_state_shapes(expected, {k: tuple(v.shape) for k, v in state.items()}, source)
+    model.load_state_dict(state, strict=True)
+
+
+def check_state_shapes(expected: dict[str, tuple], given: dict[str, tuple], source: str) -> None:
+    """Names and shapes of a model's state dict (``expected``) against a file's (``given``): any missing, unexpected
+    or mis-shaped key is one MaskgitError listing them."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
     misshaped = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if state[k].shape != expected[k].shape
+        f"{k} {tuple(given[k])} != {tuple(expected[k])}"
+        for k in set(expected) & set(given)
+        if tuple(given[k]) != tuple(expected[k])
     )
     if missing or unexpected or misshaped:
         parts = []
@@ -193,7 +307,6 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
                 shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
                 parts.append(f"{label}: {shown}")
         raise MaskgitError(f"{source}: weights do not match the model ({'; '.join(parts)})")
-    model.load_state_dict(state, strict=True)
 
 
 def describe(path) -> dict[str, Any]:
@@ -235,6 +348,25 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "transformer")
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile
 
 
+# torch's advice to load unsafely (weights_only=False, allowlisting globals "if you trust" the file) is never repeated
+_UNSAFE_ADVICE = re.compile(
+    r"weights_only|trust|safe_globals|allowlist|arbitrary code|can still be loaded|two options|documentation", re.I
+)
+
+
+def _load_failure(e: Exception) -> str:
+    """What went wrong in ``torch.load(weights_only=True)``, in one short phrase without torch's advice."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    found = re.search(r"GLOBAL ([\w.<>]+)", text)
+    if found:
+        return f"it holds a pickled Python object ({found.group(1)}), not only tensors"
+    text = text.split("WeightsUnpickler error:", 1)[-1]
+    sentences = [p.strip() for p in re.split(r"(?<=\.)\s+|\n", text) if p.strip()]
+    kept = [p for p in sentences if not _UNSAFE_ADVICE.search(p)]
+    detail = kept[0].rstrip(".")[:200] if kept else ""
+    return f"{type(e).__name__}: {detail}" if detail else type(e).__name__
+
+
 def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
     """``torch.load(weights_only=True)`` of a state_dict: never unpickles arbitrary objects.
 
@@ -247,10 +379,9 @@ def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Ten
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError, EOFError, ...)
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise MaskgitError(
-            f"{what} {path}: not a loadable PyTorch checkpoint with torch.load(weights_only=True) "
-            f"({first}); save model.state_dict(), not the model object"
+            f"{what} {path}: not a loadable PyTorch checkpoint with torch.load(weights_only=True), i.e. not a plain "
+            f"state_dict that can be loaded safely ({_load_failure(e)}); save model.state_dict(), not the model object"
         ) from None
     for _ in range(2):  # e.g. {"model": {"state_dict": ...}}
         if isinstance(obj, dict):

@@ -81,11 +81,18 @@ def test_tokenize_train_inpaint_carry_the_patches(cli, image_dir, tiny_vqgan, ti
     save_model(other, tiny_vqgan, "vqgan")
     r = cli(*args, "--vqgan", other, "-o", tmp_path / "bad")
     assert r.exit_code == 1
-    assert "was trained on the tokens of VQGAN" in r.stderr and "--pixel-guidance 0" in r.stderr
-    assert not (tmp_path / "bad" / "images").exists() or not any((tmp_path / "bad" / "images").iterdir())
+    assert "was trained on the tokens of VQGAN" in r.stderr and "--any-vqgan" in r.stderr
+    assert not (tmp_path / "bad").exists()
+    # another VQGAN is refused with guidance off too (its tokens mean something else), unless asked for
     r = cli(*args, "--vqgan", other, "-o", tmp_path / "off", "--pixel-guidance", "0", "--grids", "0")
+    assert r.exit_code == 1 and "--any-vqgan" in r.stderr and not (tmp_path / "off").exists()
+    r = cli(*args, "--vqgan", other, "-o", tmp_path / "off", "--pixel-guidance", "0", "--grids", "0", "--any-vqgan")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "off" / "report.json").read_text())["settings"]["code_patches"] is None
+    # with guidance on, the stored patches belong to the other VQGAN: this one's are decoded (and cached)
+    r = cli(*args, "--vqgan", other, "-o", tmp_path / "any", "--grids", "0", "--any-vqgan")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "any" / "report.json").read_text())["settings"]["code_patches"] == "VQGAN decode"
 
 
 def test_default_weights_carry_code_patches_of_the_default_vqgan():

@@ -55,6 +55,48 @@ def test_load_mask_errors_name_the_file(tmp_path):
     assert load_mask(small).shape == (32, 32)
 
 
+def test_load_mask_16bit_is_scaled_like_images(tmp_path):
+    values = np.array([[0, 65535, 30000, 40000]], dtype=np.uint16)  # /257: 0, 255, 117 (hole), 156 (known)
+    Image.fromarray(values).save(tmp_path / "m16.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "m16.png"), [[0, 255, 0, 255]])
+    mask = generate_mask("stroke", np.random.default_rng(3))
+    Image.fromarray(mask.astype(np.uint16) * 257).save(tmp_path / "stroke16.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "stroke16.png", size=64), mask)
+
+
+def test_load_mask_refuses_0_1_masks_but_accepts_all_hole(tmp_path):
+    mask = generate_mask("box", np.random.default_rng(0))
+    Image.fromarray((mask // 255).astype(np.uint8)).save(tmp_path / "mask_001.png")
+    with pytest.raises(MaskgitError) as e:
+        load_mask(tmp_path / "mask_001.png")
+    assert str(e.value) == (
+        f"Mask file {tmp_path / 'mask_001.png'} holds only the values 0 and 1; lab masks use 0 = hole and "
+        "255 = known (multiply by 255)."
+    )
+    Image.fromarray((mask // 255).astype(np.uint16)).save(tmp_path / "mask16_001.png")  # 16-bit 0/1 too
+    with pytest.raises(MaskgitError, match="only the values 0 and 1"):
+        load_mask(tmp_path / "mask16_001.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "all_hole.png")
+    assert (load_mask(tmp_path / "all_hole.png", 64) == 0).all()
+    Image.fromarray(mask).save(tmp_path / "lab.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "lab.png"), mask)
+
+
+def test_load_mask_decompression_bomb_is_one_line(tmp_path):
+    import struct
+    import zlib
+
+    bomb = tmp_path / "mask_bomb.png"
+    Image.new("L", (1, 1)).save(bomb)
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(MaskgitError) as e:
+        load_mask(bomb)
+    assert "mask_bomb.png" in str(e.value) and "100000x100000" in str(e.value) and "\n" not in str(e.value)
+
+
 # --- token masks
 
 

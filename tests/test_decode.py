@@ -88,3 +88,24 @@ def test_bad_settings():
         DecodeSettings(sampling="greedy")
     with pytest.raises(MaskgitError, match="schedule"):
         DecodeSettings(schedule="zigzag")
+
+
+def test_more_steps_than_tokens_is_refused_before_decoding(tiny_transformer):
+    tokens, unknown = make_batch(sizes=(256, 3))
+    calls = []
+
+    def model(ids):
+        calls.append(1)
+        return tiny_transformer(ids)
+
+    model.config = tiny_transformer.config
+    with pytest.raises(MaskgitError) as e:
+        decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=1_000_000))
+    assert str(e.value) == (
+        "--total-iter 1000000: at most 256 steps (the number of tokens per image); each step fills at least one token"
+    )
+    assert calls == []
+    with pytest.raises(MaskgitError, match="--total-iter 257: at most 256 steps"):
+        decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=257, sweet_spot=1))
+    res = decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=256, sweet_spot=2))  # the limit is allowed
+    assert res.still_masked[:, -1].tolist() == [0, 0] and len(calls) == 2

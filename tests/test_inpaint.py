@@ -182,3 +182,168 @@ def test_fp32_keeps_the_counts_and_known_tokens(cli, lab_dirs, tiny_transformer_
     assert report["settings"]["precision"] == "fp32"
     for item in report["images"]:
         assert item["still_masked"] == expected_counts("cosine", 8, item["tokens_generated"])
+
+
+@pytest.fixture
+def lab_vqgan_file(tmp_path, tiny_vqgan):
+    """The tiny VQGAN with test-set statistics recorded, as `maskgit convert-vqgan` records the lab's."""
+    import dataclasses
+
+    from maskgit_cli.vqgan.model import VQGAN
+
+    config = dataclasses.replace(tiny_vqgan.config, test_mean=(0.45, 0.4, 0.35), test_std=(0.3, 0.28, 0.26))
+    model = VQGAN(config)
+    model.load_state_dict(tiny_vqgan.state_dict())
+    path = tmp_path / "lab-vqgan.safetensors"
+    save_model(path, model, "vqgan")
+    return path
+
+
+def test_lab_mode_is_the_labs_inference_with_its_folders(
+    cli, lab_dirs, tiny_transformer_file, lab_vqgan_file, tmp_path
+):
+    images, masks = lab_dirs
+    out = tmp_path / "lab"
+    r = run(cli, images, masks, tiny_transformer_file, lab_vqgan_file, out, "--lab", "--sweet-spot", "3")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "imga",
+        "mask_scheduling",
+        "overview.png",
+        "report.json",
+        "test_results",
+    ]
+    assert sorted(p.name for p in (out / "test_results").iterdir()) == [f"image_{i:03d}.png" for i in range(5)]
+    for folder in ("mask_scheduling", "imga"):  # grids for every image
+        assert sorted(p.name for p in (out / folder).iterdir()) == [f"test_{i}.png" for i in range(5)]
+    settings = json.loads((out / "report.json").read_text())["settings"]
+    assert settings["decode"]["sampling"] == "argmax" and settings["composite"] is False
+    assert settings["dilate"] == 0 and settings["pixel_guidance"] == 0 and settings["normalization"] == "test"
+    assert settings["vqgan_mean"] == [0.45, 0.4, 0.35] and settings["vqgan_std"] == [0.3, 0.28, 0.26]
+    assert settings["layout"] == "lab" and "test_results" in r.stdout
+    # an imga grid holds the masked input and one image per step run (3), 2x scaled 64x64 tiles with 2-px gaps
+    assert read(out / "imga" / "test_0.png").shape[1] == 2 + 4 * (128 + 2)
+    # any single lab setting can still be given
+    r = run(cli, images, masks, tiny_transformer_file, lab_vqgan_file, tmp_path / "b", "--lab", "--dilate", "1",
+            "--sampling", "sample", "--layout", "ours", "--grids", "none")  # fmt: skip
+    settings = json.loads((tmp_path / "b" / "report.json").read_text())["settings"]
+    assert (
+        settings["dilate"] == 1 and settings["decode"]["sampling"] == "sample" and settings["normalization"] == "test"
+    )
+    assert (tmp_path / "b" / "images").is_dir() and not (tmp_path / "b" / "steps").exists()
+    assert "grids:" not in r.stdout
+
+
+def test_test_normalization_changes_the_tokens_and_needs_recorded_statistics(
+    cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, lab_vqgan_file, tmp_path
+):
+    images, masks = lab_dirs
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--normalization", "test")
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        "Error: --normalization test: this VQGAN records no test-set statistics (a VQGAN converted from the lab's "
+        "VQGAN.pt with `maskgit convert-vqgan` does); use --normalization train"
+    ]
+    outs = {}
+    for which in ("train", "test"):
+        outs[which] = tmp_path / which
+        r = run(cli, images, masks, tiny_transformer_file, lab_vqgan_file, outs[which], "--normalization", which,
+                "--no-composite")  # fmt: skip
+        assert r.exit_code == 0, r.output
+    assert any((read(outs["train"] / "images" / n) != read(outs["test"] / "images" / n)).any() for n in
+               [f"image_{i:03d}.png" for i in range(5)])  # fmt: skip
+
+
+def test_an_output_folder_is_never_mixed(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path, monkeypatch):
+    images, masks = lab_dirs
+    out = tmp_path / "out"
+    assert run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, out, "--grids", "2").exit_code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, out, "--seed", "1")
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"Error: -o {out}: already holds results (e.g. images); pass --overwrite to replace the whole folder, or "
+        "choose another output folder (results of two runs are never mixed)"
+    ]
+    # a full disk half-way: the previous results stay as they were, nothing half-written is left
+    import maskgit_cli.decoding.inpaint as inpaint
+
+    calls = []
+
+    def full_disk(array, path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        inpaint_save(array, path)
+
+    inpaint_save = inpaint.save_image
+    monkeypatch.setattr(inpaint, "save_image", full_disk)
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, out, "--seed", "1", "--overwrite")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]
+    assert r.exit_code == 1 and errors == [f"Error: {out}/images/image_002.png: No space left on device"]
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no partial folder
+    monkeypatch.undo()
+    # --overwrite replaces the whole folder: no grids from the first run remain
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, out, "--overwrite", "--grids", "none")
+    assert r.exit_code == 0, r.output
+    assert not (out / "steps").exists() and len(list((out / "images").iterdir())) == 5
+    # never onto the inputs, even with --overwrite
+    for target in (images, images.parent):
+        r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, target, "--overwrite")
+        assert r.exit_code == 1 and "holds the input" in r.stderr
+    assert len(list(images.iterdir())) == 5
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_pixel_guidance_must_be_finite(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path, value):
+    images, masks = lab_dirs
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--pixel-guidance", value)
+    assert r.exit_code in (1, 2) and "--pixel-guidance" in r.stderr and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_more_steps_than_tokens_are_refused_before_any_work(
+    cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path
+):
+    images, masks = lab_dirs
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--total-iter", "1000000")
+    assert r.exit_code == 1 and "at most 256 steps" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_fallback_code_patches_are_decoded_once_and_cached(
+    cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path
+):
+    images, masks = lab_dirs
+    cache = tiny_transformer_file.with_suffix(".code-patches.safetensors")
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    assert "decoding them from the VQGAN once" in r.stderr and cache.is_file()
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "b")
+    assert r.exit_code == 0 and "decoding them" not in r.stderr and "cached in" in r.stderr
+    for i in range(5):
+        assert (
+            read(tmp_path / "a" / "images" / f"image_{i:03d}.png")
+            == read(tmp_path / "b" / "images" / f"image_{i:03d}.png")
+        ).all()
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["settings"]["code_patches"].startswith("VQGAN decode (cached in")
+
+
+def test_an_unwritable_output_is_one_line(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path, monkeypatch):
+    images, masks = lab_dirs
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, blocker / "out")
+    assert r.exit_code == 1 and r.stderr.strip() == f"Error: -o {blocker / 'out'}: {blocker} is a file, not a folder"
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, blocker)
+    assert r.exit_code == 1 and r.stderr.strip() == f"Error: -o {blocker}: exists and is not a folder"
+    import os
+
+    def read_only(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(os, "replace", read_only)  # the results cannot be put in place
+    monkeypatch.setattr("pathlib.Path.rename", lambda self, dst: read_only(self, dst))
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "ro")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]
+    assert r.exit_code == 1 and errors == [f"Error: {tmp_path / 'ro'}: Permission denied"], r.stderr
+    assert not (tmp_path / "ro").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ro")]

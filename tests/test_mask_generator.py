@@ -163,3 +163,107 @@ def test_write_masks_errors(tmp_path):
     (tmp_path / "stale" / "mask_007.png").write_bytes(b"")
     with pytest.raises(MaskgitError, match="stale"):
         write_masks(tmp_path / "images", tmp_path / "stale", "stroke", 0)
+
+
+# --- write_masks: all or nothing
+
+
+def _tree(root):
+    """Every path under ``root`` with its bytes (None for a folder): to check what was (not) written."""
+    return {p.relative_to(root): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def written(tmp_path):
+    """Four images, their box masks (seed 1) in ``m/`` with a file of the user's, masked images in ``mi/``."""
+    _write_images(tmp_path / "images", 4)
+    write_masks(tmp_path / "images", tmp_path / "m", "box", 1, masked_out=tmp_path / "mi")
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    return tmp_path
+
+
+def _full_disk_at(monkeypatch, n: int) -> None:
+    real = Image.Image.save
+    calls = []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) >= n:
+            raise OSError(28, "No space left on device", str(fp))
+        return real(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+
+
+def test_write_masks_that_fail_leave_the_folders_as_they_were(written, monkeypatch):
+    import os
+    import re
+
+    root = written
+    before = _tree(root)
+    _full_disk_at(monkeypatch, 3)  # mask 0, masked image 0, then mask 1: the disk is full
+    with pytest.raises(MaskgitError) as e:
+        write_masks(root / "images", root / "m", "box", 2, masked_out=root / "mi")
+    assert str(e.value) == f"{root / 'm'}: cannot write the masks there (No space left on device); nothing was written."
+    assert _tree(root) == before  # no old mask replaced, no temporary folder left
+    with pytest.raises(MaskgitError, match="nothing was written"):
+        write_masks(root / "images", root / "new" / "m", "box", 2)
+    assert _tree(root) == before  # not even the parent folder
+    monkeypatch.undo()
+
+    (root / "images" / "image_002.png").write_bytes(b"garbage")  # a bad image halfway
+    with pytest.raises(MaskgitError, match="image_002.png"):
+        write_masks(root / "images", root / "m", "box", 2, masked_out=root / "mi2")
+    assert _tree(root) == {**before, root.joinpath("images/image_002.png").relative_to(root): b"garbage"}
+    _write_images(root / "images", 4)
+    before = _tree(root)
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(os, "replace", refuse)  # a folder that cannot be written (root ignores chmod)
+    for out in (root / "m", root / "fresh"):
+        with pytest.raises(MaskgitError, match=rf"^{re.escape(str(out))}: .*Permission denied.*nothing was written"):
+            write_masks(root / "images", out, "box", 2)
+        assert _tree(root) == before
+    monkeypatch.undo()
+
+    (root / "a-file").write_text("x")
+    with pytest.raises(MaskgitError, match="a-file is a file, not a folder"):
+        write_masks(root / "images", root / "a-file" / "m", "box", 2)
+
+    summary = write_masks(root / "images", root / "m", "box", 2, masked_out=root / "mi")  # now it works
+    assert summary["count"] == 4 and (root / "m" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (root / "m").iterdir()) == [f"mask_{i:03d}.png" for i in range(4)] + ["notes.txt"]
+    assert (root / "m" / "mask_000.png").read_bytes() != before[root.joinpath("m/mask_000.png").relative_to(root)]
+    write_masks(root / "images", root / "brand" / "new", "box", 2)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (root / "brand" / "new").stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
+    assert not [p for p in root.rglob(".*")]  # no temporary folder left anywhere
+
+
+@pytest.mark.parametrize("how", ["below-a-file", "mkdir-refused", "disk-full"])
+def test_masks_command_that_cannot_write_is_one_line(written, cli, monkeypatch, how):
+    from pathlib import Path
+
+    root = written
+    out = root / "blocked" / "m"
+    if how == "below-a-file":
+        (root / "blocked").write_text("a file")
+    elif how == "mkdir-refused":
+
+        def refuse(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "mkdir", refuse)
+    else:
+        out = root / "m"  # replacing existing masks
+        _full_disk_at(monkeypatch, 1)
+    before = _tree(root)
+    r = cli("masks", root / "images", "-o", out, "--seed", "5", "--masked-out", root / "mi")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), r.output
+    named = out if how == "disk-full" else root / "blocked"
+    assert "Traceback" not in r.output and str(named) in lines[0]
+    assert _tree(root) == before

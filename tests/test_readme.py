@@ -1,5 +1,6 @@
 """The README's walkthrough runs as written, on a tiny stand-in for the lab's files (no GPU, no Inception)."""
 
+import json
 import os
 import re
 import shlex
@@ -13,7 +14,7 @@ import torch
 from PIL import Image
 
 from maskgit_cli.data.mask_generator import write_masks
-from maskgit_cli.vqgan.model import VQGAN, VQGANConfig
+from maskgit_cli.vqgan.model import LAB_TEST_MEAN, LAB_TEST_STD, VQGAN, VQGANConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # The only edits to the README's commands: a tiny model and run instead of the lab's 72.7M-parameter 100 epochs.
@@ -75,6 +76,15 @@ def test_walkthrough_runs_as_written(tmp_path, make_images):
             assert "pt_inception-2015-12-05-6726825d.pth" in r.stderr
             continue
         assert r.returncode == 0, f"{command}\n{r.stderr[-2000:]}"
-    assert len(list((tmp_path / "runs" / "cats-inpaint" / "images").iterdir())) == 3
+    inpainted = tmp_path / "runs" / "cats-inpaint"  # --lab: the lab's folders, grids for every image
+    for folder, names in (
+        ("test_results", "image_{:03d}.png"),
+        ("mask_scheduling", "test_{}.png"),
+        ("imga", "test_{}.png"),
+    ):
+        assert sorted(p.name for p in (inpainted / folder).iterdir()) == [names.format(i) for i in range(3)]
+    settings = json.loads((inpainted / "report.json").read_text())["settings"]
+    assert settings["decode"]["sampling"] == "argmax" and settings["composite"] is False and settings["dilate"] == 0
+    assert settings["vqgan_mean"] == list(LAB_TEST_MEAN) and settings["vqgan_std"] == list(LAB_TEST_STD)
     assert (tmp_path / "runs" / "cats-sweep" / "sweep.csv").exists()
     assert len(list((tmp_path / "photos-masks").iterdir())) == 2

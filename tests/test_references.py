@@ -44,3 +44,26 @@ def test_empty_missing_and_unreadable(cli, tiny_extractor, image_sets, tmp_path,
     (tmp_path / "ref.txt").write_text("hello")
     r = cli("fid", image_sets / "a", tmp_path / "ref.txt")
     assert r.exit_code == 1 and "expected a folder of images" in r.stderr
+
+
+def test_decompression_bomb_in_a_folder_is_one_line(cli, tiny_extractor, image_sets, tmp_path, make_images):
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from maskgit_cli.errors import MaskgitError
+
+    make_images(tmp_path / "bombs", 3)
+    bomb = tmp_path / "bombs" / "image_001.png"
+    Image.new("L", (1, 1)).save(bomb)
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(MaskgitError, match=r"image_001\.png: its header claims 100000x100000 pixels"):
+        references.scan_folder(tmp_path / "bombs")
+    r = cli("fid", tmp_path / "bombs", image_sets / "b", "--device", "cpu")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert "image_001.png" in r.stderr and "100000x100000" in r.stderr

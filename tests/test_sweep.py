@@ -182,3 +182,31 @@ def test_mismatched_counts_and_bad_refs(cli, lab, tiny_vqgan_file, no_weights, t
         lines = r.stderr.strip().splitlines()
         assert r.exit_code == 1 and len(lines) == 1 and message in lines[0], (message, r.stderr)
     assert not (tmp_path / "o").exists()
+
+
+def test_lab_settings_carry_into_the_printed_lines(cli, lab, tiny_vqgan, tmp_path, no_weights):
+    import dataclasses
+
+    from maskgit_cli.vqgan.model import VQGAN
+    from maskgit_cli.weights import save_model
+
+    config = dataclasses.replace(tiny_vqgan.config, test_mean=(0.45, 0.4, 0.35), test_std=(0.3, 0.28, 0.26))
+    model = VQGAN(config)
+    model.load_state_dict(tiny_vqgan.state_dict())
+    save_model(tmp_path / "lab-vqgan.safetensors", model, "vqgan")
+    out = tmp_path / "s"
+    r = sweep(cli, lab, tmp_path / "lab-vqgan.safetensors", out, "--lab", "--schedules", "cosine", "--fid-mode",
+              "legacy_pytorch", "--dilate", "1")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    run_it = next(line for line in r.stdout.splitlines() if line.startswith("run it: "))
+    assert " --lab " in run_it and "--dilate 1" in run_it and "--pixel-guidance" not in run_it
+    score_it = next(line for line in r.stdout.splitlines() if line.startswith("score it: "))
+    assert score_it == f"score it: maskgit fid {out}/best/test_results {lab / 'gt'} --mode legacy_pytorch"
+    settings = json.loads((out / "sweep.json").read_text())["settings"]
+    assert settings["normalization"] == "test" and settings["vqgan_mean"] == [0.45, 0.4, 0.35]
+    # the output folder is never mixed: a second sweep into it needs --overwrite
+    r = sweep(cli, lab, tmp_path / "lab-vqgan.safetensors", out, "--schedules", "cosine")
+    assert r.exit_code == 1 and "already holds results" in r.stderr and "--overwrite" in r.stderr
+    r = sweep(cli, lab, tmp_path / "lab-vqgan.safetensors", out, "--schedules", "linear", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert [row["schedule"] for row in read_rows(out / "sweep.csv")] == ["linear"]

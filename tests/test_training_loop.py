@@ -81,3 +81,60 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, toy_task, fit_t
     state = Checkpointer(tmp_path / "a" / "state.safetensors").load()
     assert state["loop"]["step"] == 10
     assert all(torch.isfinite(v).all() for v in state["task"]["model"].values())
+
+
+def test_a_stop_before_the_first_validation_leaves_an_unvalidated_best(tmp_path, fit_toy, toy_task, capsys):
+    from maskgit_cli.weights import read_metadata
+
+    task = toy_task(total=20, signal_at=1)  # Ctrl-C during step 2, before the first validation (step 5)
+    _, run, r = fit_toy(tmp_path, "a", task=task)
+    assert r.status == "interrupted" and r.step == 2 and r.best is None
+    meta = read_metadata(run.best)
+    assert meta["val"] == "none yet" and meta["step"] == "2" and "val_mse" not in meta
+    last = read_tensors(run.last)
+    assert all(torch.equal(v, last[k]) for k, v in read_tensors(run.best).items())  # the current model
+    assert r.summary(run)["weights"] == str(run.best)
+    _, _, r = fit_toy(tmp_path, "a", resume=True, stop_at=4)  # stopped again, still unvalidated
+    assert read_metadata(run.best)["step"] == "4" and read_metadata(run.best)["val"] == "none yet"
+    _, _, r = fit_toy(tmp_path, "a", resume=True)
+    meta = read_metadata(run.best)  # the first validation replaced it
+    assert r.status == "finished" and "val" not in meta and float(meta["val_mse"]) == r.best
+    # stopped before anything was logged: no curves, and no warning about them
+    _, run, r = fit_toy(tmp_path, "b", stop_at=1, log_every=10)
+    assert r.status == "stopped" and run.best.is_file() and not run.curves.exists()
+    assert "could not draw" not in capsys.readouterr().err
+    # without validation there is no best at all (the run's weights are last.safetensors)
+    _, run, r = fit_toy(tmp_path, "c", stop_at=2, best_metric=None)
+    assert not run.best.exists() and r.summary(run)["weights"] == str(run.last)
+
+
+@pytest.mark.parametrize("raised", ["OSError", "SafetensorError"])  # the latter is what safetensors raises
+def test_a_full_disk_stops_with_one_error_and_keeps_the_last_checkpoint(tmp_path, fit_toy, monkeypatch, raised):
+    from safetensors import SafetensorError
+
+    from maskgit_cli import weights
+    from maskgit_cli.training.loop import SaveError
+
+    real = weights.save_file
+
+    def full_from_step_8(tensors, filename, metadata=None):
+        if int((metadata or {}).get("step", 0)) >= 8:
+            if raised == "OSError":
+                raise OSError(28, "No space left on device", filename)
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(weights, "save_file", full_from_step_8)
+    run = tmp_path / "a"
+    with pytest.raises(SaveError) as e:
+        fit_toy(tmp_path, "a")  # checkpoints at 5 (fine) and 10 (disk full)
+    message = str(e.value)
+    assert isinstance(e.value, MaskgitError) and isinstance(e.value, OSError) and "\n" not in message
+    assert message.startswith(f"{run}/") and "(No space left on device)" in message
+    assert f"{run / 'state.safetensors'} still holds step 5 (continue with --resume)" in message
+    assert Checkpointer(run / "state.safetensors").load()["loop"]["step"] == 5
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(weights, "save_file", real)
+    resumed, _, r = fit_toy(tmp_path, "a", resume=True)  # the folder is free and the checkpoint resumes exactly
+    ref, _, _ = fit_toy(tmp_path, "ref")
+    assert r.status == "finished" and torch.equal(resumed.model.weight, ref.model.weight)

@@ -65,3 +65,135 @@ def test_resolve_run_takes_the_saved_run_and_refuses_another_trainers_run(tmp_pa
         resolve_run(TrainConfig, "train", {}, output=tmp_path / "other", resume=run, data={})
     with pytest.raises(MaskgitError, match="not a training run"):
         resolve_run(TrainConfig, "train", {}, output=None, resume=tmp_path, data={})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One training per run folder: a lock held from start() until fit() returns
+
+HOLD = """
+import sys, time
+from maskgit_cli.training.run import RunDir
+RunDir(sys.argv[1]).start({"toy": 1}, resume=False)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("free")
+except BlockingIOError:
+    print("held")
+"""
+
+
+def lock_is_free(run: Path) -> bool:
+    """Whether another process could take the run folder's lock now."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PROBE, str(run / ".lock")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip() == "free"
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A second process that started the run folder ``tmp_path/run`` and holds it (its Popen)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_training_into_a_run_folder_in_use_is_refused(tmp_path, holder, cli, image_dir, fit_toy):
+    run = tmp_path / "run"
+    assert (run / ".lock").read_text().strip() == str(holder.pid)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    message = f"{run} is in use by another training (pid {holder.pid}); wait for it or choose another -o"
+    for resume in (False, True):
+        with pytest.raises(MaskgitError) as e:
+            RunDir(run).start({"toy": 1}, resume=resume)
+        assert str(e.value) == message
+    with pytest.raises(MaskgitError, match="is in use by another training"):
+        fit_toy(tmp_path, "run", max_steps=4)
+    args = ["--preset", "tiny", "--batch-size", "2", "--max-steps", "2", "--device", "cpu"]
+    r = cli("train-vqgan", image_dir, "-o", run, *args)
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [f"Error: {message}"], r.output
+    assert "Traceback" not in r.output
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing of the holder's run touched
+    holder.kill()
+    holder.wait()
+    assert lock_is_free(run)
+    _, _, result = fit_toy(tmp_path, "run", max_steps=4)  # the holder is gone: the folder is free again
+    assert result.status == "finished"
+
+
+def test_the_lock_is_held_while_training_and_released_however_fit_ends(tmp_path, fit_toy, toy_task, monkeypatch):
+    import signal
+
+    seen = []
+
+    class Probing(toy_task):
+        def train_step(self, indices, step):
+            if step == 1:
+                seen.append(lock_is_free(tmp_path / "a"))
+            return super().train_step(indices, step)
+
+    fit_toy(tmp_path, "a", max_steps=4, task=Probing(total=4))
+    assert seen == [False]  # held during training ...
+    assert lock_is_free(tmp_path / "a")  # ... and released when the run ended
+    task = toy_task(total=20, signal_at=2)
+    task.signal_at_kind = signal.SIGINT
+    _, _, r = fit_toy(tmp_path, "b", task=task)
+    assert r.status == "interrupted" and lock_is_free(tmp_path / "b")
+    with pytest.raises(MaskgitError, match="loss is nan"):
+        fit_toy(tmp_path, "c", task=toy_task(total=20, nan_at=3))
+    assert lock_is_free(tmp_path / "c")
+    _, _, r = fit_toy(tmp_path, "b", resume=True)  # this process can take it again, too
+    assert r.status == "finished"
+
+
+def test_a_failed_start_leaves_no_half_made_run_folder(tmp_path, monkeypatch):
+    import os
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    run = RunDir(tmp_path / "runs" / "new")
+    with pytest.raises(PermissionError) as e:
+        run.start({"toy": 1}, resume=False)
+    assert e.value.filename == str(run.config) and not run.locked
+    assert list(tmp_path.iterdir()) == []  # neither runs/ nor runs/new is left
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        RunDir(tmp_path / "file" / "run").start({"toy": 1}, resume=False)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_resume_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, cli):
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    (folder / "state.safetensors").write_bytes(b"")
+    for trainer in ("train", "train-vqgan"):
+        r = cli(trainer, "--resume", folder)
+        assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+            f"Error: --resume {folder}: not a training run (no readable config.json)"
+        ], r.output
+        assert "Traceback" not in r.output
+    assert sorted(p.name for p in folder.iterdir()) == ["state.safetensors"]

@@ -277,3 +277,98 @@ def test_resume_may_change_the_run_length(caches, tmp_path, capsys):
     s = train_transformer(train, val, tmp_path / "r", cfg(max_steps=8), resume=True)
     assert s["status"] == "finished" and s["step"] == s["total_steps"] == 8
     assert "run length changed from 12 to 8 steps" in capsys.readouterr().err
+
+
+def tree(root):
+    """Every path under ``root`` with its bytes (None for a folder): to check that nothing was written."""
+    return {p.relative_to(root): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("how", ["below-a-file", "rename-refused", "mkdir-refused"])
+def test_cli_unwritable_output_is_one_line_and_writes_nothing(caches, tmp_path, cli, monkeypatch, how):
+    from pathlib import Path
+
+    train, _ = caches
+    if how == "below-a-file":
+        (tmp_path / "runs").write_text("a file, not a folder")
+    elif how == "rename-refused":  # what a read-only folder does to atomic_path (root ignores chmod)
+
+        def refuse(src, dst):
+            raise PermissionError(13, "Permission denied", str(dst))
+
+        monkeypatch.setattr(os, "replace", refuse)
+    else:
+
+        def refuse(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "mkdir", refuse)
+    before = tree(tmp_path)
+    args = ["--preset", "tiny", "--batch-size", "8", "--max-steps", "2", "--device", "cpu"]
+    r = cli("train", train, "-o", tmp_path / "runs" / "r", *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and "Traceback" not in r.output, r.output
+    assert lines[0].startswith(f"Error: {tmp_path / 'runs' / 'r'}")
+    assert lines[0].endswith("Not a directory" if how == "below-a-file" else "Permission denied")
+    assert tree(tmp_path) == before
+
+
+def test_cli_full_disk_is_one_line_and_the_last_checkpoint_resumes(caches, tmp_path, cli, monkeypatch):
+    from maskgit_cli import weights
+    from maskgit_cli.weights import read_metadata
+
+    train, val = caches
+    real = weights.save_file
+
+    def full_from_step_4(tensors, filename, metadata=None):
+        if int((metadata or {}).get("step", 0)) >= 4:
+            raise OSError(28, "No space left on device", filename)
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(weights, "save_file", full_from_step_4)
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--batch-size", "8", "--max-steps", "6", "--eval-every", "3", "--device", "cpu"]
+    r = cli("train", train, "--val", val, "-o", run, *args)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert errors == r.stderr.strip().splitlines()[-1:]  # one error line, the last one
+    assert errors[0].startswith(f"Error: {run}/") and "No space left on device" in errors[0]
+    assert f"{run / 'state.safetensors'} still holds step 3" in errors[0]
+    assert read_metadata(run / "state.safetensors")["step"] == "3"
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(weights, "save_file", real)
+    r = cli("train", "--resume", run)
+    assert r.exit_code == 0 and "finished at step 6/6" in r.stdout, r.output
+
+
+def test_cli_early_stop_leaves_a_best_that_inpaint_uses(cli, image_dir, tiny_vqgan_file, tmp_path):
+    from maskgit_cli.weights import read_metadata
+
+    cache = tmp_path / "t.tokens"
+    assert cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", cache, "--device", "cpu").exit_code == 0
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--batch-size", "2", "--max-steps", "6", "--eval-every", "3", "--device", "cpu"]
+    r = cli("train", cache, "--val", cache, "-o", run, *args, "--stop-at", "1")  # as Ctrl-C does
+    assert r.exit_code == 0 and "stopped at step 1/6" in r.stdout, r.output
+    assert f"weights: {run / 'best.safetensors'}" in r.stdout and "could not draw" not in r.stderr
+    assert read_metadata(run / "best.safetensors")["val"] == "none yet"
+    out = tmp_path / "out"
+    r = cli(
+        "inpaint",
+        "--images",
+        image_dir,
+        "--mask-kind",
+        "box",
+        "--transformer",
+        run / "best.safetensors",
+        "--vqgan",
+        tiny_vqgan_file,
+        "-o",
+        out,
+        "--device",
+        "cpu",
+        "--grids",
+        "0",
+    )
+    assert r.exit_code == 0, r.output
+    assert len(list((out / "images").iterdir())) == 6

@@ -10,7 +10,7 @@ from PIL import Image
 from maskgit_cli.data.images import load_folder
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.vqgan.tokens import load_token_cache, tokenize_folder
-from maskgit_cli.weights import model_fingerprint, save_tensors
+from maskgit_cli.weights import model_fingerprint, read_metadata, save_tensors
 
 
 def test_tokens_match_encode_and_metadata(tmp_path, image_dir, tiny_vqgan, tiny_vqgan_file, cli):
@@ -141,3 +141,129 @@ def test_old_token_caches_still_load(tmp_path):
                  {**meta, "patch_size": "4"})  # fmt: skip
     with pytest.raises(MaskgitError, match="incomplete or invalid"):
         load_token_cache(path)
+
+
+def _write_cache(path, tokens=None, files=None, flip=False, config=None, codes=64, stats=None):
+    """A token cache like tokenize's (tiny VQGAN: 64 codes, 16x16 grids of 64x64 images), with what is given."""
+    from maskgit_cli.vqgan.model import VQGAN_PRESETS
+    from maskgit_cli.vqgan.tokens import save_token_cache
+    from maskgit_cli.weights import config_to_json
+
+    tokens = torch.randint(0, 64, (4, 16, 16), generator=torch.Generator().manual_seed(0)) if tokens is None else tokens
+    files = [f"image_{i:03d}.png" for i in range(len(tokens) // (2 if flip else 1))] if files is None else files
+    config = config_to_json(VQGAN_PRESETS["tiny"]) if config is None else config
+    save_token_cache(path, tokens, files, "0" * 64, config, 64, codes, flip, stats)
+    return path
+
+
+def _good_tokens():
+    return torch.randint(0, 64, (4, 16, 16), generator=torch.Generator().manual_seed(0))
+
+
+def _with(index, value):
+    tokens = _good_tokens()
+    tokens[index] = value
+    return tokens
+
+
+BAD_CACHES = {
+    "id_too_large": (dict(tokens=_with((1, 2, 3), 64)), r"1 token ids outside 0\.\.63 \(min 0, max 64; 64 codes\)"),
+    "mask_id": (dict(tokens=_with((0, 0, 0), 64)), r"outside 0\.\.63"),
+    "negative_id": (dict(tokens=_with((3, 15, 15), -1)), r"outside 0\.\.63 \(min -1"),
+    "rows_vs_files": (dict(files=["a.png", "b.png", "c.png"]), r"holds 4 token grids but names 3 files \(3 expected\)"),
+    "rows_vs_flip": (dict(files=["a.png", "b.png", "c.png", "d.png"], flip=True), r"names 4 files x2 for the flips"),
+    "grid_vs_vqgan": (dict(tokens=torch.zeros(4, 8, 8, dtype=torch.long)), r"grids are 8x8 but its VQGAN's latent"),
+    "bad_vqgan_config": (dict(config='{"enc_channels": 5}'), r"vqgan_config.*enc_channels must be a list"),
+    "no_codes": (dict(codes=0), r"num_codebook_vectors is 0"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CACHES))
+def test_bad_token_caches_are_refused_when_loaded(tmp_path, name):
+    kwargs, pattern = BAD_CACHES[name]
+    path = _write_cache(tmp_path / f"{name}.tokens", **kwargs)
+    with pytest.raises(MaskgitError, match=pattern) as e:
+        load_token_cache(path)
+    assert str(e.value).startswith(f"{path}: token cache ") and "\n" not in str(e.value)
+
+
+def test_non_integer_tokens_are_refused(tmp_path):
+    path = _write_cache(tmp_path / "float.tokens")
+    meta = dict(read_metadata(path))
+    save_tensors(path, {"tokens": torch.zeros(4, 16, 16)}, meta)
+    with pytest.raises(MaskgitError, match=r"float\.tokens: token cache's 'tokens' tensor is torch\.float32"):
+        load_token_cache(path)
+    load_token_cache(_write_cache(tmp_path / "good.tokens"))  # the same cache with integer ids loads
+
+
+def test_train_on_a_bad_cache_fails_before_creating_the_run(tmp_path, cli):
+    bad = _write_cache(tmp_path / "bad.tokens", tokens=_with((0, 0, 0), 64))
+    run = tmp_path / "runs" / "x"
+    r = cli("train", bad, "-o", run, "--device", "cpu", "--preset", "tiny", "--max-steps", "1")
+    assert r.exit_code == 1 and "Traceback" not in r.output and r.stderr.startswith("Error: ")
+    assert len(r.stderr.strip().splitlines()) == 1 and "bad.tokens: token cache holds 1 token ids" in r.stderr
+    assert not run.exists()
+
+
+def _one_line_error(r, *parts):
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output and r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1
+    for part in parts:
+        assert part in r.stderr, r.stderr
+
+
+def test_tokenize_refuses_to_replace_an_existing_cache_without_overwrite(tmp_path, image_dir, tiny_vqgan_file, cli):
+    out = tmp_path / "t.tokens"
+    out.write_bytes(b"previous")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not weights")  # the output is checked before the VQGAN is even read
+    r = cli("tokenize", image_dir, "--vqgan", garbage, "-o", out, "--device", "cpu")
+    _one_line_error(r, "t.tokens: already exists; pass --overwrite to replace it")
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu")
+    _one_line_error(r, "--overwrite")
+    assert out.read_bytes() == b"previous"
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert len(load_token_cache(out).tokens) == 6
+
+
+def test_tokenize_never_overwrites_an_input(tmp_path, image_dir, tiny_vqgan_file, cli):
+    weights, image = tiny_vqgan_file.read_bytes(), (image_dir / "image_002.png").read_bytes()
+    for overwrite in ((), ("--overwrite",)):
+        r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", tiny_vqgan_file, *overwrite)
+        _one_line_error(r, "is the --vqgan file, an input")
+        r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", image_dir / "image_002.png", *overwrite)
+        _one_line_error(r, "is the image image_002.png of", "an input")
+    assert tiny_vqgan_file.read_bytes() == weights and (image_dir / "image_002.png").read_bytes() == image
+    with pytest.raises(MaskgitError, match="is the image"):
+        tokenize_folder(image_dir, tiny_vqgan_file, image_dir / "image_000.png", overwrite=True, num_workers=0)
+
+
+def test_tokenize_output_that_is_a_folder_is_one_line(tmp_path, image_dir, tiny_vqgan_file, cli):
+    (tmp_path / "out").mkdir()
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", tmp_path / "out", "--overwrite")
+    _one_line_error(r, "out: is a folder; give the token cache's file name")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def _write_bomb(path):
+    import struct
+    import zlib
+
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_decompression_bomb_fails_one_line_or_is_skipped(tmp_path, image_dir, tiny_vqgan_file, cli):
+    _write_bomb(image_dir / "image_004.png")
+    out = tmp_path / "t.tokens"
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--workers", "0")
+    _one_line_error(r, "image_004.png: its header claims 100000x100000 pixels")
+    assert not out.exists()
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--skip-invalid")
+    assert r.exit_code == 0, r.output
+    assert "5 token grids" in r.stdout and "1 skipped" in r.stdout and "image_004.png" in r.stderr
+    assert "image_004.png" not in load_token_cache(out).files

@@ -112,3 +112,133 @@ def test_fingerprint_ignores_the_memory_layout(tiny_vqgan):
     with torch.no_grad():
         tiny_vqgan.codebook.embedding.weight[0, 0] += 1
     assert model_fingerprint(tiny_vqgan) != before
+
+
+BAD_VQGAN_CONFIGS = [
+    "not json {",
+    "[1, 2]",
+    '"a string"',
+    "null",
+    '{"enc_channels": 5}',
+    '{"enc_channels": [128, "x"]}',
+    '{"img_resolution": "x"}',
+    '{"img_resolution": 64.5}',
+    '{"beta": true}',
+    '{"beta": NaN}',
+    '{"latent_resolution": 0}',  # ZeroDivisionError inside the config's checks
+    '{"img_resolution": 64, "latent_resolution": 32}',  # ValueError from __post_init__
+    '{"mean": [0.5]}',
+    '{"no_such_field": 1}',
+]
+BAD_TRANSFORMER_CONFIGS = [
+    '{"norm": "middle"}',  # MaskgitError from __post_init__ (which does not name the file)
+    '{"dim": 10, "n_heads": 3}',
+    '{"dim": "768"}',
+    '{"dropout": 2}',
+    '{"per_position_bias": "yes"}',
+]
+
+
+@pytest.mark.parametrize(
+    "kind, config", [("vqgan", c) for c in BAD_VQGAN_CONFIGS] + [("transformer", c) for c in BAD_TRANSFORMER_CONFIGS]
+)
+def test_invalid_config_metadata_is_one_error_naming_the_file(tmp_path, kind, config):
+    path = tmp_path / "bad-config.safetensors"
+    save_tensors(path, {"w": torch.zeros(2)}, {"kind": kind, "config": config})
+    for load in (load_config, load_model):
+        with pytest.raises(MaskgitError) as e:
+            load(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value), config
+
+
+def test_config_that_cannot_build_a_model_is_one_error(tmp_path, tiny_vqgan_file):
+    cfg = dict(json.loads(read_metadata(tiny_vqgan_file)["config"]), latent_dim=-3)
+    path = tmp_path / "negative.safetensors"
+    save_tensors(path, {"w": torch.zeros(2)}, {"kind": "vqgan", "config": json.dumps(cfg)})
+    with pytest.raises(MaskgitError, match="negative.safetensors: its vqgan config does not build a model"):
+        load_model(path)
+
+
+def test_bad_config_through_the_cli_is_one_line(tmp_path, image_dir, cli):
+    path = tmp_path / "bad.safetensors"
+    save_tensors(path, {"w": torch.zeros(2)}, {"kind": "vqgan", "config": '{"enc_channels": 5}'})
+    r = cli("tokenize", image_dir, "--vqgan", path, "-o", tmp_path / "t.tokens", "--device", "cpu")
+    assert r.exit_code == 1 and "Traceback" not in r.output and r.stderr.startswith("Error: ")
+    assert len(r.stderr.strip().splitlines()) == 1 and "bad.safetensors" in r.stderr and "enc_channels" in r.stderr
+    assert not (tmp_path / "t.tokens").exists()
+
+
+def test_huge_config_is_refused_from_the_header_before_allocating(tmp_path, tiny_transformer, monkeypatch):
+    import time
+
+    import maskgit_cli.transformer.model as tm
+
+    built_on = []
+
+    class Spy(tm.MaskGITTransformer):
+        def __init__(self, config):
+            built_on.append(torch.empty(()).device.type)  # the default device while the model is built
+            super().__init__(config)
+
+    monkeypatch.setattr(tm, "MaskGITTransformer", Spy)
+    cfg = dict(tiny_transformer.config.to_dict(), dim=4096, hidden_dim=16384)
+    path = tmp_path / "huge.safetensors"
+    save_tensors(path, tiny_transformer.state_dict(), {"kind": "transformer", "config": json.dumps(cfg)})
+    start = time.perf_counter()
+    with pytest.raises(MaskgitError) as e:
+        load_model(path)
+    assert time.perf_counter() - start < 5
+    assert "huge.safetensors: weights do not match the model (mis-shaped: " in str(e.value)
+    assert built_on == ["meta"]  # never built for real
+    built_on.clear()
+    save_model(tmp_path / "ok.safetensors", tiny_transformer, "transformer")
+    loaded = load_model(tmp_path / "ok.safetensors")
+    assert built_on == ["meta", "cpu"] and model_fingerprint(loaded) == model_fingerprint(tiny_transformer)
+
+
+def test_huge_vqgan_channels_fail_fast(tmp_path, tiny_vqgan):
+    cfg = json.loads(json.dumps(tiny_vqgan.config.__dict__))
+    for key in ("enc_channels", "dec_channels"):
+        cfg[key] = [100_000] * len(cfg[key])
+    path = tmp_path / "wide.safetensors"
+    save_tensors(path, tiny_vqgan.state_dict(), {"kind": "vqgan", "config": json.dumps(cfg)})
+    with pytest.raises(MaskgitError, match="wide.safetensors: weights do not match the model"):
+        load_model(path)
+
+
+def test_stale_temporaries_of_killed_writes_are_removed(tmp_path, tiny_vqgan):
+    import os
+    import time
+
+    old = time.time() - 3600
+    stale = tmp_path / ".m.safetensors.k1ll3d.tmp"
+    fresh = tmp_path / ".m.safetensors.wr1t1ng.tmp"  # a concurrent writer's: must survive
+    others = [tmp_path / ".other.safetensors.k1ll3d.tmp", tmp_path / ".m.safetensors.x.k1ll3d.tmp"]  # not ours
+    for p in (stale, fresh, *others):
+        p.write_bytes(b"partial")
+    for p in (stale, *others):
+        os.utime(p, (old, old))
+    save_model(tmp_path / "m.safetensors", tiny_vqgan, "vqgan")
+    assert not stale.exists() and fresh.exists() and all(p.exists() for p in others)
+    assert load_model(tmp_path / "m.safetensors").config == tiny_vqgan.config
+
+
+class PickledThing:
+    """A class torch.load(weights_only=True) refuses to unpickle."""
+
+    def __init__(self):
+        self.value = 1
+
+
+def test_unsafe_loading_is_never_suggested(tmp_path):
+    from maskgit_cli.weights import load_torch_state_dict
+
+    path = tmp_path / "object.pt"
+    torch.save({"state_dict": PickledThing()}, path)
+    with pytest.raises(MaskgitError) as e:
+        load_torch_state_dict(path)
+    msg = str(e.value)
+    assert "object.pt" in msg and "not a plain state_dict that can be loaded safely" in msg and "\n" not in msg
+    assert "PickledThing" in msg
+    for advice in ("weights_only=False", "False", "trust", "safe_globals", "arbitrary code", "\x1b"):
+        assert advice not in msg

@@ -57,9 +57,9 @@ echo "== weights/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoji64-r
 # CPU: the `small` preset (3.8M parameters, 15 MB), batch 64, lr 1e-3, 2400 steps (~23 epochs of 6,748 grids).
 # CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 8000 steps (~300 epochs); not run yet.
 maskgit tokenize data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors -o "$RUNS/emoji64-train.tokens" \
-  --flip --device "$DEVICE"
+  --flip --device "$DEVICE" --overwrite
 maskgit tokenize data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o "$RUNS/emoji64-test.tokens" \
-  --device "$DEVICE"
+  --device "$DEVICE" --overwrite
 if [[ "$DEVICE" == cuda* ]]; then
   MASKGIT_RUN=$RUNS/maskgit-emoji64-gpu
   MASKGIT_ARGS=(--preset small --batch-size 256 --lr 1e-3 --warmup-steps 500 --max-steps 8000 --eval-every 500)

@@ -55,6 +55,8 @@ Precision = _choice("Precision", choices.PRECISIONS)
 DecodePrecision = _choice("DecodePrecision", choices.DECODE_PRECISIONS)
 Schedule = _choice("Schedule", choices.SCHEDULE_NAMES)
 Sampling = _choice("Sampling", choices.SAMPLING)
+Normalization = _choice("Normalization", choices.NORMALIZATIONS)
+Layout = _choice("Layout", choices.LAYOUTS)
 TokenRule = _choice("TokenRule", choices.TOKEN_RULES)
 MaskKind = _choice("MaskKind", choices.MASK_KINDS)
 FidMode = _choice("FidMode", choices.FID_MODES)
@@ -210,10 +212,23 @@ def _opt(*decls: str, help: str, **kw) -> Any:
     return typer.Option(*decls, help=help, **kw)
 
 
-# The decoding settings shared by every command that inpaints (inpaint, sweep).
+# The decoding settings shared by every command that inpaints (inpaint, sweep). Settings that --lab changes default
+# to None (not given): the library fills in the default, or the lab's value with --lab.
 DECODE = OptionGroup(
     "decode",
     {
+        "lab": (
+            Annotated[
+                bool,
+                _opt(
+                    "--lab",
+                    help="The lab's inference exactly: --normalization test --sampling argmax --no-composite "
+                    "--dilate 0 --pixel-guidance 0 and (inpaint) the lab's output names, grids for every image. "
+                    "Any of these can still be given.",
+                ),
+            ],
+            False,
+        ),
         "choice_temperature": (
             Annotated[
                 float,
@@ -222,8 +237,11 @@ DECODE = OptionGroup(
             4.5,
         ),
         "sampling": (
-            Annotated[Sampling, _opt("--sampling", help="sample (official) or argmax (the lab's choice).")],
-            Sampling.sample,
+            Annotated[
+                Sampling | None,
+                _opt("--sampling", help="sample (official) or argmax (the lab's choice). \\[default: sample]"),
+            ],
+            None,
         ),
         "token_mask": (
             Annotated[
@@ -238,28 +256,40 @@ DECODE = OptionGroup(
         ),
         "dilate": (
             Annotated[
-                int,
+                int | None,
                 _opt(
                     "--dilate",
                     min=0,
                     help="Also regenerate K rings of tokens around the holes (they were encoded from the gray "
-                    "fill). 0 = the lab's rule.",
+                    "fill). 0 = the lab's rule. \\[default: 1]",
                 ),
             ],
-            1,
+            None,
         ),
         "pixel_guidance": (
             Annotated[
-                float,
+                float | None,
                 _opt(
                     "--pixel-guidance",
                     min=0.0,
                     help="Let the known pixels inside each regenerated token weigh in on its code: logits -= W * "
                     "squared distance (RGB in \\[0,1]) between those pixels and each code's mean patch (stored by "
-                    "`maskgit train`, else decoded from the VQGAN). 0 = off, the lab's decoding.",
+                    "`maskgit train`, else decoded from the VQGAN). 0 = off, the lab's decoding. \\[default: 50]",
                 ),
             ],
-            50.0,
+            None,
+        ),
+        "normalization": (
+            Annotated[
+                Normalization | None,
+                _opt(
+                    "--normalization",
+                    help="The VQGAN's statistics for encoding the inputs and de-normalizing the results: train (its "
+                    "own) or test (the lab's test-set statistics, recorded by convert-vqgan; the lab's inference). "
+                    "\\[default: train]",
+                ),
+            ],
+            None,
         ),
         "precision": (
             Annotated[
@@ -275,14 +305,14 @@ DECODE = OptionGroup(
         ),
         "composite": (
             Annotated[
-                bool,
+                bool | None,
                 _opt(
                     "--composite/--no-composite",
                     help="Paste the known input pixels back over the result. The lab's FID numbers were made "
-                    "without compositing.",
+                    "without compositing. \\[default: composite]",
                 ),
             ],
-            True,
+            None,
         ),
         "batch_size": (
             Annotated[
@@ -333,6 +363,27 @@ INPUTS = OptionGroup(
         "vqgan": (
             Annotated[Path, _opt("--vqgan", help="VQGAN weights (.safetensors) the transformer was trained on.")],
             ...,
+        ),
+        "any_vqgan": (
+            Annotated[
+                bool,
+                _opt(
+                    "--any-vqgan",
+                    help="Use --vqgan even if the transformer file records another VQGAN (its tokens then mean "
+                    "something else: results are poor).",
+                ),
+            ],
+            False,
+        ),
+        "overwrite": (
+            Annotated[
+                bool,
+                _opt(
+                    "--overwrite",
+                    help="Replace an output folder that holds results (whole, once the new ones are done).",
+                ),
+            ],
+            False,
         ),
     },
 )

@@ -17,18 +17,22 @@ from maskgit_cli.cli.common import (
     FidMode,
     InceptionOpt,
     JsonOpt,
+    Layout,
     Schedule,
     SweepMetric,
     command,
     device,
     out,
+    plain,
     print_json,
 )
 
 
 def _inputs(inputs: dict) -> dict:
-    """The input options as inpaint_folder/run_sweep take them."""
-    return {"masks_dir": inputs["masks"], "mask_kind": inputs["mask_kind"], "mask_seed": inputs["mask_seed"]}
+    """The input options as inpaint_folder/run_sweep take them (besides the images and the weights)."""
+    names = {"masks": "masks_dir", "mask_kind": "mask_kind", "mask_seed": "mask_seed", "any_vqgan": "any_vqgan",
+             "overwrite": "overwrite"}  # fmt: skip
+    return {ours: inputs[option] for option, ours in names.items()}
 
 
 @command("inpaint", INPAINT)
@@ -56,9 +60,21 @@ def inpaint_cmd(
         ),
     ] = None,
     grids: Annotated[
-        str,
-        typer.Option("--grids", help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k."),
-    ] = "8",
+        str | None,
+        typer.Option(
+            "--grids",
+            help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k. \\[default: 8; "
+            "--lab: all]",
+        ),
+    ] = None,
+    layout: Annotated[
+        Layout | None,
+        typer.Option(
+            "--layout",
+            help="Output names: ours (images/NAME.png, steps/) or lab (test_results/image_000.png, "
+            "mask_scheduling/test_0.png, imga/test_0.png). \\[default: ours; --lab: lab]",
+        ),
+    ] = None,
     decode: dict | None = None,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
@@ -76,7 +92,9 @@ def inpaint_cmd(
     from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_folder
 
     batch_size = decode.pop("batch_size")
-    settings = InpaintSettings.from_options(schedule.value, total_iter, sweet_spot, **decode)
+    settings = InpaintSettings.from_options(
+        schedule=schedule.value, total_iter=total_iter, sweet_spot=sweet_spot, **decode
+    )
     s = inpaint_folder(
         inputs["transformer"],
         inputs["vqgan"],
@@ -88,17 +106,19 @@ def inpaint_cmd(
         batch_size=batch_size,
         device=device(device_name),
         num_workers=None,
+        layout=plain(layout) or ("lab" if decode["lab"] else "ours"),
     )
     if as_json:
-        keys = ("output", "images", "seconds", "images_per_second", "mean_still_masked")
+        keys = ("output", "results", "grids", "images", "seconds", "images_per_second", "mean_still_masked")
         print_json({k: getattr(s, k) for k in keys})
         return
     counts = ", ".join(f"{c:.1f}" for c in s.mean_still_masked)
     out(
-        f"inpainted {s.images} images into {s.output}/images ({s.images_per_second:.1f} img/s); "
+        f"inpainted {s.images} images into {s.results} ({s.images_per_second:.1f} img/s); "
         f"mean still-masked tokens after each step: {counts}"
     )
-    out(f"grids: {s.output}/steps/, overview: {s.output}/overview.png, report: {s.output}/report.json")
+    grids = f"grids: {s.grids}, " if s.grids else ""
+    out(f"{grids}overview: {s.output}/overview.png, report: {s.output}/report.json")
 
 
 @command("sweep", INPAINT)
@@ -185,7 +205,7 @@ def sweep_cmd(
         schedules=names,
         total_iters=ts,
         sweet_spots=ss,
-        settings=InpaintSettings.from_options(names[0], max(ts), None, **decode),
+        settings=InpaintSettings.from_options(schedule=names[0], total_iter=max(ts), **decode),
         metric=metric.value,
         fid_mode=fid_mode.value,
         kid=kid,
@@ -203,4 +223,5 @@ def sweep_cmd(
     out(r.metric_note)
     out(best_line(r))
     out(f"run it: {r.command}")
+    out(f"score it: {r.fid_command}")
     out(f"wrote {', '.join(r.files.values())}")

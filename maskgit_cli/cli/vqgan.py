@@ -42,18 +42,32 @@ def convert_vqgan_cmd(
         str | None, typer.Option("--mean", help="Normalization mean R,G,B (default: the lab's train mean).")
     ] = None,
     std: Annotated[str | None, typer.Option("--std", help="Normalization std R,G,B (default: the lab's).")] = None,
+    test_mean: Annotated[
+        str | None,
+        typer.Option(
+            "--test-mean", help="The lab's test-set mean R,G,B, used by --normalization test (default: the lab's)."
+        ),
+    ] = None,
+    test_std: Annotated[
+        str | None, typer.Option("--test-std", help="The lab's test-set std R,G,B (default: the lab's).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import the lab's VQGAN checkpoint into a self-describing safetensors file.
 
     Loads with torch.load(weights_only=True) and checks every key and shape; a mismatch lists the missing,
-    unexpected and mis-shaped keys. Images are normalized with the lab's train mean/std unless --mean/--std.
+    unexpected and mis-shaped keys. The file records both of the lab's statistics: its train mean/std (used by
+    default) and its test mean/std (used by `maskgit inpaint --lab` or --normalization test, as the lab's inference).
 
     [bold]Example[/bold]: maskgit convert-vqgan VQGAN.pt --config VQGAN.yml -o lab-vqgan.safetensors
     """
     from maskgit_cli.vqgan.lab_import import convert_lab_vqgan_file
 
-    r = convert_lab_vqgan_file(checkpoint, output, config, floats3(mean, "--mean"), floats3(std, "--std"))
+    stats = [
+        floats3(v, o)
+        for v, o in ((mean, "--mean"), (std, "--std"), (test_mean, "--test-mean"), (test_std, "--test-std"))
+    ]
+    r = convert_lab_vqgan_file(checkpoint, output, config, *stats)
     if as_json:
         print_json(r)
         return
@@ -199,6 +213,7 @@ def tokenize_cmd(
     workers: Annotated[
         int | None, typer.Option("--workers", min=0, help="Image decoding processes (default: by core count).")
     ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing token cache.")] = False,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
 ) -> None:
@@ -220,6 +235,7 @@ def tokenize_cmd(
         skip_invalid=skip_invalid,
         resize=resize,
         num_workers=workers,
+        overwrite=overwrite,
     )
     if as_json:
         print_json(asdict(s))

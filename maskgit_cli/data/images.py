@@ -6,6 +6,7 @@ lab (:func:`check_pairs`; docs/data.md, "The lab's files").
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,15 +45,84 @@ def check_pairs(first, second, first_desc: str, second_desc: str) -> None:
         )
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit grayscale image (PIL modes ``I;16*``, ``I``, ``F``) -> 8-bit ``L``; other modes as is.
+
+    Pillow's own conversion clips these to 255 (a 16-bit PNG reads as all white). ``I;16``: value/257 rounded;
+    ``I``: clipped to 0..65535, then value/257 if any value exceeds 255 (else already 8-bit values); ``F``:
+    [0,1] if its maximum is <= 1, else [0,255]. A transparent gray value (PNG tRNS) becomes white.
+    """
+    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
+        return img
+    raw = np.asarray(img)
+    if img.mode == "F":
+        values = np.nan_to_num(raw.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+        out = np.clip(np.round(values * scale), 0, 255)
+    else:
+        values = np.clip(raw.astype(np.int64), 0, 65535)
+        wide = img.mode.startswith("I;16") or (values.size and values.max() > 255)
+        out = np.round(values / 257.0) if wide else values
+    out = out.astype(np.uint8)
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, (int, float)) and not isinstance(transparent, bool):
+        out[raw == transparent] = 255
+    return Image.fromarray(out)
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB; transparency is composited onto white (as the emoji64 builder does)."""
+    """Any PIL mode -> RGB; transparency is composited onto white (as the emoji64 builder does); 16-bit and
+    32-bit grayscale are scaled to 8 bits (:func:`to_8bit`)."""
     if img.mode == "RGB":
         return img
+    img = to_8bit(img)
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _claimed_size(path) -> str:
+    """``WxH`` from an image's header alone, Pillow's pixel limit lifted for this one look; ``?`` if unreadable."""
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:  # reads the header only
+                return f"{img.size[0]}x{img.size[1]}"
+    except Exception:  # noqa: BLE001 - the size is only a detail of the message
+        return "?"
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def bomb_error(path, what: str = "") -> MaskgitError:
+    """The one-line error for a decompression bomb: the file and the size its header claims."""
+    name = f"{what} {path}" if what else str(path)
+    limit = f"{Image.MAX_IMAGE_PIXELS:,}" if Image.MAX_IMAGE_PIXELS else "?"
+    return MaskgitError(
+        f"{name}: its header claims {_claimed_size(path)} pixels, more than the {limit}-pixel limit; "
+        "refusing to decode it (a decompression bomb or a damaged file)"
+    )
+
+
+def read_image(path: str | Path, what: str = "") -> Image.Image:
+    """``Image.open`` + ``load`` with one-line errors naming the file (``what`` prefixes it, e.g. "Mask file"):
+    unreadable files and decompression bombs, whose header claims more than ``Image.MAX_IMAGE_PIXELS`` (Pillow
+    warns above it and raises ``DecompressionBombError``, not an ``OSError``, above twice it; both are refused)."""
+    name = f"{what} {path}" if what else str(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise bomb_error(path, what) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise MaskgitError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
 
 
 def load_image(path: str | Path, size: int | None = None, resize: bool = False) -> np.ndarray:
@@ -61,12 +131,7 @@ def load_image(path: str | Path, size: int | None = None, resize: bool = False) 
     With ``size`` the image must be size x size, unless ``resize`` (bicubic) is set; errors name the file.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            img = to_rgb(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise MaskgitError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    img = to_rgb(read_image(path))
     if size is not None and img.size != (size, size):
         if not resize:
             raise MaskgitError(

@@ -6,18 +6,21 @@ the seed and i. Format: see :mod:`maskgit_cli.data.masks` (0 = hole, 255 = known
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from maskgit_cli.data.images import list_images, load_image
-from maskgit_cli.data.masks import GRAY, HOLE, KNOWN, apply_mask
 from maskgit_cli.choices import MASK_KINDS
+from maskgit_cli.data.images import list_images, load_image
+from maskgit_cli.data.masks import HOLE, KNOWN, apply_mask
 from maskgit_cli.errors import MaskgitError
-
 
 # Hole-fraction range kept by construction for ``stroke`` and ``box`` masks (the lab's example mask: 23.6%).
 HOLE_FRACTION_MIN = 0.15
@@ -177,6 +180,77 @@ def mask_name(index: int, count: int) -> str:
     return f"mask_{index:0{digits}d}.png"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _Stage:
+    """The files for one output folder, written into a temporary folder and moved into place together.
+
+    A new folder is staged as a sibling (``.NAME.XXXX.tmp``) and renamed into place; an existing one is staged
+    inside itself and its files are then moved in one by one (renames within one folder). A write error is a
+    MaskgitError naming the output folder; :meth:`discard` removes whatever is left of the stage (and
+    :meth:`undo` a new folder already moved into place).
+    """
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.new = not target.is_dir()
+        self.made = [a for a in target.parents if not a.exists()][::-1]  # missing parents, outermost first
+        self.names: list[str] = []
+        self.folder: Path | None = None
+        self.committed = False
+
+    def open(self) -> None:
+        with self._errors(0):
+            if self.new:
+                self.target.parent.mkdir(parents=True, exist_ok=True)
+            where = self.target.parent if self.new else self.target
+            self.folder = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=where))
+
+    @contextlib.contextmanager
+    def _errors(self, moved: int):
+        try:
+            yield
+        except OSError as e:
+            done = f"{moved} of its {len(self.names)} files were replaced" if moved else "nothing was written"
+            raise MaskgitError(f"{self.target}: cannot write the masks there ({e.strerror or e}); {done}.") from e
+
+    def write(self, name: str, pixels: np.ndarray) -> None:
+        with self._errors(0):
+            Image.fromarray(pixels).save(self.folder / name, **PNG_OPTIONS)
+        self.names.append(name)
+
+    def commit(self) -> None:
+        if self.new:
+            with self._errors(0):
+                os.chmod(self.folder, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+                os.replace(self.folder, self.target)
+            self.folder, self.committed = None, True
+            return
+        for moved, name in enumerate(self.names):
+            with self._errors(moved):
+                os.replace(self.folder / name, self.target / name)
+        self.committed = True
+
+    def undo(self) -> None:
+        """Remove a new folder this stage moved into place (when a later stage fails)."""
+        if self.new and self.committed:
+            shutil.rmtree(self.target, ignore_errors=True)
+            self.committed = False
+
+    def discard(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+        if not self.committed:
+            for folder in reversed(self.made):  # parents this stage created, innermost first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+
 def write_masks(
     images_dir: str | Path,
     out_dir: str | Path,
@@ -191,6 +265,10 @@ def write_masks(
     is drawn with :func:`mask_rng` ``(seed, i)``: deterministic and independent of the other images.
     With ``masked_out``, the masked images (holes gray 128, RGB PNG) are written there under the input image's
     file stem with a ``.png`` suffix (the same name for PNG inputs).
+
+    Every file is first written into a temporary folder (beside a new output folder, inside an existing one)
+    and moved into place once all of them are complete: an error (a bad image, a full disk, no permission)
+    leaves the output folders as they were, without a mix of old and new masks.
 
     Returns a summary dict: ``count``, ``kind``, ``seed``, ``images_dir``, ``out_dir``, ``masked_out``,
     ``first``/``last`` mask names, ``hole_fraction`` (``mean``, ``min``, ``max``).
@@ -210,14 +288,17 @@ def write_masks(
                     f"{p.stem}.png in the masked image folder {masked_dir}; rename one of them."
                 )
             stems[p.stem] = p.name
-    for target, option in (
-        (out_dir, "mask output folder"),
-        (masked_dir, "masked image folder (--masked-out)"),
-    ):
-        if target is not None and target.exists() and target.resolve() == images_dir.resolve():
+    targets = [(out_dir, "mask output folder")]
+    if masked_dir is not None:
+        targets.append((masked_dir, "masked image folder (--masked-out)"))
+    for target, option in targets:
+        if target.exists() and target.resolve() == images_dir.resolve():
             raise MaskgitError(f"The {option} {target} must differ from the image folder {images_dir}.")
-        if target is not None and target.exists() and not target.is_dir():
+        if target.exists() and not target.is_dir():
             raise MaskgitError(f"The {option} {target} exists and is not a folder.")
+        blocker = next((a for a in target.parents if a.exists()), None)
+        if not target.exists() and blocker is not None and not blocker.is_dir():
+            raise MaskgitError(f"The {option} {target} cannot be made: {blocker} is a file, not a folder.")
 
     n = len(images)
     names = [mask_name(i, n) for i in range(n)]
@@ -228,22 +309,31 @@ def write_masks(
                 f"Mask folder {out_dir} already holds {len(stale)} other mask files (e.g. {stale[0]}) that "
                 "would break the name-order pairing; remove them or choose another folder."
             )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if masked_dir is not None:
-        masked_dir.mkdir(parents=True, exist_ok=True)
 
-    fractions = []
-    for i, (path, name) in enumerate(zip(images, names, strict=True)):
-        image = load_image(path)
-        h, w = image.shape[:2]
-        if w != h:
-            raise MaskgitError(f"{path}: image is {w}x{h}; masks need square images")
-        mask = generate_mask(kind, mask_rng(seed, i), size=w)
-        fractions.append(float(np.count_nonzero(mask == HOLE)) / mask.size)
-        Image.fromarray(mask).save(out_dir / name, **PNG_OPTIONS)
-        if masked_dir is not None:
-            masked = apply_mask(image, mask)
-            Image.fromarray(masked).save(masked_dir / (path.stem + ".png"), **PNG_OPTIONS)
+    stages = [_Stage(target) for target, _ in targets]
+    try:
+        for stage in stages:
+            stage.open()
+        fractions = []
+        for i, (path, name) in enumerate(zip(images, names, strict=True)):
+            image = load_image(path)
+            h, w = image.shape[:2]
+            if w != h:
+                raise MaskgitError(f"{path}: image is {w}x{h}; masks need square images")
+            mask = generate_mask(kind, mask_rng(seed, i), size=w)
+            fractions.append(float(np.count_nonzero(mask == HOLE)) / mask.size)
+            stages[0].write(name, mask)
+            if masked_dir is not None:
+                stages[1].write(path.stem + ".png", apply_mask(image, mask))
+        for stage in stages:
+            stage.commit()
+    except BaseException:
+        for stage in stages:
+            stage.undo()
+        raise
+    finally:
+        for stage in reversed(stages):  # a later stage may sit in a folder an earlier one created
+            stage.discard()
 
     frac = np.asarray(fractions)
     return {

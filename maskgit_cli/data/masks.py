@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from maskgit_cli.choices import TOKEN_RULES
 from maskgit_cli.errors import MaskgitError
@@ -60,20 +59,30 @@ def apply_mask(image_uint8_hwc: np.ndarray, mask: np.ndarray, fill: int = GRAY) 
 def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Read a lab mask PNG as ``uint8 (H, W)`` with values {0, 255} (pixels >= 128 are known).
 
-    8-bit grayscale is the lab format; RGB/RGBA/P/LA/1-bit files are converted to grayscale first.
+    8-bit grayscale is the lab format; RGB/RGBA/P/LA/1-bit files are converted to grayscale first, 16-bit and
+    float ones scaled to 8 bits like images (:func:`maskgit_cli.data.images.to_8bit`).
     ``size`` (``int`` for a square or ``(height, width)``) checks the dimensions; ``None`` accepts any size.
-    Raises :class:`MaskgitError` naming the file when it is missing, unreadable or of the wrong size.
+    Raises :class:`MaskgitError` naming the file when it is missing, unreadable (a decompression bomb included),
+    of the wrong size, or a 0/1 mask (values only 0 and 1, some 1: it would be all hole).
     """
+    from maskgit_cli.data.images import read_image, to_8bit
+
     path = Path(path)
     if not path.is_file():
         raise MaskgitError(f"Mask file {path} does not exist.")
+    img = read_image(path, "Mask file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            gray = img.convert("L") if img.mode != "L" else img.copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise MaskgitError(f"Cannot read mask file {path}: {exc}") from None
+        gray = to_8bit(img)
+        gray = gray.convert("L") if gray.mode != "L" else gray.copy()
+    except (OSError, ValueError) as exc:
+        raise MaskgitError(f"Mask file {path}: not a readable image ({type(exc).__name__}: {exc})") from None
     arr = np.asarray(gray, dtype=np.uint8)
+    # 0/1 masks (a common way to save binary masks) would read as all hole: check the file's own integer values
+    raw = np.asarray(img) if img.mode.startswith("I") else arr
+    if raw.size and int(raw.max()) == 1 and int(raw.min()) >= 0:
+        raise MaskgitError(
+            f"Mask file {path} holds only the values 0 and 1; lab masks use 0 = hole and 255 = known (multiply by 255)."
+        )
     if size is not None:
         want = (size, size) if isinstance(size, int) else tuple(size)
         if arr.shape != want:
@@ -86,7 +95,6 @@ def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np
 # --------------------------------------------------------------------------------------------------
 # pixel -> token masks (torch)
 # --------------------------------------------------------------------------------------------------
-
 
 
 def pixel_to_token_mask(hole: torch.Tensor, patch: int = 4, rule: str = "any") -> torch.Tensor:

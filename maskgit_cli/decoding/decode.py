@@ -54,6 +54,15 @@ class DecodeResult:
     step_masks: list[torch.Tensor] = field(default_factory=list)
 
 
+def check_total_iter(total_iter: int, tokens: int) -> None:
+    """More steps than tokens per image can only repeat work (and take hours): refuse T > L."""
+    if total_iter > tokens:
+        raise MaskgitError(
+            f"--total-iter {total_iter}: at most {tokens} steps (the number of tokens per image); "
+            "each step fills at least one token"
+        )
+
+
 @torch.no_grad()
 def decode_tokens(
     model,
@@ -71,6 +80,7 @@ def decode_tokens(
     """
     if tokens.shape != unknown.shape or tokens.dim() != 2:
         raise ValueError(f"tokens {tuple(tokens.shape)} and unknown {tuple(unknown.shape)} must both be (B,L)")
+    check_total_iter(settings.total_iter, tokens.shape[1])
     mask_id = model.config.mask_token_id
     B = tokens.shape[0]
     image_ids = torch.arange(B) if image_ids is None else image_ids

@@ -16,6 +16,8 @@ are all holes get no bias; strength 0 turns guidance off (the lab's decoding).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from maskgit_cli.vqgan.code_patches import CodePatches, to_patches, vqgan_code_patches
@@ -36,30 +38,62 @@ def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.T
     return (-strength * dist.clamp_min(0)).float()
 
 
-def code_patches_for(vqgan, given: CodePatches | None = None) -> CodePatches:
-    """The patches to guide with: ``given`` (checked against the VQGAN) or, without them, the VQGAN's own."""
+def code_patches_for(vqgan, given: CodePatches, vqgan_sha256: str | None = None) -> CodePatches:
+    """``given`` patches, checked against the VQGAN they will be compared with (shape; the VQGAN they were made
+    with, when recorded; ``vqgan_sha256``: the VQGAN's fingerprint, if already computed)."""
     from maskgit_cli.errors import MaskgitError
     from maskgit_cli.weights import model_fingerprint
 
     cfg = vqgan.config
     p = cfg.img_resolution // cfg.latent_resolution
-    if given is None:
-        from maskgit_cli.progress import log
-
-        log(
-            "known-pixel guidance: the transformer file has no code patches, decoding them from the VQGAN "
-            "(files from `maskgit train` or `maskgit convert-transformer --tokens` carry them)"
-        )
-        return CodePatches(vqgan_code_patches(vqgan), "VQGAN decode", None)
     expected = (cfg.num_codebook_vectors, cfg.image_channels, p, p)
     if tuple(given.patches.shape) != expected:
         raise MaskgitError(
             f"the transformer's code patches have shape {tuple(given.patches.shape)}, but this VQGAN needs "
             f"{expected}: they were not made with this VQGAN"
         )
-    if given.vqgan_sha256 and given.vqgan_sha256 != (actual := model_fingerprint(vqgan)):
+    if given.vqgan_sha256 and given.vqgan_sha256 != (actual := vqgan_sha256 or model_fingerprint(vqgan)):
         raise MaskgitError(
-            f"the transformer was trained on the tokens of VQGAN {given.vqgan_sha256[:12]}, but this VQGAN is "
-            f"{actual[:12]}: pass the VQGAN it was trained with (or --pixel-guidance 0 to skip this check)"
+            f"the transformer's code patches were made with VQGAN {given.vqgan_sha256[:12]}, but this VQGAN is "
+            f"{actual[:12]}: pass the VQGAN it was trained with (or --pixel-guidance 0)"
         )
     return given
+
+
+def fallback_code_patches(vqgan, transformer, transformer_path, vqgan_sha256: str, normalization: str) -> CodePatches:
+    """Code patches decoded from the VQGAN, for a transformer file that carries none (e.g. a converted lab
+    checkpoint without ``--tokens``): 1,024 decodes, minutes for the lab's VQGAN on a CPU, so they are computed once
+    and cached beside the transformer file (``NAME.code-patches.safetensors``), keyed by both models' fingerprints
+    and the normalization. An unwritable folder only costs the cache."""
+    from maskgit_cli.progress import log
+    from maskgit_cli.weights import model_fingerprint, read_metadata, read_tensors, save_tensors
+
+    key = {
+        "transformer_sha256": model_fingerprint(transformer),
+        "vqgan_sha256": vqgan_sha256,
+        "normalization": normalization,
+    }
+    cache = Path(transformer_path).with_suffix(".code-patches.safetensors") if transformer_path is not None else None
+    if cache is not None and cache.is_file():
+        try:
+            meta = read_metadata(cache)
+            if all(meta.get(k) == v for k, v in key.items()):
+                patches = read_tensors(cache)["code_patches"].float()
+                log(f"known-pixel guidance: code patches decoded from the VQGAN, cached in {cache}")
+                return CodePatches(patches, f"VQGAN decode (cached in {cache.name})", None)
+        except Exception:  # a damaged or foreign cache file is simply recomputed
+            pass
+    log(
+        "known-pixel guidance: the transformer file has no code patches, decoding them from the VQGAN once "
+        "(files from `maskgit train` or `maskgit convert-transformer --tokens` carry them)"
+    )
+    patches = vqgan_code_patches(vqgan)
+    if cache is not None:
+        try:
+            save_tensors(cache, {"code_patches": patches}, {"kind": "code-patches", **key})
+            log(f"cached the code patches in {cache}")
+        except OSError as e:
+            log(
+                f"could not cache the code patches in {cache} ({e.strerror or e}); they will be decoded again next time"
+            )
+    return CodePatches(patches, "VQGAN decode", None)

@@ -17,24 +17,27 @@ The lab's FID numbers were made without compositing (``composite=False``).
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from maskgit_cli.choices import DECODE_PRECISIONS, MASK_KINDS, TOKEN_RULES, check_choice
+from maskgit_cli.choices import DECODE_PRECISIONS, LAYOUTS, MASK_KINDS, NORMALIZATIONS, TOKEN_RULES, check_choice
 from maskgit_cli.data.images import check_pairs, list_images, load_image, save_image, to_tensor, to_uint8
 from maskgit_cli.data.mask_generator import generate_mask, mask_rng
 from maskgit_cli.data.masks import GRAY, HOLE, load_mask, token_mask_for
-from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
-from maskgit_cli.decoding.guidance import code_patches_for, known_pixel_bias
+from maskgit_cli.decoding.decode import DecodeSettings, check_total_iter, decode_tokens
+from maskgit_cli.decoding.guidance import code_patches_for, fallback_code_patches, known_pixel_bias
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import autocast
 from maskgit_cli.viz import save_grid
-from maskgit_cli.vqgan.code_patches import CodePatches
+from maskgit_cli.vqgan.code_patches import CodePatches, vqgan_code_patches
 
 
 @dataclass
@@ -48,28 +51,40 @@ class InpaintSettings:
     # The transformer's autocast: bf16 (about twice as fast as fp32, on a CPU too), fp32, or "auto" (bf16 on CUDA,
     # fp32 on CPU). The VQGAN runs in bf16 on CUDA and fp32 on CPU whatever this says.
     precision: str = "bf16"
+    # The VQGAN's statistics for encoding the inputs and de-normalizing the outputs: "train" (its own) or "test"
+    # (the lab's test-set statistics, as the lab's inference; docs/lab.md, "Normalization").
+    normalization: str = "train"
+    lab: bool = False  # made from --lab (LAB_SETTINGS, then what was given): recorded, and sweep's run-it line says so
 
     def __post_init__(self) -> None:
         check_choice(self.precision, DECODE_PRECISIONS, "--precision")
         check_choice(self.token_mask, TOKEN_RULES, "--token-mask")
+        check_choice(self.normalization, NORMALIZATIONS, "--normalization")
         if self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
-        if not self.pixel_guidance >= 0:
-            raise MaskgitError(f"--pixel-guidance {self.pixel_guidance}: must be >= 0 (0 turns guidance off)")
+        if not 0 <= self.pixel_guidance < math.inf:
+            raise MaskgitError(
+                f"--pixel-guidance {self.pixel_guidance}: must be a finite number >= 0 (0 turns guidance off)"
+            )
+
+    def option(self, name: str):
+        """A setting by its option name, wherever it lives (here or in the DecodeSettings)."""
+        return getattr(self, name) if name in {f.name for f in fields(self)} else getattr(self.decode, name)
 
     @classmethod
-    def from_options(
-        cls,
-        schedule="cosine",
-        total_iter=8,
-        sweet_spot=None,
-        choice_temperature=4.5,
-        sampling="sample",
-        seed=0,
-        **options,
-    ) -> InpaintSettings:
-        """Settings from flat option values, as the CLI and the Python API take them."""
-        return cls(DecodeSettings(schedule, total_iter, sweet_spot, choice_temperature, sampling, seed), **options)
+    def from_options(cls, lab: bool = False, **options) -> InpaintSettings:
+        """Settings from flat option values, as the CLI and the Python API take them. Options that are None are
+        not given: they take the default, or with ``lab`` the lab's inference (:data:`LAB_SETTINGS`)."""
+        given = {**(LAB_SETTINGS if lab else {}), **{k: v for k, v in options.items() if v is not None}}
+        decode_fields = ("schedule", "total_iter", "sweet_spot", "choice_temperature", "sampling", "seed")
+        decode = DecodeSettings(**{k: given.pop(k) for k in decode_fields if k in given})
+        return cls(decode, **given, lab=lab)
+
+
+# The lab's inference exactly (docs/lab.md, "The lab's inference"): inputs encoded and outputs de-normalized with
+# the lab's test-set statistics, the most likely code at every step, no compositing, the any-pixel token rule alone,
+# no guidance. `--lab` sets these; any of them can still be given.
+LAB_SETTINGS = {"normalization": "test", "sampling": "argmax", "composite": False, "dilate": 0, "pixel_guidance": 0.0}
 
 
 @dataclass
@@ -95,28 +110,67 @@ def check_models(transformer, vqgan) -> None:
         )
 
 
-def prepare_models(transformer, vqgan, device, settings: InpaintSettings, code_patches: CodePatches | None = None):
-    """Models, or their weights files, ready to inpaint: ``(transformer, vqgan, code patches or None)``.
+@dataclass
+class Prepared:
+    """Models ready to inpaint, and what a report needs to say about them."""
+
+    transformer: torch.nn.Module
+    vqgan: torch.nn.Module
+    guide: CodePatches | None  # code patches for known-pixel guidance; None when it is off
+    mean: tuple[float, ...]  # the VQGAN's normalization in use
+    std: tuple[float, ...]
+    vqgan_sha256: str
+
+
+def prepare_models(
+    transformer,
+    vqgan,
+    device,
+    settings: InpaintSettings,
+    code_patches: CodePatches | None = None,
+    any_vqgan: bool = False,
+) -> Prepared:
+    """Models, or their weights files, ready to inpaint.
 
     Files are loaded strictly (the transformer's stored code patches with them, when guidance is on). The models
-    must belong together; they are moved to ``device`` in eval mode, the VQGAN's convolutions in channels-last
-    layout (about 1.5x faster on CPU, and the layout tensor cores prefer). The code patches for known-pixel
-    guidance are None when it is off.
+    must belong together: a transformer file that records the VQGAN it was trained with refuses another one unless
+    ``any_vqgan``. They are moved to ``device`` in eval mode, the VQGAN's convolutions in channels-last layout (about
+    1.5x faster on CPU, and the layout tensor cores prefer), and the VQGAN normalizes with ``settings.normalization``.
+    Without stored code patches, guidance decodes them from the VQGAN once and caches them beside the transformer
+    file (:func:`maskgit_cli.decoding.guidance.fallback_code_patches`).
     """
     from maskgit_cli.vqgan.code_patches import read_code_patches
-    from maskgit_cli.weights import load_model
+    from maskgit_cli.weights import load_model, model_fingerprint, read_metadata
 
+    transformer_path, recorded = None, None
     if isinstance(transformer, (str, Path)):
+        transformer_path = Path(transformer)
+        recorded = read_metadata(transformer_path).get("vqgan_sha256") or None
         if code_patches is None and settings.pixel_guidance > 0:
-            code_patches = read_code_patches(transformer)
-        transformer = load_model(transformer, "transformer", device)
+            code_patches = read_code_patches(transformer_path)
+        transformer = load_model(transformer_path, "transformer", device)
     if isinstance(vqgan, (str, Path)):
         vqgan = load_model(vqgan, "vqgan", device)
     check_models(transformer, vqgan)
+    check_total_iter(settings.decode.total_iter, transformer.config.num_image_tokens)
     transformer.to(device).eval()
     vqgan.to(device, memory_format=torch.channels_last).eval()
-    guide = code_patches_for(vqgan, code_patches) if settings.pixel_guidance > 0 else None
-    return transformer, vqgan, guide
+    mean, std = vqgan.use_normalization(settings.normalization)
+    fingerprint = model_fingerprint(vqgan)
+    recorded = recorded or (code_patches.vqgan_sha256 if code_patches is not None else None)
+    if recorded and recorded != fingerprint and not any_vqgan:
+        raise MaskgitError(
+            f"the transformer was trained on the tokens of VQGAN {recorded[:12]}, but --vqgan is VQGAN "
+            f"{fingerprint[:12]}: pass the VQGAN it was trained with (or --any-vqgan to use this one anyway)"
+        )
+    guide = None
+    if settings.pixel_guidance > 0:
+        # patches made with another VQGAN (allowed by any_vqgan) say nothing about this one's codes
+        if code_patches is not None and code_patches.vqgan_sha256 in (None, fingerprint):
+            guide = code_patches_for(vqgan, code_patches, fingerprint)
+        else:
+            guide = fallback_code_patches(vqgan, transformer, transformer_path, fingerprint, settings.normalization)
+    return Prepared(transformer, vqgan, guide, mean, std, fingerprint)
 
 
 @dataclass
@@ -201,7 +255,7 @@ def inpaint_batch(
     the VQGAN on every call (1,024 decodes): pass them when calling this in a loop, as :func:`inpaint_folder` does.
     """
     if patches is None and settings.pixel_guidance > 0:
-        patches = code_patches_for(vqgan).patches
+        patches = vqgan_code_patches(vqgan)
     encoded = encode_inputs(vqgan, images, holes, settings)
     return decode_inputs(transformer, vqgan, images, holes, encoded, settings, image_ids, record_rows, patches)
 
@@ -275,6 +329,101 @@ class InpaintSummary:
     images_per_second: float
     settings: dict
     mean_still_masked: list[float]
+    results: str  # the folder of the results (the one FID reads)
+    grids: str | None  # the folder(s) of the per-step grids, None when none were written
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the results and the per-step grids of image ``i`` (file stem ``stem``) go inside the output folder.
+
+    ``ours``: images/<stem>.png, steps/<stem>_mask.png and steps/<stem>_image.png. ``lab``: the lab's names
+    (docs/lab.md, "The lab's inference"): test_results/image_{i:03d}.png, mask_scheduling/test_{i}.png and
+    imga/test_{i}.png.
+    """
+
+    name: str = "ours"
+
+    def result(self, i: int, stem: str) -> str:
+        return f"test_results/image_{i:03d}.png" if self.name == "lab" else f"images/{stem}.png"
+
+    def mask_grid(self, i: int, stem: str) -> str:
+        return f"mask_scheduling/test_{i}.png" if self.name == "lab" else f"steps/{stem}_mask.png"
+
+    def image_grid(self, i: int, stem: str) -> str:
+        return f"imga/test_{i}.png" if self.name == "lab" else f"steps/{stem}_image.png"
+
+    @property
+    def results_dir(self) -> str:
+        return "test_results" if self.name == "lab" else "images"
+
+    @property
+    def grids_dirs(self) -> str:
+        return "mask_scheduling/ and imga/" if self.name == "lab" else "steps/"
+
+
+def check_output_folder(output, overwrite: bool, inputs=()) -> Path:
+    """The output folder of a command that writes a whole folder of results (inpaint, sweep).
+
+    A folder that already holds files is refused (results of two runs must never mix), unless ``overwrite``, which
+    replaces it whole once the new results are complete. A folder that is, or holds, one of the ``inputs`` is
+    refused in any case.
+    """
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise MaskgitError(f"-o {out}: exists and is not a folder")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise MaskgitError(f"-o {out}: {above} is a file, not a folder")
+    resolved = out.resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        item = Path(item).resolve()
+        if item == resolved or resolved in item.parents:
+            raise MaskgitError(f"-o {out}: holds the input {item}; choose another output folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        first = sorted(p.name for p in out.iterdir())[0]
+        raise MaskgitError(
+            f"-o {out}: already holds results (e.g. {first}); pass --overwrite to replace the whole folder, or "
+            "choose another output folder (results of two runs are never mixed)"
+        )
+    return out
+
+
+class FolderWriter:
+    """Write a folder of results under a temporary name beside it, and put it in place only when complete: an
+    interruption or a full disk leaves the previous folder (if any) as it was, never a mix."""
+
+    def __init__(self, output: Path):
+        self.output = Path(output)
+        self.tmp = self.output.with_name(f".{self.output.name}.partial-{os.getpid()}")
+
+    def __enter__(self) -> Path:
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.filename and str(exc.filename).startswith(str(self.tmp)):
+                exc.filename = str(self.output) + str(exc.filename)[len(str(self.tmp)) :]  # name the real place
+            return
+        old = self.output.with_name(f".{self.output.name}.old-{os.getpid()}")
+        moved = False
+        try:
+            if self.output.exists():
+                self.output.rename(old)
+                moved = True
+            self.tmp.rename(self.output)
+        except OSError:
+            if moved and not self.output.exists():
+                old.rename(self.output)  # put the previous results back
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def inpaint_folder(
@@ -286,28 +435,34 @@ def inpaint_folder(
     masks_dir=None,
     mask_kind: str | None = None,
     mask_seed: int = 0,
-    grids: str = "8",
+    grids: str | None = None,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
     code_patches: CodePatches | None = None,
+    layout: str = "ours",
+    overwrite: bool = False,
+    any_vqgan: bool = False,
 ) -> InpaintSummary:
-    """Inpaint a folder; writes ``images/``, ``steps/``, ``overview.png`` and ``report.json`` under ``output``.
+    """Inpaint a folder; writes the results, the per-step grids (see :class:`Layout`), ``overview.png`` and
+    ``report.json`` under ``output``, which is written whole or not at all (:class:`FolderWriter`).
 
     ``transformer`` and ``vqgan`` are models or their weights files (:func:`prepare_models`). ``code_patches``:
     for known-pixel guidance, default those stored with the transformer file; else decoded from the VQGAN.
+    ``grids``: all | none | N (the first N) | i,j,k; default the first 8 (``ours``) or all (``lab``).
     """
     from maskgit_cli.data.images import default_workers
 
+    check_choice(layout, LAYOUTS, "--layout")
+    paths = [images_dir, masks_dir] + [m for m in (transformer, vqgan) if isinstance(m, (str, Path))]
+    out = check_output_folder(output, overwrite, paths)
+    where = Layout(layout)
     device = torch.device(device)
-    transformer, vqgan, guide = prepare_models(transformer, vqgan, device, settings, code_patches)
+    ready = prepare_models(transformer, vqgan, device, settings, code_patches, any_vqgan)
+    transformer, vqgan, guide = ready.transformer, ready.vqgan, ready.guide
     size = vqgan.config.img_resolution
     data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
-    grid_rows = set(parse_grids(grids, len(data)))
-    out = Path(output)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    if grid_rows:
-        (out / "steps").mkdir(exist_ok=True)
+    grid_rows = set(parse_grids(grids or ("all" if layout == "lab" else "8"), len(data)))
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=batch_size,
@@ -316,7 +471,7 @@ def inpaint_folder(
     )
     per_image, overview = [], []
     start = time.perf_counter()
-    with progress_bar(len(data), "inpaint", unit="img") as bar:
+    with FolderWriter(out) as tmp, progress_bar(len(data), "inpaint", unit="img") as bar:
         for images, holes, ids in loader:
             images, holes = images.to(device), holes.to(device)
             rows = [r for r, i in enumerate(ids.tolist()) if i in grid_rows]
@@ -326,11 +481,13 @@ def inpaint_folder(
             results = to_uint8(res.images)
             inputs = to_uint8(torch.where(holes[:, None].expand_as(images), GRAY / 255.0, images))
             for r, i in enumerate(ids.tolist()):
-                name = data.files[i].stem + ".png"
-                save_image(results[r], out / "images" / name)
+                stem = data.files[i].stem
+                result = where.result(i, stem)
+                save_image(results[r], tmp / result)
                 per_image.append(
                     {
-                        "name": name,
+                        "name": Path(result).name,
+                        "input": data.files[i].name,
                         "tokens_generated": int(res.token_masks[r].sum()),
                         "still_masked": res.still_masked[r].tolist(),
                     }
@@ -338,34 +495,45 @@ def inpaint_folder(
                 if len(overview) < 16:
                     overview.append((inputs[r], results[r]))
                 if r in res.step_images:
-                    stem = data.files[i].stem
-                    save_grid(
-                        [[_mask_tile(m, size) for m in res.step_masks[r]]], out / "steps" / f"{stem}_mask.png", scale=2
-                    )
-                    steps = to_uint8(torch.stack(res.step_images[r]))
-                    save_grid([[inputs[r], *steps, results[r]]], out / "steps" / f"{stem}_image.png", scale=2)
+                    masks = [[_mask_tile(m, size) for m in res.step_masks[r]]]
+                    save_grid(masks, tmp / where.mask_grid(i, stem), scale=2)
+                    steps = list(to_uint8(torch.stack(res.step_images[r])))
+                    tiles = [inputs[r], *steps] if layout == "lab" else [inputs[r], *steps, results[r]]
+                    save_grid([tiles], tmp / where.image_grid(i, stem), scale=2)
             bar.advance(len(ids))
-    seconds = time.perf_counter() - start
-    pairs = [[a, b] for a, b in overview]
-    save_grid([sum(pairs[k : k + 4], []) for k in range(0, len(pairs), 4)], out / "overview.png", scale=2)
-    settings_dict = {
-        **asdict(settings),
-        "images": str(images_dir),
-        "masks": str(masks_dir) if masks_dir else None,
-        "mask_kind": mask_kind,
-        "mask_seed": mask_seed if mask_kind else None,
-        "code_patches": guide.source if guide else None,
-    }
-    steps = max(len(p["still_masked"]) for p in per_image)
-    mean_counts = [float(np.mean([p["still_masked"][s] for p in per_image])) for s in range(steps)]
-    report = {
-        "settings": settings_dict,
-        "count": len(per_image),
-        "seconds": seconds,
-        "mean_still_masked": mean_counts,
-        "images": per_image,
-    }
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+        seconds = time.perf_counter() - start
+        pairs = [[a, b] for a, b in overview]
+        save_grid([sum(pairs[k : k + 4], []) for k in range(0, len(pairs), 4)], tmp / "overview.png", scale=2)
+        settings_dict = {
+            **asdict(settings),
+            "images": str(images_dir),
+            "masks": str(masks_dir) if masks_dir else None,
+            "mask_kind": mask_kind,
+            "mask_seed": mask_seed if mask_kind else None,
+            "code_patches": guide.source if guide else None,
+            "vqgan_mean": list(ready.mean),
+            "vqgan_std": list(ready.std),
+            "vqgan_sha256": ready.vqgan_sha256,
+            "layout": layout,
+            "grids": len(grid_rows),
+        }
+        steps = max(len(p["still_masked"]) for p in per_image)
+        mean_counts = [float(np.mean([p["still_masked"][s] for p in per_image])) for s in range(steps)]
+        report = {
+            "settings": settings_dict,
+            "count": len(per_image),
+            "seconds": seconds,
+            "mean_still_masked": mean_counts,
+            "images": per_image,
+        }
+        (tmp / "report.json").write_text(json.dumps(report, indent=1))
     return InpaintSummary(
-        str(out), len(per_image), seconds, len(per_image) / max(seconds, 1e-9), settings_dict, mean_counts
+        str(out),
+        len(per_image),
+        seconds,
+        len(per_image) / max(seconds, 1e-9),
+        settings_dict,
+        mean_counts,
+        str(out / where.results_dir),
+        f"{out}/{where.grids_dirs}" if grid_rows else None,
     )

@@ -229,34 +229,36 @@ def _pair_scores(pred: np.ndarray, ref: np.ndarray, holes: np.ndarray) -> dict[s
 
 
 def _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path, out, settings, best) -> str:
-    from maskgit_cli.decoding.decode import DecodeSettings
+    """The best cell as a ready-to-run `maskgit inpaint` line, with every setting that differs from the defaults
+    (``--lab`` when the settings are the lab's inference, then only what differs from that)."""
     from maskgit_cli.decoding.inpaint import InpaintSettings
 
-    d0, i0, d = DecodeSettings(), InpaintSettings(), settings.decode
+    lab = settings.lab
+    base = InpaintSettings.from_options(lab=lab)
     q = shlex.quote
     parts = ["maskgit inpaint", "--images", q(str(images_dir))]
     parts += ["--masks", q(str(masks_dir))] if masks_dir is not None else ["--mask-kind", str(mask_kind)]
     if mask_kind is not None and mask_seed:
         parts += ["--mask-seed", str(mask_seed)]
     parts += ["--transformer", q(str(t_path)), "--vqgan", q(str(v_path)), "-o", q(str(Path(out) / "best"))]
+    parts += ["--lab"] if lab else []
     parts += ["--schedule", best["schedule"], "--total-iter", str(best["total_iter"])]
     parts += ["--sweet-spot", str(best["sweet_spot"])]
-    if settings.token_mask != i0.token_mask:
-        parts += ["--token-mask", settings.token_mask]
-    if settings.dilate != i0.dilate:
-        parts += ["--dilate", str(settings.dilate)]
-    if settings.pixel_guidance != i0.pixel_guidance:
-        parts += ["--pixel-guidance", f"{settings.pixel_guidance:g}"]
-    if settings.composite != i0.composite:
+    for name in (
+        "normalization",
+        "sampling",
+        "token_mask",
+        "dilate",
+        "pixel_guidance",
+        "precision",
+        "choice_temperature",
+        "seed",
+    ):
+        value = settings.option(name)
+        if value != base.option(name):
+            parts += [f"--{name.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
+    if settings.composite != base.composite:
         parts.append("--composite" if settings.composite else "--no-composite")
-    if settings.precision != i0.precision:
-        parts += ["--precision", settings.precision]
-    if d.sampling != d0.sampling:
-        parts += ["--sampling", d.sampling]
-    if d.choice_temperature != d0.choice_temperature:
-        parts += ["--choice-temperature", f"{d.choice_temperature:g}"]
-    if d.seed != d0.seed:
-        parts += ["--seed", str(d.seed)]
     return " ".join(parts)
 
 
@@ -284,6 +286,8 @@ def run_sweep(
     fid_batch_size: int = 32,
     num_workers: int | None = None,
     code_patches=None,
+    overwrite: bool = False,
+    any_vqgan: bool = False,
 ) -> SweepResult:
     """Inpaint ``images_dir`` for every cell of the grid and score it against ``ref``; writes ``out_dir``/
     sweep.csv, sweep.png, sweep.json (and images/<cell>/ with ``save_images``).
@@ -292,14 +296,20 @@ def run_sweep(
     inputs were checked). ``settings`` (an :class:`~maskgit_cli.decoding.inpaint.InpaintSettings`) gives everything
     but the schedule, T and S: token rule, dilate, composite, sampling, choice temperature, seed, pixel guidance.
     ``code_patches`` (:class:`~maskgit_cli.vqgan.code_patches.CodePatches`) for the guidance: by default those
-    stored in the transformer file, else decoded from the VQGAN.
+    stored in the transformer file, else decoded from the VQGAN. ``out_dir`` is written whole or not at all and
+    must be new or empty unless ``overwrite`` (:func:`~maskgit_cli.decoding.inpaint.check_output_folder`).
     """
     import torch
 
     from maskgit_cli.choices import FID_MODES, SWEEP_METRICS, check_choice
-    from maskgit_cli.data.images import save_image
-    from maskgit_cli.decoding.inpaint import InpaintInputs, InpaintSettings, prepare_models
-    from maskgit_cli.progress import log, progress_bar
+    from maskgit_cli.decoding.inpaint import (
+        FolderWriter,
+        InpaintInputs,
+        InpaintSettings,
+        check_output_folder,
+        prepare_models,
+    )
+    from maskgit_cli.progress import log
     from maskgit_cli.weights import load_config
 
     # 1. options and inputs, checked before anything heavy is loaded
@@ -313,6 +323,8 @@ def run_sweep(
     weights, fid_reason = _fid_plan(metric, fid_mode, inception, kid)
     dev = torch.device(device)
     paths = {"transformer": transformer, "vqgan": vqgan}
+    inputs = [images_dir, masks_dir, ref] + [m for m in paths.values() if isinstance(m, (str, Path))]
+    out = check_output_folder(out_dir, overwrite, inputs)
     size = (load_config(vqgan, "vqgan")[1] if isinstance(vqgan, (str, Path)) else vqgan.config).img_resolution
     data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
     n = len(data)
@@ -321,17 +333,80 @@ def run_sweep(
         raise MaskgitError(f"FID needs at least 2 images in --images and --ref (found {n} and {reference.count})")
 
     # 2. models, FID network and reference statistics, the encoded inputs: once for all cells
-    transformer, vqgan, guide = prepare_models(transformer, vqgan, dev, settings, code_patches)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plan = None
-    if weights is not None:
-        plan = _load_fid(weights, fid_mode, dev, reference, ref, out, kid, fid_batch_size, num_workers)
-    ctx = _Context(transformer, vqgan, guide.patches if guide else None, settings, reference, plan, kid, dev)
-    encode_seconds = ctx.encode(data, batch_size, fid_batch_size, num_workers)
+    ready = prepare_models(transformer, vqgan, dev, settings, code_patches, any_vqgan)
+    guide = ready.guide
+    with FolderWriter(out) as tmp:  # the output folder appears whole, or not at all
+        plan = None
+        if weights is not None:
+            plan = _load_fid(weights, fid_mode, dev, reference, ref, tmp, kid, fid_batch_size, num_workers)
+        patches = guide.patches if guide else None
+        ctx = _Context(ready.transformer, ready.vqgan, patches, settings, reference, plan, kid, dev)
+        encode_seconds = ctx.encode(data, batch_size, fid_batch_size, num_workers)
 
-    # 3. every cell: decode, score
-    names = [f.stem + ".png" for f in data.files]
+        # 3. every cell: decode, score
+        names = [f.stem + ".png" for f in data.files]
+        rows = _run_cells(ctx, cells, names, tmp / "images" if save_images else None)
+
+        # 4. the best cell, the files
+        key, best, note = _rank(rows, plan, fid_mode, kid, reference, fid_reason)
+        t_path = paths["transformer"] if isinstance(paths["transformer"], (str, Path)) else "TRANSFORMER"
+        v_path = paths["vqgan"] if isinstance(paths["vqgan"], (str, Path)) else "VQGAN"
+        command = _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path, out, settings, best)
+        results = out / "best" / ("test_results" if settings.lab else "images")
+        fid_command = f"maskgit fid {shlex.quote(str(results))} {shlex.quote(str(ref))} --mode {fid_mode}"
+        files = {"csv": str(out / "sweep.csv"), "png": str(out / "sweep.png"), "json": str(out / "sweep.json")}
+        if plan is not None and plan.stats is not None and reference.kind != "npz":
+            files["ref_fid_stats"] = str(out / plan.stats.name)
+        if save_images:
+            files["images"] = str(out / "images")
+        result = SweepResult(
+            output=str(out),
+            count=n,
+            metric=key,
+            metric_note=note,
+            cells=rows,
+            best=best,
+            command=command,
+            fid_command=fid_command,
+            skipped=skipped,
+            files=files,
+            encode_seconds=encode_seconds,
+            settings={
+                **asdict(settings),
+                "images": str(images_dir),
+                "masks": None if masks_dir is None else str(masks_dir),
+                "mask_kind": mask_kind,
+                "mask_seed": mask_seed if mask_kind else None,
+                "code_patches": guide.source if guide else None,
+                "vqgan_mean": list(ready.mean),
+                "vqgan_std": list(ready.std),
+                "ref": str(ref),
+                "device": str(dev),
+                "batch_size": batch_size,
+            },
+            fid=None
+            if plan is None
+            else {
+                "mode": fid_mode,
+                "weights": plan.weights,
+                "feature_extractor": getattr(plan.extractor, "name", "custom extractor"),
+                "comparable_to_lab": fid_mode == "legacy_pytorch" and plan.weights != "custom extractor",
+                "ref_stats": str(out / plan.stats.name) if reference.kind != "npz" else str(plan.stats),
+                "ref_note": reference.note,
+            },
+        )
+        write_csv(rows, tmp / "sweep.csv")
+        plot_sweep(result, tmp / "sweep.png")
+        (tmp / "sweep.json").write_text(json.dumps(result_dict(result), indent=1))
+    return result
+
+
+def _run_cells(ctx: _Context, cells, names: list[str], save_to: Path | None) -> list[dict[str, Any]]:
+    """Decode and score every cell (schedule, T, S); the images of each cell go to ``save_to``/<cell>/ if given."""
+    from maskgit_cli.data.images import save_image
+    from maskgit_cli.progress import progress_bar
+
+    n = len(names)
     rows: list[dict[str, Any]] = []
     with progress_bar(len(cells) * n, f"sweep {len(cells)} cells", unit="img") as bar:
         one_step: tuple[dict[str, Any], np.ndarray] | None = None
@@ -347,59 +422,11 @@ def run_sweep(
                 row, pred = ctx.run_cell(schedule, t, s, bar)
                 if s == 1:
                     one_step = (row, pred)
-            if save_images:
-                folder = out / "images" / _cell_name(schedule, t, s)
+            if save_to is not None:
                 for img, name in zip(pred, names):
-                    save_image(img, folder / name)
+                    save_image(img, save_to / _cell_name(schedule, t, s) / name)
             rows.append(row)
-
-    # 4. the best cell, the files
-    key, best, note = _rank(rows, plan, fid_mode, kid, reference, fid_reason)
-    t_path = paths["transformer"] if isinstance(paths["transformer"], (str, Path)) else "TRANSFORMER"
-    v_path = paths["vqgan"] if isinstance(paths["vqgan"], (str, Path)) else "VQGAN"
-    command = _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path, out, settings, best)
-    files = {"csv": str(out / "sweep.csv"), "png": str(out / "sweep.png"), "json": str(out / "sweep.json")}
-    if plan is not None and plan.stats is not None and reference.kind != "npz":
-        files["ref_fid_stats"] = str(plan.stats)
-    if save_images:
-        files["images"] = str(out / "images")
-    result = SweepResult(
-        output=str(out),
-        count=n,
-        metric=key,
-        metric_note=note,
-        cells=rows,
-        best=best,
-        command=command,
-        skipped=skipped,
-        files=files,
-        encode_seconds=encode_seconds,
-        settings={
-            **asdict(settings),
-            "images": str(images_dir),
-            "masks": None if masks_dir is None else str(masks_dir),
-            "mask_kind": mask_kind,
-            "mask_seed": mask_seed if mask_kind else None,
-            "code_patches": guide.source if guide else None,
-            "ref": str(ref),
-            "device": str(dev),
-            "batch_size": batch_size,
-        },
-        fid=None
-        if plan is None
-        else {
-            "mode": fid_mode,
-            "weights": plan.weights,
-            "feature_extractor": getattr(plan.extractor, "name", "custom extractor"),
-            "comparable_to_lab": fid_mode == "legacy_pytorch" and plan.weights != "custom extractor",
-            "ref_stats": str(plan.stats),
-            "ref_note": reference.note,
-        },
-    )
-    write_csv(rows, out / "sweep.csv")
-    plot_sweep(result, out / "sweep.png")
-    (out / "sweep.json").write_text(json.dumps(result_dict(result), indent=1))
-    return result
+    return rows
 
 
 @dataclass

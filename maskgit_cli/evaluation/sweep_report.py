@@ -34,6 +34,7 @@ class SweepResult:
     cells: list[dict[str, Any]]
     best: dict[str, Any]
     command: str  # the best setting as a ready-to-run `maskgit inpaint` line
+    fid_command: str  # and the `maskgit fid` line that scores its results in the sweep's FID mode
     skipped: list[tuple[int, int]]  # (T, S) pairs left out because S > T
     files: dict[str, str]
     encode_seconds: float

@@ -20,7 +20,12 @@ everything around it, the same way for every model:
 - **Stopping**: after ``max_steps`` / ``epochs``; ``stop_at=N`` stops after step N exactly as an
   interruption does (checkpoint, then return); SIGINT/SIGTERM finish the current step, save a resumable
   checkpoint and return exit code 130/143 (a second signal aborts at once); a NaN/inf loss raises
-  :class:`MaskgitError` and leaves the last good checkpoint untouched.
+  :class:`MaskgitError` and leaves the last good checkpoint untouched. A run stopped before its first
+  validation also exports its model as ``best.safetensors`` (metadata ``val = "none yet"``), so the later
+  steps have a model file to load; the first validation replaces it.
+- **Write errors** (a full disk, no permission): :class:`SaveError`, one line naming the file; the previous
+  checkpoint stays whole (atomic writes) and resumable.
+- **One training per run folder**: the folder is locked (:meth:`RunDir.start`) until :func:`fit` returns.
 - **Logging**: a Rich progress bar (img/s and the current loss), ``metrics.jsonl`` and ``curves.png``.
 
 Exact resume: on CPU, a run stopped at step N and resumed ends with bit-identical weights to the same run
@@ -30,8 +35,11 @@ returns from ``state_dict`` (or in the global torch/numpy/python RNGs, which the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import re
 import signal
 import sys
 import threading
@@ -43,6 +51,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import Bar, log, progress_bar
@@ -207,6 +216,36 @@ class InterruptGuard:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Write errors
+
+
+class SaveError(MaskgitError, OSError):
+    """A file of the run could not be written (a full disk, no permission): a user-facing error (one line on the
+    command line) that is also an OSError, what it is underneath."""
+
+
+def _write_error_reason(e: BaseException) -> str:
+    """'No space left on device' from an OSError or a safetensors write error ('... (os error 28)')."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    found = re.search(r"os error (\d+)", str(e))
+    return os.strerror(int(found[1])) if found else (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+@contextlib.contextmanager
+def _writing(path: Path, step: int, kept: str):
+    """Turn a failed write of ``path`` (at ``step``) into a :class:`SaveError` saying what is ``kept``."""
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        if isinstance(e, MaskgitError):
+            raise
+        raise SaveError(
+            f"{path}: cannot write it at step {step} ({_write_error_reason(e)}); training stopped and {kept}"
+        ) from e
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -307,10 +346,27 @@ def fit(
 ) -> FitResult:
     """Train ``task`` on ``num_items`` items as configured; see the module docstring for the guarantees.
 
-    ``run.start(...)`` must have been called (it writes or checks config.json). With ``resume`` the task,
-    the loop position and the RNGs are restored from ``run.state`` first. ``is_main=False`` (the other ranks
-    of a distributed run) trains in lock-step but writes no file, log line or progress bar.
+    ``run.start(...)`` must have been called (it locks the run folder and writes or checks config.json); the
+    lock is released when ``fit`` returns or raises. With ``resume`` the task, the loop position and the RNGs
+    are restored from ``run.state`` first. ``is_main=False`` (the other ranks of a distributed run) trains in
+    lock-step but writes no file, log line or progress bar.
     """
+    try:
+        return _fit(task, run, num_items, cfg, resume, description, unit, is_main)
+    finally:
+        run.unlock()
+
+
+def _fit(
+    task: TrainTask,
+    run: RunDir,
+    num_items: int,
+    cfg: LoopConfig,
+    resume: bool,
+    description: str,
+    unit: str,
+    is_main: bool,
+) -> FitResult:
     say = log if is_main else (lambda _message: None)
     spe = cfg.steps_per_epoch(num_items)
     total = cfg.total_steps(num_items)
@@ -340,6 +396,12 @@ def fit(
     last_plot = [-math.inf]  # when curves.png was last drawn (drawing takes ~0.5 s: at most once a minute)
     tty = sys.stderr.isatty()
 
+    def kept() -> str:
+        """What a failed write leaves: the state file as it was last saved."""
+        if saved_step:
+            return f"{run.state} still holds step {saved_step} (continue with --resume)"
+        return "no checkpoint had been saved yet"
+
     def save() -> None:
         nonlocal saved_step
         if saved_step == pos.step:
@@ -354,10 +416,19 @@ def fit(
             "total_steps": total,
         }
         if is_main:
-            ckpt.save({"task": task.state_dict(), "loop": loop_state, "rng": capture_rng()}, pos.step)
+            with _writing(run.state, pos.step, kept()):
+                ckpt.save({"task": task.state_dict(), "loop": loop_state, "rng": capture_rng()}, pos.step)
+            saved_step = pos.step
             # The state file is complete in itself; last.safetensors is its exported model, written after it.
-            task.export(run.last, {"step": str(pos.step), "epoch": str(pos.epoch)})
+            with _writing(run.last, pos.step, kept()):
+                task.export(run.last, {"step": str(pos.step), "epoch": str(pos.epoch)})
         saved_step = pos.step
+
+    def export_unvalidated_best() -> None:
+        """A run that stops before its first validation still leaves a best.safetensors (its current model)."""
+        if is_main and cfg.best_metric and best is None and saved_step == pos.step:
+            with _writing(run.best, pos.step, kept()):
+                task.export(run.best, {"step": str(pos.step), "epoch": str(pos.epoch), "val": "none yet"})
 
     def evaluate() -> None:
         nonlocal best, best_step, last_eval
@@ -368,15 +439,16 @@ def fit(
         line = f"step {pos.step}/{total} epoch {pos.epoch + 1}: val {_fmt(last_eval)}"
         value = last_eval.get(cfg.best_metric) if cfg.best_metric else None
         if value is not None and (best is None or (value > best if cfg.best_mode == "max" else value < best)):
+            with _writing(run.best, pos.step, kept()):
+                task.export(run.best, {"step": str(pos.step), f"val_{cfg.best_metric}": repr(value)})
             best, best_step = value, pos.step
-            task.export(run.best, {"step": str(pos.step), f"val_{cfg.best_metric}": repr(value)})
             line += f"  (new best {cfg.best_metric})"
         say(line)
         if time.perf_counter() - last_plot[0] > PLOT_INTERVAL_S:
             draw_curves()
 
     def draw_curves() -> None:
-        if not is_main:
+        if not is_main or not run.metrics.is_file():  # nothing to plot yet
             return
         last_plot[0] = time.perf_counter()
         try:
@@ -387,6 +459,7 @@ def fit(
     def result(status: str, exit_code: int = 0) -> FitResult:
         if pos.step > 0:
             save()
+            export_unvalidated_best()
         draw_curves()
         return FitResult(
             status, pos.step, total, pos.epoch, exit_code, best, best_step, last_eval, time.perf_counter() - t_start

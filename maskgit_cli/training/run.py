@@ -4,9 +4,12 @@ and how the settings of a run are resolved from the command line, a TOML file an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import math
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +50,35 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: d}
 
 
+def _read_pid(fd: int) -> str:
+    """The pid written in a lock file, or "unknown" (not written yet)."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders that ``path.mkdir(parents=True)`` would create, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
 class RunDir:
-    """The files of one training run, ``runs/NAME/``."""
+    """The files of one training run, ``runs/NAME/``.
+
+    A run folder is used by one training at a time: :meth:`start` takes an exclusive lock on ``runs/NAME/.lock``
+    (which holds the pid of its holder) and :func:`~maskgit_cli.training.loop.fit` releases it when it returns;
+    ``with run:`` releases it on the way out too (e.g. when the trainer fails between the two).
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock_fd: int | None = None
 
     last = property(lambda self: self.path / "last.safetensors")
     best = property(lambda self: self.path / "best.safetensors")
@@ -59,15 +86,90 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.jsonl")
     curves = property(lambda self: self.path / "curves.png")
     config = property(lambda self: self.path / "config.json")
+    lock_file = property(lambda self: self.path / ".lock")
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unlock()
+
+    @property
+    def locked(self) -> bool:
+        """Whether this process holds the run folder's lock (through this object)."""
+        return self._lock_fd is not None
+
+    def lock(self) -> None:
+        """Take the run folder (which must exist) for this process: an exclusive, non-blocking ``flock`` on
+        ``.lock``, into which the holder's pid is written. Held already: nothing to do; held by another process:
+        a MaskgitError naming it."""
+        if self._lock_fd is not None:
+            return
+        while True:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_pid(fd)
+                os.close(fd)
+                raise MaskgitError(
+                    f"{self.path} is in use by another training (pid {holder}); wait for it or choose another -o"
+                ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # A failed start may remove the lock file it created between our open and flock: lock the current file.
+            try:
+                current = os.path.samestat(os.fstat(fd), os.stat(self.lock_file))
+            except OSError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        with contextlib.suppress(OSError):  # the pid is for the message above; the lock works without it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self, remove: bool = False) -> None:
+        """Release the lock if this object holds it (``remove``: delete the lock file first)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        if remove:
+            with contextlib.suppress(OSError):
+                self.lock_file.unlink()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # explicitly: forked children may share the descriptor
+        finally:
+            os.close(fd)
 
     def start(self, config: dict[str, Any], resume: bool, may_differ: tuple[str, ...] = ()) -> None:
-        """Create the run (writing config.json), or check that ``config`` matches the run being resumed.
+        """Lock the run folder, then create the run (writing config.json) or check that ``config`` matches the
+        run being resumed. The lock is held until :meth:`unlock` (``fit`` calls it when it returns).
 
         ``may_differ``: dotted config keys allowed to change on resume (e.g. the device or ``stop_at``); any
         other difference is an error, because the resumed run would not be the run that was interrupted.
+
+        On any error the lock is released and the folders this call created are removed again.
         """
         if self.path.exists() and not self.path.is_dir():
             raise MaskgitError(f"{self.path}: exists and is not a folder")
+        if resume and not self.path.is_dir():
+            raise MaskgitError(f"{self.path}: nothing to resume (no {self.state.name}); start the run without --resume")
+        made = _missing_folders(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.lock()
+            self._start(config, resume, may_differ)
+        except BaseException:
+            self.unlock(remove=bool(made))
+            for folder in made:  # deepest first; a folder that is not empty stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+
+    def _start(self, config: dict[str, Any], resume: bool, may_differ: tuple[str, ...]) -> None:
         if not resume:
             existing = [p.name for p in (self.state, self.last, self.best) if p.exists()]
             if existing:
@@ -75,7 +177,6 @@ class RunDir:
                     f"{self.path} already holds a training run ({', '.join(existing)}); pass --resume "
                     "to continue it, or choose another output folder"
                 )
-            self.path.mkdir(parents=True, exist_ok=True)
             self.metrics.unlink(missing_ok=True)
             self.write_config(config)
             return
@@ -100,8 +201,20 @@ class RunDir:
         self.write_config(config)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        with atomic_path(self.config) as tmp:
+        with naming(self.config), atomic_path(self.config) as tmp:
             tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def naming(path: Path):
+    """An OSError while writing ``path`` names ``path`` (not its temporary file, nor nothing as a failed write
+    does), so that the command line's one-line error says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, MaskgitError) or e.filename == str(path):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
 
 
 def json_value(v: Any) -> Any:
@@ -125,12 +238,12 @@ class MetricsLogger:
         self.path = Path(path)
         if keep_until_step is not None and self.path.exists():
             kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= keep_until_step]
-            with atomic_path(self.path) as tmp:
+            with naming(self.path), atomic_path(self.path) as tmp:
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def log(self, kind: str, step: int, **values: Any) -> dict[str, Any]:
         record = {"kind": kind, "step": step, **{k: json_value(v) for k, v in values.items()}}
-        with self.path.open("a") as f:
+        with naming(self.path), self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         return record
 

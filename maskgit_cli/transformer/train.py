@@ -320,23 +320,24 @@ def train_transformer(
         },
         "world_size": world,
     }
-    if rank == 0:
+    if rank == 0:  # the main rank alone locks the run folder, until fit returns
         run.start(run_config, resume, may_differ=RESUME_MAY_DIFFER)
-    if world > 1:
-        torch.distributed.barrier()
-    seed_everything(cfg.seed + rank)
-    model = MaskGITTransformer(model_cfg).to(device)
-    if world > 1:  # identical initial weights on every rank
-        for p in model.parameters():
-            torch.distributed.broadcast(p.data, 0)
-    task = TransformerTask(cfg, model, train, val, masks, device, total)
-    if rank == 0:
-        log(
-            f"train: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters), {len(train.tokens)} train / "
-            f"{len(val.tokens) if val else 0} val token grids, {total} steps of {cfg.batch_size} on {device} "
-            f"({cfg.precision}{', ' + str(world) + ' processes' if world > 1 else ''})"
-        )
-    result = fit(task, run, len(train.tokens), loop, resume=resume, description="train", unit="img", is_main=rank == 0)
+    with run:  # ... or until something fails before fit
+        if world > 1:
+            torch.distributed.barrier()
+        seed_everything(cfg.seed + rank)
+        model = MaskGITTransformer(model_cfg).to(device)
+        if world > 1:  # identical initial weights on every rank
+            for p in model.parameters():
+                torch.distributed.broadcast(p.data, 0)
+        task = TransformerTask(cfg, model, train, val, masks, device, total)
+        if rank == 0:
+            log(
+                f"train: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters), {len(train.tokens)} "
+                f"train / {len(val.tokens) if val else 0} val token grids, {total} steps of {cfg.batch_size} on "
+                f"{device} ({cfg.precision}{', ' + str(world) + ' processes' if world > 1 else ''})"
+            )
+        result = fit(task, run, len(train.tokens), loop, resume=resume, description="train", is_main=rank == 0)
     return {
         **result.summary(run),
         "best_metric": loop.best_metric,

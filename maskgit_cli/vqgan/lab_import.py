@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.vqgan.model import VQGAN, VQGANConfig
+from maskgit_cli.vqgan.model import LAB_TEST_MEAN, LAB_TEST_STD, VQGAN, VQGANConfig
 from maskgit_cli.weights import load_state_dict_strict, load_torch_state_dict, model_fingerprint, save_model
 
 # VQGAN.yml `model_param` keys we read (docs/lab.md, "The VQGAN checkpoint"); anything else in the file is ignored.
@@ -43,22 +43,29 @@ def read_vqgan_yml(path) -> VQGANConfig:
         raise MaskgitError(f"{path}: invalid VQGAN config ({e})") from None
 
 
-def convert_lab_vqgan(pt_path, yml_path=None, mean=None, std=None) -> VQGAN:
+def convert_lab_vqgan(pt_path, yml_path=None, mean=None, std=None, test_mean=None, test_std=None) -> VQGAN:
     """Build a VQGAN from the lab's ``VQGAN.pt`` (+ ``VQGAN.yml``), strictly: every key and shape must match.
 
-    The lab normalizes with its train mean/std (docs/lab.md, "Normalization"); pass ``mean``/``std`` to override.
+    The file records both of the lab's statistics (docs/lab.md, "Normalization"): its train mean/std (used by
+    default) and its test mean/std (``--normalization test``, as the lab's inference); pass ``mean``/``std`` and
+    ``test_mean``/``test_std`` to override them.
     """
     config = read_vqgan_yml(yml_path) if yml_path is not None else VQGANConfig()
-    if mean is not None or std is not None:
-        config = dataclasses.replace(config, mean=tuple(mean or config.mean), std=tuple(std or config.std))
+    config = dataclasses.replace(
+        config,
+        mean=tuple(mean or config.mean),
+        std=tuple(std or config.std),
+        test_mean=tuple(test_mean or LAB_TEST_MEAN),
+        test_std=tuple(test_std or LAB_TEST_STD),
+    )
     model = VQGAN(config)
     load_state_dict_strict(model, load_torch_state_dict(pt_path, "VQGAN checkpoint"), str(pt_path))
     return model.eval()
 
 
-def convert_lab_vqgan_file(pt_path, output, yml_path=None, mean=None, std=None) -> dict:
+def convert_lab_vqgan_file(pt_path, output, yml_path=None, mean=None, std=None, test_mean=None, test_std=None) -> dict:
     """`maskgit convert-vqgan`: :func:`convert_lab_vqgan`, written to ``output`` as a model file; returns a summary."""
-    model = convert_lab_vqgan(pt_path, yml_path, mean, std)
+    model = convert_lab_vqgan(pt_path, yml_path, mean, std, test_mean, test_std)
     save_model(output, model, "vqgan")
     return {
         "output": str(output),
@@ -66,4 +73,6 @@ def convert_lab_vqgan_file(pt_path, output, yml_path=None, mean=None, std=None) 
         "vqgan_sha256": model_fingerprint(model),
         "mean": list(model.config.mean),
         "std": list(model.config.std),
+        "test_mean": list(model.config.test_mean),
+        "test_std": list(model.config.test_std),
     }

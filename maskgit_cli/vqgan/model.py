@@ -47,6 +47,10 @@ class VQGANConfig:
     # Normalization applied inside encode() and undone inside decode().
     mean: tuple[float, ...] = field(default=LAB_TRAIN_MEAN)
     std: tuple[float, ...] = field(default=LAB_TRAIN_STD)
+    # The lab's test-set statistics, which its inference used instead (docs/lab.md, "Normalization"); None for VQGANs
+    # without such statistics. `--normalization test` selects them.
+    test_mean: tuple[float, ...] | None = None
+    test_std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,6 +63,9 @@ class VQGANConfig:
             "std",
         ):
             setattr(self, name, tuple(getattr(self, name)))
+        for name in ("test_mean", "test_std"):
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(getattr(self, name)))
         factor = self.img_resolution // self.latent_resolution
         n_steps = int(math.log2(factor)) if factor >= 1 else -1
         if factor < 1 or 2**n_steps != factor or self.img_resolution % self.latent_resolution:
@@ -74,6 +81,28 @@ class VQGANConfig:
             )
         if len(self.mean) != self.image_channels or len(self.std) != self.image_channels:
             raise ValueError("mean and std need one value per image channel")
+        if (self.test_mean is None) != (self.test_std is None):
+            raise ValueError("test_mean and test_std go together")
+        if self.test_mean is not None and (
+            len(self.test_mean) != self.image_channels or len(self.test_std) != self.image_channels
+        ):
+            raise ValueError("test_mean and test_std need one value per image channel")
+
+    def normalization(self, which: str = "train") -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) for ``which``: "train" (what the network was trained with) or "test" (the lab's test-set
+        statistics, as the lab's inference used them)."""
+        from maskgit_cli.choices import NORMALIZATIONS, check_choice
+        from maskgit_cli.errors import MaskgitError
+
+        check_choice(which, NORMALIZATIONS, "--normalization")
+        if which == "train":
+            return self.mean, self.std
+        if self.test_mean is None:
+            raise MaskgitError(
+                "--normalization test: this VQGAN records no test-set statistics (a VQGAN converted from the lab's "
+                "VQGAN.pt with `maskgit convert-vqgan` does); use --normalization train"
+            )
+        return self.test_mean, self.test_std
 
     @property
     def tokens_per_image(self) -> int:
@@ -84,7 +113,7 @@ class VQGANConfig:
 # is sized like our reference pipeline's ~10M-parameter GPU model; `small` is narrow enough to train on a 2-core
 # CPU; `tiny` is for tests.
 VQGAN_PRESETS: dict[str, VQGANConfig] = {
-    "lab": VQGANConfig(),
+    "lab": VQGANConfig(test_mean=LAB_TEST_MEAN, test_std=LAB_TEST_STD),
     "base": VQGANConfig(
         enc_channels=(64, 64, 128, 128, 256),
         dec_channels=(64, 128, 128, 256),
@@ -301,6 +330,14 @@ class VQGAN(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def use_normalization(self, which: str = "train") -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Encode and decode with the config's "train" or "test" statistics (see :meth:`VQGANConfig.normalization`);
+        returns the (mean, std) now in use."""
+        mean, std = self.config.normalization(which)
+        self.mean.copy_(torch.tensor(mean).view(1, -1, 1, 1))
+        self.std.copy_(torch.tensor(std).view(1, -1, 1, 1))
+        return mean, std
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std

@@ -65,14 +65,17 @@ def tokenize_folder(
     skip_invalid: bool = False,
     resize: bool = False,
     num_workers: int | None = None,
+    overwrite: bool = False,
 ) -> TokenizeSummary:
     """Encode every image of ``images_dir`` with ``vqgan`` (a VQGAN or its weights file) and write a token cache.
 
     Deterministic: sorted file order, no augmentation but the optional flips, fp32 nearest-code search
     (bf16 autocast for the encoder on CUDA only). Nothing is written unless the whole folder succeeds.
+    An existing ``output`` is replaced only with ``overwrite``, and never when it is an input (checked first).
     """
     import time
 
+    check_output(output, images_dir, vqgan, overwrite)
     device = torch.device(device)
     if isinstance(vqgan, (str, Path)):
         vqgan = load_model(vqgan, "vqgan", device)
@@ -123,6 +126,32 @@ def tokenize_folder(
     )
 
 
+def check_output(output, images_dir, vqgan, overwrite: bool = False) -> None:
+    """Refuse, before any work, an ``-o`` that is a folder, that is an input (the ``--vqgan`` file or an image of
+    ``images_dir``, even with ``overwrite``), or that exists without ``overwrite``."""
+    from maskgit_cli.data.images import list_images
+
+    output = Path(output)
+    if output.is_dir():
+        example = output / "train.tokens"
+        raise MaskgitError(f"-o {output}: is a folder; give the token cache's file name, e.g. {example}")
+    if not output.exists():
+        return
+    st = output.stat()
+    same = (st.st_dev, st.st_ino)
+    if isinstance(vqgan, (str, Path)) and Path(vqgan).exists():
+        v = Path(vqgan).stat()
+        if (v.st_dev, v.st_ino) == same:
+            raise MaskgitError(f"-o {output}: is the --vqgan file, an input; choose another output file")
+    if Path(images_dir).is_dir():
+        for f in list_images(images_dir):
+            i = f.stat()
+            if (i.st_dev, i.st_ino) == same:
+                raise MaskgitError(f"-o {output}: is the image {f.name} of {images_dir}, an input; choose another file")
+    if not overwrite:
+        raise MaskgitError(f"-o {output}: already exists; pass --overwrite to replace it")
+
+
 def save_token_cache(
     path,
     tokens: torch.Tensor,
@@ -164,6 +193,9 @@ def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache
     tensors = read_tensors(path)
     if "tokens" not in tensors or tensors["tokens"].ndim != 3:
         raise MaskgitError(f"{path}: token cache has no (N,h,w) 'tokens' tensor")
+    raw = tensors["tokens"]
+    if raw.dtype.is_floating_point or raw.dtype.is_complex or raw.dtype == torch.bool:
+        raise MaskgitError(f"{path}: token cache's 'tokens' tensor is {raw.dtype}, not integer code ids")
     try:
         cache = TokenCache(
             tokens=tensors["tokens"].long(),
@@ -179,14 +211,63 @@ def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache
             cache.patch_stats = PatchStats.from_tensors(
                 tensors["code_patch_sums"], tensors["code_patch_counts"], int(meta["patch_size"])
             )
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise MaskgitError(f"{path}: token cache metadata is incomplete or invalid ({e})") from None
+    check_token_cache(cache, meta)
     if expect_vqgan_sha256 is not None and cache.vqgan_sha256 != expect_vqgan_sha256:
         raise MaskgitError(
             f"{path}: tokens were made by VQGAN {cache.vqgan_sha256[:12]}, but this VQGAN is "
             f"{expect_vqgan_sha256[:12]}; re-run `maskgit tokenize` with the same VQGAN"
         )
     return cache
+
+
+def check_token_cache(cache: TokenCache, meta: dict[str, str]) -> None:
+    """A loaded cache's tokens against its own metadata (one MaskgitError naming the cache and the problem):
+    rows = files (x2 with flips), the grid = the VQGAN's latent resolution, every id a code (0..V-1; the
+    transformer's mask id V is not data), the code patch stats one row per code."""
+    from maskgit_cli.vqgan.model import VQGANConfig
+    from maskgit_cli.weights import config_from_json
+
+    path, tokens, v = cache.path, cache.tokens, cache.num_codebook_vectors
+
+    def bad(problem: str):
+        return MaskgitError(f"{path}: token cache {problem}; re-run `maskgit tokenize`")
+
+    if not isinstance(cache.files, list) or not all(isinstance(f, str) for f in cache.files):
+        raise bad("metadata 'files' is not a list of file names")
+    if meta["flip"] not in ("true", "false"):
+        raise bad(f"metadata 'flip' is {meta['flip']!r}, not true or false")
+    if not 1 <= v <= 32768:
+        raise bad(f"metadata num_codebook_vectors is {v}, not 1..32768")
+    if cache.image_size < 1:
+        raise bad(f"metadata image_size is {cache.image_size}")
+    if not isinstance(cache.vqgan_config, dict):
+        raise bad("metadata vqgan_config is not a JSON object")
+    try:
+        config_from_json(VQGANConfig, meta["vqgan_config"], "vqgan_config")
+    except MaskgitError as e:
+        raise bad(f"metadata is invalid ({e})") from None
+    rows = len(cache.files) * (2 if cache.flip else 1)
+    if len(tokens) == 0:
+        raise bad("holds no token grids")
+    if len(tokens) != rows:
+        flips = " x2 for the flips" if cache.flip else ""
+        raise bad(f"holds {len(tokens)} token grids but names {len(cache.files)} files{flips} ({rows} expected)")
+    stated = cache.vqgan_config
+    if "latent_resolution" in stated and cache.grid != (stated["latent_resolution"],) * 2:
+        r = stated["latent_resolution"]
+        raise bad(f"grids are {cache.grid[0]}x{cache.grid[1]} but its VQGAN's latent resolution is {r}x{r}")
+    if "img_resolution" in stated and cache.image_size != stated["img_resolution"]:
+        raise bad(f"image_size {cache.image_size} differs from its VQGAN's img_resolution {stated['img_resolution']}")
+    if "num_codebook_vectors" in stated and v != stated["num_codebook_vectors"]:
+        raise bad(f"num_codebook_vectors {v} differs from its VQGAN's {stated['num_codebook_vectors']}")
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= v:
+        n = int(((tokens < 0) | (tokens >= v)).sum())
+        raise bad(f"holds {n} token ids outside 0..{v - 1} (min {lo}, max {hi}; {v} codes)")
+    if cache.patch_stats is not None and len(cache.patch_stats.counts) != v:
+        raise bad(f"code patch stats have {len(cache.patch_stats.counts)} rows for {v} codes")
 
 
 def check_same_vqgan(a: TokenCache, b: TokenCache) -> None:

@@ -368,17 +368,17 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
             "val_names": _names_digest(val_files) if val_files else None,
         },
     }
-    run.start(run_config, resume, may_differ=RESUME_MAY_DIFFER)
-
-    seed_everything(cfg.seed)
-    model = VQGAN(model_cfg).to(device)
-    task = VQGANTask(cfg, model, train, val, device, total)
-    log(
-        f"train-vqgan: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters, "
-        f"{model_cfg.num_codebook_vectors} codes), {len(train)} train / {len(val_files)} val images, "
-        f"{total} steps of {cfg.batch_size} on {device} ({cfg.precision})"
-    )
-    result = fit(task, run, len(train), loop, resume=resume, description="train-vqgan", unit="img")
+    run.start(run_config, resume, may_differ=RESUME_MAY_DIFFER)  # locks the run folder until fit returns
+    with run:  # ... or until something fails before fit
+        seed_everything(cfg.seed)
+        model = VQGAN(model_cfg).to(device)
+        task = VQGANTask(cfg, model, train, val, device, total)
+        log(
+            f"train-vqgan: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters, "
+            f"{model_cfg.num_codebook_vectors} codes), {len(train)} train / {len(val_files)} val images, "
+            f"{total} steps of {cfg.batch_size} on {device} ({cfg.precision})"
+        )
+        result = fit(task, run, len(train), loop, resume=resume, description="train-vqgan", unit="img")
 
     return {
         **result.summary(run),
