@@ -58,6 +58,9 @@ def test_counts_and_names(manifest):
     assert counts["test"] == counts["mask64"] == counts["masked_image"]
     assert counts["train"] + counts["test"] == 3786  # every image of img/google/64 (docs/data.md, "emoji64")
     assert counts["base_emoji_train"] + counts["base_emoji_test"] == 1911
+    # the split of issue #11 D (groups merged for identical pixels; docs/data.md, "emoji64")
+    assert (counts["train"], counts["test"]) == (3371, 415)
+    assert (counts["base_emoji_train"], counts["base_emoji_test"]) == (1706, 205)
     assert 0.07 < counts["test"] / 3786 < 0.13  # about 90/10
     assert sorted(manifest["files"]) == sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*.png"))
 
@@ -109,6 +112,31 @@ def test_no_base_emoji_crosses_the_split(manifest):
     assert len(set(sources)) == len(sources) == 3786
 
 
+def test_no_test_image_has_the_pixels_of_a_training_image(pixels, manifest):
+    """Issue #11 D: emoji with identical artwork under different code points stay on one side of the split."""
+
+    def digest(arr: np.ndarray) -> str:
+        return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+    train = {digest(arr) for rel, (_, arr) in pixels.items() if rel.startswith("train/")}
+    leaked = sorted(rel for rel, (_, arr) in pixels.items() if rel.startswith("test/") and digest(arr) in train)
+    assert leaked == []
+    # the same check on the files decoded afresh and converted to RGB, as the models read them; image_001,
+    # image_006 and image_007 were copies of training images before the fix
+    for rel in sorted(p.relative_to(DATA).as_posix() for p in (DATA / "test").glob("*.png")):
+        with Image.open(DATA / rel) as img:
+            assert hashlib.sha256(np.asarray(img.convert("RGB")).tobytes()).hexdigest() not in train, rel
+    # the groups the builder merged for identical pixels are whole on one side
+    split_of_base: dict[str, set[str]] = {}
+    for rel, entry in manifest["files"].items():
+        if rel.startswith(("train/", "test/")):
+            split_of_base.setdefault(entry["base"], set()).add(rel.split("/")[0])
+    merged = manifest["split"]["merged_groups"]
+    assert merged and all(len(group) > 1 for group in merged)
+    for group in merged:
+        assert len(set().union(*(split_of_base[b] for b in group))) == 1, group
+
+
 def test_manifest_pixel_hashes(pixels, manifest):
     for rel, entry in manifest["files"].items():
         mode, arr = pixels[rel]
@@ -140,6 +168,7 @@ def test_rebuild_matches_manifest(tmp_path, manifest):
     assert rebuilt["counts"] == manifest["counts"]
     assert rebuilt["source"] == manifest["source"]
     assert rebuilt["files"] == manifest["files"]
+    assert rebuilt["split"] == manifest["split"]
     assert (out / "LICENSE").read_bytes() == (DATA / "LICENSE").read_bytes()
 
 

@@ -18,7 +18,13 @@ Output, in the lab's layout (docs/data.md, "The lab's files")::
     masked_image/image_000.png  test images with the holes filled gray (128, 128, 128)
     LICENSE, README.md, manifest.json
 
-The build is deterministic: the split is a salted SHA-256 of each base emoji's image name, masks come from
+Split rule (issue #11 D): the split is by *group*, never by single image. A group starts as a base emoji with its
+skin-tone variants (``skin_variations`` in ``emoji.json``); groups that contain pixel-identical images (the same
+SHA-256 of the RGB pixels after the white compositing below, e.g. flags that share artwork under different code
+points) are merged (union-find), so identical pixels never sit on both sides. A whole group goes to ``test/`` iff
+``is_test_base`` holds for its smallest base image name (a group that merged nothing keeps its base's side).
+
+The build is deterministic: the split is a salted SHA-256 of each group's smallest base image name, masks come from
 ``maskgit_cli.data.mask_generator`` with a fixed seed, PNGs are written with fixed Pillow options (no timestamps), and
 ``manifest.json`` records the SHA-256 of every file's decoded pixels so a rebuild can be verified whatever the
 PNG compressor version.
@@ -85,10 +91,32 @@ def pixel_sha256(path: Path) -> tuple[str, str]:
 
 
 def is_test_base(base_image: str) -> bool:
-    """Split rule: a base emoji (and all its skin-tone variants) is in the test set iff the first 8 bytes
-    of sha256(SPLIT_SALT + ":" + base image name), as a big-endian int / 2**64, are below TEST_FRACTION."""
+    """Split rule: a group (a base emoji with its skin-tone variants, merged with every group that shares
+    identical pixels; see ``merge_identical``) is in the test set iff, for its smallest base image name, the first
+    8 bytes of sha256(SPLIT_SALT + ":" + that name), as a big-endian int / 2**64, are below TEST_FRACTION."""
     digest = hashlib.sha256(f"{SPLIT_SALT}:{base_image}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64 < TEST_FRACTION
+
+
+def merge_identical(images: dict[str, Image.Image], base_of: dict[str, str]) -> dict[str, str]:
+    """Map every base image name to its group's key: union-find over the base groups, joined whenever two images
+    (of any groups) have the same decoded RGB pixels; the key is the group's smallest base image name."""
+    parent = {b: b for b in base_of.values()}
+
+    def find(b: str) -> str:
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        return b
+
+    first_base: dict[str, str] = {}  # pixel hash -> base of the first image (in sorted name order) with it
+    for name in sorted(images):
+        digest = hashlib.sha256(np.asarray(images[name]).tobytes()).hexdigest()
+        other = first_base.setdefault(digest, base_of[name])
+        a, b = find(other), find(base_of[name])
+        if a != b:
+            parent[max(a, b)] = min(a, b)  # the root is always the group's smallest base name
+    return {b: find(b) for b in parent}
 
 
 def index_name(prefix: str, index: int, count: int, min_digits: int) -> str:
@@ -166,7 +194,13 @@ def build(tarball: Path, out: Path) -> dict:
         own_license = tar.extractfile("package/LICENSE").read().decode("utf-8").strip()
 
     bases = sorted(set(base_of.values()))
-    test_bases = {b for b in bases if is_test_base(b)}
+    group_of = merge_identical(images, base_of)
+    test_bases = {b for b in bases if is_test_base(group_of[b])}
+    merged = sorted(
+        members
+        for members in (sorted(b for b in bases if group_of[b] == key) for key in sorted(set(group_of.values())))
+        if len(members) > 1
+    )
     train_src = sorted(n for n in images if base_of[n] not in test_bases)
     test_src = sorted(n for n in images if base_of[n] in test_bases)
 
@@ -208,6 +242,8 @@ def build(tarball: Path, out: Path) -> dict:
         "masked_image": len(test_src),
         "base_emoji_train": len(bases) - len(test_bases),
         "base_emoji_test": len(test_bases),
+        "groups_train": len({group_of[b] for b in bases if b not in test_bases}),
+        "groups_test": len({group_of[b] for b in test_bases}),
     }
     manifest = {
         "dataset": DATASET,
@@ -221,7 +257,13 @@ def build(tarball: Path, out: Path) -> dict:
         },
         "image_size": [SIZE, SIZE],
         "background": "white",
-        "split": {"rule": "sha256(salt:base_image)[:8] / 2**64 < test_fraction", "salt": SPLIT_SALT},
+        "split": {
+            "rule": "sha256(salt:group)[:8] / 2**64 < test_fraction",
+            "salt": SPLIT_SALT,
+            "group": "base emoji + skin-tone variants, merged when any images have identical RGB pixels; "
+            "key = the smallest base image name",
+            "merged_groups": merged,
+        },
         "split_test_fraction": TEST_FRACTION,
         "masks": {"kind": MASK_KIND, "seed": MASK_SEED, "rng": "numpy default_rng([seed, index])"},
         "pixel_hash": "sha256 of the decoded pixels: numpy.asarray(PIL image).tobytes(), mode as listed",
@@ -240,6 +282,8 @@ def build(tarball: Path, out: Path) -> dict:
         n_variants=len(images) - len(bases),
         salt=SPLIT_SALT,
         frac=TEST_FRACTION,
+        n_merged=len(merged),
+        n_merged_bases=sum(len(m) for m in merged),
         kind=MASK_KIND,
         seed=MASK_SEED,
         hole_mean=summary["hole_fraction"]["mean"] * 100,
@@ -335,9 +379,15 @@ the grouping of skin-tone variants and the image file names listed in `manifest.
 - Input: all {n_images} PNGs of `img/google/64/` ({n_bases} base emoji + {n_variants} skin-tone variants,
   grouped by `skin_variations` in `emoji.json`).
 - Conversion: composite RGBA/LA/P onto white, RGB, 64x64 (the source size; no resizing).
-- Split by base emoji, so skin-tone variants never cross it: a base emoji and its variants go to `test/` iff
-  the first 8 bytes of `sha256("{salt}:" + base image file name)`, read as a big-endian integer divided by
-  2**64, are below {frac}. Within each split the images are numbered in sorted source-file-name order.
+- Split by group, so neither skin-tone variants nor identical pixels cross it: a group is a base emoji with its
+  skin-tone variants, and groups that hold pixel-identical images (same sha256 of the RGB pixels after the
+  conversion above, e.g. flags sharing artwork under different code points) are merged into one (union-find;
+  here {n_merged} merged groups of {n_merged_bases} base emoji, listed under `split.merged_groups` in
+  `manifest.json`). A group goes to `test/` iff the first 8 bytes of
+  `sha256("{salt}:" + its smallest base image file name)`, read as a big-endian integer divided by 2**64, are
+  below {frac}; so a group that merged nothing keeps the side of its base emoji ({groups_train} groups in
+  `train/`, {groups_test} in `test/`). No test image has the pixels of a training image. Within each split the images
+  are numbered in sorted source-file-name order.
 - Masks: one `{kind}` mask per test image from `maskgit_cli.data.mask_generator.generate_mask` with the generator
   `numpy.random.default_rng([{seed}, index])` (seed {seed}), i.e.
   `maskgit_cli.data.mask_generator.write_masks(test, mask64, "{kind}", {seed}, masked_out=masked_image)`.

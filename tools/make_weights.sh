@@ -54,7 +54,7 @@ echo "== weights/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoji64-r
 # The token caches come from the VQGAN just copied into weights/ (training flips included, as in `--flip`);
 # tokenize also sums the pixels under every code, and train stores the means in the transformer file
 # (aux.code_patches, for known-pixel guidance).
-# CPU: the `small` preset (3.8M parameters, 15 MB), batch 64, lr 1e-3, 2400 steps (~23 epochs of 6,748 grids).
+# CPU: the `small` preset (3.8M parameters, 15 MB), batch 64, lr 1e-3, 2400 steps (~23 epochs of 6,742 grids).
 # CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 8000 steps (~300 epochs); not run yet.
 maskgit tokenize data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors -o "$RUNS/emoji64-train.tokens" \
   --flip --device "$DEVICE" --overwrite
