@@ -21,6 +21,7 @@ SCHEDULE_NAMES = (*SCHEDULES, *SCHEDULE_ALIASES)
 
 NORMALIZATIONS = ("train", "test")  # the VQGAN's statistics: its training set's, or the lab's test set's
 SAMPLING = ("sample", "argmax")  # sample = the official decoder; argmax = the lab's choice
+SAMPLERS = ("confidence", "halton")  # which tokens a decoding step keeps: the official rule, or Halton order
 TOKEN_RULES = ("any", "majority")  # pixel -> token rule: any = the lab's
 MASK_KINDS = ("stroke", "box", "half", "outpaint")
 LAYOUTS = ("ours", "lab")  # inpaint's output names: images/ + steps/, or the lab's test_results/ + grids

@@ -42,6 +42,23 @@ MODEL_KINDS = {
 }
 
 
+DEFAULT_WEIGHTS = {"vqgan": "vqgan-emoji64.safetensors", "transformer": "maskgit-emoji64.safetensors"}
+
+
+def default_weights(kind: str) -> Path:
+    """The shipped emoji64 weights file of ``kind``: ``weights/`` of a checkout, or the copy installed inside the
+    package (``maskgit_cli/default_weights/``, put there by ``pip install .``)."""
+    name = DEFAULT_WEIGHTS[kind]
+    here = Path(__file__).resolve().parent
+    for folder in (here.parent / "weights", here / "default_weights"):
+        if (folder / name).is_file():
+            return folder / name
+    raise MaskgitError(
+        f"the default {kind} weights ({name}) are neither in this checkout's weights/ nor installed with the "
+        f"package; pass --{kind} PATH"
+    )
+
+
 def _classes(kind: str) -> tuple[type, type]:
     import importlib
 

@@ -37,6 +37,7 @@ def test_cli_choices_are_the_library_choices():
         common.DecodePrecision: choices.DECODE_PRECISIONS,
         common.Schedule: choices.SCHEDULE_NAMES,
         common.Sampling: choices.SAMPLING,
+        common.Sampler: choices.SAMPLERS,
         common.TokenRule: choices.TOKEN_RULES,
         common.MaskKind: choices.MASK_KINDS,
         common.FidMode: choices.FID_MODES,
@@ -54,6 +55,7 @@ def test_cli_choices_are_the_library_choices():
     "check",
     [
         lambda v: __import__("maskgit_cli.decoding.decode", fromlist=["x"]).DecodeSettings(sampling=v),
+        lambda v: __import__("maskgit_cli.decoding.decode", fromlist=["x"]).DecodeSettings(sampler=v),
         lambda v: __import__("maskgit_cli.decoding.inpaint", fromlist=["x"]).InpaintSettings(token_mask=v),
         lambda v: __import__("maskgit_cli.decoding.inpaint", fromlist=["x"]).InpaintSettings(precision=v),
         lambda v: __import__("maskgit_cli.runtime", fromlist=["x"]).resolve_device(v),

@@ -166,3 +166,22 @@ def test_resume_refuses_a_run_of_the_other_trainer(cli, tmp_path):
     (run / "config.json").write_text(json.dumps({"trainer": "train", "train": {}, "data": {}}))
     r = cli("train-vqgan", "--resume", run)
     assert r.exit_code == 1 and "is a `maskgit train` run, not a `maskgit train-vqgan` run" in r.stderr
+
+
+def test_inpaint_uses_the_shipped_weights_without_weight_options(cli, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data" / "emoji64"
+    for folder in ("masked_image", "mask64"):
+        (tmp_path / folder).mkdir()
+        for p in sorted((data / folder).iterdir())[:2]:
+            shutil.copy(p, tmp_path / folder / p.name)
+    r = cli("info", "--json")
+    defaults = json.loads(r.stdout)["default_weights"]
+    assert defaults["vqgan"].endswith("weights/vqgan-emoji64.safetensors")
+    r = cli("inpaint", "--images", tmp_path / "masked_image", "--masks", tmp_path / "mask64", "-o", tmp_path / "o",
+            "--device", "cpu", "--grids", "none")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["count"] == 2 and report["settings"]["code_patches"] == "training images"

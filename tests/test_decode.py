@@ -5,6 +5,7 @@ import torch
 
 from maskgit_cli.choices import SCHEDULES
 from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
+from maskgit_cli.decoding.sampler import halton_counts
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.schedules import expected_counts
 
@@ -109,3 +110,27 @@ def test_more_steps_than_tokens_is_refused_before_decoding(tiny_transformer):
         decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=257, sweet_spot=1))
     res = decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=256, sweet_spot=2))  # the limit is allowed
     assert res.still_masked[:, -1].tolist() == [0, 0] and len(calls) == 2
+
+
+@pytest.mark.parametrize("sweet_spot", [None, 1, 3])
+def test_halton_sampler_decodes_with_its_counts_known_tokens_fixed_and_batch_free(tiny_transformer, sweet_spot):
+    tokens, unknown = make_batch(sizes=(256, 120, 37, 1, 0))
+    ids = torch.tensor([10, 11, 12, 13, 14])
+    s = DecodeSettings(schedule="square", total_iter=6, sweet_spot=sweet_spot, sampler="halton", seed=7)
+    batch = decode_tokens(tiny_transformer, tokens, unknown, s, image_ids=ids, record=True)
+    for i, n in enumerate(unknown.sum(1).tolist()):
+        assert batch.still_masked[i].tolist() == halton_counts(s.steps, n)
+    assert torch.equal(batch.tokens[~unknown], tokens[~unknown]) and int(batch.tokens.max()) < V
+    assert all(int(p.max()) < V and torch.equal(p[~unknown], tokens[~unknown]) for p in batch.step_predictions)
+    for i in range(len(tokens)):
+        one = decode_tokens(tiny_transformer, tokens[i : i + 1], unknown[i : i + 1], s, image_ids=ids[i : i + 1])
+        assert torch.equal(one.tokens[0], batch.tokens[i])
+    # the schedule and T play no part: only the steps run
+    other = DecodeSettings(schedule="cosine", total_iter=8, sweet_spot=s.steps, sampler="halton", seed=7)
+    assert torch.equal(decode_tokens(tiny_transformer, tokens, unknown, other, image_ids=ids).tokens, batch.tokens)
+    # and it is not the confidence sampler's result
+    if s.steps > 1:
+        conf = DecodeSettings(schedule="square", total_iter=6, sweet_spot=sweet_spot, seed=7)
+        assert not torch.equal(
+            decode_tokens(tiny_transformer, tokens, unknown, conf, image_ids=ids).tokens, batch.tokens
+        )

@@ -347,3 +347,26 @@ def test_an_unwritable_output_is_one_line(cli, lab_dirs, tiny_transformer_file, 
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]
     assert r.exit_code == 1 and errors == [f"Error: {tmp_path / 'ro'}: Permission denied"], r.stderr
     assert not (tmp_path / "ro").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ro")]
+
+
+def test_num_samples_writes_different_results_and_a_sheet(
+    cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path
+):
+    images, masks = lab_dirs
+    out = tmp_path / "s"
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, out, "--num-samples", "3", "--grids", "1")
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert names == [f"image_{i:03d}_{k}.png" for i in range(5) for k in range(3)]
+    for i in range(5):
+        samples = [read(out / "images" / f"image_{i:03d}_{k}.png").tobytes() for k in range(3)]
+        assert len(set(samples)) > 1, i  # not all identical
+    assert (out / "samples.png").is_file() and (out / "steps" / "image_000_image.png").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert report["images"][0]["samples"] == ["image_000_0.png", "image_000_1.png", "image_000_2.png"]
+    # sample 0 is the single result of the same seed
+    one = tmp_path / "one"
+    assert run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, one, "--grids", "none").exit_code == 0
+    assert (read(one / "images" / "image_002.png") == read(out / "images" / "image_002_0.png")).all()
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "z", "--num-samples", "0")
+    assert r.exit_code == 2

@@ -129,7 +129,7 @@ def test_imports_of_test_modules_are_found(tmp_path):
 # The package's layers, bottom first (docs/architecture.md, "Import rule"): a module imports from its own layer and
 # the layers below it only, so the pipeline reads top-down and a model never imports a converter or a trainer.
 LAYERS = [
-    {"errors", "choices", "runtime", "progress", "weights", "viz", "metrics", "schedules", "__init__"},
+    {"errors", "choices", "runtime", "progress", "weights", "viz", "metrics", "schedules"},
     {"data"},
     {"training"},
     {"vqgan"},
@@ -137,7 +137,7 @@ LAYERS = [
     {"decoding"},
     {"evaluation"},
     {"bench"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "__init__"},  # __init__: the lazy `from maskgit_cli import Inpainter`
 ]
 
 
@@ -187,3 +187,15 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path):
     fake.write_text("def f():\n    from maskgit_cli.transformer.lab_import import convert_lab_state_dict\n")
     ((line, target),) = _package_imports(fake)
     assert line == 2 and _layer(target) > _layer("maskgit_cli.vqgan.model")
+
+
+def test_pyproject_lists_every_package_and_ships_the_default_weights():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {"maskgit_cli." + ".".join(p.parent.relative_to(PACKAGE).parts) for p in PACKAGE.rglob("__init__.py")}
+    found = {name.rstrip(".") for name in found}
+    assert set(config["packages"]) == found | {"maskgit_cli.default_weights"}
+    assert config["package-dir"] == {"maskgit_cli.default_weights": "weights"}
+    shipped = config["package-data"]["maskgit_cli.default_weights"]
+    assert "*.safetensors" in shipped and (ROOT / "weights" / "maskgit-emoji64.safetensors").is_file()

@@ -1,11 +1,22 @@
-"""The decoding step without a model: random logits in, the official rule's grid out."""
+"""The decoding step without a model: random logits in, the official rule's (or the Halton sampler's) grid out."""
+
+import math
 
 import pytest
 import torch
 
 from maskgit_cli.choices import SCHEDULES
 from maskgit_cli.decoding.decode import DecodeSettings
-from maskgit_cli.decoding.sampler import ConfidenceSampler, draw, hashed_uniform
+from maskgit_cli.decoding.sampler import (
+    ConfidenceSampler,
+    HaltonSampler,
+    draw,
+    halton_counts,
+    halton_order,
+    hashed_uniform,
+    make_sampler,
+)
+from maskgit_cli.errors import MaskgitError
 from maskgit_cli.schedules import expected_counts
 
 L, V, MASK = 64, 10, 10  # a 8x8 grid, 10 codes, mask id 10
@@ -103,3 +114,146 @@ def test_hashed_uniforms_are_uniform_and_keyed():
     assert not torch.equal(u[0], u[1])
     assert torch.equal(u[1], hashed_uniform(3, torch.tensor([1]), 0, 0, 50000)[0])
     assert not torch.equal(u[0], hashed_uniform(3, torch.tensor([0]), 1, 0, 50000)[0])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Halton sampler (docs/decoding.md, "The Halton sampler")
+
+
+def radical_inverse(k, base):
+    value, scale = 0.0, 1.0
+    while k:
+        k, digit = divmod(k, base)
+        scale /= base
+        value += digit * scale
+    return value
+
+
+def reference_order(side, points=10_000):
+    """The reference's order, rebuilt here: points k = 1..10,000, x in base 2 (the row), y in base 3 (the column),
+    scaled by the side and floored, repeats dropped keeping the first."""
+    order = []
+    for k in range(1, points + 1):
+        pos = int(radical_inverse(k, 2) * side) * side + int(radical_inverse(k, 3) * side)
+        if pos not in order:
+            order.append(pos)
+    return order
+
+
+def expected_revealed(i, steps, n):
+    """The count rule, written out: ratio = (i+1)/S, r = 1 - arccos(ratio)/(pi/2), max(i+1, int(r*N)) capped at N."""
+    if i == steps - 1:
+        return n
+    r = 1 - math.acos((i + 1) / steps) / (math.pi / 2)
+    return min(n, max(i + 1, int(r * n)))
+
+
+def run_halton(settings, tokens, unknown, image_ids=None, logits=None, bias=None):
+    """Drive HaltonSampler.step; ``logits`` (S,B,L,V+1) default to fresh random ones per step."""
+    g = torch.Generator().manual_seed(0)
+    sampler = make_sampler(settings, MASK)
+    assert isinstance(sampler, HaltonSampler)
+    ids = torch.where(unknown, torch.full_like(tokens, MASK), tokens)
+    n_unknown = unknown.sum(1)
+    image_ids = torch.arange(len(tokens)) if image_ids is None else image_ids
+    outs = []
+    for t in range(settings.steps):
+        lg = torch.randn(len(tokens), L, V + 1, generator=g) if logits is None else logits[t]
+        out = sampler.step(lg, t, ids, unknown, n_unknown, image_ids, bias)
+        ids, unknown = out.ids, out.unknown
+        outs.append(out)
+    return outs
+
+
+def test_halton_order_is_a_permutation_and_matches_the_reference():
+    order = halton_order(16).tolist()
+    assert sorted(order) == list(range(256))
+    # (row, column) of k = 1: (1/2, 1/3) * 16; k = 2: (1/4, 2/3); k = 3: (3/4, 1/9); k = 4: (1/8, 4/9)
+    assert [divmod(p, 16) for p in order[:4]] == [(8, 5), (4, 10), (12, 1), (2, 7)]
+    assert order == reference_order(16)
+    assert halton_order(8).tolist() == reference_order(8)
+    for side in (1, 2, 5, 7, 32):
+        assert sorted(halton_order(side).tolist()) == list(range(side * side))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 5, 8])
+def test_halton_counts_follow_the_rule(steps):
+    sizes = (64, 40, 7, 2, 1, 0)
+    tokens, unknown = grid(sizes)
+    outs = run_halton(DecodeSettings(total_iter=8, sweet_spot=steps, sampler="halton"), tokens, unknown)
+    for i, n in enumerate(sizes):
+        counts = [int(out.unknown[i].sum()) for out in outs]
+        assert counts == [n - expected_revealed(t, steps, n) for t in range(steps)], (n, steps)
+        assert counts == halton_counts(steps, n)
+    # the rule by hand for N = 100, S = 8 (and it ignores T: only the steps run count)
+    assert halton_counts(8, 100) == [93, 84, 76, 67, 58, 47, 33, 0]
+    assert halton_counts(1, 5) == [0] and halton_counts(3, 0) == [0, 0, 0] and halton_counts(4, 1) == [0, 0, 0, 0]
+
+
+def test_halton_reveals_the_unknown_tokens_in_halton_order_and_keeps_the_known_ones():
+    tokens, unknown = grid()
+    outs = run_halton(DecodeSettings(total_iter=6, sampler="halton"), tokens, unknown)
+    order = halton_order(8)
+    before = unknown
+    for t, out in enumerate(outs):
+        assert torch.equal(out.sampled[~unknown], tokens[~unknown])  # known tokens never rewritten
+        assert (out.sampled != MASK).all()  # a draw everywhere still masked, never the mask id
+        assert torch.equal(out.ids == MASK, out.unknown)
+        assert not (out.unknown & ~before).any()  # a revealed token stays revealed
+        assert torch.equal(out.ids[~out.unknown], out.sampled[~out.unknown])
+        for i in range(len(tokens)):
+            unknown_in_order = [p for p in order.tolist() if unknown[i, p]]
+            revealed = expected_revealed(t, 6, len(unknown_in_order))
+            assert set((~out.unknown[i] & unknown[i]).nonzero().flatten().tolist()) == set(unknown_in_order[:revealed])
+        before = out.unknown
+    assert not outs[-1].unknown.any() and torch.equal(outs[-1].ids[~unknown], tokens[~unknown])
+
+
+def test_halton_results_do_not_depend_on_batching():
+    tokens, unknown = grid(sizes=(64, 40, 7))
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(4, len(tokens), L, V + 1, generator=g)
+    bias = torch.randn(len(tokens), L, V, generator=g)
+    ids = torch.tensor([10, 11, 12])
+    s = DecodeSettings(total_iter=4, sampler="halton", seed=3)
+    batch = run_halton(s, tokens, unknown, ids, logits, bias)
+    for i in range(len(tokens)):
+        one = run_halton(
+            s, tokens[i : i + 1], unknown[i : i + 1], ids[i : i + 1], logits[:, i : i + 1], bias[i : i + 1]
+        )
+        for a, b in zip(one, batch):
+            assert torch.equal(a.ids[0], b.ids[i]) and torch.equal(a.unknown[0], b.unknown[i])
+
+
+def test_halton_guidance_and_argmax():
+    tokens, unknown = grid(sizes=(64,))
+    bias = torch.full((1, L, V), -1e4)
+    bias[..., 7] = 0.0  # only code 7 is allowed
+    outs = run_halton(DecodeSettings(total_iter=3, sampler="halton"), tokens, unknown, bias=bias)
+    assert (outs[-1].ids == 7).all()
+    logits = torch.randn(2, 1, L, V + 1, generator=torch.Generator().manual_seed(1))
+    outs = run_halton(DecodeSettings(total_iter=2, sampler="halton", sampling="argmax"), tokens, unknown, logits=logits)
+    first = ~outs[0].unknown
+    assert torch.equal(outs[0].ids[first], logits[0, ..., :V].argmax(-1)[first])
+    assert torch.equal(outs[1].ids[~first], logits[1, ..., :V].argmax(-1)[~first])
+
+
+def test_one_step_is_the_same_for_both_samplers():
+    """S = 1 fills every masked token with its first draw whatever the sampler (sweep computes it once)."""
+    tokens, unknown = grid()
+    logits = torch.randn(1, len(tokens), L, V + 1, generator=torch.Generator().manual_seed(2))
+    bias = torch.randn(len(tokens), L, V, generator=torch.Generator().manual_seed(4))
+    halton = run_halton(
+        DecodeSettings(total_iter=5, sweet_spot=1, sampler="halton"), tokens, unknown, None, logits, bias
+    )
+    ids = torch.where(unknown, torch.full_like(tokens, MASK), tokens)
+    conf = make_sampler(DecodeSettings(total_iter=3, sweet_spot=1), MASK)
+    assert isinstance(conf, ConfidenceSampler)
+    out = conf.step(logits[0], 0, ids, unknown, unknown.sum(1), torch.arange(len(tokens)), bias)
+    assert torch.equal(out.ids, halton[0].ids) and not out.unknown.any()
+
+
+def test_sampler_setting_is_checked():
+    with pytest.raises(MaskgitError, match="--sampler bogus: expected one of confidence, halton"):
+        DecodeSettings(sampler="bogus")
+    assert DecodeSettings().sampler == "confidence"

@@ -210,3 +210,67 @@ def test_lab_settings_carry_into_the_printed_lines(cli, lab, tiny_vqgan, tmp_pat
     r = sweep(cli, lab, tmp_path / "lab-vqgan.safetensors", out, "--schedules", "linear", "--overwrite")
     assert r.exit_code == 0, r.output
     assert [row["schedule"] for row in read_rows(out / "sweep.csv")] == ["linear"]
+
+
+def test_samplers_are_a_grid_dimension_and_the_best_lines_name_the_sampler(
+    cli, lab, tiny_vqgan_file, no_weights, tmp_path
+):
+    out = tmp_path / "out"
+    grid = (
+        "--schedules",
+        "cosine,linear",
+        "--total-iter",
+        "4",
+        "--sweet-spot",
+        "1,3",
+        "--samplers",
+        "confidence,halton",
+    )
+    r = sweep(cli, lab, tiny_vqgan_file, out, *grid)
+    assert r.exit_code == 0, r.output
+    rows = read_rows(out / "sweep.csv")
+    cells = [(row["sampler"], row["schedule"], int(row["sweet_spot"])) for row in rows]
+    assert cells == [(a, s, k) for a in ("confidence", "halton") for s in ("cosine", "linear") for k in (1, 3)]
+    # computed once: S = 1 for every sampler and schedule; halton for every schedule at a given S
+    same = {(row["sampler"], row["schedule"], row["sweet_spot"]): row["same_as"] for row in rows}
+    assert same == {
+        ("confidence", "cosine", "1"): "",
+        ("confidence", "cosine", "3"): "",
+        ("confidence", "linear", "1"): "cosine_T4_S1",
+        ("confidence", "linear", "3"): "",
+        ("halton", "cosine", "1"): "cosine_T4_S1",
+        ("halton", "cosine", "3"): "",
+        ("halton", "linear", "1"): "cosine_T4_S1",
+        ("halton", "linear", "3"): "halton_cosine_T4_S3",
+    }
+    by = {(row["sampler"], row["schedule"], row["sweet_spot"]): row for row in rows}
+    assert by["halton", "linear", "3"]["psnr_hole"] == by["halton", "cosine", "3"]["psnr_hole"]
+    report = json.loads((out / "sweep.json").read_text())
+    assert [c["sampler"] for c in report["cells"]] == [row["sampler"] for row in rows]
+    assert report["settings"]["samplers"] == ["confidence", "halton"]
+    best = next(row for row in rows if row["best"] == "True")
+    best_line = next(line for line in r.stdout.splitlines() if line.startswith("best: "))
+    assert best_line.startswith(f"best: --sampler {best['sampler']} --schedule {best['schedule']} --total-iter 4")
+    run_it = next(line for line in r.stdout.splitlines() if line.startswith("run it: "))
+    assert ("--sampler halton" in run_it) == (best["sampler"] == "halton") and "--sampler confidence" not in run_it
+
+    # --sampler halton alone: a halton sweep; its run-it line reproduces the cell's images with `inpaint`
+    out2 = tmp_path / "halton"
+    r = sweep(cli, lab, tiny_vqgan_file, out2, "--sampler", "halton", "--schedules", "cosine", "--total-iter", "3",
+              "--save-images")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert [row["sampler"] for row in read_rows(out2 / "sweep.csv")] == ["halton"]
+    command = next(line for line in r.stdout.splitlines() if line.startswith("run it: maskgit inpaint "))
+    assert "--sampler halton --schedule cosine --total-iter 3 --sweet-spot 3" in command
+    args = shlex.split(command.removeprefix("run it: maskgit "))
+    args[args.index("-o") + 1] = str(tmp_path / "rerun")
+    r2 = cli(*args, "--grids", "none", "--device", "cpu")
+    assert r2.exit_code == 0, r2.output
+    assert json.loads((tmp_path / "rerun" / "report.json").read_text())["settings"]["decode"]["sampler"] == "halton"
+    cell = out2 / "images" / "halton_cosine_T3_S3"
+    for name in sorted(p.name for p in cell.iterdir()):
+        assert np.array_equal(
+            np.asarray(Image.open(cell / name)), np.asarray(Image.open(tmp_path / "rerun" / "images" / name))
+        )
+    r = sweep(cli, lab, tiny_vqgan_file, tmp_path / "bad", "--samplers", "confidence,bogus")
+    assert r.exit_code == 1 and "--samplers 'confidence,bogus': unknown sampler 'bogus'" in r.stderr

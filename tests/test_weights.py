@@ -242,3 +242,16 @@ def test_unsafe_loading_is_never_suggested(tmp_path):
     assert "PickledThing" in msg
     for advice in ("weights_only=False", "False", "trust", "safe_globals", "arbitrary code", "\x1b"):
         assert advice not in msg
+
+
+def test_default_weights_are_found_in_a_checkout_and_missing_ones_named(monkeypatch):
+    from pathlib import Path
+
+    from maskgit_cli import weights
+
+    root = Path(__file__).resolve().parents[1]
+    assert weights.default_weights("vqgan") == root / "weights" / "vqgan-emoji64.safetensors"
+    assert weights.default_weights("transformer") == root / "weights" / "maskgit-emoji64.safetensors"
+    monkeypatch.setitem(weights.DEFAULT_WEIGHTS, "vqgan", "gone.safetensors")
+    with pytest.raises(MaskgitError, match=r"default vqgan weights \(gone.safetensors\) .* pass --vqgan PATH"):
+        weights.default_weights("vqgan")

@@ -55,6 +55,7 @@ Precision = _choice("Precision", choices.PRECISIONS)
 DecodePrecision = _choice("DecodePrecision", choices.DECODE_PRECISIONS)
 Schedule = _choice("Schedule", choices.SCHEDULE_NAMES)
 Sampling = _choice("Sampling", choices.SAMPLING)
+Sampler = _choice("Sampler", choices.SAMPLERS)
 Normalization = _choice("Normalization", choices.NORMALIZATIONS)
 Layout = _choice("Layout", choices.LAYOUTS)
 TokenRule = _choice("TokenRule", choices.TOKEN_RULES)
@@ -243,6 +244,18 @@ DECODE = OptionGroup(
             ],
             None,
         ),
+        "sampler": (
+            Annotated[
+                Sampler | None,
+                _opt(
+                    "--sampler",
+                    help="Which drawn tokens each step keeps: confidence (the official rule: the most confident, "
+                    "under --schedule) or halton (a fixed Halton order over the grid, arccos count; the schedule "
+                    "and --choice-temperature play no part). \\[default: confidence]",
+                ),
+            ],
+            None,
+        ),
         "token_mask": (
             Annotated[
                 TokenRule,
@@ -359,10 +372,25 @@ INPUTS = OptionGroup(
             None,
         ),
         "mask_seed": (Annotated[int, _opt("--mask-seed", min=0, help="Seed of the generated masks.")], 0),
-        "transformer": (Annotated[Path, _opt("--transformer", help="Transformer weights (.safetensors).")], ...),
+        "transformer": (
+            Annotated[
+                Path | None,
+                _opt(
+                    "--transformer", help="Transformer weights (.safetensors). \\[default: the shipped emoji64 weights]"
+                ),
+            ],
+            None,
+        ),
         "vqgan": (
-            Annotated[Path, _opt("--vqgan", help="VQGAN weights (.safetensors) the transformer was trained on.")],
-            ...,
+            Annotated[
+                Path | None,
+                _opt(
+                    "--vqgan",
+                    help="VQGAN weights (.safetensors) the transformer was trained on. \\[default: the shipped "
+                    "emoji64 VQGAN]",
+                ),
+            ],
+            None,
         ),
         "any_vqgan": (
             Annotated[

@@ -26,15 +26,29 @@ from maskgit_cli.cli.common import (
 
 @command("info", FILES)
 def info_cmd(
-    file: Annotated[Path, typer.Argument(help="A maskgit weights (.safetensors) or token cache (.tokens) file.")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A maskgit weights (.safetensors) or token cache (.tokens) file. Without it: which default weights "
+            "inpaint and sweep use."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show what a weights or token file holds: its kind, config and tensors.
+    """Show what a weights or token file holds: its kind, config and tensors; or, without FILE, the default weights.
 
     [bold]Example[/bold]: maskgit info weights/vqgan-emoji64.safetensors --json
     """
-    from maskgit_cli.weights import describe
+    from maskgit_cli.weights import DEFAULT_WEIGHTS, default_weights, describe
 
+    if file is None:
+        found = {kind: str(default_weights(kind)) for kind in DEFAULT_WEIGHTS}
+        if as_json:
+            print_json({"default_weights": found})
+            return
+        for kind, path in found.items():
+            out(f"default {kind}: {path}")
+        return
     info = describe(file)
     if as_json:
         print_json(info)

@@ -75,6 +75,15 @@ def inpaint_cmd(
             "mask_scheduling/test_0.png, imga/test_0.png). \\[default: ours; --lab: lab]",
         ),
     ] = None,
+    num_samples: Annotated[
+        int,
+        typer.Option(
+            "--num-samples",
+            min=1,
+            help="Results per image, from the random streams of --seed, --seed + 1, ...: NAME_0.png ... and a contact "
+            "sheet samples.png (grids and counts: sample 0).",
+        ),
+    ] = 1,
     decode: dict | None = None,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
@@ -107,6 +116,7 @@ def inpaint_cmd(
         device=device(device_name),
         num_workers=None,
         layout=plain(layout) or ("lab" if decode["lab"] else "ours"),
+        num_samples=num_samples,
     )
     if as_json:
         keys = ("output", "results", "grids", "images", "seconds", "images_per_second", "mean_still_masked")
@@ -153,6 +163,14 @@ def sweep_cmd(
             help="Comma-separated numbers of steps actually run, e.g. 1,2,3 (default: T, all steps); S > T is skipped.",
         ),
     ] = None,
+    samplers: Annotated[
+        str | None,
+        typer.Option(
+            "--samplers",
+            help="Comma-separated samplers to compare, e.g. confidence,halton (default: --sampler's value). The "
+            "halton sampler ignores the schedule and T: its cells of the same S are computed once (same_as).",
+        ),
+    ] = None,
     metric: Annotated[
         SweepMetric,
         typer.Option(
@@ -177,9 +195,9 @@ def sweep_cmd(
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the best mask schedule, T and sweet spot: inpaint a test set over a grid and score every cell.
+    """Find the best mask schedule, T and sweet spot (and sampler): inpaint a test set over a grid and score every cell.
 
-    The models are loaded once and the inputs VQGAN-encoded once; each cell (schedule, T, S <= T) runs the
+    The models are loaded once and the inputs VQGAN-encoded once; each cell (sampler, schedule, T, S <= T) runs the
     iterative decoding and is scored at once: FID (and KID) when the Inception weights are on disk, otherwise
     PSNR/SSIM over the hole pixels and whole images against --ref (the output says which and why). Best = lowest
     FID, else highest hole PSNR. Writes OUT/sweep.csv (one row per cell), OUT/sweep.png and OUT/sweep.json, and
@@ -188,13 +206,14 @@ def sweep_cmd(
     [bold]Example[/bold]: maskgit sweep --images data/emoji64/masked_image --masks data/emoji64/mask64 --ref data/emoji64/test --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/sweep --total-iter 4,8 --sweet-spot 2,3,4,8
     """
     from maskgit_cli.decoding.inpaint import InpaintSettings
-    from maskgit_cli.evaluation.sweep import parse_int_list, parse_schedules, run_sweep
+    from maskgit_cli.evaluation.sweep import parse_int_list, parse_samplers, parse_schedules, run_sweep
     from maskgit_cli.evaluation.sweep_report import best_line, render_table, result_dict
 
     names = parse_schedules(schedules)
     ts = parse_int_list(total_iters, "--total-iter", "4,8,12")
     ss = parse_int_list(sweet_spots, "--sweet-spot", "1,2,3")
     batch_size = decode.pop("batch_size")
+    settings = InpaintSettings.from_options(schedule=names[0], total_iter=max(ts), **decode)
     r = run_sweep(
         inputs["transformer"],
         inputs["vqgan"],
@@ -205,7 +224,8 @@ def sweep_cmd(
         schedules=names,
         total_iters=ts,
         sweet_spots=ss,
-        settings=InpaintSettings.from_options(schedule=names[0], total_iter=max(ts), **decode),
+        samplers=parse_samplers(samplers, settings.decode.sampler),
+        settings=settings,
         metric=metric.value,
         fid_mode=fid_mode.value,
         kid=kid,

@@ -2,8 +2,10 @@
 
 For step t = 0 .. S-1 (S = sweet_spot, default T; r = (t+1)/T): logits = transformer(current grid), then
 :meth:`maskgit_cli.decoding.sampler.ConfidenceSampler.step` draws the masked tokens and masks the least confident
-ones again (the official rule, docs/decoding.md, "The decoding rule"); the last step run fills everything.
-Known tokens never change, and an image gets the same result whatever batch it is decoded in.
+ones again (the official rule, docs/decoding.md, "The decoding rule"); the last step run fills everything. With
+``sampler="halton"`` the step is :class:`~maskgit_cli.decoding.sampler.HaltonSampler`'s instead (tokens revealed in
+a fixed Halton order; docs/decoding.md, "The Halton sampler"). Known tokens never change, and an image gets the
+same result whatever batch it is decoded in.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from maskgit_cli.choices import SAMPLING, check_choice
-from maskgit_cli.decoding.sampler import ConfidenceSampler
+from maskgit_cli.choices import SAMPLERS, SAMPLING, check_choice
+from maskgit_cli.decoding.sampler import make_sampler
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.schedules import canonical_schedule
 from maskgit_cli.transformer.model import mask_tokens
@@ -27,6 +29,7 @@ class DecodeSettings:
     choice_temperature: float = 4.5  # docs/decoding.md, "The decoding rule"
     sampling: str = "sample"
     seed: int = 0
+    sampler: str = "confidence"  # which tokens each step keeps: confidence (the official rule) or halton
 
     def __post_init__(self) -> None:
         self.schedule = canonical_schedule(self.schedule)
@@ -37,6 +40,7 @@ class DecodeSettings:
                 f"--sweet-spot {self.sweet_spot}: must be between 1 and --total-iter ({self.total_iter})"
             )
         check_choice(self.sampling, SAMPLING, "--sampling")
+        check_choice(self.sampler, SAMPLERS, "--sampler")
         if self.choice_temperature < 0:
             raise MaskgitError(f"--choice-temperature {self.choice_temperature}: must be >= 0")
 
@@ -88,7 +92,7 @@ def decode_tokens(
     unknown = unknown.bool()
     n_unknown = unknown.sum(1)
     ids = mask_tokens(tokens, unknown, mask_id)
-    sampler = ConfidenceSampler(settings, mask_id)
+    sampler = make_sampler(settings, mask_id)
     counts, predictions, masks = [], [], []
     for t in range(settings.steps):
         out = sampler.step(model(ids), t, ids, unknown, n_unknown, image_ids, logit_bias)

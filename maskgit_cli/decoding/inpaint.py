@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,7 @@ class InpaintSettings:
         """Settings from flat option values, as the CLI and the Python API take them. Options that are None are
         not given: they take the default, or with ``lab`` the lab's inference (:data:`LAB_SETTINGS`)."""
         given = {**(LAB_SETTINGS if lab else {}), **{k: v for k, v in options.items() if v is not None}}
-        decode_fields = ("schedule", "total_iter", "sweet_spot", "choice_temperature", "sampling", "seed")
+        decode_fields = [f.name for f in fields(DecodeSettings)]
         decode = DecodeSettings(**{k: given.pop(k) for k in decode_fields if k in given})
         return cls(decode, **given, lab=lab)
 
@@ -108,6 +108,14 @@ def check_models(transformer, vqgan) -> None:
             f"the transformer expects {t.num_image_tokens} tokens per image but the VQGAN makes "
             f"{v.latent_resolution}x{v.latent_resolution}"
         )
+
+
+def with_defaults(transformer, vqgan):
+    """``(transformer, vqgan)`` with None replaced by the shipped emoji64 weights files (both, or the missing one)."""
+    from maskgit_cli.weights import default_weights
+
+    transformer = default_weights("transformer") if transformer is None else transformer
+    return transformer, default_weights("vqgan") if vqgan is None else vqgan
 
 
 @dataclass
@@ -314,7 +322,7 @@ class InpaintInputs(torch.utils.data.Dataset):
         return to_tensor(image), torch.from_numpy(mask == HOLE), i
 
 
-def _mask_tile(token_mask: torch.Tensor, size: int) -> np.ndarray:
+def mask_tile(token_mask: torch.Tensor, size: int) -> np.ndarray:
     """Token mask (h,w) True = masked -> (size,size) uint8, white = known, black = still masked (the lab's)."""
     m = (~token_mask).to(torch.uint8).mul(255).cpu().numpy()
     k = size // m.shape[0]
@@ -344,8 +352,10 @@ class Layout:
 
     name: str = "ours"
 
-    def result(self, i: int, stem: str) -> str:
-        return f"test_results/image_{i:03d}.png" if self.name == "lab" else f"images/{stem}.png"
+    def result(self, i: int, stem: str, sample: int | None = None) -> str:
+        """Sample ``sample`` of ``--num-samples`` (None: the only one) of image ``i``."""
+        k = "" if sample is None else f"_{sample}"
+        return f"test_results/image_{i:03d}{k}.png" if self.name == "lab" else f"images/{stem}{k}.png"
 
     def mask_grid(self, i: int, stem: str) -> str:
         return f"mask_scheduling/test_{i}.png" if self.name == "lab" else f"steps/{stem}_mask.png"
@@ -443,17 +453,24 @@ def inpaint_folder(
     layout: str = "ours",
     overwrite: bool = False,
     any_vqgan: bool = False,
+    num_samples: int = 1,
 ) -> InpaintSummary:
     """Inpaint a folder; writes the results, the per-step grids (see :class:`Layout`), ``overview.png`` and
     ``report.json`` under ``output``, which is written whole or not at all (:class:`FolderWriter`).
 
-    ``transformer`` and ``vqgan`` are models or their weights files (:func:`prepare_models`). ``code_patches``:
+    ``transformer`` and ``vqgan`` are models or their weights files (:func:`prepare_models`; None: the shipped
+    emoji64 weights). ``code_patches``:
     for known-pixel guidance, default those stored with the transformer file; else decoded from the VQGAN.
     ``grids``: all | none | N (the first N) | i,j,k; default the first 8 (``ours``) or all (``lab``).
+    ``num_samples`` > 1: that many results per image from the random streams of seed, seed+1, ... (named
+    ``<stem>_<k>.png``; the grids and the report's counts are sample 0's), and ``samples.png``, a contact sheet.
     """
+    if num_samples < 1:
+        raise MaskgitError(f"--num-samples {num_samples}: must be at least 1")
     from maskgit_cli.data.images import default_workers
 
     check_choice(layout, LAYOUTS, "--layout")
+    transformer, vqgan = with_defaults(transformer, vqgan)
     paths = [images_dir, masks_dir] + [m for m in (transformer, vqgan) if isinstance(m, (str, Path))]
     out = check_output_folder(output, overwrite, paths)
     where = Layout(layout)
@@ -469,33 +486,45 @@ def inpaint_folder(
         shuffle=False,
         num_workers=default_workers() if num_workers is None else num_workers,
     )
-    per_image, overview = [], []
+    per_image, overview, sheet = [], [], []
     start = time.perf_counter()
     with FolderWriter(out) as tmp, progress_bar(len(data), "inpaint", unit="img") as bar:
         for images, holes, ids in loader:
             images, holes = images.to(device), holes.to(device)
             rows = [r for r, i in enumerate(ids.tolist()) if i in grid_rows]
-            res = inpaint_batch(
-                transformer, vqgan, images, holes, settings, ids.to(device), rows, guide.patches if guide else None
-            )
-            results = to_uint8(res.images)
+            patches = guide.patches if guide else None
+            samples = []
+            for k in range(num_samples):  # sample k: the random streams of seed + k
+                s_k = (
+                    replace(settings, decode=replace(settings.decode, seed=settings.decode.seed + k)) if k else settings
+                )
+                batch = inpaint_batch(
+                    transformer, vqgan, images, holes, s_k, ids.to(device), rows if k == 0 else (), patches
+                )
+                samples.append((batch, to_uint8(batch.images)))
+            res, results = samples[0]
             inputs = to_uint8(torch.where(holes[:, None].expand_as(images), GRAY / 255.0, images))
             for r, i in enumerate(ids.tolist()):
                 stem = data.files[i].stem
-                result = where.result(i, stem)
-                save_image(results[r], tmp / result)
+                names = []
+                for k, (_, pixels) in enumerate(samples):
+                    names.append(where.result(i, stem, k if num_samples > 1 else None))
+                    save_image(pixels[r], tmp / names[-1])
                 per_image.append(
                     {
-                        "name": Path(result).name,
+                        "name": Path(names[0]).name,
                         "input": data.files[i].name,
                         "tokens_generated": int(res.token_masks[r].sum()),
                         "still_masked": res.still_masked[r].tolist(),
+                        **({"samples": [Path(n).name for n in names]} if num_samples > 1 else {}),
                     }
                 )
+                if num_samples > 1 and len(sheet) < 8:
+                    sheet.append([inputs[r], *(pixels[r] for _, pixels in samples)])
                 if len(overview) < 16:
                     overview.append((inputs[r], results[r]))
                 if r in res.step_images:
-                    masks = [[_mask_tile(m, size) for m in res.step_masks[r]]]
+                    masks = [[mask_tile(m, size) for m in res.step_masks[r]]]
                     save_grid(masks, tmp / where.mask_grid(i, stem), scale=2)
                     steps = list(to_uint8(torch.stack(res.step_images[r])))
                     tiles = [inputs[r], *steps] if layout == "lab" else [inputs[r], *steps, results[r]]
@@ -504,6 +533,8 @@ def inpaint_folder(
         seconds = time.perf_counter() - start
         pairs = [[a, b] for a, b in overview]
         save_grid([sum(pairs[k : k + 4], []) for k in range(0, len(pairs), 4)], tmp / "overview.png", scale=2)
+        if sheet:  # input | sample 0 .. N-1, for the first 8 images
+            save_grid(sheet, tmp / "samples.png", scale=2)
         settings_dict = {
             **asdict(settings),
             "images": str(images_dir),
@@ -516,6 +547,7 @@ def inpaint_folder(
             "vqgan_sha256": ready.vqgan_sha256,
             "layout": layout,
             "grids": len(grid_rows),
+            "num_samples": num_samples,
         }
         steps = max(len(p["still_masked"]) for p in per_image)
         mean_counts = [float(np.mean([p["still_masked"][s] for p in per_image])) for s in range(steps)]

@@ -14,10 +14,16 @@ takes the transformer's logits for the current grid and returns the grid after s
 Random numbers are counter-based (:func:`hashed_uniform`: a hash of seed, image id, step and position), so an image
 gets the same result in any batch and on any device. The decoding loop (:mod:`maskgit_cli.decoding.decode`) calls
 the model and this step.
+
+:class:`HaltonSampler` (``--sampler halton``; docs/decoding.md, "The Halton sampler") has the same ``step``: it draws
+the same way but reveals the unknown tokens in a fixed 2-D Halton order (:func:`halton_order`), as many per step as
+:func:`halton_revealed` says, with no confidence ranking. :func:`make_sampler` picks the class from the settings.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +86,22 @@ class StepOutput:
     sampled: torch.Tensor  # (B,L) this step's draws at the positions that were masked, the known ids elsewhere
 
 
+def _draw_masked(settings, mask_id: int, logits, t: int, ids, unknown, image_ids, logit_bias):
+    """Draw a code at every still-masked position (stream 0 of step ``t``): (where, probs, draws, grid with the
+    draws in place). The known tokens keep their ids; the mask id is never drawn; ``logit_bias`` is added first."""
+    L = ids.shape[1]
+    # Only the still-masked positions are drawn: softmax and sampling run on those rows alone.
+    where = unknown.nonzero(as_tuple=True)
+    rows = logits[where].float()  # (N,V+1)
+    if logit_bias is not None:
+        rows[:, : logit_bias.shape[-1]] += logit_bias[where]
+    probs = forbid_mask_token(rows, mask_id).softmax(-1)
+    new = draw(probs, hashed_uniform(settings.seed, image_ids, t, 0, L)[where], settings.sampling)
+    sampled = ids.clone()
+    sampled[where] = new  # known tokens keep their ids
+    return where, probs, new, sampled
+
+
 class ConfidenceSampler:
     """The official MaskGIT step: draw every masked token, keep the most confident, mask the rest again.
 
@@ -110,15 +132,7 @@ class ConfidenceSampler:
         s = self.settings
         B, L = ids.shape
         r = (t + 1) / s.total_iter
-        # Only the still-masked positions are drawn: softmax and sampling run on those rows alone.
-        where = unknown.nonzero(as_tuple=True)
-        rows = logits[where].float()  # (N,V+1)
-        if logit_bias is not None:
-            rows[:, : logit_bias.shape[-1]] += logit_bias[where]
-        probs = forbid_mask_token(rows, self.mask_id).softmax(-1)
-        new = draw(probs, hashed_uniform(s.seed, image_ids, t, 0, L)[where], s.sampling)
-        sampled = ids.clone()
-        sampled[where] = new  # known tokens keep their ids
+        where, probs, new, sampled = _draw_masked(s, self.mask_id, logits, t, ids, unknown, image_ids, logit_bias)
         if t == s.steps - 1:  # the last step run fills everything (sweet spot: the lab stops here)
             return StepOutput(sampled, torch.zeros_like(unknown), sampled)
         still = mask_len_after_step(s.schedule, t, s.total_iter, n_unknown, unknown.sum(1))
@@ -133,3 +147,105 @@ class ConfidenceSampler:
         ranks.scatter_(1, order, torch.arange(L, device=ids.device).expand(B, L))
         still_unknown = ranks < still[:, None]
         return StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Halton sampler (valeoai/Halton-MaskGIT; docs/decoding.md, "The Halton sampler")
+
+HALTON_POINTS = 10_000  # the reference's number of points; more are taken only if these miss a position
+
+
+def _radical_inverse(k: int, base: int) -> tuple[int, int]:
+    """The radical inverse of ``k`` in ``base`` as an exact fraction (numerator, denominator)."""
+    num, den = 0, 1
+    while k:
+        k, digit = divmod(k, base)
+        num, den = num * base + digit, den * base
+    return num, den
+
+
+@functools.lru_cache(maxsize=8)
+def _halton_order(h: int, w: int) -> tuple[int, ...]:
+    order: dict[int, None] = {}
+    k = 0
+    while len(order) < h * w and k < max(HALTON_POINTS, 1000 * h * w):
+        k += 1  # the points k = 1, 2, ... (the reference's generator starts at 1: 1/2, 1/3)
+        (nx, dx), (ny, dy) = _radical_inverse(k, 2), _radical_inverse(k, 3)
+        order.setdefault((nx * h // dx) * w + ny * w // dy)  # x indexes the row, y the column, floored exactly
+    if len(order) < h * w:  # cannot happen (the sequence is dense); keep the order a permutation regardless
+        order.update(dict.fromkeys(range(h * w)))
+    return tuple(order)
+
+
+def halton_order(h: int, w: int | None = None) -> torch.Tensor:
+    """(h*w,) int64: every position of an h x w grid (row-major index) in the order of the 2-D Halton sequence.
+
+    Point k = 1, 2, ...: x = radical inverse of k in base 2, y = in base 3; position (floor(x*h), floor(y*w));
+    repeats dropped, keeping the first occurrence. The reference's 10,000 points cover every grid up to 32x32 (a
+    16x16 grid needs 685); for larger grids we keep taking points until every position is listed.
+    """
+    return torch.tensor(_halton_order(h, h if w is None else w), dtype=torch.int64)
+
+
+def halton_revealed(t: int, steps: int, n: int) -> int:
+    """Tokens revealed after step ``t`` (0-based) of ``steps`` when ``n`` are unknown at the start: ratio = (t+1)/S,
+    r = 1 - arccos(ratio)/(pi/2), max(t+1, int(r*n)) capped at n; the last step reveals all (float64 arithmetic)."""
+    if t >= steps - 1:
+        return n
+    r = 1 - math.acos((t + 1) / steps) / (math.pi * 0.5)
+    return min(n, max(t + 1, int(r * n)))
+
+
+def halton_counts(steps: int, n: int) -> list[int]:
+    """Still-masked tokens after each of the ``steps`` steps for ``n`` unknown tokens (last = 0)."""
+    return [n - halton_revealed(t, steps, n) for t in range(steps)]
+
+
+class HaltonSampler:
+    """The Halton sampler's step, for inpainting: draw every masked token as :class:`ConfidenceSampler` does (softmax
+    at temperature 1, the reference's default; argmax with ``sampling="argmax"``; the same guidance and random
+    streams), then keep the draws at the next positions of the image's own unknown tokens in Halton order
+    (:func:`halton_order`), up to :func:`halton_revealed` of them, and mask the rest again. No confidence ranking;
+    the schedule, T and ``choice_temperature`` play no part (the count uses S = ``steps`` alone). Known tokens are
+    never rewritten. The grid must be square (L = side^2).
+    """
+
+    def __init__(self, settings, mask_id: int):
+        self.settings, self.mask_id = settings, mask_id
+
+    def step(
+        self,
+        logits: torch.Tensor,
+        t: int,
+        ids: torch.Tensor,
+        unknown: torch.Tensor,
+        n_unknown: torch.Tensor,
+        image_ids: torch.Tensor,
+        logit_bias: torch.Tensor | None = None,
+    ) -> StepOutput:
+        """Step ``t`` (0-based); the arguments are :meth:`ConfidenceSampler.step`'s."""
+        s = self.settings
+        B, L = ids.shape
+        side = math.isqrt(L)
+        if side * side != L:
+            raise ValueError(f"the Halton sampler needs a square token grid, got {L} tokens")
+        _, _, _, sampled = _draw_masked(s, self.mask_id, logits, t, ids, unknown, image_ids, logit_bias)
+        # Revealed so far: the first ones of the image's unknown tokens in Halton order. Earlier steps revealed a
+        # prefix of that order, so this step reveals the first `new` of the still-masked ones.
+        target = torch.tensor([halton_revealed(t, s.steps, n) for n in n_unknown.tolist()], device=ids.device)
+        new = (target - (n_unknown - unknown.sum(1))).clamp_min(0)
+        order = halton_order(side).to(ids.device)
+        in_order = unknown[:, order]  # (B,L) still masked, in Halton order
+        reveal_in_order = in_order & (in_order.cumsum(1) <= new[:, None])
+        reveal = torch.zeros_like(unknown)
+        reveal[:, order] = reveal_in_order
+        still_unknown = unknown & ~reveal
+        return StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled)
+
+
+SAMPLER_CLASSES = {"confidence": ConfidenceSampler, "halton": HaltonSampler}
+
+
+def make_sampler(settings, mask_id: int):
+    """The sampler ``settings.sampler`` names (default confidence), for the transformer's ``mask_id``."""
+    return SAMPLER_CLASSES[getattr(settings, "sampler", "confidence")](settings, mask_id)

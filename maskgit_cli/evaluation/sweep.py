@@ -1,8 +1,11 @@
 """``maskgit sweep``: inpaint one test set over a grid of decode settings and score every cell.
 
-Grid: every (schedule, T, S) with S <= T, where T = ``total_iter`` (r = (t+1)/T) and S = the sweet spot, the
-number of steps actually run (docs/lab.md, "The lab's inference"; default S = T, all steps). Sweet spots above T
-are skipped.
+Grid: every (sampler, schedule, T, S) with S <= T, where T = ``total_iter`` (r = (t+1)/T) and S = the sweet spot,
+the number of steps actually run (docs/lab.md, "The lab's inference"; default S = T, all steps). Sweet spots above T
+are skipped. The sampler (``--samplers confidence,halton``; default the ``--sampler`` value) is the outermost
+dimension. Cells that must give the same images as an earlier cell are computed once and their rows say
+``same_as``: S = 1 (one step fills every masked token with its first draw, whatever the sampler, schedule and T),
+and the halton sampler at a given S (its count uses S alone: the schedule and T play no part).
 
 Cost: the models are loaded once and every input batch is VQGAN-encoded once
 (:func:`maskgit_cli.inpaint.encode_inputs`: encoding does not depend on the schedule); each cell then runs
@@ -59,6 +62,22 @@ def parse_schedules(text: str | None) -> list[str]:
             ) from None
         if name not in names:
             names.append(name)
+    return names
+
+
+def parse_samplers(text: str | None, default: str = "confidence") -> list[str]:
+    """``confidence,halton`` -> sampler names, in order, without repeats; None -> [``default``]."""
+    from maskgit_cli.choices import SAMPLERS
+
+    if text is None:
+        return [default]
+    names: list[str] = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if item not in SAMPLERS:
+            raise MaskgitError(f"--samplers {text!r}: unknown sampler {item!r}; expected {', '.join(SAMPLERS)}")
+        if item not in names:
+            names.append(item)
     return names
 
 
@@ -205,8 +224,16 @@ def _load_fid(weights: str, mode: str, dev, ref: _Reference, ref_path, out: Path
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _cell_name(schedule: str, t: int, s: int) -> str:
-    return f"{schedule}_T{t}_S{s}"
+def _cell_name(sampler: str, schedule: str, t: int, s: int) -> str:
+    return ("" if sampler == "confidence" else f"{sampler}_") + f"{schedule}_T{t}_S{s}"
+
+
+def _same_key(sampler: str, s: int):
+    """Cells with the same key give the same images (None: a cell of its own). S = 1: one step draws every masked
+    token once, the same way for both samplers; halton: only S matters (docs/decoding.md, "The Halton sampler")."""
+    if s == 1:
+        return ("one step",)
+    return ("halton", s) if sampler == "halton" else None
 
 
 def _mean(values) -> float | None:
@@ -242,6 +269,8 @@ def _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path
         parts += ["--mask-seed", str(mask_seed)]
     parts += ["--transformer", q(str(t_path)), "--vqgan", q(str(v_path)), "-o", q(str(Path(out) / "best"))]
     parts += ["--lab"] if lab else []
+    sampler = best.get("sampler", "confidence")
+    parts += ["--sampler", sampler] if sampler != base.decode.sampler else []
     parts += ["--schedule", best["schedule"], "--total-iter", str(best["total_iter"])]
     parts += ["--sweet-spot", str(best["sweet_spot"])]
     for name in (
@@ -275,6 +304,7 @@ def run_sweep(
     schedules: list[str] | None = None,
     total_iters: list[int] | None = None,
     sweet_spots: list[int] | None = None,
+    samplers: list[str] | None = None,
     settings=None,
     metric: str = "auto",
     fid_mode: str = "clean",
@@ -294,20 +324,22 @@ def run_sweep(
 
     ``transformer`` and ``vqgan`` are models or weights files (files are loaded once, after the options and
     inputs were checked). ``settings`` (an :class:`~maskgit_cli.decoding.inpaint.InpaintSettings`) gives everything
-    but the schedule, T and S: token rule, dilate, composite, sampling, choice temperature, seed, pixel guidance.
+    but the sampler, schedule, T and S: token rule, dilate, composite, sampling, choice temperature, seed, pixel
+    guidance. ``samplers`` (default: the settings' sampler) are the grid's outermost dimension.
     ``code_patches`` (:class:`~maskgit_cli.vqgan.code_patches.CodePatches`) for the guidance: by default those
     stored in the transformer file, else decoded from the VQGAN. ``out_dir`` is written whole or not at all and
     must be new or empty unless ``overwrite`` (:func:`~maskgit_cli.decoding.inpaint.check_output_folder`).
     """
     import torch
 
-    from maskgit_cli.choices import FID_MODES, SWEEP_METRICS, check_choice
+    from maskgit_cli.choices import FID_MODES, SAMPLERS, SWEEP_METRICS, check_choice
     from maskgit_cli.decoding.inpaint import (
         FolderWriter,
         InpaintInputs,
         InpaintSettings,
         check_output_folder,
         prepare_models,
+        with_defaults,
     )
     from maskgit_cli.progress import log
     from maskgit_cli.weights import load_config
@@ -318,10 +350,15 @@ def run_sweep(
     settings = settings or InpaintSettings()
     schedules = schedules or parse_schedules(None)
     cells, skipped = make_cells(schedules, sorted(set(total_iters or DEFAULT_TOTAL_ITERS)), sweet_spots)
+    samplers = list(dict.fromkeys(samplers or [settings.decode.sampler]))
+    for name in samplers:
+        check_choice(name, SAMPLERS, "--samplers")
+    cells = [(sampler, *cell) for sampler in samplers for cell in cells]
     for t, s in skipped:
         log(f"skipping sweet spot {s} for --total-iter {t}: a sweet spot counts steps, at most T")
     weights, fid_reason = _fid_plan(metric, fid_mode, inception, kid)
     dev = torch.device(device)
+    transformer, vqgan = with_defaults(transformer, vqgan)
     paths = {"transformer": transformer, "vqgan": vqgan}
     inputs = [images_dir, masks_dir, ref] + [m for m in paths.values() if isinstance(m, (str, Path))]
     out = check_output_folder(out_dir, overwrite, inputs)
@@ -373,6 +410,7 @@ def run_sweep(
             encode_seconds=encode_seconds,
             settings={
                 **asdict(settings),
+                "samplers": samplers,
                 "images": str(images_dir),
                 "masks": None if masks_dir is None else str(masks_dir),
                 "mask_kind": mask_kind,
@@ -402,29 +440,30 @@ def run_sweep(
 
 
 def _run_cells(ctx: _Context, cells, names: list[str], save_to: Path | None) -> list[dict[str, Any]]:
-    """Decode and score every cell (schedule, T, S); the images of each cell go to ``save_to``/<cell>/ if given."""
+    """Decode and score every cell (sampler, schedule, T, S); the images of each cell go to ``save_to``/<cell>/ if
+    given. A cell that must give an earlier cell's images (:func:`_same_key`) reuses them and says ``same_as``."""
     from maskgit_cli.data.images import save_image
     from maskgit_cli.progress import progress_bar
 
     n = len(names)
     rows: list[dict[str, Any]] = []
     with progress_bar(len(cells) * n, f"sweep {len(cells)} cells", unit="img") as bar:
-        one_step: tuple[dict[str, Any], np.ndarray] | None = None
-        for schedule, t, s in cells:
-            bar.update(info=_cell_name(schedule, t, s))
-            if s == 1 and one_step is not None:
-                # one step fills every masked token with its first sample: schedule and T play no part
-                first, pred = one_step
-                same = _cell_name(first["schedule"], first["total_iter"], 1)
-                row = {**first, "schedule": schedule, "total_iter": t, "same_as": same}
+        done: dict[tuple, tuple[dict[str, Any], np.ndarray]] = {}
+        for sampler, schedule, t, s in cells:
+            bar.update(info=_cell_name(sampler, schedule, t, s))
+            key = _same_key(sampler, s)
+            if key in done:
+                first, pred = done[key]
+                same = _cell_name(first["sampler"], first["schedule"], first["total_iter"], first["sweet_spot"])
+                row = {**first, "sampler": sampler, "schedule": schedule, "total_iter": t, "same_as": same}
                 bar.advance(n)
             else:
-                row, pred = ctx.run_cell(schedule, t, s, bar)
-                if s == 1:
-                    one_step = (row, pred)
+                row, pred = ctx.run_cell(sampler, schedule, t, s, bar)
+                if key is not None:
+                    done[key] = (row, pred)
             if save_to is not None:
                 for img, name in zip(pred, names):
-                    save_image(img, save_to / _cell_name(schedule, t, s) / name)
+                    save_image(img, save_to / _cell_name(sampler, schedule, t, s) / name)
             rows.append(row)
     return rows
 
@@ -436,7 +475,7 @@ class _Context:
     transformer: Any
     vqgan: Any
     patches: Any  # code patches for known-pixel guidance, or None
-    settings: Any  # InpaintSettings; each cell replaces the schedule, T and S
+    settings: Any  # InpaintSettings; each cell replaces the sampler, schedule, T and S
     reference: _Reference
     plan: _Fid | None
     kid: bool
@@ -468,14 +507,14 @@ class _Context:
         self.holes = np.concatenate(holes)
         return time.perf_counter() - start
 
-    def run_cell(self, schedule: str, t: int, s: int, bar) -> tuple[dict[str, Any], np.ndarray]:
-        """Decode every batch with (schedule, T, S) and score the images: (the csv row, the uint8 images)."""
+    def run_cell(self, sampler: str, schedule: str, t: int, s: int, bar) -> tuple[dict[str, Any], np.ndarray]:
+        """Decode every batch with (sampler, schedule, T, S) and score the images: (the csv row, the uint8 images)."""
         from maskgit_cli.data.images import to_uint8
         from maskgit_cli.decoding.inpaint import decode_inputs
         from maskgit_cli.evaluation.fid import compute_fid
 
         d = self.settings.decode
-        cell = replace(self.settings, decode=replace(d, schedule=schedule, total_iter=t, sweet_spot=s))
+        cell = replace(self.settings, decode=replace(d, sampler=sampler, schedule=schedule, total_iter=t, sweet_spot=s))
         start = time.perf_counter()
         outs = []
         for images_u8, holes, ids, encoded in self.batches:
@@ -485,7 +524,7 @@ class _Context:
             bar.advance(len(ids))
         seconds = time.perf_counter() - start
         pred = np.concatenate(outs)
-        row: dict[str, Any] = {"schedule": schedule, "total_iter": t, "sweet_spot": s}
+        row: dict[str, Any] = {"sampler": sampler, "schedule": schedule, "total_iter": t, "sweet_spot": s}
         row.update(dict.fromkeys(("fid", "kid", "psnr_hole", "ssim_hole", "psnr", "ssim")))
         row.update(seconds=seconds, images_per_second=len(pred) / max(seconds, 1e-9), same_as=None)
         if self.reference.images is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 CSV_COLUMNS = (
+    "sampler",
     "schedule",
     "total_iter",
     "sweet_spot",
@@ -70,6 +71,17 @@ _LABELS = {
 _SHORT = {"fid": "FID", "psnr_hole": "hole PSNR", "psnr": "PSNR"}
 
 
+def _samplers(rows) -> list[str]:
+    return list(dict.fromkeys(r.get("sampler", "confidence") for r in rows))
+
+
+def _series(r) -> str:
+    """A row's line in the plot: its schedule under the confidence sampler; the sampler's name otherwise (the
+    halton sampler ignores the schedule)."""
+    sampler = r.get("sampler", "confidence")
+    return r["schedule"] if sampler == "confidence" else sampler
+
+
 def plot_sweep(result: SweepResult, path: Path) -> Path:
     """The ranking metric per schedule: vs T (best sweet spot per T) when several T were swept, else a bar per
     schedule; plus the metric vs sweet spot at the best T when several sweet spots were swept. Best cell starred.
@@ -78,7 +90,7 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
     from matplotlib.figure import Figure
 
     key, rows, best = result.metric, result.cells, result.best
-    schedules = list(dict.fromkeys(r["schedule"] for r in rows))
+    schedules = list(dict.fromkeys(_series(r) for r in rows))
     ts = sorted({r["total_iter"] for r in rows})
     all_ss = sorted({r["sweet_spot"] for r in rows})
 
@@ -108,7 +120,7 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
             for t in ts:
                 pick = None
                 for r in rows:
-                    if r["schedule"] == name and r["total_iter"] == t:
+                    if _series(r) == name and r["total_iter"] == t:
                         pick = better(pick, r)
                 if pick is not None and pick[key] is not None:
                     pts.append((t, pick[key]))
@@ -122,7 +134,7 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
     else:
         best_per = {name: None for name in schedules}
         for r in rows:
-            best_per[r["schedule"]] = better(best_per[r["schedule"]], r)
+            best_per[_series(r)] = better(best_per[_series(r)], r)
         order = sorted(
             (name for name in schedules if best_per[name] and best_per[name][key] is not None),
             key=lambda name: best_per[name][key],
@@ -133,10 +145,10 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
         ax.set_yticks(range(len(order)), order)
         ax.invert_yaxis()
         for i, name in enumerate(order):
-            if name == best["schedule"]:
+            if name == _series(best):
                 bars[i].set_edgecolor("black")
                 bars[i].set_linewidth(2)
-            ax.text(values[i], i, f" {values[i]:.2f}" + (" *best" if name == best["schedule"] else ""), va="center")
+            ax.text(values[i], i, f" {values[i]:.2f}" + (" *best" if name == _series(best) else ""), va="center")
         lo, hi = min(values), max(values)
         pad = (hi - lo) * 0.3 or abs(hi) * 0.05 or 1.0
         ax.set_xlim(max(0.0, lo - pad) if lower or lo > 0 else lo - pad, hi + pad)
@@ -154,7 +166,7 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
             pts = [
                 (r["sweet_spot"], r[key])
                 for r in rows
-                if r["schedule"] == name and r["total_iter"] == t and r[key] is not None
+                if _series(r) == name and r["total_iter"] == t and r[key] is not None
             ]
             if pts:
                 xs, ys = zip(*sorted(pts))
@@ -167,8 +179,9 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
         ax2.set_title("by sweet spot", fontsize=10)
         ax2.grid(alpha=0.3)
         ax2.legend(fontsize=7, ncol=2)
+    sampler = "" if _samplers(rows) == ["confidence"] else f"{best.get('sampler', 'confidence')} "
     fig.suptitle(
-        f"maskgit sweep: {result.count} images; best {best['schedule']} T={best['total_iter']} "
+        f"maskgit sweep: {result.count} images; best {sampler}{best['schedule']} T={best['total_iter']} "
         f"S={best['sweet_spot']} ({_SHORT[key]} {best[key]:.3f})",
         fontsize=10,
     )
@@ -181,12 +194,14 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
 
 
 def best_line(result: SweepResult) -> str:
-    """``best: --schedule X --total-iter T --sweet-spot S (FID 41.2)``."""
+    """``best: --schedule X --total-iter T --sweet-spot S (FID 41.2)``, with ``--sampler Y`` first when the sweep
+    compared samplers or used another than confidence."""
     b = result.best
     scores = [f"{_SHORT[result.metric]} {_fmt(b[result.metric], 3)}"]
     scores += [f"{label} {_fmt(b[k], d)}" for k, label, d in _COLUMNS if k != result.metric and b[k] is not None]
+    sampler = "" if _samplers(result.cells) == ["confidence"] else f"--sampler {b.get('sampler', 'confidence')} "
     return (
-        f"best: --schedule {b['schedule']} --total-iter {b['total_iter']} --sweet-spot {b['sweet_spot']} "
+        f"best: {sampler}--schedule {b['schedule']} --total-iter {b['total_iter']} --sweet-spot {b['sweet_spot']} "
         f"({', '.join(scores)})"
     )
 
@@ -213,10 +228,14 @@ def render_table(result: SweepResult, console) -> None:
     has = {k: any(r[k] is not None for r in rows) for k in ("fid", "kid", "psnr_hole", "ssim_hole", "psnr", "ssim")}
     caption = None
     if any(r.get("same_as") for r in rows):
-        caption = "S = 1 gives the same images for every schedule and T (one step fills every token): computed once"
+        caption = "same_as: computed once, the images are those of that cell (S = 1: one step fills every token"
+        caption += ", whatever the sampler, schedule and T; halton: only S matters)"
+    samplers = _samplers(rows) != ["confidence"]
     table = Table(
         title=f"maskgit sweep: {len(rows)} cells x {result.count} images", title_style="bold", caption=caption
     )
+    if samplers:
+        table.add_column("sampler")
     table.add_column("schedule")
     table.add_column("T", justify="right")
     table.add_column("S", justify="right")
@@ -227,6 +246,7 @@ def render_table(result: SweepResult, console) -> None:
     table.add_column("img/s", justify="right")
     for r in rows:
         table.add_row(
+            *([r.get("sampler", "confidence")] if samplers else []),
             r["schedule"] + (" (best)" if r["best"] else ""),
             str(r["total_iter"]),
             str(r["sweet_spot"]),
