@@ -69,9 +69,9 @@ def test_samples_steps_and_input_kinds(pipe):
 
 def test_bad_inputs_are_one_clear_error(pipe):
     image = np.zeros((64, 64, 3), np.uint8)
-    with pytest.raises(MaskgitError, match="image 0 is 32x32, but the model inpaints 64x64"):
-        pipe(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8))
-    with pytest.raises(MaskgitError, match=r"mask 0: expected \(64,64\)"):
+    with pytest.raises(MaskgitError, match="an image is 32x32, but the model inpaints 64x64 images"):
+        pipe(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8), fit="none")
+    with pytest.raises(MaskgitError, match=r"mask 0 is \(32, 32\) but its image is \(64, 64\)"):
         pipe(image, np.zeros((32, 32), np.uint8))
     with pytest.raises(MaskgitError, match="only the values 0 and 1"):
         pipe(image, np.eye(64, dtype=np.uint8))
@@ -79,3 +79,59 @@ def test_bad_inputs_are_one_clear_error(pipe):
         pipe([image, image], [np.zeros((64, 64), np.uint8)] * 3)
     with pytest.raises(MaskgitError, match="--sampling"):
         pipe(image, np.zeros((64, 64), np.uint8), sampling="bogus")
+
+
+def _photo(h, w, seed=0):
+    """A smooth synthetic photo (gradients and a disc) of any size, uint8 (H,W,3)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx / w * 255, yy / h * 255, np.full((h, w), 128.0)], -1)
+    cy, cx, r = h / 2, w / 3, min(h, w) / 4
+    img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, 3)
+    return img.astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "fit"), [(200, 300, "auto"), (200, 300, "resize"), (131, 97, "crop"), (40, 50, "auto")]
+)
+def test_any_size_keeps_the_size_and_every_known_pixel(pipe, h, w, fit, tmp_path):
+    image = _photo(h, w)
+    mask = np.full((h, w), 255, np.uint8)
+    mask[h // 4 : h // 4 + 12, w // 5 : w // 5 + 30] = 0  # a box
+    mask[h - 20 : h - 14, w // 2 : w - 5] = 0  # a stroke, far from the box
+    Image.fromarray(image).save(tmp_path / "photo.jpg", quality=95)
+    photo = Image.open(tmp_path / "photo.jpg")
+    result = pipe(photo, Image.fromarray(mask), fit=fit)
+    assert result.size == (w, h)
+    out, src = np.asarray(result), np.asarray(photo.convert("RGB"))
+    known = mask == 255
+    assert (out[known] == src[known]).all()  # bit-identical outside the holes
+    assert (out[~known] != 128).any()  # the holes were filled
+
+
+def test_crop_windows_hold_each_group_with_context():
+    from maskgit_cli.decoding.pipeline import fit_windows
+
+    holes = np.zeros((200, 300), bool)
+    holes[10:20, 10:40] = True
+    holes[150:160, 250:290] = True
+    windows = fit_windows(holes, 64, "crop")
+    assert len(windows) == 2
+    for (y0, x0, h, w, own), want in zip(windows, (64, 80)):  # at least 64, else the group grown by half each side
+        assert h == w == want and 0 <= y0 <= 200 - h and 0 <= x0 <= 300 - w and own.sum() in (300, 400)
+        assert not (own & ~holes[y0 : y0 + h, x0 : x0 + w]).any()
+    assert fit_windows(np.zeros((100, 100), bool), 64, "crop") == []
+    with pytest.raises(MaskgitError, match="too small to inpaint"):
+        fit_windows(np.ones((10, 40), bool), 64, "resize")
+
+
+def test_any_size_errors_are_one_clear_line(pipe):
+    image = _photo(120, 90)
+    with pytest.raises(MaskgitError, match=r"mask 0 is \(80, 120\) but its image is \(90, 120\)"):
+        pipe(image, np.zeros((120, 80), np.uint8))
+    with pytest.raises(MaskgitError, match="fit='crop' or 'resize' take any size"):
+        pipe(image, np.zeros((120, 90), np.uint8), fit="none")
+    with pytest.raises(MaskgitError, match="fit bogus: expected one of"):
+        pipe(image, np.zeros((120, 90), np.uint8), fit="bogus")
+    with pytest.raises(MaskgitError, match="too small to inpaint"):
+        pipe(_photo(10, 12), np.zeros((10, 12), np.uint8))
