@@ -318,3 +318,42 @@ def fit_toy():
     ``(task, run_dir, fit_result)``. ``loop`` overrides the :class:`LoopConfig` fields (max_steps 20, batch 8,
     eval every 5 steps on the lowest ``mse``)."""
     return _fit_toy
+
+
+# ---------------------------------------------------------------------------------------------------------
+# outputs that cannot be written
+
+
+def _file_tree(root):
+    return {p.relative_to(root): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="session")
+def file_tree():
+    """``file_tree(root)``: every path under ``root`` with its bytes (None for a folder), to check that nothing was
+    written or lost."""
+    return _file_tree
+
+
+@pytest.fixture
+def unwritable(monkeypatch):
+    """``unwritable(how, root)`` makes ``root/runs`` unwritable: ``below-a-file`` (runs is a file),
+    ``rename-refused`` (os.replace refused, what a read-only folder does to atomic writes; root ignores chmod) or
+    ``mkdir-refused``; the message the error line must end with is returned."""
+    import os
+    from pathlib import Path
+
+    def make(how, root):
+        def refuse(*args, **kwargs):
+            target = args[1] if how == "rename-refused" else args[0]
+            raise PermissionError(13, "Permission denied", str(target))
+
+        if how == "below-a-file":
+            (root / "runs").write_text("a file, not a folder")
+            return "Not a directory"
+        monkeypatch.setattr(os, "replace", refuse) if how == "rename-refused" else monkeypatch.setattr(
+            Path, "mkdir", refuse
+        )
+        return "Permission denied"
+
+    return make

@@ -168,11 +168,6 @@ def test_write_masks_errors(tmp_path):
 # --- write_masks: all or nothing
 
 
-def _tree(root):
-    """Every path under ``root`` with its bytes (None for a folder): to check what was (not) written."""
-    return {p.relative_to(root): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
-
-
 @pytest.fixture
 def written(tmp_path):
     """Four images, their box masks (seed 1) in ``m/`` with a file of the user's, masked images in ``mi/``."""
@@ -195,28 +190,28 @@ def _full_disk_at(monkeypatch, n: int) -> None:
     monkeypatch.setattr(Image.Image, "save", save)
 
 
-def test_write_masks_that_fail_leave_the_folders_as_they_were(written, monkeypatch):
+def test_write_masks_that_fail_leave_the_folders_as_they_were(written, monkeypatch, file_tree):
     import os
     import re
 
     root = written
-    before = _tree(root)
+    before = file_tree(root)
     _full_disk_at(monkeypatch, 3)  # mask 0, masked image 0, then mask 1: the disk is full
     with pytest.raises(MaskgitError) as e:
         write_masks(root / "images", root / "m", "box", 2, masked_out=root / "mi")
     assert str(e.value) == f"{root / 'm'}: cannot write the masks there (No space left on device); nothing was written."
-    assert _tree(root) == before  # no old mask replaced, no temporary folder left
+    assert file_tree(root) == before  # no old mask replaced, no temporary folder left
     with pytest.raises(MaskgitError, match="nothing was written"):
         write_masks(root / "images", root / "new" / "m", "box", 2)
-    assert _tree(root) == before  # not even the parent folder
+    assert file_tree(root) == before  # not even the parent folder
     monkeypatch.undo()
 
     (root / "images" / "image_002.png").write_bytes(b"garbage")  # a bad image halfway
     with pytest.raises(MaskgitError, match="image_002.png"):
         write_masks(root / "images", root / "m", "box", 2, masked_out=root / "mi2")
-    assert _tree(root) == {**before, root.joinpath("images/image_002.png").relative_to(root): b"garbage"}
+    assert file_tree(root) == {**before, root.joinpath("images/image_002.png").relative_to(root): b"garbage"}
     _write_images(root / "images", 4)
-    before = _tree(root)
+    before = file_tree(root)
 
     def refuse(src, dst):
         raise PermissionError(13, "Permission denied", str(dst))
@@ -225,7 +220,7 @@ def test_write_masks_that_fail_leave_the_folders_as_they_were(written, monkeypat
     for out in (root / "m", root / "fresh"):
         with pytest.raises(MaskgitError, match=rf"^{re.escape(str(out))}: .*Permission denied.*nothing was written"):
             write_masks(root / "images", out, "box", 2)
-        assert _tree(root) == before
+        assert file_tree(root) == before
     monkeypatch.undo()
 
     (root / "a-file").write_text("x")
@@ -244,7 +239,7 @@ def test_write_masks_that_fail_leave_the_folders_as_they_were(written, monkeypat
 
 
 @pytest.mark.parametrize("how", ["below-a-file", "mkdir-refused", "disk-full"])
-def test_masks_command_that_cannot_write_is_one_line(written, cli, monkeypatch, how):
+def test_masks_command_that_cannot_write_is_one_line(written, cli, monkeypatch, how, file_tree):
     from pathlib import Path
 
     root = written
@@ -260,10 +255,10 @@ def test_masks_command_that_cannot_write_is_one_line(written, cli, monkeypatch, 
     else:
         out = root / "m"  # replacing existing masks
         _full_disk_at(monkeypatch, 1)
-    before = _tree(root)
+    before = file_tree(root)
     r = cli("masks", root / "images", "-o", out, "--seed", "5", "--masked-out", root / "mi")
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), r.output
     named = out if how == "disk-full" else root / "blocked"
     assert "Traceback" not in r.output and str(named) in lines[0]
-    assert _tree(root) == before
+    assert file_tree(root) == before

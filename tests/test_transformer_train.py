@@ -279,38 +279,18 @@ def test_resume_may_change_the_run_length(caches, tmp_path, capsys):
     assert "run length changed from 12 to 8 steps" in capsys.readouterr().err
 
 
-def tree(root):
-    """Every path under ``root`` with its bytes (None for a folder): to check that nothing was written."""
-    return {p.relative_to(root): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
-
-
 @pytest.mark.parametrize("how", ["below-a-file", "rename-refused", "mkdir-refused"])
-def test_cli_unwritable_output_is_one_line_and_writes_nothing(caches, tmp_path, cli, monkeypatch, how):
-    from pathlib import Path
-
+def test_cli_unwritable_output_is_one_line_and_writes_nothing(caches, tmp_path, cli, unwritable, file_tree, how):
     train, _ = caches
-    if how == "below-a-file":
-        (tmp_path / "runs").write_text("a file, not a folder")
-    elif how == "rename-refused":  # what a read-only folder does to atomic_path (root ignores chmod)
-
-        def refuse(src, dst):
-            raise PermissionError(13, "Permission denied", str(dst))
-
-        monkeypatch.setattr(os, "replace", refuse)
-    else:
-
-        def refuse(self, *args, **kwargs):
-            raise PermissionError(13, "Permission denied", str(self))
-
-        monkeypatch.setattr(Path, "mkdir", refuse)
-    before = tree(tmp_path)
+    ending = unwritable(how, tmp_path)
+    before = file_tree(tmp_path)
     args = ["--preset", "tiny", "--batch-size", "8", "--max-steps", "2", "--device", "cpu"]
     r = cli("train", train, "-o", tmp_path / "runs" / "r", *args)
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1 and "Traceback" not in r.output, r.output
     assert lines[0].startswith(f"Error: {tmp_path / 'runs' / 'r'}")
-    assert lines[0].endswith("Not a directory" if how == "below-a-file" else "Permission denied")
-    assert tree(tmp_path) == before
+    assert lines[0].endswith(ending)
+    assert file_tree(tmp_path) == before
 
 
 def test_cli_full_disk_is_one_line_and_the_last_checkpoint_resumes(caches, tmp_path, cli, monkeypatch):

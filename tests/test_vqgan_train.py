@@ -186,35 +186,17 @@ def test_cli_sigint_saves_and_exits_130(tmp_path, shapes):
     assert weights.load_model(out / "last.safetensors", "vqgan").config.num_codebook_vectors == 64
 
 
-def tree(root):
-    """Every path under ``root`` with its bytes (None for a folder): to check that nothing was written."""
-    return {p.relative_to(root): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
-
-
 @pytest.mark.parametrize("how", ["below-a-file", "rename-refused", "mkdir-refused"])
-def test_cli_unwritable_output_is_one_line_and_writes_nothing(tmp_path, cli, image_dir, monkeypatch, how):
-    if how == "below-a-file":
-        (tmp_path / "runs").write_text("a file, not a folder")
-    elif how == "rename-refused":  # what a read-only folder does to atomic_path (root ignores chmod)
-
-        def refuse(src, dst):
-            raise PermissionError(13, "Permission denied", str(dst))
-
-        monkeypatch.setattr(os, "replace", refuse)
-    else:
-
-        def refuse(self, *args, **kwargs):
-            raise PermissionError(13, "Permission denied", str(self))
-
-        monkeypatch.setattr(Path, "mkdir", refuse)
-    before = tree(tmp_path)
+def test_cli_unwritable_output_is_one_line_and_writes_nothing(tmp_path, cli, image_dir, unwritable, file_tree, how):
+    ending = unwritable(how, tmp_path)
+    before = file_tree(tmp_path)
     args = ["--preset", "tiny", "--batch-size", "2", "--max-steps", "2", "--device", "cpu"]
     r = cli("train-vqgan", image_dir, "-o", tmp_path / "runs" / "r", *args)
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1 and "Traceback" not in r.output, r.output
     assert lines[0].startswith(f"Error: {tmp_path / 'runs' / 'r'}")
-    assert lines[0].endswith("Not a directory" if how == "below-a-file" else "Permission denied")
-    assert tree(tmp_path) == before
+    assert lines[0].endswith(ending)
+    assert file_tree(tmp_path) == before
 
 
 def test_stop_before_the_first_validation_leaves_a_best_vqgan(tmp_path, make_images):
