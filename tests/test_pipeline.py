@@ -135,3 +135,7 @@ def test_any_size_errors_are_one_clear_line(pipe):
         pipe(image, np.zeros((120, 90), np.uint8), fit="bogus")
     with pytest.raises(MaskgitError, match="too small to inpaint"):
         pipe(_photo(10, 12), np.zeros((10, 12), np.uint8))
+    with pytest.raises(MaskgitError, match="num_samples 0: must be at least 1"):
+        pipe(image, np.zeros((120, 90), np.uint8), num_samples=0)
+    both = pipe([image, image], np.full((120, 90), 255, np.uint8))  # one mask serves a list, as at the model's size
+    assert [r.size for r in both] == [(90, 120), (90, 120)]

@@ -66,7 +66,14 @@ class Inpainter:
         ``none`` (model-size images only). Known pixels are always returned unchanged.
         """
         check_choice(fit, FITS, "fit")
-        sized = [self._size_of(x) for x in (image if isinstance(image, (list, tuple)) else [image])]
+        single = not isinstance(image, (list, tuple))
+        images = [image] if single else list(image)
+        masks = [mask] if single else list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(images)
+        if len(masks) != len(images):
+            raise MaskgitError(f"{len(images)} images but {len(masks)} masks: give one mask per image")
+        if num_samples < 1:
+            raise MaskgitError(f"num_samples {num_samples}: must be at least 1")
+        sized = [self._size_of(x) for x in images]
         if any(s != (self.size, self.size) for s in sized):
             if fit == "none":
                 h, w = next(s for s in sized if s != (self.size, self.size))
@@ -76,14 +83,8 @@ class Inpainter:
                 )
             if return_steps:
                 raise MaskgitError("return_steps needs images of the model's size (the steps are at that size)")
-            return self._fitted(image, mask, num_samples, fit, settings)
-        single = not isinstance(image, (list, tuple))
-        images = [image] if single else list(image)
-        masks = [mask] if single else list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(images)
-        if len(masks) != len(images):
-            raise MaskgitError(f"{len(images)} images but {len(masks)} masks: give one mask per image")
-        if num_samples < 1:
-            raise MaskgitError(f"num_samples {num_samples}: must be at least 1")
+            results = self._fitted(images, masks, num_samples, fit, settings)
+            return results[0] if single and num_samples == 1 else results
         pixels = torch.stack([self._image(x, i) for i, x in enumerate(images)]).to(self.device)
         holes = torch.stack([self._holes(m, i) for i, m in enumerate(masks)]).to(self.device)
         results, steps, step_masks = [], [], []
@@ -109,14 +110,9 @@ class Inpainter:
             return tuple(x.shape[-2:])
         return tuple(np.asarray(x).shape[:2])
 
-    def _fitted(self, image, mask, num_samples: int, fit: str, settings: dict):
+    def _fitted(self, images: list, masks: list, num_samples: int, fit: str, settings: dict) -> list:
         """Inputs of any size: each image's windows (:func:`fit_windows`) are inpainted at the model's size in one
         batch, resized back and pasted into the holes of their own group only."""
-        single = not isinstance(image, (list, tuple))
-        images = [image] if single else list(image)
-        masks = [mask] if single else list(mask)
-        if len(masks) != len(images):
-            raise MaskgitError(f"{len(images)} images but {len(masks)} masks: give one mask per image")
         results = []
         for i, (x, m) in enumerate(zip(images, masks)):
             pixels = to_uint8(self._image(x, i, any_size=True)[None])[0]  # (H,W,3)
@@ -125,7 +121,7 @@ class Inpainter:
             windows = fit_windows(holes, self.size, mode)
             for k in range(num_samples):
                 results.append(_pil(self._fill_windows(pixels, holes, windows, k, settings)))
-        return results[0] if single and num_samples == 1 else results
+        return results
 
     def _fill_windows(self, pixels: np.ndarray, holes: np.ndarray, windows, sample: int, settings: dict) -> np.ndarray:
         """``pixels`` (H,W,3) uint8 with every window inpainted at the model's size and pasted into its holes."""
