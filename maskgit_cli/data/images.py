@@ -108,16 +108,18 @@ def bomb_error(path, what: str = "") -> MaskgitError:
     )
 
 
-def read_image(path: str | Path, what: str = "") -> Image.Image:
+def read_image(path: str | Path, what: str = "", header: bool = False) -> Image.Image:
     """``Image.open`` + ``load`` with one-line errors naming the file (``what`` prefixes it, e.g. "Mask file"):
     unreadable files and decompression bombs, whose header claims more than ``Image.MAX_IMAGE_PIXELS`` (Pillow
-    warns above it and raises ``DecompressionBombError``, not an ``OSError``, above twice it; both are refused)."""
+    warns above it and raises ``DecompressionBombError``, not an ``OSError``, above twice it; both are refused).
+    ``header``: read the header only (size and mode, no pixels)."""
     name = f"{what} {path}" if what else str(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img.load()
+                if not header:
+                    img.load()
                 return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise bomb_error(path, what) from None

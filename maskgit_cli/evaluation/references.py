@@ -49,25 +49,13 @@ class ImageSet:
 
 def scan_folder(folder: str | Path, what: str = "image folder") -> ImageSet:
     """List a folder's images and check (from the headers) that they are readable and share one size."""
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    from maskgit_cli.data.images import bomb_error, list_images
+    from maskgit_cli.data.images import list_images, read_image
 
     files = list_images(folder, what)
     size = None
     first = None
     for f in files:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(f) as img:
-                    w, h = img.size
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise bomb_error(f) from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise MaskgitError(f"{f}: not a readable image ({type(e).__name__}: {e})") from None
+        w, h = read_image(f, header=True).size
         if size is None:
             size, first = (h, w), f
         elif (h, w) != size:
