@@ -59,14 +59,39 @@ def make_grid(rows: Sequence[Sequence], pad: int = 2, color=SEPARATOR, scale: in
     return grid
 
 
-def save_grid(rows: Sequence[Sequence], path: str | Path, pad: int = 2, color=SEPARATOR, scale: int = 1) -> Path:
-    """:func:`make_grid` written as a PNG at ``path`` (parent folders created). Returns the path."""
+def save_grid(
+    rows: Sequence[Sequence],
+    path: str | Path,
+    pad: int = 2,
+    color=SEPARATOR,
+    scale: int = 1,
+    title: str | None = None,
+) -> Path:
+    """:func:`make_grid` written as a PNG at ``path`` (parent folders created), under ``title`` (lines of black
+    text on a white band) when one is given. Returns the path."""
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(make_grid(rows, pad=pad, color=color, scale=scale)).save(path)
+    grid = make_grid(rows, pad=pad, color=color, scale=scale)
+    if title:
+        grid = np.concatenate([_text_band(title, grid.shape[1]), grid])
+    Image.fromarray(grid).save(path)
     return path
+
+
+def _text_band(text: str, width: int) -> np.ndarray:
+    """Lines of black text on a white (H,width,3) band, in Pillow's built-in font (no font files needed)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    lines = text.splitlines()
+    line_height = 12
+    band = Image.new("RGB", (width, 4 + line_height * len(lines)), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    for k, line in enumerate(lines):
+        draw.text((3, 2 + k * line_height), line, fill=(0, 0, 0), font=font)
+    return np.asarray(band)
 
 
 # Record fields that are coordinates or bookkeeping, not curves.

@@ -40,6 +40,7 @@ def test_cli_choices_are_the_library_choices():
         common.Sampler: choices.SAMPLERS,
         common.TokenRule: choices.TOKEN_RULES,
         common.MaskKind: choices.MASK_KINDS,
+        common.Fit: choices.FITS,
         common.FidMode: choices.FID_MODES,
         common.SweepMetric: choices.SWEEP_METRICS,
         common.LossOn: choices.LOSS_ON,

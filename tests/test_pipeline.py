@@ -69,7 +69,7 @@ def test_samples_steps_and_input_kinds(pipe):
 
 def test_bad_inputs_are_one_clear_error(pipe):
     image = np.zeros((64, 64, 3), np.uint8)
-    with pytest.raises(MaskgitError, match="an image is 32x32, but the model inpaints 64x64 images"):
+    with pytest.raises(MaskgitError, match="image 0: the image is 32x32, but the model inpaints 64x64 images"):
         pipe(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8), fit="none")
     with pytest.raises(MaskgitError, match=r"mask 0 is \(32, 32\) but its image is \(64, 64\)"):
         pipe(image, np.zeros((32, 32), np.uint8))
@@ -129,7 +129,7 @@ def test_any_size_errors_are_one_clear_line(pipe):
     image = _photo(120, 90)
     with pytest.raises(MaskgitError, match=r"mask 0 is \(80, 120\) but its image is \(90, 120\)"):
         pipe(image, np.zeros((120, 80), np.uint8))
-    with pytest.raises(MaskgitError, match="fit='crop' or 'resize' take any size"):
+    with pytest.raises(MaskgitError, match="fit crop or resize takes any size"):
         pipe(image, np.zeros((120, 90), np.uint8), fit="none")
     with pytest.raises(MaskgitError, match="fit bogus: expected one of"):
         pipe(image, np.zeros((120, 90), np.uint8), fit="bogus")
@@ -139,3 +139,32 @@ def test_any_size_errors_are_one_clear_line(pipe):
         pipe(image, np.zeros((120, 90), np.uint8), num_samples=0)
     both = pipe([image, image], np.full((120, 90), 255, np.uint8))  # one mask serves a list, as at the model's size
     assert [r.size for r in both] == [(90, 120), (90, 120)]
+
+
+def test_on_step_shows_every_step_as_it_happens(pipe):
+    image = Image.open(DATA / "masked_image" / "image_002.png")
+    mask = Image.open(DATA / "mask64" / "mask_002.png")
+    seen = []
+    result = pipe(image, mask, total_iter=6, on_step=lambda t, images, masks: seen.append((t, images, masks)))
+    assert [t for t, *_ in seen] == [1, 2, 3, 4, 5, 6]
+    assert all(len(images) == len(masks) == 1 and images[0].size == (64, 64) for _, images, masks in seen)
+    assert seen[-1][2][0].getextrema() == (255, 255)  # nothing masked after the last step
+    assert seen[0][2][0].getextrema() == (0, 255)  # some tokens still masked after the first
+    out = pipe(image, mask, total_iter=6, return_steps=True)
+    assert (np.asarray(out.images[0]) == np.asarray(result)).all()  # watching changes nothing
+    assert (np.asarray(out.step_images[0][2]) == np.asarray(seen[2][1][0])).all()
+
+
+def test_any_size_steps_and_alpha_holes(pipe):
+    photo, mask = _photo(120, 160), np.full((120, 160), 255, np.uint8)
+    mask[10:20, 10:30] = 0
+    mask[90:110, 120:150] = 0
+    rgba = Image.fromarray(np.dstack([photo, mask]))  # transparent = hole
+    out = pipe(rgba, return_steps=True, total_iter=4)
+    assert out.images[0].size == (160, 120) and len(out.windows[0]) == 2
+    assert len(out.step_images[0]) == 4 and out.step_images[0][0].size == (2 + 2 * (64 + 2), 64 + 4)  # two windows
+    assert (np.asarray(out.images[0]) == np.asarray(pipe(photo, mask, total_iter=4))).all()  # alpha = that mask
+    with pytest.raises(MaskgitError, match="image 0 has no transparent pixels"):
+        pipe(photo)
+    with pytest.raises(MaskgitError, match="chosen when the Inpainter is made"):
+        pipe(photo, mask, normalization="test")

@@ -174,7 +174,9 @@ def test_mismatched_counts_and_bad_refs(cli, lab, tiny_vqgan_file, no_weights, t
         "holds FID statistics only: this needs the images": sweep(
             cli, lab, tiny_vqgan_file, tmp_path / "o", "--mask-kind", "box", ref=tmp_path / "stats.npz", masks=False
         ),
-        "give either --masks DIR": sweep(cli, lab, tiny_vqgan_file, tmp_path / "o", "--mask-kind", "box"),
+        "give --masks DIR or --mask-kind KIND, not both": sweep(
+            cli, lab, tiny_vqgan_file, tmp_path / "o", "--mask-kind", "box"
+        ),
     }
     (lab / "mask64" / "mask_003.png").unlink()
     results["but 3 masks in"] = sweep(cli, lab, tiny_vqgan_file, tmp_path / "o")

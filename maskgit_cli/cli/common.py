@@ -58,6 +58,7 @@ Sampling = _choice("Sampling", choices.SAMPLING)
 Sampler = _choice("Sampler", choices.SAMPLERS)
 Normalization = _choice("Normalization", choices.NORMALIZATIONS)
 Layout = _choice("Layout", choices.LAYOUTS)
+Fit = _choice("Fit", choices.FITS)
 TokenRule = _choice("TokenRule", choices.TOKEN_RULES)
 MaskKind = _choice("MaskKind", choices.MASK_KINDS)
 FidMode = _choice("FidMode", choices.FID_MODES)
@@ -351,7 +352,14 @@ INPUTS = OptionGroup(
     "inputs",
     {
         "images": (
-            Annotated[Path, _opt("--images", help="Folder of (masked) images, e.g. the lab's masked_image/.")],
+            Annotated[
+                Path,
+                _opt(
+                    "--images",
+                    help="Folder of (masked) images, e.g. the lab's masked_image/: PNG, JPEG, WebP, ... of any size "
+                    "(inpaint --fit). Without --masks or --mask-kind, each image's transparent pixels are its holes.",
+                ),
+            ],
             ...,
         ),
         "masks": (
@@ -359,7 +367,8 @@ INPUTS = OptionGroup(
                 Path | None,
                 _opt(
                     "--masks",
-                    help="Lab-format masks (0 = hole, 255 = known), paired with the images in sorted name order.",
+                    help="Lab-format masks (0 = hole, 255 = known; or PNGs whose alpha 0 = hole), each of its "
+                    "image's size, paired with the images in sorted name order.",
                 ),
             ],
             None,

@@ -15,6 +15,7 @@ from maskgit_cli.cli.common import (
     Device,
     DeviceOpt,
     FidMode,
+    Fit,
     InceptionOpt,
     JsonOpt,
     Layout,
@@ -84,6 +85,15 @@ def inpaint_cmd(
             "sheet samples.png (grids and counts: sample 0).",
         ),
     ] = 1,
+    fit: Annotated[
+        Fit,
+        typer.Option(
+            "--fit",
+            help="Images of another size than the model's: crop (a window with context around each group of holes, "
+            "resized to the model and back), resize (the whole image), none (refuse them); auto = crop when larger, "
+            "resize when smaller. Known pixels stay bit-identical; results are PNG at the input's size.",
+        ),
+    ] = Fit.auto,
     decode: dict | None = None,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
@@ -96,9 +106,12 @@ def inpaint_cmd(
 
     [bold]Example[/bold]: maskgit inpaint --images data/emoji64/masked_image --masks data/emoji64/mask64 --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/inpaint --schedule square
 
-    [bold]Any image folder[/bold]: maskgit inpaint --images photos --mask-kind box --transformer T --vqgan V -o out
+    [bold]Your own images[/bold] (any size; masks of the same size, or transparent holes): maskgit inpaint --images photos --masks photo-masks -o out
+
+    [bold]Generated masks[/bold]: maskgit inpaint --images photos --mask-kind box -o out
     """
-    from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_folder
+    from maskgit_cli.decoding.folders import inpaint_folder
+    from maskgit_cli.decoding.inpaint import InpaintSettings
 
     batch_size = decode.pop("batch_size")
     settings = InpaintSettings.from_options(
@@ -117,6 +130,7 @@ def inpaint_cmd(
         num_workers=None,
         layout=plain(layout) or ("lab" if decode["lab"] else "ours"),
         num_samples=num_samples,
+        fit=fit.value,
     )
     if as_json:
         keys = ("output", "results", "grids", "images", "seconds", "images_per_second", "mean_still_masked")

@@ -56,11 +56,23 @@ def apply_mask(image_uint8_hwc: np.ndarray, mask: np.ndarray, fill: int = GRAY) 
     return out
 
 
+def alpha_mask(img) -> np.ndarray | None:
+    """The alpha channel of a PIL image as a lab mask ``uint8 (H, W)`` {0, 255} (alpha >= 128 = known, so alpha 0
+    = hole, the convention of image editors' erasers), or None when the image has no transparency at all."""
+    if "A" not in img.getbands() and "transparency" not in img.info:
+        return None
+    alpha = np.asarray(img.convert("RGBA"))[..., 3]
+    if alpha.min() == 255:
+        return None
+    return np.where(alpha >= 128, KNOWN, HOLE).astype(np.uint8)
+
+
 def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Read a lab mask PNG as ``uint8 (H, W)`` with values {0, 255} (pixels >= 128 are known).
 
     8-bit grayscale is the lab format; RGB/RGBA/P/LA/1-bit files are converted to grayscale first, 16-bit and
-    float ones scaled to 8 bits like images (:func:`maskgit_cli.data.images.to_8bit`).
+    float ones scaled to 8 bits like images (:func:`maskgit_cli.data.images.to_8bit`). A file with transparent
+    pixels is read by its alpha channel instead (:func:`alpha_mask`: alpha 0 = hole).
     ``size`` (``int`` for a square or ``(height, width)``) checks the dimensions; ``None`` accepts any size.
     Raises :class:`MaskgitError` naming the file when it is missing, unreadable (a decompression bomb included),
     of the wrong size, or a 0/1 mask (values only 0 and 1, some 1: it would be all hole).
@@ -71,6 +83,10 @@ def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np
     if not path.is_file():
         raise MaskgitError(f"Mask file {path} does not exist.")
     img = read_image(path, "Mask file")
+    alpha = alpha_mask(img)
+    if alpha is not None:
+        _check_size(path, alpha, size)
+        return alpha
     try:
         gray = to_8bit(img)
         gray = gray.convert("L") if gray.mode != "L" else gray.copy()
@@ -83,13 +99,17 @@ def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np
         raise MaskgitError(
             f"Mask file {path} holds only the values 0 and 1; lab masks use 0 = hole and 255 = known (multiply by 255)."
         )
+    _check_size(path, arr, size)
+    return np.where(arr >= 128, KNOWN, HOLE).astype(np.uint8)
+
+
+def _check_size(path: Path, mask: np.ndarray, size: int | tuple[int, int] | None) -> None:
     if size is not None:
         want = (size, size) if isinstance(size, int) else tuple(size)
-        if arr.shape != want:
+        if mask.shape != want:
             raise MaskgitError(
-                f"Mask file {path} is {arr.shape[1]}x{arr.shape[0]} pixels, expected {want[1]}x{want[0]}."
+                f"Mask file {path} is {mask.shape[1]}x{mask.shape[0]} pixels, expected {want[1]}x{want[0]}."
             )
-    return np.where(arr >= 128, KNOWN, HOLE).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ same result whatever batch it is decoded in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -76,11 +77,14 @@ def decode_tokens(
     image_ids: torch.Tensor | None = None,
     record: bool = False,
     logit_bias: torch.Tensor | None = None,
+    on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> DecodeResult:
     """Fill the ``unknown`` (B,L) positions of ``tokens`` (B,L) iteratively with ``model`` (ids -> logits).
 
     ``image_ids`` (B,) identify the images for the random streams (default 0..B-1); pass dataset indices to
-    make results independent of batching. ``logit_bias`` (B,L,V): known-pixel guidance.
+    make results independent of batching. ``logit_bias`` (B,L,V): known-pixel guidance. ``on_step(t, predicted,
+    still_masked)`` is called after every step with the ids predicted everywhere (B,L) and the mask left (B,L), as
+    it happens (the page of `maskgit serve` shows them).
     """
     if tokens.shape != unknown.shape or tokens.dim() != 2:
         raise ValueError(f"tokens {tuple(tokens.shape)} and unknown {tuple(unknown.shape)} must both be (B,L)")
@@ -98,6 +102,8 @@ def decode_tokens(
         out = sampler.step(model(ids), t, ids, unknown, n_unknown, image_ids, logit_bias)
         ids, unknown = out.ids, out.unknown
         counts.append(unknown.sum(1))
+        if on_step is not None:
+            on_step(t, out.sampled, unknown)
         if record:
             predictions.append(out.sampled)
             masks.append(unknown)

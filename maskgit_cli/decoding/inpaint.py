@@ -1,4 +1,4 @@
-"""Inpainting: masked images + lab masks -> VQGAN tokens -> iterative decoding -> images, grids and a report.
+"""Inpainting a batch of model-size images: masked images + holes -> VQGAN tokens -> iterative decoding -> images.
 
 Pipeline per batch (docs/data.md, "Masks"; docs/decoding.md, "The decoding rule"):
   1. holes are filled with gray 128 (a no-op for the lab's masked images) and the image is VQGAN-encoded;
@@ -11,32 +11,25 @@ Pipeline per batch (docs/data.md, "Masks"; docs/decoding.md, "The decoding rule"
   4. the VQGAN decodes the final tokens (and, only for images whose step grids are requested, the
      predictions after every step); with ``composite`` the known pixels of the input are pasted back.
 
-The lab's FID numbers were made without compositing (``composite=False``).
+The lab's FID numbers were made without compositing (``composite=False``). Images of any size and the Python API:
+:mod:`maskgit_cli.decoding.pipeline`; folders: :mod:`maskgit_cli.decoding.folders`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from maskgit_cli.choices import DECODE_PRECISIONS, LAYOUTS, MASK_KINDS, NORMALIZATIONS, TOKEN_RULES, check_choice
-from maskgit_cli.data.images import check_pairs, list_images, load_image, save_image, to_tensor, to_uint8
-from maskgit_cli.data.mask_generator import generate_mask, mask_rng
-from maskgit_cli.data.masks import GRAY, HOLE, load_mask, token_mask_for
+from maskgit_cli.choices import DECODE_PRECISIONS, NORMALIZATIONS, TOKEN_RULES, check_choice
+from maskgit_cli.data.masks import GRAY, token_mask_for
 from maskgit_cli.decoding.decode import DecodeSettings, check_total_iter, decode_tokens
 from maskgit_cli.decoding.guidance import code_patches_for, fallback_code_patches, known_pixel_bias
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import autocast
-from maskgit_cli.viz import save_grid
 from maskgit_cli.vqgan.code_patches import CodePatches, vqgan_code_patches
 
 
@@ -212,11 +205,14 @@ def decode_inputs(
     image_ids: torch.Tensor | None = None,
     record_rows=(),
     patches: torch.Tensor | None = None,
+    on_step=None,
 ) -> InpaintBatch:
     """Steps 3-4 on :func:`encode_inputs`' result: decode the tokens under ``settings.decode``, then the pixels.
 
     With ``settings.pixel_guidance`` > 0, ``patches`` (V,3,p,p) are the codes' mean looks for known-pixel
-    guidance (:func:`maskgit_cli.guidance.code_patches_for`).
+    guidance (:func:`maskgit_cli.guidance.code_patches_for`). ``on_step(t, images, token_masks)``: called after
+    every step, as it happens, with the pixels of that step's predictions (R,3,H,W) and the tokens still masked
+    (R,h,w) of the ``record_rows`` (all rows when none are given).
     """
     bias = None
     if settings.pixel_guidance > 0:
@@ -228,8 +224,21 @@ def decode_inputs(
     amp = autocast(images.device, "auto")
     tmask = encoded.token_masks
     record = bool(record_rows)
+    hook = None
+    if on_step is not None:
+        watched = list(record_rows) or list(range(len(images)))
+
+        def hook(t: int, predicted: torch.Tensor, still: torch.Tensor) -> None:
+            with amp:
+                pixels = vqgan.decode(predicted[watched].view(-1, latent, latent)).float()
+            if settings.composite:
+                pixels = torch.where(hole4[watched], pixels, images[watched])
+            on_step(t, pixels, still[watched].view(-1, latent, latent))
+
     with autocast(images.device, settings.precision):
-        result = decode_tokens(transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record, bias)
+        result = decode_tokens(
+            transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record, bias, hook
+        )
     with amp:
         out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
     if settings.composite:
@@ -256,70 +265,18 @@ def inpaint_batch(
     image_ids: torch.Tensor | None = None,
     record_rows=(),
     patches: torch.Tensor | None = None,
+    on_step=None,
 ) -> InpaintBatch:
     """Inpaint a batch: images (B,3,H,W) in [0,1] (holes may hold anything) and holes (B,H,W) bool.
 
     ``patches``: the code patches for known-pixel guidance. Without them (and guidance on) they are decoded from
-    the VQGAN on every call (1,024 decodes): pass them when calling this in a loop, as :func:`inpaint_folder` does.
+    the VQGAN on every call (1,024 decodes): pass them when calling this in a loop, as
+    :class:`~maskgit_cli.decoding.pipeline.Inpainter` does. ``on_step``: see :func:`decode_inputs`.
     """
     if patches is None and settings.pixel_guidance > 0:
         patches = vqgan_code_patches(vqgan)
     encoded = encode_inputs(vqgan, images, holes, settings)
-    return decode_inputs(transformer, vqgan, images, holes, encoded, settings, image_ids, record_rows, patches)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Folders
-
-
-def parse_grids(spec: str, count: int) -> list[int]:
-    """``all`` | ``none`` | ``N`` (the first N images) | ``i,j,k`` (0-based indices) -> sorted indices."""
-    spec = spec.strip().lower()
-    if spec == "all":
-        return list(range(count))
-    if spec in ("none", "0", ""):
-        return []
-    try:
-        if "," in spec:
-            idx = sorted({int(s) for s in spec.split(",") if s.strip()})
-        else:
-            return list(range(min(int(spec), count)))
-    except ValueError:
-        raise MaskgitError(f"--grids {spec!r}: expected all, none, a count N, or indices like 0,5,9") from None
-    bad = [i for i in idx if not 0 <= i < count]
-    if bad:
-        raise MaskgitError(f"--grids: indices {bad} are out of range (there are {count} images)")
-    return idx
-
-
-class InpaintInputs(torch.utils.data.Dataset):
-    """(image, hole mask) pairs: lab masks from a folder (paired by sorted name), or generated masks."""
-
-    def __init__(self, images_dir, masks_dir=None, mask_kind: str | None = None, mask_seed: int = 0, size: int = 64):
-        self.files = list_images(images_dir, "image folder")
-        self.size, self.mask_kind, self.mask_seed = size, mask_kind, mask_seed
-        if (masks_dir is None) == (mask_kind is None):
-            raise MaskgitError("give either --masks DIR (lab-format masks) or --mask-kind KIND")
-        if mask_kind is not None:
-            check_choice(mask_kind, MASK_KINDS, "--mask-kind")
-        self.masks = None
-        if masks_dir is not None:
-            self.masks = list_images(masks_dir, "mask folder")
-            check_pairs(self.files, self.masks, f"images in {images_dir}", f"masks in {masks_dir}")
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        image = load_image(self.files[i], self.size)
-        if self.masks is not None:
-            try:
-                mask = load_mask(self.masks[i], self.size)
-            except MaskgitError as e:
-                raise MaskgitError(f"{e} (paired with image {self.files[i].name})") from None
-        else:
-            mask = generate_mask(self.mask_kind, mask_rng(self.mask_seed, i), size=self.size)
-        return to_tensor(image), torch.from_numpy(mask == HOLE), i
+    return decode_inputs(transformer, vqgan, images, holes, encoded, settings, image_ids, record_rows, patches, on_step)
 
 
 def mask_tile(token_mask: torch.Tensor, size: int) -> np.ndarray:
@@ -327,245 +284,3 @@ def mask_tile(token_mask: torch.Tensor, size: int) -> np.ndarray:
     m = (~token_mask).to(torch.uint8).mul(255).cpu().numpy()
     k = size // m.shape[0]
     return m.repeat(k, 0).repeat(k, 1)
-
-
-@dataclass
-class InpaintSummary:
-    output: str
-    images: int
-    seconds: float
-    images_per_second: float
-    settings: dict
-    mean_still_masked: list[float]
-    results: str  # the folder of the results (the one FID reads)
-    grids: str | None  # the folder(s) of the per-step grids, None when none were written
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the results and the per-step grids of image ``i`` (file stem ``stem``) go inside the output folder.
-
-    ``ours``: images/<stem>.png, steps/<stem>_mask.png and steps/<stem>_image.png. ``lab``: the lab's names
-    (docs/lab.md, "The lab's inference"): test_results/image_{i:03d}.png, mask_scheduling/test_{i}.png and
-    imga/test_{i}.png.
-    """
-
-    name: str = "ours"
-
-    def result(self, i: int, stem: str, sample: int | None = None) -> str:
-        """Sample ``sample`` of ``--num-samples`` (None: the only one) of image ``i``."""
-        k = "" if sample is None else f"_{sample}"
-        return f"test_results/image_{i:03d}{k}.png" if self.name == "lab" else f"images/{stem}{k}.png"
-
-    def mask_grid(self, i: int, stem: str) -> str:
-        return f"mask_scheduling/test_{i}.png" if self.name == "lab" else f"steps/{stem}_mask.png"
-
-    def image_grid(self, i: int, stem: str) -> str:
-        return f"imga/test_{i}.png" if self.name == "lab" else f"steps/{stem}_image.png"
-
-    @property
-    def results_dir(self) -> str:
-        return "test_results" if self.name == "lab" else "images"
-
-    @property
-    def grids_dirs(self) -> str:
-        return "mask_scheduling/ and imga/" if self.name == "lab" else "steps/"
-
-
-def check_output_folder(output, overwrite: bool, inputs=()) -> Path:
-    """The output folder of a command that writes a whole folder of results (inpaint, sweep).
-
-    A folder that already holds files is refused (results of two runs must never mix), unless ``overwrite``, which
-    replaces it whole once the new results are complete. A folder that is, or holds, one of the ``inputs`` is
-    refused in any case.
-    """
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise MaskgitError(f"-o {out}: exists and is not a folder")
-    above = next((p for p in out.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise MaskgitError(f"-o {out}: {above} is a file, not a folder")
-    resolved = out.resolve()
-    for item in inputs:
-        if item is None:
-            continue
-        item = Path(item).resolve()
-        if item == resolved or resolved in item.parents:
-            raise MaskgitError(f"-o {out}: holds the input {item}; choose another output folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        first = sorted(p.name for p in out.iterdir())[0]
-        raise MaskgitError(
-            f"-o {out}: already holds results (e.g. {first}); pass --overwrite to replace the whole folder, or "
-            "choose another output folder (results of two runs are never mixed)"
-        )
-    return out
-
-
-class FolderWriter:
-    """Write a folder of results under a temporary name beside it, and put it in place only when complete: an
-    interruption or a full disk leaves the previous folder (if any) as it was, never a mix."""
-
-    def __init__(self, output: Path):
-        self.output = Path(output)
-        self.tmp = self.output.with_name(f".{self.output.name}.partial-{os.getpid()}")
-
-    def __enter__(self) -> Path:
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir()
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            if isinstance(exc, OSError) and exc.filename and str(exc.filename).startswith(str(self.tmp)):
-                exc.filename = str(self.output) + str(exc.filename)[len(str(self.tmp)) :]  # name the real place
-            return
-        old = self.output.with_name(f".{self.output.name}.old-{os.getpid()}")
-        moved = False
-        try:
-            if self.output.exists():
-                self.output.rename(old)
-                moved = True
-            self.tmp.rename(self.output)
-        except OSError:
-            if moved and not self.output.exists():
-                old.rename(self.output)  # put the previous results back
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def inpaint_folder(
-    transformer,
-    vqgan,
-    images_dir,
-    output,
-    settings: InpaintSettings,
-    masks_dir=None,
-    mask_kind: str | None = None,
-    mask_seed: int = 0,
-    grids: str | None = None,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    num_workers: int = 0,
-    code_patches: CodePatches | None = None,
-    layout: str = "ours",
-    overwrite: bool = False,
-    any_vqgan: bool = False,
-    num_samples: int = 1,
-) -> InpaintSummary:
-    """Inpaint a folder; writes the results, the per-step grids (see :class:`Layout`), ``overview.png`` and
-    ``report.json`` under ``output``, which is written whole or not at all (:class:`FolderWriter`).
-
-    ``transformer`` and ``vqgan`` are models or their weights files (:func:`prepare_models`; None: the shipped
-    emoji64 weights). ``code_patches``:
-    for known-pixel guidance, default those stored with the transformer file; else decoded from the VQGAN.
-    ``grids``: all | none | N (the first N) | i,j,k; default the first 8 (``ours``) or all (``lab``).
-    ``num_samples`` > 1: that many results per image from the random streams of seed, seed+1, ... (named
-    ``<stem>_<k>.png``; the grids and the report's counts are sample 0's), and ``samples.png``, a contact sheet.
-    """
-    if num_samples < 1:
-        raise MaskgitError(f"--num-samples {num_samples}: must be at least 1")
-    from maskgit_cli.data.images import default_workers
-
-    check_choice(layout, LAYOUTS, "--layout")
-    transformer, vqgan = with_defaults(transformer, vqgan)
-    paths = [images_dir, masks_dir] + [m for m in (transformer, vqgan) if isinstance(m, (str, Path))]
-    out = check_output_folder(output, overwrite, paths)
-    where = Layout(layout)
-    device = torch.device(device)
-    ready = prepare_models(transformer, vqgan, device, settings, code_patches, any_vqgan)
-    transformer, vqgan, guide = ready.transformer, ready.vqgan, ready.guide
-    size = vqgan.config.img_resolution
-    data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
-    grid_rows = set(parse_grids(grids or ("all" if layout == "lab" else "8"), len(data)))
-    loader = torch.utils.data.DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=default_workers() if num_workers is None else num_workers,
-    )
-    per_image, overview, sheet = [], [], []
-    start = time.perf_counter()
-    with FolderWriter(out) as tmp, progress_bar(len(data), "inpaint", unit="img") as bar:
-        for images, holes, ids in loader:
-            images, holes = images.to(device), holes.to(device)
-            rows = [r for r, i in enumerate(ids.tolist()) if i in grid_rows]
-            patches = guide.patches if guide else None
-            samples = []
-            for k in range(num_samples):  # sample k: the random streams of seed + k
-                s_k = (
-                    replace(settings, decode=replace(settings.decode, seed=settings.decode.seed + k)) if k else settings
-                )
-                batch = inpaint_batch(
-                    transformer, vqgan, images, holes, s_k, ids.to(device), rows if k == 0 else (), patches
-                )
-                samples.append((batch, to_uint8(batch.images)))
-            res, results = samples[0]
-            inputs = to_uint8(torch.where(holes[:, None].expand_as(images), GRAY / 255.0, images))
-            for r, i in enumerate(ids.tolist()):
-                stem = data.files[i].stem
-                names = []
-                for k, (_, pixels) in enumerate(samples):
-                    names.append(where.result(i, stem, k if num_samples > 1 else None))
-                    save_image(pixels[r], tmp / names[-1])
-                per_image.append(
-                    {
-                        "name": Path(names[0]).name,
-                        "input": data.files[i].name,
-                        "tokens_generated": int(res.token_masks[r].sum()),
-                        "still_masked": res.still_masked[r].tolist(),
-                        **({"samples": [Path(n).name for n in names]} if num_samples > 1 else {}),
-                    }
-                )
-                if num_samples > 1 and len(sheet) < 8:
-                    sheet.append([inputs[r], *(pixels[r] for _, pixels in samples)])
-                if len(overview) < 16:
-                    overview.append((inputs[r], results[r]))
-                if r in res.step_images:
-                    masks = [[mask_tile(m, size) for m in res.step_masks[r]]]
-                    save_grid(masks, tmp / where.mask_grid(i, stem), scale=2)
-                    steps = list(to_uint8(torch.stack(res.step_images[r])))
-                    tiles = [inputs[r], *steps] if layout == "lab" else [inputs[r], *steps, results[r]]
-                    save_grid([tiles], tmp / where.image_grid(i, stem), scale=2)
-            bar.advance(len(ids))
-        seconds = time.perf_counter() - start
-        pairs = [[a, b] for a, b in overview]
-        save_grid([sum(pairs[k : k + 4], []) for k in range(0, len(pairs), 4)], tmp / "overview.png", scale=2)
-        if sheet:  # input | sample 0 .. N-1, for the first 8 images
-            save_grid(sheet, tmp / "samples.png", scale=2)
-        settings_dict = {
-            **asdict(settings),
-            "images": str(images_dir),
-            "masks": str(masks_dir) if masks_dir else None,
-            "mask_kind": mask_kind,
-            "mask_seed": mask_seed if mask_kind else None,
-            "code_patches": guide.source if guide else None,
-            "vqgan_mean": list(ready.mean),
-            "vqgan_std": list(ready.std),
-            "vqgan_sha256": ready.vqgan_sha256,
-            "layout": layout,
-            "grids": len(grid_rows),
-            "num_samples": num_samples,
-        }
-        steps = max(len(p["still_masked"]) for p in per_image)
-        mean_counts = [float(np.mean([p["still_masked"][s] for p in per_image])) for s in range(steps)]
-        report = {
-            "settings": settings_dict,
-            "count": len(per_image),
-            "seconds": seconds,
-            "mean_still_masked": mean_counts,
-            "images": per_image,
-        }
-        (tmp / "report.json").write_text(json.dumps(report, indent=1))
-    return InpaintSummary(
-        str(out),
-        len(per_image),
-        seconds,
-        len(per_image) / max(seconds, 1e-9),
-        settings_dict,
-        mean_counts,
-        str(out / where.results_dir),
-        f"{out}/{where.grids_dirs}" if grid_rows else None,
-    )

@@ -1,210 +1,239 @@
-"""Inpainting from Python in three lines: :class:`Inpainter`.
+"""Inpainting from Python in three lines: :class:`Inpainter`, the one object every front end uses.
 
     from maskgit_cli import Inpainter
     pipe = Inpainter.from_pretrained()                 # the shipped emoji64 weights (or a transformer file + vqgan=)
     result = pipe(image, mask)                         # PIL image(s) in, PIL image(s) out
 
-Images are PIL images, uint8 numpy arrays (H,W,3) or float tensors (3,H,W) in [0,1], or lists of them; masks
-follow the lab's convention (0 = hole, 255 = known; or bool arrays/tensors with True = known). The models are
-loaded once by :meth:`Inpainter.from_pretrained` and the code patches for guidance computed once per pipeline; each
-call decodes with :func:`maskgit_cli.decoding.inpaint.inpaint_batch`, the same path as `maskgit inpaint`, so the same
-image, mask, settings and seed give the same pixels as the command line.
+Images are PIL images, uint8 numpy arrays (H,W,3) or float tensors (3,H,W) in [0,1], or lists of them, of any
+size; masks follow the lab's convention (0 = hole, 255 = known; or bool arrays/tensors with True = known), or come
+as the image's own alpha channel (alpha 0 = hole) when ``mask`` is None. The models are loaded once by
+:meth:`Inpainter.from_pretrained` and the code patches for guidance computed once per pipeline.
+
+`maskgit inpaint` (:func:`maskgit_cli.decoding.folders.inpaint_folder`) and `maskgit serve` call
+:meth:`Inpainter.fill`, the method behind ``__call__``: the same image, mask, settings and seed give the same pixels
+from the shell, from Python and in the browser.
+
+Images of another size than the model's (docs/decoding.md, "Any image size") are inpainted in *windows*: ``crop``
+takes a square window around each group of touching holes, with context, ``resize`` the whole image; each window is
+resized to the model's size, inpainted, resized back and pasted into its own holes only, so every known pixel of the
+input comes back bit-identical.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
-from maskgit_cli.choices import check_choice
+from maskgit_cli.choices import FITS, check_choice
 from maskgit_cli.data.images import to_rgb, to_tensor, to_uint8
-from maskgit_cli.data.masks import known_pixels
+from maskgit_cli.data.masks import GRAY, alpha_mask, known_pixels
 from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch, mask_tile, prepare_models, with_defaults
 from maskgit_cli.errors import MaskgitError
+
+MIN_SIDE = 16  # the token grid's side: a smaller image has fewer pixels than tokens
+
+
+@dataclass
+class Filled:
+    """One input inpainted once (one sample), as :meth:`Inpainter.fill` returns it."""
+
+    image: np.ndarray  # (H,W,3) uint8, the input's size
+    tokens_generated: int  # summed over the windows
+    still_masked: list[int]  # tokens still masked after every step, summed over the windows ([]: nothing to fill)
+    windows: list[tuple[int, int, int, int]]  # (x0, y0, width, height) of every window inpainted at the model's size
+    inputs: list[np.ndarray]  # per window: what the model saw, (size,size,3) uint8 with the holes gray
+    outputs: list[np.ndarray]  # per window: what the model made of it, (size,size,3) uint8
+    step_images: list[list[np.ndarray]] = field(default_factory=list)  # per window, if recorded: one per step
+    step_masks: list[list[np.ndarray]] = field(default_factory=list)  # per window, if recorded: one per step + 1
 
 
 @dataclass
 class InpaintOutput:
-    """What :meth:`Inpainter.__call__` returns with ``return_steps=True``: the results and, per input, the decoded
-    image and the token mask (white = known, black = still masked) after every step."""
+    """What :meth:`Inpainter.__call__` returns with ``return_steps=True``: the results and, per result, the decoded
+    image and the token mask (white = known, black = still masked) after every step, at the model's resolution
+    (an input inpainted in several windows shows them side by side)."""
 
     images: list  # PIL images (num_samples per input, input-major)
     step_images: list = field(default_factory=list)  # per result: list of PIL images, one per step
-    step_masks: list = field(default_factory=list)  # per result: list of PIL images (h x w, scaled), one per step + 1
+    step_masks: list = field(default_factory=list)  # per result: list of PIL images, one per step + 1
+    windows: list = field(default_factory=list)  # per result: the (x0, y0, width, height) of its windows
 
 
 class Inpainter:
-    """A loaded transformer + VQGAN that inpaints images held in memory (see the module docstring)."""
+    """A loaded transformer + VQGAN that inpaints images held in memory (see the module docstring).
 
-    def __init__(self, transformer, vqgan, device="cpu", any_vqgan: bool = False, **settings):
+    ``settings``: an :class:`InpaintSettings`, or flat options (schedule=, total_iter=, sweet_spot=, sampler=,
+    pixel_guidance=, seed=, lab=, ...), the defaults of every call. ``code_patches``: for known-pixel guidance
+    (default: those stored with the transformer file, else decoded from the VQGAN once).
+    """
+
+    def __init__(
+        self,
+        transformer,
+        vqgan,
+        device="cpu",
+        any_vqgan: bool = False,
+        code_patches=None,
+        settings: InpaintSettings | None = None,
+        **options,
+    ):
         self.device = torch.device(device)
-        self.defaults = settings
-        probe = InpaintSettings.from_options(**settings)
-        self.ready = prepare_models(transformer, vqgan, self.device, probe, any_vqgan=any_vqgan)
+        self.settings = settings if settings is not None else InpaintSettings.from_options(**options)
+        self.defaults = _flat(self.settings)
+        self._sources = (transformer, vqgan, code_patches, any_vqgan)
+        self.ready = prepare_models(transformer, vqgan, self.device, self.settings, code_patches, any_vqgan)
         self.size = self.ready.vqgan.config.img_resolution
 
     @classmethod
-    def from_pretrained(cls, transformer=None, vqgan=None, device: str = "auto", **settings) -> Inpainter:
+    def from_pretrained(cls, transformer=None, vqgan=None, device: str = "auto", **options) -> Inpainter:
         """Load a transformer file (default: the shipped emoji64 weights) and its VQGAN (default: the shipped one)
-        once. ``settings``: defaults for every call (schedule, total_iter, sweet_spot, sampling, seed, lab, ...)."""
+        once. ``options``: defaults for every call (schedule, total_iter, sweet_spot, sampling, seed, lab, ...)."""
         from maskgit_cli.runtime import resolve_device
 
         transformer, vqgan = with_defaults(transformer, vqgan)
-        return cls(transformer, vqgan, resolve_device(device), **settings)
+        return cls(transformer, vqgan, resolve_device(device), **options)
 
     @torch.no_grad()
-    def __call__(self, image, mask, num_samples: int = 1, return_steps: bool = False, fit: str = "auto", **settings):
+    def __call__(
+        self,
+        image,
+        mask=None,
+        num_samples: int = 1,
+        return_steps: bool = False,
+        fit: str = "auto",
+        on_step: Callable | None = None,
+        **settings,
+    ):
         """Inpaint ``image`` where ``mask`` says hole; a list of images (and masks) gives a list of results.
 
+        ``mask``: one per image, or one for all; None reads each image's alpha channel (alpha 0 = hole).
         ``num_samples`` > 1 gives that many results per input, from different random streams (seed, seed+1, ...).
         ``settings`` override the pipeline's defaults for this call (e.g. ``schedule="square"``, ``seed=3``).
-        ``fit``: how an image of another size than the model's is inpainted (docs/machines.md, "Any image size"):
-        ``crop`` (a window around each group of holes, with context, resized to the model's size and back; the
-        default for images larger than the model), ``resize`` (the whole image; the default for smaller ones) or
-        ``none`` (model-size images only). Known pixels are always returned unchanged.
+        ``fit``: how an image of another size than the model's is inpainted: ``crop`` (a window around each group
+        of holes, with context; the default for images larger than the model), ``resize`` (the whole image; the
+        default for smaller ones) or ``none`` (model-size images only). Known pixels are always returned unchanged
+        (unless ``composite=False``). ``on_step(step, images, masks)`` is called after every decoding step, as it
+        happens, with the step (1-based) and PIL images of every window's prediction and token mask.
         """
-        check_choice(fit, FITS, "fit")
         single = not isinstance(image, (list, tuple))
         images = [image] if single else list(image)
-        masks = [mask] if single else list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(images)
+        masks = mask if isinstance(mask, (list, tuple)) else [mask] * len(images)
         if len(masks) != len(images):
             raise MaskgitError(f"{len(images)} images but {len(masks)} masks: give one mask per image")
         if num_samples < 1:
             raise MaskgitError(f"num_samples {num_samples}: must be at least 1")
-        sized = [self._size_of(x) for x in images]
-        if any(s != (self.size, self.size) for s in sized):
-            if fit == "none":
-                h, w = next(s for s in sized if s != (self.size, self.size))
-                raise MaskgitError(
-                    f"an image is {w}x{h}, but the model inpaints {self.size}x{self.size} images (fit='crop' or "
-                    "'resize' take any size)"
-                )
-            if return_steps:
-                raise MaskgitError("return_steps needs images of the model's size (the steps are at that size)")
-            results = self._fitted(images, masks, num_samples, fit, settings)
-            return results[0] if single and num_samples == 1 else results
-        pixels = torch.stack([self._image(x, i) for i, x in enumerate(images)]).to(self.device)
-        holes = torch.stack([self._holes(m, i) for i, m in enumerate(masks)]).to(self.device)
-        results, steps, step_masks = [], [], []
-        rows = range(len(images)) if return_steps else ()
-        per_sample = [self._decode(pixels, holes, k, settings, rows) for k in range(num_samples)]
-        for i in range(len(images)):
-            for batch in per_sample:
-                results.append(_pil(to_uint8(batch.images[i : i + 1])[0]))
-                if return_steps:
-                    steps.append([_pil(a) for a in to_uint8(torch.stack(batch.step_images[i]))])
-                    step_masks.append([_pil(mask_tile(m, self.size)) for m in batch.step_masks[i]])
+        pixels = [_pixels(x, i) for i, x in enumerate(images)]
+        holes = [_holes(m, x, p.shape[:2], i) for i, (m, x, p) in enumerate(zip(masks, images, pixels))]
+        watch = None if on_step is None else _pil_step_callback(on_step)
+        record = range(len(images)) if return_steps else ()
+        per_sample = [self.fill(pixels, holes, k, None, record, fit, watch, **settings) for k in range(num_samples)]
+        results = [per_sample[k][i] for i in range(len(images)) for k in range(num_samples)]
+        pil = [_pil(r.image) for r in results]
         if return_steps:
-            return InpaintOutput(results, steps, step_masks)
-        return results[0] if single and num_samples == 1 else results
+            steps = [[_pil(_side_by_side(w)) for w in zip(*r.step_images)] for r in results]
+            masks_out = [[_pil(_side_by_side(w)) for w in zip(*r.step_masks)] for r in results]
+            return InpaintOutput(pil, steps, masks_out, [r.windows for r in results])
+        return pil[0] if single and num_samples == 1 else pil
 
-    def _size_of(self, x) -> tuple[int, int]:
-        """(height, width) of an input image, whatever its kind."""
-        from PIL import Image
+    @torch.no_grad()
+    def fill(
+        self,
+        images: Sequence[np.ndarray],
+        holes: Sequence[np.ndarray],
+        sample: int = 0,
+        ids: Sequence[int] | None = None,
+        record: Sequence[int] = (),
+        fit: str = "auto",
+        on_step: Callable | None = None,
+        **settings,
+    ) -> list[Filled]:
+        """Inpaint uint8 (H,W,3) ``images`` where ``holes`` (H,W) bool are True: one batch through the models.
 
-        if isinstance(x, Image.Image):
-            return x.size[1], x.size[0]
-        if isinstance(x, torch.Tensor):
-            return tuple(x.shape[-2:])
-        return tuple(np.asarray(x).shape[:2])
-
-    def _fitted(self, images: list, masks: list, num_samples: int, fit: str, settings: dict) -> list:
-        """Inputs of any size: each image's windows (:func:`fit_windows`) are inpainted at the model's size in one
-        batch, resized back and pasted into the holes of their own group only."""
-        results = []
-        for i, (x, m) in enumerate(zip(images, masks)):
-            pixels = to_uint8(self._image(x, i, any_size=True)[None])[0]  # (H,W,3)
-            holes = self._holes(m, i, pixels.shape[:2]).numpy()
-            mode = fit if fit != "auto" else ("crop" if min(holes.shape) > self.size else "resize")
-            windows = fit_windows(holes, self.size, mode)
-            for k in range(num_samples):
-                results.append(_pil(self._fill_windows(pixels, holes, windows, k, settings)))
-        return results
-
-    def _fill_windows(self, pixels: np.ndarray, holes: np.ndarray, windows, sample: int, settings: dict) -> np.ndarray:
-        """``pixels`` (H,W,3) uint8 with every window inpainted at the model's size and pasted into its holes."""
-        from PIL import Image
-
-        if not windows:
-            return pixels.copy()
+        ``sample``: the random streams of seed + sample. ``ids``: the images' numbers for the random streams
+        (default 0, 1, ...; a folder passes each file's index, so a result does not depend on the batch it is in).
+        ``record``: indices of the images whose per-step images and masks are kept. ``on_step(t, images, masks)``:
+        after every step, the (R,3,size,size) predictions and (R,h,w) token masks of the recorded images' windows
+        (all windows when none are recorded). Every model-size image is one window; any other size is cut into
+        windows by ``fit`` (:func:`fit_windows`).
+        """
+        check_choice(fit, FITS, "fit")
+        s = self._settings(sample, settings)
+        ids = list(range(len(images))) if ids is None else list(ids)
         size = self.size
-        crops, crop_holes = [], []
-        for y0, x0, h, w, _ in windows:
-            crop = Image.fromarray(pixels[y0 : y0 + h, x0 : x0 + w]).resize((size, size), Image.BICUBIC)
-            hole = Image.fromarray(holes[y0 : y0 + h, x0 : x0 + w].astype(np.uint8) * 255).resize(
-                (size, size), Image.BOX
-            )
-            crops.append(to_tensor(np.array(crop)))
-            crop_holes.append(torch.from_numpy(np.asarray(hole) > 0))  # a hole wherever any of its pixels is one
-        batch = self._decode(torch.stack(crops), torch.stack(crop_holes), sample, settings, ())
-        out = pixels.copy()
-        for (y0, x0, h, w, own), result in zip(windows, to_uint8(batch.images)):
-            back = np.asarray(Image.fromarray(result).resize((w, h), Image.BICUBIC))
-            region = out[y0 : y0 + h, x0 : x0 + w]
-            region[own] = back[own]  # only this window's own holes: every known pixel stays as it was
-        return out
-
-    def _decode(self, pixels: torch.Tensor, holes: torch.Tensor, sample: int, settings: dict, rows):
-        """One batch of model-size images through inpaint_batch with the pipeline's settings (seed + sample)."""
-        options = {**self.defaults, **settings}
-        s = InpaintSettings.from_options(seed=int(options.pop("seed", 0)) + sample, **options)
-        ids = torch.arange(len(pixels), device=self.device)
-        patches = self.ready.guide.patches if self.ready.guide is not None else None
-        r = self.ready
-        return inpaint_batch(
-            r.transformer, r.vqgan, pixels.to(self.device), holes.to(self.device), s, ids, rows, patches
+        jobs = []  # (image index, window index, (y0, x0, h, w, own holes), model-size pixels, model-size holes)
+        for i, (px, hl) in enumerate(zip(images, holes)):
+            try:
+                windows = windows_for(px.shape[:2], hl, size, fit)
+            except MaskgitError as e:
+                raise MaskgitError(f"image {i}: {e}") from None
+            for w, window in enumerate(windows):
+                crop, crop_holes = _to_model_size(px, hl, window, size)
+                jobs.append((i, w, window, crop, crop_holes))
+        filled = [Filled(px.copy(), 0, [], [], [], []) for px in images]
+        if not jobs:
+            return filled
+        pixels = to_tensor(np.stack([j[3] for j in jobs])).to(self.device)
+        hole_t = torch.from_numpy(np.stack([j[4] for j in jobs])).to(self.device)
+        window_ids = torch.tensor([ids[i] + (w << 32) for i, w, *_ in jobs], device=self.device)
+        rows = [r for r, (i, *_) in enumerate(jobs) if i in set(record)]
+        patches = self._patches(s)
+        batch = inpaint_batch(
+            self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, on_step
         )
+        decoded = to_uint8(batch.images)
+        inputs = to_uint8(torch.where(hole_t[:, None].expand_as(pixels), GRAY / 255.0, pixels))
+        for r, (i, _, window, *_) in enumerate(jobs):
+            f = filled[i]
+            _paste(f.image, decoded[r], window, size, s.composite)
+            y0, x0, h, w, _ = window
+            f.windows.append((x0, y0, w, h))
+            f.inputs.append(inputs[r])
+            f.outputs.append(decoded[r])
+            f.tokens_generated += int(batch.token_masks[r].sum())
+            counts = batch.still_masked[r].tolist()
+            f.still_masked = [a + b for a, b in zip(f.still_masked, counts)] if f.still_masked else counts
+            if r in batch.step_images:
+                f.step_images.append(list(to_uint8(torch.stack(batch.step_images[r]))))
+                f.step_masks.append([mask_tile(m, size) for m in batch.step_masks[r]])
+        return filled
 
-    def _image(self, x, i: int, any_size: bool = False) -> torch.Tensor:
-        """One input image as a float (3,H,W) tensor in [0,1] of the model's size (or ``any_size``)."""
-        from PIL import Image
-
-        if isinstance(x, Image.Image):
-            x = np.array(to_rgb(x))
-        if isinstance(x, np.ndarray):
-            if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
-                raise MaskgitError(f"image {i}: expected uint8 (H,W,3) pixels, got {x.dtype} {x.shape}")
-            x = to_tensor(np.array(x))  # a copy: arrays from PIL are read-only
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] != 3:
-            raise MaskgitError(f"image {i}: expected a PIL image, a uint8 (H,W,3) array or a (3,H,W) tensor")
-        if not any_size and tuple(x.shape[1:]) != (self.size, self.size):
+    def _settings(self, sample: int, overrides: dict) -> InpaintSettings:
+        """The settings of one call: the pipeline's, with ``overrides`` and the seed of ``sample``."""
+        s = InpaintSettings.from_options(**{**self.defaults, **overrides}) if overrides else self.settings
+        if s.normalization != self.settings.normalization:
             raise MaskgitError(
-                f"image {i} is {x.shape[2]}x{x.shape[1]}, but the model inpaints {self.size}x{self.size} images"
+                f"normalization {s.normalization!r} (or lab=True): the VQGAN's statistics are chosen when the "
+                f"Inpainter is made, e.g. Inpainter.from_pretrained(..., normalization={s.normalization!r})"
             )
-        return x.float()
+        return replace(s, decode=replace(s.decode, seed=s.decode.seed + sample)) if sample else s
 
-    def _holes(self, m, i: int, shape: tuple[int, int] | None = None) -> torch.Tensor:
-        """One mask as a bool (H,W) tensor, True = hole (lab masks: 0 = hole; bool masks: True = known), of
-        ``shape`` (default: the model's size)."""
-        from PIL import Image
-
-        if isinstance(m, Image.Image):
-            m = np.asarray(m.convert("L"))
-        if isinstance(m, torch.Tensor):
-            m = m.cpu().numpy()
-        m = np.asarray(m)
-        shape = tuple(shape or (self.size, self.size))
-        if m.ndim != 2 or m.shape != shape:
-            raise MaskgitError(
-                f"mask {i} is {m.shape[::-1]} but its image is {shape[::-1]} (width, height): they must match"
-            )
-        if m.dtype != np.bool_ and m.max() == 1:
-            raise MaskgitError(
-                f"mask {i} holds only the values 0 and 1; lab masks use 0 = hole and 255 = known (or pass a bool "
-                "mask, True = known)"
-            )
-        return torch.from_numpy(~known_pixels(m))
+    def _patches(self, s: InpaintSettings) -> torch.Tensor | None:
+        """The code patches for known-pixel guidance, prepared once (on the first call that needs them)."""
+        if s.pixel_guidance <= 0:
+            return None
+        if self.ready.guide is None:
+            transformer, vqgan, code_patches, any_vqgan = self._sources
+            self.ready = prepare_models(transformer, vqgan, self.device, s, code_patches, any_vqgan)
+        return self.ready.guide.patches
 
 
-def _pil(array: np.ndarray):
-    from PIL import Image
-
-    return Image.fromarray(array)
-
-
-FITS = ("auto", "crop", "resize", "none")
+def windows_for(shape: tuple[int, int], holes: np.ndarray, size: int, fit: str) -> list:
+    """The windows (:func:`fit_windows`) an image of ``shape`` (H,W) is inpainted in: a model-size image is one
+    window (itself), whatever its holes; another size needs ``fit`` crop or resize (auto: crop when both sides are
+    larger than the model's, resize otherwise)."""
+    h, w = shape
+    if (h, w) == (size, size):
+        return [(0, 0, size, size, holes)]
+    if fit == "none":
+        raise MaskgitError(
+            f"the image is {w}x{h}, but the model inpaints {size}x{size} images (fit crop or resize takes any size)"
+        )
+    if fit == "auto":
+        fit = "crop" if min(h, w) > size else "resize"
+    return fit_windows(holes, size, fit)
 
 
 def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5) -> list:
@@ -216,8 +245,8 @@ def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5) ->
     grid cannot be inpainted.
     """
     H, W = holes.shape
-    if min(H, W) < 16:
-        raise MaskgitError(f"the image is {W}x{H}: too small to inpaint (at least 16x16 pixels)")
+    if min(H, W) < MIN_SIDE:
+        raise MaskgitError(f"the image is {W}x{H}: too small to inpaint (at least {MIN_SIDE}x{MIN_SIDE} pixels)")
     if mode == "resize":
         return [(0, 0, H, W, holes)] if holes.any() else []
     from scipy import ndimage
@@ -232,3 +261,109 @@ def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5) ->
         y0, x0 = min(max(cy - h // 2, 0), H - h), min(max(cx - w // 2, 0), W - w)
         windows.append((y0, x0, h, w, labels[y0 : y0 + h, x0 : x0 + w] == k))
     return windows
+
+
+def _to_model_size(pixels: np.ndarray, holes: np.ndarray, window, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A window's pixels (bicubic) and holes at the model's size; a model pixel is a hole wherever any of the
+    pixels it stands for is one. Holes are made gray first, so what lies under them never leaks into the known
+    pixels around them when resizing (the result does not depend on it)."""
+    from PIL import Image
+
+    y0, x0, h, w, _ = window
+    crop, hole = pixels[y0 : y0 + h, x0 : x0 + w], holes[y0 : y0 + h, x0 : x0 + w]
+    if (h, w) == (size, size):
+        return crop, hole
+    crop = np.where(hole[..., None], np.uint8(GRAY), crop)
+    crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
+    hole = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize((size, size), Image.BOX)) > 0
+    return crop, hole
+
+
+def _paste(out: np.ndarray, result: np.ndarray, window, size: int, composite: bool) -> None:
+    """Put a window's model-size ``result`` back into ``out`` (H,W,3): resized to the window, into the window's own
+    holes only with ``composite`` (every known pixel stays as it was), over the whole window without."""
+    from PIL import Image
+
+    y0, x0, h, w, own = window
+    if (h, w) != (size, size):
+        result = np.asarray(Image.fromarray(result).resize((w, h), Image.BICUBIC))
+    region = out[y0 : y0 + h, x0 : x0 + w]
+    if composite:
+        region[own] = result[own]
+    else:
+        region[:] = result
+
+
+def _flat(s: InpaintSettings) -> dict:
+    """Settings as the flat options :meth:`InpaintSettings.from_options` takes."""
+    options = {k: v for k, v in asdict(s).items() if k != "decode"}
+    return {**options, **asdict(s.decode)}
+
+
+def _pixels(x, i: int) -> np.ndarray:
+    """One input image as uint8 (H,W,3): PIL (any mode), uint8 (H,W,3) array, or float (3,H,W) tensor in [0,1]."""
+    from PIL import Image
+
+    if isinstance(x, Image.Image):
+        return np.array(to_rgb(x))
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] not in (3, 4):
+            raise MaskgitError(f"image {i}: expected uint8 (H,W,3) pixels, got {x.dtype} {x.shape}")
+        return np.ascontiguousarray(x[..., :3])
+    if isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == 3:
+        return to_uint8(x[None].float())[0]
+    raise MaskgitError(f"image {i}: expected a PIL image, a uint8 (H,W,3) array or a (3,H,W) tensor")
+
+
+def _holes(m, image, shape: tuple[int, int], i: int) -> np.ndarray:
+    """One mask as bool (H,W), True = hole: a lab mask (0 = hole), a bool mask (True = known), or None: the alpha
+    channel of ``image`` (a PIL image or an (H,W,4) array; alpha 0 = hole)."""
+    from PIL import Image
+
+    if m is None:
+        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
+            image = Image.fromarray(image, "RGBA")
+        m = alpha_mask(image) if isinstance(image, Image.Image) else None
+        if m is None:
+            raise MaskgitError(
+                f"image {i} has no transparent pixels: give a mask (0 = hole), or make the holes transparent"
+            )
+    if isinstance(m, Image.Image):
+        alpha = alpha_mask(m)
+        m = alpha if alpha is not None else np.asarray(m.convert("L"))
+    if isinstance(m, torch.Tensor):
+        m = m.cpu().numpy()
+    m = np.asarray(m)
+    if m.ndim != 2 or m.shape != tuple(shape):
+        raise MaskgitError(
+            f"mask {i} is {m.shape[::-1]} but its image is {tuple(shape)[::-1]} (width, height): they must match"
+        )
+    if m.dtype != np.bool_ and m.size and m.max() == 1:
+        raise MaskgitError(
+            f"mask {i} holds only the values 0 and 1; lab masks use 0 = hole and 255 = known (or pass a bool "
+            "mask, True = known)"
+        )
+    return ~known_pixels(m)
+
+
+def _pil_step_callback(on_step: Callable) -> Callable:
+    """``on_step(step, images, masks)`` with PIL images, from :meth:`Inpainter.fill`'s tensors."""
+
+    def hook(t: int, images: torch.Tensor, token_masks: torch.Tensor) -> None:
+        size = images.shape[-1]
+        on_step(t + 1, [_pil(a) for a in to_uint8(images)], [_pil(mask_tile(m, size)) for m in token_masks])
+
+    return hook
+
+
+def _side_by_side(tiles) -> np.ndarray:
+    """One window's picture, or several windows' side by side with a gray separator."""
+    from maskgit_cli.viz import make_grid
+
+    return tiles[0] if len(tiles) == 1 else make_grid([list(tiles)], pad=2)
+
+
+def _pil(array: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(array)

@@ -47,11 +47,37 @@ class ImageSet:
         return self.array if self.array is not None else np.stack([self.load(i) for i in range(len(self))])
 
 
-def scan_folder(folder: str | Path, what: str = "image folder") -> ImageSet:
-    """List a folder's images and check (from the headers) that they are readable and share one size."""
-    from maskgit_cli.data.images import list_images, read_image
+def result_files(folder: str | Path, what: str = "image folder") -> list[Path]:
+    """A folder's images, sorted; the results folder of `maskgit inpaint --num-samples N` (N > 1) holds N files per
+    image (NAME_0.png ... NAME_{N-1}.png): its report.json beside it names sample 0 of each, and those are the ones
+    scored, so that FID and PSNR pair one result with one reference."""
+    import json
+
+    from maskgit_cli.data.images import list_images
 
     files = list_images(folder, what)
+    report = Path(folder).parent / "report.json"
+    if not report.is_file():
+        return files
+    try:
+        data = json.loads(report.read_text())
+        if int(data["settings"].get("num_samples", 1)) <= 1:
+            return files
+        first = sorted(Path(folder) / row["name"] for row in data["images"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return files  # not an inpaint report
+    missing = [f.name for f in first if f not in files]
+    if missing:
+        raise MaskgitError(f"{what} {folder}: {report} names sample 0 files that are gone (e.g. {missing[0]})")
+    return first
+
+
+def scan_folder(folder: str | Path, what: str = "image folder") -> ImageSet:
+    """List a folder's images (:func:`result_files`) and check (from the headers) that they are readable and share
+    one size."""
+    from maskgit_cli.data.images import read_image
+
+    files = result_files(folder, what)
     size = None
     first = None
     for f in files:

@@ -30,11 +30,11 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
     """
     from maskgit_cli.data.images import check_pairs, list_images, load_image
     from maskgit_cli.data.masks import load_mask
-    from maskgit_cli.evaluation.references import open_reference
+    from maskgit_cli.evaluation.references import open_reference, result_files
     from maskgit_cli.metrics import psnr, ssim
     from maskgit_cli.progress import progress_bar
 
-    pred_files = list_images(pred, "PRED folder")
+    pred_files = result_files(pred, "PRED folder")
     reference = open_reference(ref, "REF", stats=False)
     ref_names = reference.names
     check_pairs(pred_files, ref_names, f"images in PRED {pred}", f"images in REF {ref}")

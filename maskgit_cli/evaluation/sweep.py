@@ -328,19 +328,13 @@ def run_sweep(
     guidance. ``samplers`` (default: the settings' sampler) are the grid's outermost dimension.
     ``code_patches`` (:class:`~maskgit_cli.vqgan.code_patches.CodePatches`) for the guidance: by default those
     stored in the transformer file, else decoded from the VQGAN. ``out_dir`` is written whole or not at all and
-    must be new or empty unless ``overwrite`` (:func:`~maskgit_cli.decoding.inpaint.check_output_folder`).
+    must be new or empty unless ``overwrite`` (:func:`~maskgit_cli.decoding.folders.check_output_folder`).
     """
     import torch
 
     from maskgit_cli.choices import FID_MODES, SAMPLERS, SWEEP_METRICS, check_choice
-    from maskgit_cli.decoding.inpaint import (
-        FolderWriter,
-        InpaintInputs,
-        InpaintSettings,
-        check_output_folder,
-        prepare_models,
-        with_defaults,
-    )
+    from maskgit_cli.decoding.folders import FolderWriter, InpaintInputs, check_output_folder
+    from maskgit_cli.decoding.inpaint import InpaintSettings, prepare_models, with_defaults
     from maskgit_cli.progress import log
     from maskgit_cli.weights import load_config
 
@@ -363,7 +357,7 @@ def run_sweep(
     inputs = [images_dir, masks_dir, ref] + [m for m in paths.values() if isinstance(m, (str, Path))]
     out = check_output_folder(out_dir, overwrite, inputs)
     size = (load_config(vqgan, "vqgan")[1] if isinstance(vqgan, (str, Path)) else vqgan.config).img_resolution
-    data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size)
+    data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, size, any_size=False)
     n = len(data)
     reference = _open_reference(ref, data.files, size, need_pairs=weights is None, why=fid_reason)
     if weights is not None and (n < 2 or (reference.kind != "npz" and (reference.count or 0) < 2)):
@@ -498,10 +492,11 @@ class _Context:
         holes = []
         start = time.perf_counter()
         with progress_bar(len(data), "encode", unit="img") as bar:
-            for images, hole, ids in loader:
-                images, hole, ids = images.to(self.device), hole.to(self.device), ids.to(self.device)
-                encoded = encode_inputs(self.vqgan, images, hole, self.settings)
-                self.batches.append((images.mul(255).round().to(torch.uint8), hole, ids, encoded))
+            for pixels, hole, ids in loader:  # uint8 (B,H,W,3), bool (B,H,W)
+                pixels = pixels.permute(0, 3, 1, 2).contiguous().to(self.device)
+                hole, ids = hole.to(self.device), ids.to(self.device)
+                encoded = encode_inputs(self.vqgan, pixels.float().div(255.0), hole, self.settings)
+                self.batches.append((pixels, hole, ids, encoded))
                 holes.append(hole.cpu().numpy())
                 bar.advance(len(ids))
         self.holes = np.concatenate(holes)

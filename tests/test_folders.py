@@ -1,4 +1,4 @@
-"""`maskgit inpaint`: outputs, exact per-image counts, known pixels, batching, seeds and bad input."""
+"""`maskgit inpaint` over folders (decoding/folders.py): outputs, counts, grids, errors, samples, any size."""
 
 import json
 
@@ -264,7 +264,7 @@ def test_an_output_folder_is_never_mixed(cli, lab_dirs, tiny_transformer_file, t
         "choose another output folder (results of two runs are never mixed)"
     ]
     # a full disk half-way: the previous results stay as they were, nothing half-written is left
-    import maskgit_cli.decoding.inpaint as inpaint
+    import maskgit_cli.decoding.folders as folders
 
     calls = []
 
@@ -274,8 +274,8 @@ def test_an_output_folder_is_never_mixed(cli, lab_dirs, tiny_transformer_file, t
             raise OSError(28, "No space left on device", str(path))
         inpaint_save(array, path)
 
-    inpaint_save = inpaint.save_image
-    monkeypatch.setattr(inpaint, "save_image", full_disk)
+    inpaint_save = folders.save_image
+    monkeypatch.setattr(folders, "save_image", full_disk)
     r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, out, "--seed", "1", "--overwrite")
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]
     assert r.exit_code == 1 and errors == [f"Error: {out}/images/image_002.png: No space left on device"]
@@ -368,5 +368,134 @@ def test_num_samples_writes_different_results_and_a_sheet(
     one = tmp_path / "one"
     assert run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, one, "--grids", "none").exit_code == 0
     assert (read(one / "images" / "image_002.png") == read(out / "images" / "image_002_0.png")).all()
+    # scores read sample 0 of each image (report.json names them): the same numbers as the single run
+    several = json.loads(cli("score", out / "images", images, "--masks", masks, "--json").stdout)
+    single = json.loads(cli("score", one / "images", images, "--masks", masks, "--json").stdout)
+    assert several["count"] == 5 and several["psnr_hole"] == single["psnr_hole"]
     r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "z", "--num-samples", "0")
     assert r.exit_code == 2
+
+
+def _photo(h, w, seed=0):
+    """A smooth synthetic photo (gradients and a disc) of any size, uint8 (H,W,3)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx / w * 255, yy / h * 255, np.full((h, w), 128.0)], -1)
+    img[(yy - h / 2) ** 2 + (xx - w / 3) ** 2 < (min(h, w) / 4) ** 2] = rng.uniform(0, 255, 3)
+    return img.astype(np.uint8)
+
+
+def _holes(h, w):
+    """Two groups of holes, far apart: a box and a stroke."""
+    mask = np.full((h, w), 255, np.uint8)
+    mask[h // 4 : h // 4 + 12, w // 5 : w // 5 + 30] = 0
+    mask[h - 20 : h - 14, w // 2 : w - 5] = 0
+    return mask
+
+
+@pytest.fixture
+def any_size_dirs(tmp_path):
+    """The issue's case: a 300x200 JPEG and a 97x131 PNG, with masks of their sizes."""
+    images, masks = tmp_path / "photos", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    Image.fromarray(_photo(200, 300)).save(images / "a_wide.jpg", quality=90)
+    Image.fromarray(_photo(131, 97, seed=1)).save(images / "b_tall.png")
+    Image.fromarray(_holes(200, 300)).save(masks / "a_wide.png")
+    Image.fromarray(_holes(131, 97)).save(masks / "b_tall.png")
+    return images, masks
+
+
+def test_any_size_with_the_shipped_weights(cli, any_size_dirs, tmp_path):
+    from maskgit_cli import Inpainter
+
+    images, masks = any_size_dirs
+    r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "o", "--device", "cpu", "--grids", "all")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    pipe = Inpainter.from_pretrained(device="cpu")
+    files = sorted(images.iterdir())
+    api = pipe([Image.open(f) for f in files], [Image.open(masks / f"{f.stem}.png") for f in files])
+    for k, (name, (w, h)) in enumerate((("a_wide", (300, 200)), ("b_tall", (97, 131)))):
+        result = Image.open(tmp_path / "o" / "images" / f"{name}.png")
+        assert result.size == (w, h) and result.format == "PNG"
+        src = next(images.glob(f"{name}.*"))
+        decoded_input = np.asarray(Image.open(src).convert("RGB"))
+        known = read(masks / f"{name}.png") == 255
+        assert (read(result.filename)[known] == decoded_input[known]).all()  # bit-identical outside the holes
+        assert (np.asarray(api[k]) == read(result.filename)).all()  # the same pixels from Python
+        grid = Image.open(tmp_path / "o" / "steps" / f"{name}_image.png")
+        row = next(p for p in report["images"] if p["input"] == src.name)
+        assert row["size"] == [w, h] and len(row["windows"]) >= 1
+        assert grid.size[0] == 2 + (8 + 2) * (64 * 2 + 2)  # input, 8 steps, result: at the model's size (x2)
+        assert grid.size[1] > 2 + len(row["windows"]) * (64 * 2 + 2)  # a row per window, under the title
+    wide = next(p for p in report["images"] if p["input"] == "a_wide.jpg")
+    assert len(wide["windows"]) == 2  # crop: one window per group of holes
+    assert report["settings"]["fit"] == "auto"
+
+
+def test_any_size_resize_and_none(cli, any_size_dirs, tmp_path):
+    images, masks = any_size_dirs
+    r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "o", "--device", "cpu", "--fit", "resize")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [p["windows"] for p in report["images"]] == [[[0, 0, 300, 200]], [[0, 0, 97, 131]]]
+    r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "n", "--device", "cpu", "--fit", "none")
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"Error: {images / 'a_wide.jpg'}: image is 300x200, but the model inpaints 64x64 images"
+    ]
+    assert not (tmp_path / "n").exists()
+
+
+def test_transparent_pixels_are_the_holes(cli, tmp_path):
+    images, masks = tmp_path / "rgba", tmp_path / "alpha-masks"
+    images.mkdir(), masks.mkdir()
+    photo, holes = _photo(90, 120), _holes(90, 120)
+    Image.fromarray(np.dstack([photo, holes])).save(images / "erased.png")  # an editor's eraser: alpha 0 = hole
+    r = cli("inpaint", "--images", images, "-o", tmp_path / "o", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    out = read(tmp_path / "o" / "images" / "erased.png")
+    assert out.shape == (90, 120, 3) and (out[holes == 255] == photo[holes == 255]).all()
+    assert (out[holes == 0] != photo[holes == 0]).any()
+    # a mask file whose alpha channel says where the holes are reads the same
+    Image.fromarray(photo).save(images / "erased.png")
+    Image.fromarray(np.dstack([np.zeros_like(photo), holes])).save(masks / "erased.png")
+    r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "m", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert (read(tmp_path / "m" / "images" / "erased.png") == out).all()
+    # no masks and nothing transparent: one line naming the file
+    r = cli("inpaint", "--images", images, "-o", tmp_path / "x", "--device", "cpu")
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"Error: {images / 'erased.png'}: no --masks, no --mask-kind, and the image has no transparent pixels to "
+        "read as holes (alpha 0 = hole)"
+    ]
+
+
+def test_any_size_input_errors_are_one_line(cli, any_size_dirs, tmp_path):
+    images, masks = any_size_dirs
+    Image.fromarray(_holes(100, 100)).save(masks / "b_tall.png")  # a mask of another size
+    r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "o", "--device", "cpu")
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"Error: mask {masks / 'b_tall.png'} is 100x100 but its image b_tall.png is 97x131: they must be the same size"
+    ]
+    (images / "b_tall.png").unlink(), (masks / "b_tall.png").unlink()
+    Image.fromarray(_photo(12, 40)).save(images / "b_tiny.png")
+    Image.fromarray(np.zeros((12, 40), np.uint8)).save(masks / "b_tiny.png")
+    r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "o", "--device", "cpu")
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"Error: {images / 'b_tiny.png'}: the image is 40x12: too small to inpaint (at least 16x16 pixels)"
+    ]
+    Image.fromarray(_photo(40, 40)).save(images / "a_wide.png")  # a_wide.jpg and a_wide.png: one output name
+    r = cli("inpaint", "--images", images, "--mask-kind", "box", "-o", tmp_path / "o", "--device", "cpu")
+    assert r.exit_code == 1 and "a_wide.jpg and a_wide.png in" in r.stderr and "rename one" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_any_size_samples_differ(cli, any_size_dirs, tmp_path):
+    images, masks = any_size_dirs
+    r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "o", "--device", "cpu",
+            "--num-samples", "3", "--grids", "none")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    samples = [read(tmp_path / "o" / "images" / f"b_tall_{k}.png") for k in range(3)]
+    assert all(s.shape == (131, 97, 3) for s in samples)
+    assert len({s.tobytes() for s in samples}) > 1
+    assert Image.open(tmp_path / "o" / "samples.png").size[0] == 2 + 4 * (64 * 2 + 2)  # input + 3 samples
