@@ -352,3 +352,53 @@ def test_cli_early_stop_leaves_a_best_that_inpaint_uses(cli, image_dir, tiny_vqg
     )
     assert r.exit_code == 0, r.output
     assert len(list((out / "images").iterdir())) == 6
+
+
+def make_copies_cache(path, n=64, k=2, seed=0):
+    """make_cache's grids with k masked copies: holes are a random 4x4 block of tokens, and the context around
+    them is corrupted (some tokens replaced), as a VQGAN with image-wide operations corrupts it."""
+    from maskgit_cli.vqgan.tokens import load_token_cache
+
+    make_cache(path, n=n, seed=seed)
+    clean = load_token_cache(path).tokens
+    g = torch.Generator().manual_seed(seed + 100)
+    holes = torch.zeros(n, k, 16, 16, dtype=torch.bool)
+    for i in range(n):
+        for j in range(k):
+            y, x = torch.randint(0, 12, (2,), generator=g).tolist()
+            holes[i, j, y : y + 4, x : x + 4] = True
+    noise = torch.randint(0, CODES, (n, k, 16, 16), generator=g)
+    corrupt = torch.rand(n, k, 16, 16, generator=g) < 0.2
+    masked = torch.where(corrupt, noise, clean[:, None].expand(-1, k, -1, -1))
+    files = [f"image_{i:03d}.png" for i in range(n)]
+    save_token_cache(path, clean, files, "a" * 64, "{}", 64, CODES, masked=(masked, holes), fidelity=0.8)
+    return path
+
+
+def test_masked_copies_training_resumes_exactly_and_is_recorded(tmp_path):
+    train, val = make_copies_cache(tmp_path / "train.tokens"), make_copies_cache(tmp_path / "val.tokens", 32, 1, 1)
+    full = train_transformer(train, val, tmp_path / "a", cfg(copies_ratio=0.5))
+    train_transformer(train, val, tmp_path / "b", cfg(copies_ratio=0.5, stop_at=5))
+    second = train_transformer(train, val, tmp_path / "b", cfg(copies_ratio=0.5), resume=True)
+    assert full["step"] == second["step"] == 12 and "copies_acc" in full["val"]
+    a, b = read_tensors(tmp_path / "a" / "last.safetensors"), read_tensors(tmp_path / "b" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    from maskgit_cli.weights import read_metadata
+
+    objective = json.loads(read_metadata(tmp_path / "a" / "best.safetensors")["objective"])
+    assert objective == {"mask_ratio": "cosine", "loss_on": "masked", "copies_ratio": 0.5, "masked_copies": 2,
+                         "dilate": 1}  # fmt: skip
+    # the copies change what is learned: not the same weights as without them
+    plain = train_transformer(train, val, tmp_path / "c", cfg())
+    c = read_tensors(tmp_path / "c" / "last.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a) and plain["step"] == 12
+    assert json.loads(read_metadata(tmp_path / "c" / "best.safetensors")["objective"])["copies_ratio"] == 0.0
+
+
+def test_copies_ratio_needs_a_cache_with_copies(caches, tmp_path):
+    train, val = caches
+    with pytest.raises(MaskgitError, match="holds no masked copies; make it with `maskgit tokenize ... --masked-co"):
+        train_transformer(train, val, tmp_path / "r", cfg(copies_ratio=0.3))
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(MaskgitError, match=r"--copies-ratio 1.5: expected a share in \[0, 1\]"):
+        cfg(copies_ratio=1.5)

@@ -267,3 +267,45 @@ def test_decompression_bomb_fails_one_line_or_is_skipped(tmp_path, image_dir, ti
     assert r.exit_code == 0, r.output
     assert "5 token grids" in r.stdout and "1 skipped" in r.stdout and "image_004.png" in r.stderr
     assert "image_004.png" not in load_token_cache(out).files
+
+
+def test_masked_copies_are_what_inpainting_encodes(tmp_path, image_dir, tiny_vqgan, tiny_vqgan_file, cli):
+    from maskgit_cli.data.masks import fill_holes, token_mask_for
+    from maskgit_cli.vqgan.tokens import context_fidelity, masked_copy_masks
+
+    out = tmp_path / "c.tokens"
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--flip",
+            "--masked-copies", "2", "--mask-seed", "3", "--batch-size", "4")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "12 token grids 16x16 + 2 masked copies each from 6 images" in r.stdout
+    cache = load_token_cache(out)
+    assert cache.masked_copies == 2 and cache.masked_tokens.shape == (12, 2, 16, 16)
+    images, _ = load_folder(image_dir, 64)
+    for view, rows in ((0, slice(0, 6)), (1, slice(6, 12))):
+        holes = masked_copy_masks(list(range(6)), view, 2, 3, 64)
+        assert holes.any() and not torch.equal(holes[:, 0], holes[:, 1])  # every copy has its own holes
+        x = images.flip(-1) if view else images
+        for k in range(2):
+            want = tiny_vqgan.encode(fill_holes(x, holes[:, k]))  # exactly the holes inpainting would fill
+            assert torch.equal(cache.masked_tokens[rows, k], want)
+            assert torch.equal(cache.masked_holes[rows, k], token_mask_for(holes[:, k], 16))
+    fidelity = context_fidelity(cache.tokens, cache.masked_tokens, cache.masked_holes)
+    assert 0 < fidelity < 1 and cache.context_fidelity == pytest.approx(fidelity, abs=1e-6)
+    assert f"context fidelity: {fidelity:.1%}" in r.stdout
+    # a pure function of (seed, image, view, copy): batching and workers change nothing
+    tokenize_folder(image_dir, tiny_vqgan, tmp_path / "d.tokens", batch_size=5, num_workers=0, flip=True,
+                    masked_copies=2, mask_seed=3)  # fmt: skip
+    assert torch.equal(load_token_cache(tmp_path / "d.tokens").masked_tokens, cache.masked_tokens)
+    # identical copies give fidelity 1
+    same = cache.tokens[:, None].expand(-1, 2, -1, -1)
+    assert context_fidelity(cache.tokens, same, cache.masked_holes) == 1.0
+
+
+def test_masked_copies_that_do_not_fit_are_refused(tmp_path):
+    tokens = torch.zeros(4, 16, 16, dtype=torch.int16)
+    meta = {"kind": "tokens", "files": json.dumps([f"{i}.png" for i in range(4)]), "vqgan_sha256": "a" * 64,
+            "vqgan_config": "{}", "image_size": "64", "num_codebook_vectors": "64", "flip": "false"}  # fmt: skip
+    save_tensors(tmp_path / "bad.tokens", {"tokens": tokens, "masked_tokens": torch.zeros(3, 2, 16, 16,
+                 dtype=torch.int16), "masked_holes": torch.zeros(3, 2, 16, 16, dtype=torch.uint8)}, meta)  # fmt: skip
+    with pytest.raises(MaskgitError, match=r"masked copies \(3, 2, 16, 16\) / \(3, 2, 16, 16\) do not fit"):
+        load_token_cache(tmp_path / "bad.tokens")

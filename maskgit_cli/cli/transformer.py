@@ -104,6 +104,16 @@ def train_cmd(
             help="EMA decay of the weights (e.g. 0.999); 0 = off. Exported weights are the EMA.",
         ),
     ] = None,
+    copies_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--copies-ratio",
+            min=0.0,
+            max=1.0,
+            help="Share of the grids trained on what inpainting sees: a masked copy's tokens as input (needs "
+            "`tokenize --masked-copies`), its dilated holes to predict, the clean tokens as targets. \\[default: 0]",
+        ),
+    ] = None,
     loop: dict | None = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -133,6 +143,7 @@ def train_cmd(
             "label_smoothing": label_smoothing,
             "compile": compile,
             "ema": ema,
+            "copies_ratio": copies_ratio,
         }
     )
     data = {"train": train_tokens, "val": val, "val_masks": val_masks}

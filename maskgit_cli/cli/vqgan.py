@@ -214,6 +214,17 @@ def tokenize_cmd(
         int | None, typer.Option("--workers", min=0, help="Image decoding processes (default: by core count).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing token cache.")] = False,
+    masked_copies: Annotated[
+        int,
+        typer.Option(
+            "--masked-copies",
+            min=0,
+            help="Also store K masked copies of every image (generated stroke/box holes filled gray, as inpainting "
+            "fills them) for `train --copies-ratio`; prints the context fidelity (share of tokens outside the "
+            "holes left unchanged).",
+        ),
+    ] = 0,
+    mask_seed: Annotated[int, typer.Option("--mask-seed", min=0, help="Seed of the masked copies' masks.")] = 0,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
 ) -> None:
@@ -236,13 +247,18 @@ def tokenize_cmd(
         resize=resize,
         num_workers=workers,
         overwrite=overwrite,
+        masked_copies=masked_copies,
+        mask_seed=mask_seed,
     )
     if as_json:
         print_json(asdict(s))
         return
+    copies = f" + {s.masked_copies} masked copies each" if s.masked_copies else ""
     out(
-        f"wrote {s.output}: {s.rows} token grids {s.grid[0]}x{s.grid[1]} from {s.images} images"
+        f"wrote {s.output}: {s.rows} token grids {s.grid[0]}x{s.grid[1]}{copies} from {s.images} images"
         f"{' (+ flips)' if flip else ''}, {len(s.skipped)} skipped, {s.images / max(s.seconds, 1e-9):.1f} img/s"
     )
+    if s.context_fidelity is not None:
+        out(f"context fidelity: {s.context_fidelity:.1%} of the tokens outside the regenerated region unchanged")
     for name in s.skipped[:10]:
         typer.echo(f"skipped: {name}", err=True)

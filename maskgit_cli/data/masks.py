@@ -158,6 +158,12 @@ def dilate_token_mask(mask: torch.Tensor, k: int) -> torch.Tensor:
     return pooled[0] if squeeze else pooled
 
 
+def fill_holes(images: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+    """Images (B,3,H,W) in [0,1] with their holes (B,H,W) bool set to the lab's gray: what inpainting encodes (and
+    what ``tokenize --masked-copies`` encodes, so training sees the same)."""
+    return images.masked_fill(holes[:, None].expand_as(images), GRAY / 255.0)
+
+
 def token_mask_for(holes: torch.Tensor, latent: int, rule: str = "any", dilate: int = 0) -> torch.Tensor:
     """Pixel holes (B,H,W) bool -> the tokens to regenerate (B,latent,latent) bool: ``rule`` (any = the lab's),
     then ``dilate`` extra rings (tokens next to a hole were encoded from the gray fill)."""

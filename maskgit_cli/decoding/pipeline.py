@@ -29,7 +29,7 @@ import torch
 
 from maskgit_cli.choices import FITS, check_choice
 from maskgit_cli.data.images import to_rgb, to_tensor, to_uint8
-from maskgit_cli.data.masks import GRAY, alpha_mask, known_pixels
+from maskgit_cli.data.masks import GRAY, alpha_mask, fill_holes, known_pixels
 from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch, mask_tile, prepare_models, with_defaults
 from maskgit_cli.errors import MaskgitError
 
@@ -184,7 +184,7 @@ class Inpainter:
             self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, on_step
         )
         decoded = to_uint8(batch.images)
-        inputs = to_uint8(torch.where(hole_t[:, None].expand_as(pixels), GRAY / 255.0, pixels))
+        inputs = to_uint8(fill_holes(pixels, hole_t))
         for r, (i, _, window, *_) in enumerate(jobs):
             f = filled[i]
             _paste(f.image, decoded[r], window, size, s.composite)

@@ -6,13 +6,19 @@ Per step, for each token grid of the batch (docs/decoding.md, "Training objectiv
   schedule name works) or ``uniform:a,b`` (the lab seed's choice: a fraction uniform in [a, b]), then that
   many random positions, drawn from a torch.Generator that is part of the training state;
 - masked positions take the mask id; the transformer predicts every position;
+- with ``copies_ratio`` R > 0 (a cache from ``tokenize --masked-copies K``), a share R of the grids trains on what
+  inpainting sees instead: the tokens of one of its masked copies (holes filled gray, so the context is as polluted
+  as at inpainting time) with the tokens to generate (the copy's holes, dilated by ``dilate``) set to the mask id,
+  and the clean tokens as targets (docs/decoding.md, "Training on what inpainting sees");
 - cross-entropy with label smoothing (default 0.1) on the masked positions (``loss_on="all"``: everywhere);
 - AdamW (decay only on matrices and embeddings), warmup + cosine LR, gradient accumulation, clipping,
   bf16 autocast on CUDA and CPU, optional torch.compile and EMA weights (exported when enabled).
 
 Validation: loss and masked-token accuracy on the validation tokens under masks from a fixed generator
 (the same masks at every evaluation), and, with ``val_masks``, accuracy under the real inpainting masks
-(pixel masks -> token masks, context from the ground truth): the number that predicts inpainting quality.
+(pixel masks -> token masks, context from the ground truth): the number that predicts inpainting quality. A
+validation cache with masked copies also gives ``copies_acc``: accuracy on its first copies, context as polluted as
+at inpainting time.
 
 Distributed: under ``torchrun`` each rank takes its share of every global batch (the global batch stays as
 given), gradients are averaged by DDP, and rank 0 alone writes files.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from maskgit_cli.choices import LOSS_ON, PRECISIONS, check_choice
+from maskgit_cli.data.masks import dilate_token_mask
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_device, seed_everything
@@ -66,7 +74,8 @@ class TrainConfig:
     precision: str = "bf16"
     compile: bool = False
     ema: float = 0.0  # EMA decay of the weights (0 = off)
-    dilate: int = 1  # token-mask rings for --val-masks (as `maskgit inpaint --dilate`)
+    dilate: int = 1  # token-mask rings for --val-masks and masked copies (as `maskgit inpaint --dilate`)
+    copies_ratio: float = 0.0  # share of the grids trained on a masked copy (tokenize --masked-copies)
     seed: int = 0
     eval_every: int = 0
     save_every: int = 0
@@ -91,6 +100,8 @@ class TrainConfig:
             raise MaskgitError(f"--ema {self.ema}: expected a decay in [0, 1), e.g. 0.999")
         if self.lr <= 0:
             raise MaskgitError(f"--lr must be positive, got {self.lr}")
+        if not 0 <= self.copies_ratio <= 1:
+            raise MaskgitError(f"--copies-ratio {self.copies_ratio}: expected a share in [0, 1]")
 
 
 # config.json keys that may change on resume: they do not change the trained weights.
@@ -146,16 +157,21 @@ class TransformerTask:
         self.train_tokens = train.tokens.flatten(1).to(device)
         self.val_tokens = val.tokens.flatten(1) if val is not None else None
         self.val_masks = val_masks
+        self.train_copies = _copies(train, cfg.dilate, device) if cfg.copies_ratio > 0 else None
+        self.val_copies = _copies(val, cfg.dilate, "cpu", first_only=True) if val is not None else None
         self.optimizer = make_adamw(model, cfg.lr, cfg.weight_decay, cfg.betas)
         self.schedule = WarmupCosine(cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
         self.mask_gen = seeded_generator(cfg.seed, 0x3A5C, self.rank)  # on CPU: identical streams on any device
         self.ema = ModelEMA(model, cfg.ema) if cfg.ema > 0 else None
         self.mask_id = model.config.mask_token_id
 
-    def _loss(self, tokens: torch.Tensor, masked: torch.Tensor, net) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, number of correct masked predictions) for tokens (B,L) with ``masked`` (B,L) positions."""
+    def _loss(
+        self, tokens: torch.Tensor, masked: torch.Tensor, net, inputs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, number of correct masked predictions) for target tokens (B,L) with ``masked`` (B,L) positions;
+        the model sees ``inputs`` (default: the targets) with those positions masked."""
         with autocast(self.device, self.cfg.precision):
-            logits = net(mask_tokens(tokens, masked, self.mask_id))
+            logits = net(mask_tokens(tokens if inputs is None else inputs, masked, self.mask_id))
         logits = logits.float()
         where = masked if self.cfg.loss_on == "masked" else torch.ones_like(masked)
         loss = F.cross_entropy(logits[where], tokens[where], label_smoothing=self.cfg.label_smoothing)
@@ -173,10 +189,13 @@ class TransformerTask:
         for i, part in enumerate(micro):
             tokens = self.train_tokens[part.to(self.device)]
             masked = training_mask(cfg.mask_ratio, len(part), tokens.shape[1], generator=self.mask_gen).to(self.device)
+            inputs = None
+            if self.train_copies is not None:
+                inputs, masked = self._with_copies(part, tokens, masked)
             sync = i == len(micro) - 1 or self.world == 1
             ctx = self.net.no_sync() if not sync and hasattr(self.net, "no_sync") else contextlib.nullcontext()
             with ctx:
-                loss, c = self._loss(tokens, masked, self.net)
+                loss, c = self._loss(tokens, masked, self.net, inputs)
                 (loss / len(micro)).backward()
             total_loss += loss.item() / len(micro)
             correct += int(c)
@@ -193,6 +212,21 @@ class TransformerTask:
             self.ema.update(self.model)
         return {"loss": total_loss, "acc": correct / max(n_masked, 1), "lr": lr, "grad_norm": grad_norm}
 
+    def _with_copies(
+        self, rows: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, masked) of a micro-batch where a share ``copies_ratio`` of the grids (drawn from the mask
+        generator, so resume stays exact) takes one of its masked copies: their tokens as the input, their
+        dilated holes as the positions to predict."""
+        copy_tokens, copy_holes = self.train_copies
+        n, k = len(rows), copy_tokens.shape[1]
+        use = torch.rand(n, generator=self.mask_gen) < self.cfg.copies_ratio
+        which = torch.randint(k, (n,), generator=self.mask_gen)
+        rows, use, which = rows.to(self.device), use.to(self.device), which.to(self.device)
+        inputs = torch.where(use[:, None], copy_tokens[rows, which], tokens)
+        masked = torch.where(use[:, None], copy_holes[rows, which], masked)
+        return inputs, masked
+
     def _eval_model(self) -> MaskGITTransformer:
         if self.ema is None:
             return self.model
@@ -207,17 +241,23 @@ class TransformerTask:
         model = self._eval_model().eval()
         gen = seeded_generator(self.cfg.seed, 0xE7A1)  # the same validation masks at every evaluation
         out: dict[str, float] = {}
-        sets = [("", None)] + ([("inpaint_", self.val_masks)] if self.val_masks is not None else [])
-        for prefix, fixed in sets:
+        sets = [("", None, None)]
+        if self.val_masks is not None:
+            sets.append(("inpaint_", self.val_masks, None))
+        if self.val_copies is not None:
+            sets.append(("copies_", self.val_copies[1], self.val_copies[0]))
+        for prefix, fixed, fixed_inputs in sets:
             loss_sum, correct, n_masked, n_batches = 0.0, 0, 0, 0
             for i in range(0, len(self.val_tokens), self.cfg.val_batch_size):
-                tokens = self.val_tokens[i : i + self.cfg.val_batch_size].to(self.device)
+                rows = slice(i, i + self.cfg.val_batch_size)
+                tokens = self.val_tokens[rows].to(self.device)
                 if fixed is None:
                     masked = training_mask(self.cfg.mask_ratio, len(tokens), tokens.shape[1], generator=gen)
                 else:
-                    masked = fixed[i : i + self.cfg.val_batch_size]
+                    masked = fixed[rows]
                 masked = masked.to(self.device)
-                loss, c = self._loss(tokens, masked, model)
+                inputs = fixed_inputs[rows].to(self.device) if fixed_inputs is not None else None
+                loss, c = self._loss(tokens, masked, model, inputs)
                 loss_sum += float(loss)
                 correct += int(c)
                 n_masked += int(masked.sum())
@@ -225,6 +265,14 @@ class TransformerTask:
             out[f"{prefix}loss"] = loss_sum / n_batches
             out[f"{prefix}acc"] = correct / max(n_masked, 1)
         return out
+
+    def objective(self) -> dict[str, Any]:
+        """What the model was trained on, recorded in its file."""
+        cfg = self.cfg
+        objective: dict[str, Any] = {"mask_ratio": cfg.mask_ratio, "loss_on": cfg.loss_on, "copies_ratio": 0.0}
+        if self.train_copies is not None:
+            objective.update(copies_ratio=cfg.copies_ratio, masked_copies=self.train.masked_copies, dilate=cfg.dilate)
+        return objective
 
     def state_dict(self) -> dict[str, Any]:
         state = {
@@ -256,10 +304,27 @@ class TransformerTask:
                 "config": config_to_json(self.model.config),
                 "trainer": "train",
                 "ema": str(self.cfg.ema),
+                "objective": json.dumps(self.objective()),
                 **aux_meta,
                 **metadata,
             },
         )
+
+
+def _copies(cache: TokenCache, dilate: int, device, first_only: bool = False):
+    """A cache's masked copies as (tokens (N,K,L), positions to predict (N,K,L): the holes dilated by ``dilate``),
+    on ``device``; None when it has none. ``first_only``: copy 0 only, as (N,L) each (validation)."""
+    if cache.masked_tokens is None:
+        return None
+    tokens, holes = cache.masked_tokens, cache.masked_holes
+    if first_only:
+        tokens, holes = tokens[:, :1], holes[:, :1]
+    n, k = tokens.shape[:2]
+    predict = dilate_token_mask(holes.flatten(0, 1), dilate).view(n, k, -1)
+    tokens = tokens.reshape(n, k, -1)
+    if first_only:
+        return tokens[:, 0].to(device), predict[:, 0].to(device)
+    return tokens.to(device), predict.to(device)
 
 
 def val_token_masks(masks_dir, val: TokenCache, dilate: int) -> torch.Tensor:
@@ -290,6 +355,11 @@ def train_transformer(
                 f"{val_path}: grid {val.grid} / {val.num_codebook_vectors} codes differ from "
                 f"{train_path}: grid {train.grid} / {train.num_codebook_vectors} codes"
             )
+    if cfg.copies_ratio > 0 and train.masked_copies == 0:
+        raise MaskgitError(
+            f"--copies-ratio {cfg.copies_ratio}: {train_path} holds no masked copies; make it with "
+            "`maskgit tokenize ... --masked-copies K`"
+        )
     overrides = {"num_codebook_vectors": train.num_codebook_vectors, "num_image_tokens": train.grid[0] * train.grid[1]}
     if cfg.dropout is not None:
         overrides.update(dropout=cfg.dropout)
@@ -313,6 +383,8 @@ def train_transformer(
         "data": {
             "train": str(train_path),
             "train_rows": len(train.tokens),
+            "train_masked_copies": train.masked_copies,
+            "train_context_fidelity": train.context_fidelity,
             "vqgan_sha256": train.vqgan_sha256,
             "val": str(val_path) if val_path else None,
             "val_rows": len(val.tokens) if val else 0,

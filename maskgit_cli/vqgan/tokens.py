@@ -9,6 +9,13 @@ It also holds ``code_patch_sums`` (V, 3*p*p) float64 and ``code_patch_counts`` (
 patches under each code over all rows, from which ``maskgit train`` stores every code's mean look in the
 transformer file for known-pixel guidance (:mod:`maskgit_cli.guidance`). Caches made before they existed load
 without them.
+
+With ``tokenize --masked-copies K`` (context-corrupted training, docs/decoding.md "Training on what inpainting
+sees") it holds, per row, K *masked copies*: ``masked_tokens`` (N,K,h,w) int16, the tokens of the image with the
+holes of a generated mask filled gray exactly as inpainting fills them, and ``masked_holes`` (N,K,h,w) uint8, the
+tokens those holes touch (the lab's any-pixel rule, no dilation: training dilates). Outside the holes a masked
+copy's tokens differ from the clean ones wherever the VQGAN's encoder looks image-wide; ``context_fidelity`` (in
+the metadata) is the share of tokens outside the dilated holes that stay equal.
 """
 
 from __future__ import annotations
@@ -38,10 +45,17 @@ class TokenCache:
     flip: bool
     path: str = ""
     patch_stats: PatchStats | None = None
+    masked_tokens: torch.Tensor | None = None  # (N,K,h,w) int64: the tokens of K masked copies of every row
+    masked_holes: torch.Tensor | None = None  # (N,K,h,w) bool: the tokens their holes touch (any-pixel rule)
+    context_fidelity: float | None = None  # share of tokens outside the dilated holes equal to the clean tokens
 
     @property
     def grid(self) -> tuple[int, int]:
         return tuple(self.tokens.shape[1:])
+
+    @property
+    def masked_copies(self) -> int:
+        return 0 if self.masked_tokens is None else self.masked_tokens.shape[1]
 
 
 @dataclass
@@ -53,6 +67,8 @@ class TokenizeSummary:
     grid: tuple[int, int]
     vqgan_sha256: str
     seconds: float
+    masked_copies: int = 0
+    context_fidelity: float | None = None  # with masked copies: see the module docstring
 
 
 def tokenize_folder(
@@ -66,15 +82,20 @@ def tokenize_folder(
     resize: bool = False,
     num_workers: int | None = None,
     overwrite: bool = False,
+    masked_copies: int = 0,
+    mask_seed: int = 0,
 ) -> TokenizeSummary:
     """Encode every image of ``images_dir`` with ``vqgan`` (a VQGAN or its weights file) and write a token cache.
 
     Deterministic: sorted file order, no augmentation but the optional flips, fp32 nearest-code search
     (bf16 autocast for the encoder on CUDA only). Nothing is written unless the whole folder succeeds.
     An existing ``output`` is replaced only with ``overwrite``, and never when it is an input (checked first).
+    ``masked_copies`` K > 0: also the tokens of K masked copies of every row (:func:`masked_copy_masks`).
     """
     import time
 
+    if masked_copies < 0:
+        raise MaskgitError(f"--masked-copies {masked_copies}: must be >= 0")
     check_output(output, images_dir, vqgan, overwrite)
     device = torch.device(device)
     if isinstance(vqgan, (str, Path)):
@@ -85,6 +106,7 @@ def tokenize_folder(
     vqgan = vqgan.to(device).eval()
     start = time.perf_counter()
     chunks, flipped, kept, skipped = [], [], [], []
+    copies: dict[int, list] = {0: [], 1: []}  # view (0 = as is, 1 = flipped) -> (tokens, holes) per batch
     amp = autocast(device, "auto")
     stats = PatchStats(cfg.num_codebook_vectors, cfg.image_channels, cfg.img_resolution // cfg.latent_resolution)
     with progress_bar(len(dataset), "tokenize", unit="img") as bar, torch.no_grad():
@@ -92,11 +114,15 @@ def tokenize_folder(
             skipped += batch.skipped
             if batch.indices:
                 images = batch.images.to(device, non_blocking=True)
-                for view, out in ((images, chunks), (images.flip(-1), flipped)) if flip else ((images, chunks),):
+                views = ((images, chunks), (images.flip(-1), flipped)) if flip else ((images, chunks),)
+                for v, (view, out) in enumerate(views):
                     with amp:
                         codes = vqgan.encode(view)
                     out.append(codes.to(torch.int16).cpu())
                     stats.add(view, codes)
+                    if masked_copies:
+                        holes = masked_copy_masks(batch.indices, v, masked_copies, mask_seed, cfg.img_resolution)
+                        copies[v].append(_encode_masked(vqgan, view, holes.to(device), amp))
                 kept += batch.indices
             bar.advance(len(batch.indices) + len(batch.skipped))
     if not kept:
@@ -104,6 +130,11 @@ def tokenize_folder(
     tokens = torch.cat(chunks + flipped)
     files = [dataset.files[i].name for i in kept]
     fingerprint = model_fingerprint(vqgan)
+    masked = None
+    if masked_copies:
+        parts = copies[0] + copies[1]
+        masked = (torch.cat([t for t, _ in parts]), torch.cat([h for _, h in parts]))
+    fidelity = context_fidelity(tokens, *masked) if masked is not None else None
     save_token_cache(
         output,
         tokens,
@@ -114,6 +145,9 @@ def tokenize_folder(
         cfg.num_codebook_vectors,
         flip,
         stats,
+        masked,
+        mask_seed,
+        fidelity,
     )
     return TokenizeSummary(
         str(output),
@@ -123,7 +157,55 @@ def tokenize_folder(
         tuple(tokens.shape[1:]),
         fingerprint,
         time.perf_counter() - start,
+        masked_copies,
+        fidelity,
     )
+
+
+# Generated mask kinds of the masked copies, in turn: mostly free-form strokes like the lab's, and boxes.
+COPY_KINDS = ("stroke", "stroke", "box")
+
+
+def masked_copy_masks(indices: list[int], view: int, copies: int, seed: int, size: int) -> torch.Tensor:
+    """Pixel holes (B,K,size,size) bool of the ``copies`` masked copies of dataset images ``indices`` (``view`` 1:
+    their flips): a pure function of (seed, image index, view, copy), so batching and skipped files change nothing."""
+    import numpy as np
+
+    from maskgit_cli.data.mask_generator import generate_mask, mask_rng
+    from maskgit_cli.data.masks import HOLE
+
+    out = np.zeros((len(indices), copies, size, size), dtype=bool)
+    for b, i in enumerate(indices):
+        for k in range(copies):
+            n = (i * 2 + view) * copies + k
+            out[b, k] = generate_mask(COPY_KINDS[n % len(COPY_KINDS)], mask_rng(seed, n), size=size) == HOLE
+    return torch.from_numpy(out)
+
+
+def _encode_masked(vqgan, images: torch.Tensor, holes: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (B,K,h,w) int16, token holes (B,K,h,w) bool) of the images with each copy's holes filled gray, as
+    inpainting fills them (:func:`maskgit_cli.data.masks.fill_holes`)."""
+    from maskgit_cli.data.masks import fill_holes, token_mask_for
+
+    B, K = holes.shape[:2]
+    many = images.repeat_interleave(K, 0)
+    flat = holes.flatten(0, 1)
+    with amp:
+        codes = vqgan.encode(fill_holes(many, flat))
+    latent = vqgan.config.latent_resolution
+    token_holes = token_mask_for(flat, latent, "any", 0)
+    return codes.to(torch.int16).cpu().view(B, K, latent, latent), token_holes.cpu().view(B, K, latent, latent)
+
+
+def context_fidelity(tokens: torch.Tensor, masked_tokens: torch.Tensor, masked_holes: torch.Tensor) -> float:
+    """The share of the tokens outside the regenerated region (holes + one ring, inpainting's default
+    ``--dilate 1``) of every masked copy that equal the clean image's tokens (1.0: holes change nothing else)."""
+    from maskgit_cli.data.masks import dilate_token_mask
+
+    regenerated = dilate_token_mask(masked_holes.flatten(0, 1), 1).view_as(masked_holes)
+    same = masked_tokens.long() == tokens.long()[:, None]
+    outside = ~regenerated
+    return float((same & outside).sum()) / max(int(outside.sum()), 1)
 
 
 def check_output(output, images_dir, vqgan, overwrite: bool = False) -> None:
@@ -162,13 +244,26 @@ def save_token_cache(
     num_codebook_vectors: int,
     flip: bool = False,
     patch_stats: PatchStats | None = None,
+    masked: tuple[torch.Tensor, torch.Tensor] | None = None,
+    mask_seed: int = 0,
+    fidelity: float | None = None,
 ) -> None:
-    """Atomically write a token cache (tokens (N,h,w) stored as int16; codebooks up to 32768 codes)."""
+    """Atomically write a token cache (tokens (N,h,w) stored as int16; codebooks up to 32768 codes), with the
+    masked copies ``masked`` = (tokens (N,K,h,w), holes (N,K,h,w)) when given."""
     if num_codebook_vectors > 32768:
         raise MaskgitError(f"{num_codebook_vectors} codes do not fit the int16 token cache")
     tensors = {"tokens": tokens.to(torch.int16)}
     if patch_stats is not None:
         tensors.update(code_patch_sums=patch_stats.sums, code_patch_counts=patch_stats.counts)
+    copies = {}
+    if masked is not None:
+        tensors.update(masked_tokens=masked[0].to(torch.int16), masked_holes=masked[1].to(torch.uint8))
+        copies = {
+            "masked_copies": str(masked[0].shape[1]),
+            "mask_seed": str(mask_seed),
+            "copy_kinds": json.dumps(COPY_KINDS),
+            "context_fidelity": f"{fidelity:.6f}" if fidelity is not None else "",
+        }
     save_tensors(
         path,
         tensors,
@@ -181,6 +276,7 @@ def save_token_cache(
             "num_codebook_vectors": str(num_codebook_vectors),
             "flip": "true" if flip else "false",
             "patch_size": str(patch_stats.patch) if patch_stats is not None else "",
+            **copies,
         },
     )
 
@@ -211,6 +307,10 @@ def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache
             cache.patch_stats = PatchStats.from_tensors(
                 tensors["code_patch_sums"], tensors["code_patch_counts"], int(meta["patch_size"])
             )
+        if "masked_tokens" in tensors:
+            cache.masked_tokens = tensors["masked_tokens"].long()
+            cache.masked_holes = tensors["masked_holes"].bool()
+            cache.context_fidelity = float(meta["context_fidelity"]) if meta.get("context_fidelity") else None
     except (KeyError, ValueError, TypeError) as e:
         raise MaskgitError(f"{path}: token cache metadata is incomplete or invalid ({e})") from None
     check_token_cache(cache, meta)
@@ -268,6 +368,14 @@ def check_token_cache(cache: TokenCache, meta: dict[str, str]) -> None:
         raise bad(f"holds {n} token ids outside 0..{v - 1} (min {lo}, max {hi}; {v} codes)")
     if cache.patch_stats is not None and len(cache.patch_stats.counts) != v:
         raise bad(f"code patch stats have {len(cache.patch_stats.counts)} rows for {v} codes")
+    if cache.masked_tokens is not None:
+        m, h = cache.masked_tokens, cache.masked_holes
+        fits = h is not None and m.ndim == 4 and m.shape == h.shape
+        if not fits or m.shape[0] != len(tokens) or m.shape[2:] != tokens.shape[1:]:
+            got = f"{tuple(m.shape)} / {None if h is None else tuple(h.shape)}"
+            raise bad(f"masked copies {got} do not fit its {tuple(tokens.shape)} tokens")
+        if int(m.min()) < 0 or int(m.max()) >= v:
+            raise bad(f"masked copies hold token ids outside 0..{v - 1}")
 
 
 def check_same_vqgan(a: TokenCache, b: TokenCache) -> None:
