@@ -43,3 +43,30 @@ def test_lab_key_layout_matches_reference():
     assert "decoder.model.26.weight" not in shapes
     assert shapes["codebook.embedding.weight"] == (1024, 256)
     assert shapes["quant_conv.weight"] == shapes["post_quant_conv.weight"] == (256, 256, 1, 1)
+
+
+def test_hole_blind_encoding_ignores_what_fills_the_holes_in_norms_and_attention():
+    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS, GroupNorm, NonLocalBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 8, 8)
+    known = torch.ones(2, 1, 8, 8, dtype=torch.bool)
+    known[:, :, 2:5, 2:5] = False
+    norm, attn = GroupNorm(32), NonLocalBlock(32)
+    other = x.clone()
+    other[:, :, 2:5, 2:5] = 100.0  # a different fill of the holes
+    # statistics and attention keys from the known positions only: the known outputs do not move
+    for layer in (norm, attn):
+        a, b = layer(x, known), layer(other, known)
+        assert torch.allclose(a * known, b * known, atol=1e-5), type(layer).__name__
+        assert not torch.allclose(layer(x), layer(other), atol=1e-3)  # the plain layers do move
+    # an all-known mask is the plain layer
+    assert torch.allclose(norm(x, torch.ones_like(known)), norm(x), atol=1e-5)
+    model = VQGAN(VQGAN_PRESETS["tiny"]).eval()
+    images = torch.rand(2, 3, 64, 64)
+    holes = torch.zeros(2, 64, 64, dtype=torch.bool)
+    holes[:, 20:30, 20:30] = True
+    assert torch.equal(model.encode_masked(images, holes), model.encode(images.masked_fill(holes[:, None], 128 / 255)))
+    blind = VQGAN(VQGAN_PRESETS["tiny"].__class__(**{**VQGAN_PRESETS["tiny"].__dict__, "hole_blind": True}))
+    blind.load_state_dict(model.state_dict())
+    assert blind.encode_masked(images, holes).shape == (2, 16, 16)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from maskgit_cli.choices import DECODE_PRECISIONS, NORMALIZATIONS, TOKEN_RULES, check_choice
-from maskgit_cli.data.masks import fill_holes, token_mask_for
+from maskgit_cli.data.masks import token_mask_for
 from maskgit_cli.decoding.decode import DecodeSettings, check_total_iter, decode_tokens
 from maskgit_cli.decoding.guidance import code_patches_for, fallback_code_patches, known_pixel_bias
 from maskgit_cli.errors import MaskgitError
@@ -186,7 +186,7 @@ class EncodedInputs:
 def encode_inputs(vqgan, images: torch.Tensor, holes: torch.Tensor, settings: InpaintSettings) -> EncodedInputs:
     """Steps 1-2: fill the holes with gray, VQGAN-encode, and pick the tokens to generate (token rule, dilate)."""
     with autocast(images.device, "auto"):
-        tokens = vqgan.encode(fill_holes(images, holes)).flatten(1)
+        tokens = vqgan.encode_masked(images, holes).flatten(1)
     return EncodedInputs(
         tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings.token_mask, settings.dilate)
     )

@@ -51,6 +51,9 @@ class VQGANConfig:
     # without such statistics. `--normalization test` selects them.
     test_mean: tuple[float, ...] | None = None
     test_std: tuple[float, ...] | None = None
+    # Images with holes are encoded hole-blind (:meth:`VQGAN.encode_masked`): set by `maskgit robust-vqgan`, whose
+    # encoder was fine-tuned that way. False (the lab's, and every VQGAN trained from scratch) encodes as trained.
+    hole_blind: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -163,8 +166,21 @@ class GroupNorm(nn.Module):
             affine=True,
         )
 
-    def forward(self, x):
-        return self.gn(x)
+    def forward(self, x, known: torch.Tensor | None = None):
+        """``known`` (B,1,h,w) bool: take the statistics over the known positions only (the encoder's
+        hole-blind mode, :meth:`VQGAN.encode`), so what fills the holes does not shift every feature."""
+        if known is None:
+            return self.gn(x)
+        gn = self.gn
+        b, c, h, w = x.shape
+        g = gn.num_groups
+        xf = x.float().view(b, g, c // g, h * w)
+        m = known.float().view(b, 1, 1, h * w)
+        count = m.sum(-1, keepdim=True).clamp_min(1) * (c // g)
+        mean = (xf * m).sum((-1, -2), keepdim=True) / count
+        var = (((xf - mean) ** 2) * m).sum((-1, -2), keepdim=True) / count
+        y = ((xf - mean) / torch.sqrt(var + gn.eps)).view(b, c, h, w).to(x.dtype)
+        return y * gn.weight.view(1, c, 1, 1) + gn.bias.view(1, c, 1, 1)
 
 
 class Swish(nn.Module):
@@ -187,9 +203,14 @@ class ResidualBlock(nn.Module):
         if in_channels != out_channels:
             self.channel_up = nn.Conv2d(in_channels, out_channels, 1, 1, 0)
 
-    def forward(self, x):
+    def forward(self, x, known: torch.Tensor | None = None):
         shortcut = self.channel_up(x) if self.in_channels != self.out_channels else x
-        return shortcut + self.block(x)
+        if known is None:
+            return shortcut + self.block(x)
+        h = x
+        for layer in self.block:
+            h = layer(h, known) if isinstance(layer, GroupNorm) else layer(h)
+        return shortcut + h
 
 
 class UpSampleBlock(nn.Module):
@@ -221,11 +242,13 @@ class NonLocalBlock(nn.Module):
         self.v = nn.Conv2d(channels, channels, 1, 1, 0)
         self.proj_out = nn.Conv2d(channels, channels, 1, 1, 0)
 
-    def forward(self, x):
+    def forward(self, x, known: torch.Tensor | None = None):
+        """``known`` (B,1,h,w) bool: attend to the known positions only (and normalize by their statistics)."""
         b, c, h, w = x.shape
-        h_ = self.norm(x)
+        h_ = self.norm(x, known)
         q, k, v = (conv(h_).reshape(b, 1, c, h * w).transpose(2, 3) for conv in (self.q, self.k, self.v))
-        a = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(c)) v, one head
+        mask = None if known is None else known.view(b, 1, 1, h * w)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # softmax(q k^T / sqrt(c)) v, one head
         a = a.transpose(2, 3).reshape(b, c, h, w)
         return x + self.proj_out(a)
 
@@ -256,8 +279,27 @@ class Encoder(nn.Module):
         ]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x):
-        return self.model(x)
+    def forward(self, x, known: torch.Tensor | None = None):
+        """``known`` (B,1,H,W) bool, the known pixels: normalization statistics and attention keys then come from
+        positions whose pixels are all known (a min-pool of the mask at each resolution; all positions where none
+        is), so the holes' fill reaches only the features whose convolutions overlap it."""
+        if known is None:
+            return self.model(x)
+        for layer in self.model:
+            if isinstance(layer, (GroupNorm, ResidualBlock, NonLocalBlock)):
+                x = layer(x, _known_at(known, x.shape[-1]))
+            else:
+                x = layer(x)
+        return x
+
+
+def _known_at(known: torch.Tensor, size: int) -> torch.Tensor:
+    """The pixel mask (B,1,H,W) bool at a feature resolution: a position is known if all its pixels are; an image
+    with no such position counts as all known (its statistics then come from everything, as without a mask)."""
+    k = known.shape[-1] // size
+    m = known.bool() if k == 1 else (-F.max_pool2d(-known.float(), k)) > 0.5  # min-pool: all pixels known
+    none = ~m.flatten(1).any(1)
+    return m | none.view(-1, 1, 1, 1)
 
 
 class Decoder(nn.Module):
@@ -285,8 +327,27 @@ class Decoder(nn.Module):
         layers += [GroupNorm(in_ch), nn.Conv2d(in_ch, cfg.image_channels, 3, 1, 1)]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x):
-        return self.model(x)
+    def forward(self, x, known: torch.Tensor | None = None):
+        """``known`` (B,1,H,W) bool, the known pixels: normalization statistics and attention keys then come from
+        positions whose pixels are all known (a min-pool of the mask at each resolution; all positions where none
+        is), so the holes' fill reaches only the features whose convolutions overlap it."""
+        if known is None:
+            return self.model(x)
+        for layer in self.model:
+            if isinstance(layer, (GroupNorm, ResidualBlock, NonLocalBlock)):
+                x = layer(x, _known_at(known, x.shape[-1]))
+            else:
+                x = layer(x)
+        return x
+
+
+def _known_at(known: torch.Tensor, size: int) -> torch.Tensor:
+    """The pixel mask (B,1,H,W) bool at a feature resolution: a position is known if all its pixels are; an image
+    with no such position counts as all known (its statistics then come from everything, as without a mask)."""
+    k = known.shape[-1] // size
+    m = known.bool() if k == 1 else (-F.max_pool2d(-known.float(), k)) > 0.5  # min-pool: all pixels known
+    none = ~m.flatten(1).any(1)
+    return m | none.view(-1, 1, 1, 1)
 
 
 class Codebook(nn.Module):
@@ -345,14 +406,27 @@ class VQGAN(nn.Module):
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std + self.mean
 
-    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0,1] (B,3,H,W) -> pre-quantization latents (B,latent_dim,h,w)."""
-        return self.quant_conv(self.encoder(self.normalize(images)))
+    def encode_latents(self, images: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0,1] (B,3,H,W) -> pre-quantization latents (B,latent_dim,h,w); ``known``: see :meth:`encode`."""
+        mask = None if known is None else known.view(len(images), 1, *images.shape[-2:])
+        return self.quant_conv(self.encoder(self.normalize(images), mask))
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0,1] (B,3,H,W) -> codebook indices (B,h,w), int64."""
-        return self.codebook.nearest(self.encode_latents(images))
+    def encode(self, images: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0,1] (B,3,H,W) -> codebook indices (B,h,w), int64. ``known`` (B,H,W) bool, the known pixels
+        of images with holes: the encoder's normalization statistics and attention then ignore the holes
+        (hole-blind encoding, docs/decoding.md "Training on what inpainting sees"); None encodes as trained."""
+        return self.codebook.nearest(self.encode_latents(images, known))
+
+    @torch.no_grad()
+    def encode_masked(self, images: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+        """The codes of images (B,3,H,W) in [0,1] with holes (B,H,W) bool, as inpainting encodes them: holes filled
+        gray, hole-blind when the config says so. The one home of this rule (inpaint, tokenize --masked-copies and
+        robust-vqgan use it)."""
+        from maskgit_cli.data.masks import fill_holes
+
+        known = ~holes if self.config.hole_blind else None
+        return self.encode(fill_holes(images, holes), known)
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantized latents -> images in normalized space (what the lab's decoder outputs)."""

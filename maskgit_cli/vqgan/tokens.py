@@ -183,15 +183,15 @@ def masked_copy_masks(indices: list[int], view: int, copies: int, seed: int, siz
 
 
 def _encode_masked(vqgan, images: torch.Tensor, holes: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens (B,K,h,w) int16, token holes (B,K,h,w) bool) of the images with each copy's holes filled gray, as
-    inpainting fills them (:func:`maskgit_cli.data.masks.fill_holes`)."""
-    from maskgit_cli.data.masks import fill_holes, token_mask_for
+    """(tokens (B,K,h,w) int16, token holes (B,K,h,w) bool) of the images encoded with each copy's holes exactly as
+    inpainting encodes them (:meth:`~maskgit_cli.vqgan.model.VQGAN.encode_masked`)."""
+    from maskgit_cli.data.masks import token_mask_for
 
     B, K = holes.shape[:2]
     many = images.repeat_interleave(K, 0)
     flat = holes.flatten(0, 1)
     with amp:
-        codes = vqgan.encode(fill_holes(many, flat))
+        codes = vqgan.encode_masked(many, flat)
     latent = vqgan.config.latent_resolution
     token_holes = token_mask_for(flat, latent, "any", 0)
     return codes.to(torch.int16).cpu().view(B, K, latent, latent), token_holes.cpu().view(B, K, latent, latent)

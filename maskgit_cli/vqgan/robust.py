@@ -1,0 +1,247 @@
+"""A mask-robust tokenizer (`maskgit robust-vqgan`): fine-tune a VQGAN's encoder so that holes change no token
+outside the region inpainting regenerates (docs/decoding.md, "Training on what inpainting sees").
+
+Filling a hole gray and encoding the image changes tokens far from the hole: the encoder's convolutions reach
+across it, its GroupNorm statistics and self-attention span the whole image. Inpainting then decodes with a
+polluted context. Here the encoder (and ``quant_conv``) of a trained VQGAN, the *student*, learns from a frozen
+copy of itself, the *teacher*: per step, for each image x with the holes of a generated mask (the kinds
+``tokenize --masked-copies`` uses, drawn from (seed, step, row) alone, so resume is exact),
+
+- ``clean``: the student's latents of x stay on the teacher's codes, ``|z(x) - e(teacher codes)|^2``: clean images
+  keep their tokens, so a transformer trained on the teacher's tokens stays valid;
+- ``masked``: the student's latents of x with the holes filled gray, encoded hole-blind (normalization and
+  attention over the known positions, :meth:`~maskgit_cli.vqgan.model.VQGAN.encode_masked`), match the teacher's
+  codes of the clean x at every token outside the holes and their ``dilate`` rings.
+
+The codebook and the decoder are frozen: codes mean what they meant, and reconstructions change only where a
+clean image's code changes. Validation: *context fidelity* (the share of tokens outside the regenerated region equal
+to the clean image's teacher tokens, under fixed masks), the share of clean tokens kept, and reconstruction PSNR;
+``best.safetensors`` has the highest fidelity. The exported VQGAN records ``hole_blind`` in its config.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from maskgit_cli.choices import PRECISIONS, check_choice
+from maskgit_cli.data.masks import dilate_token_mask, token_mask_for
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.progress import log
+from maskgit_cli.runtime import autocast, resolve_device, seed_everything
+from maskgit_cli.training import run as training_run
+from maskgit_cli.training.loop import LoopConfig, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
+from maskgit_cli.training.run import RunDir, config_dict
+from maskgit_cli.vqgan.model import VQGAN
+from maskgit_cli.vqgan.tokens import COPY_KINDS
+from maskgit_cli.vqgan.train import evaluate_vqgan, load_images_uint8
+from maskgit_cli.weights import load_model, model_fingerprint, save_model
+
+
+@dataclass
+class RobustConfig:
+    """All settings of a `robust-vqgan` run (saved to runs/NAME/config.json)."""
+
+    epochs: int | None = None
+    max_steps: int | None = 2000
+    batch_size: int = 16
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    masked_weight: float = 1.0  # weight of the masked-context term against the clean term
+    dilate: int = 1  # rings around the holes' tokens that are regenerated anyway (inpaint's --dilate)
+    hole_blind: bool = True  # encode masked images hole-blind (and record it in the exported config)
+    flip: bool = True
+    mask_seed: int = 0
+    precision: str = "bf16"
+    seed: int = 0
+    eval_every: int = 0
+    save_every: int = 0
+    log_every: int = 10
+    stop_at: int | None = None
+    device: str = "auto"
+    resize: bool = False
+    val_batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        check_choice(self.precision, PRECISIONS, "--precision")
+        if self.dilate < 0:
+            raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
+        if self.lr <= 0:
+            raise MaskgitError(f"--lr must be positive, got {self.lr}")
+
+
+RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir", "data.vqgan")
+
+
+def step_holes(seed: int, step: int, rows: int, size: int) -> torch.Tensor:
+    """Pixel holes (rows,size,size) bool of one training step: a pure function of (seed, step, row)."""
+    import numpy as np
+
+    from maskgit_cli.data.mask_generator import generate_mask, mask_rng
+    from maskgit_cli.data.masks import HOLE
+
+    out = np.zeros((rows, size, size), dtype=bool)
+    for r in range(rows):
+        n = step * rows + r
+        out[r] = generate_mask(COPY_KINDS[n % len(COPY_KINDS)], mask_rng(seed, n), size=size) == HOLE
+    return torch.from_numpy(out)
+
+
+class RobustTask:
+    """One `robust-vqgan` run, as a :class:`~maskgit_cli.training.TrainTask`."""
+
+    def __init__(self, cfg: RobustConfig, student: VQGAN, teacher: VQGAN, train, val, device, total_steps: int):
+        self.cfg, self.model, self.teacher, self.device = cfg, student, teacher, device
+        self.train, self.val = train.to(device), (val.to(device) if val is not None else None)
+        for p in student.parameters():
+            p.requires_grad_(False)
+        trained = [*student.encoder.parameters(), *student.quant_conv.parameters()]
+        for p in trained:
+            p.requires_grad_(True)
+        self.optimizer = make_adamw(torch.nn.ModuleList([student.encoder, student.quant_conv]), cfg.lr,
+                                    cfg.weight_decay, cfg.betas)  # fmt: skip
+        self.schedule = WarmupCosine(cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+        self.gen = seeded_generator(cfg.seed, 0x0B57, device=device)  # flips
+        self.size, self.latent = student.config.img_resolution, student.config.latent_resolution
+        self.val_holes = step_holes(cfg.mask_seed + 1, 0, len(val), self.size).to(device) if val is not None else None
+
+    def _outside(self, holes: torch.Tensor) -> torch.Tensor:
+        """(B,1,h,w) bool: the tokens inpainting keeps (outside the holes' tokens and their rings)."""
+        return ~dilate_token_mask(token_mask_for(holes, self.latent, "any", 0), self.cfg.dilate)[:, None]
+
+    def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
+        cfg, student = self.cfg, self.model
+        student.train()
+        lr = self.schedule(step)
+        set_lr(self.optimizer, lr)
+        x = self.train[indices.to(self.device)].float().div_(255.0)
+        if cfg.flip:
+            flip = torch.rand(len(x), generator=self.gen, device=self.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        holes = step_holes(cfg.mask_seed, step, len(x), self.size).to(self.device)
+        with torch.no_grad():
+            target = student.codebook.lookup(self.teacher.encode(x))  # (B,D,h,w), the teacher's codes of x
+        from maskgit_cli.data.masks import fill_holes
+
+        with autocast(self.device, cfg.precision):
+            z_clean = student.encode_latents(x).float()
+            known = ~holes if cfg.hole_blind else None
+            z_masked = student.encode_latents(fill_holes(x, holes), known).float()
+        outside = self._outside(holes).float()
+        clean = F.mse_loss(z_clean, target)
+        masked = (((z_masked - target) ** 2) * outside).sum() / (outside.sum() * target.shape[1]).clamp_min(1)
+        loss = clean + cfg.masked_weight * masked
+        if not torch.isfinite(loss):
+            return {"loss": loss.item()}
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([*student.encoder.parameters(), *student.quant_conv.parameters()],
+                                           cfg.grad_clip)  # fmt: skip
+        self.optimizer.step()
+        return {"loss": loss.item(), "clean": clean.item(), "masked": masked.item(), "lr": lr}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        if self.val is None:
+            return {}
+        student, teacher = self.model.eval(), self.teacher
+        fidelity, kept = measure_context_fidelity(student, teacher, self.val, self.val_holes, self.cfg.dilate,
+                                                  self.cfg.hole_blind, self.cfg.val_batch_size)  # fmt: skip
+        scores = evaluate_vqgan(student, self.val, self.cfg.val_batch_size, self.device, "fp32")
+        self.model.train()
+        return {"fidelity": fidelity, "clean_kept": kept, "psnr": scores["psnr"], "usage": scores["usage"]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.gen.get_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
+
+    def export(self, path: Path, metadata: dict[str, str]) -> None:
+        self.model.config = replace(self.model.config, hole_blind=self.cfg.hole_blind)
+        teacher = model_fingerprint(self.teacher)
+        save_model(path, self.model, "vqgan", {"trainer": "robust-vqgan", "teacher_sha256": teacher, **metadata})
+
+
+@torch.no_grad()
+def measure_context_fidelity(
+    model: VQGAN,
+    reference: VQGAN,
+    images_u8: torch.Tensor,
+    holes: torch.Tensor,
+    dilate: int = 1,
+    hole_blind: bool | None = None,
+    batch_size: int = 128,
+) -> tuple[float, float]:
+    """(context fidelity, clean tokens kept) of ``model`` on uint8 images (N,3,H,W) with ``holes`` (N,H,W): the
+    share of tokens outside the regenerated region (holes + ``dilate`` rings) of the masked images equal to
+    ``reference``'s tokens of the clean images, and the share of clean tokens equal to ``reference``'s.
+    ``hole_blind`` None: as the model's config says."""
+    from maskgit_cli.data.masks import fill_holes
+
+    latent = model.config.latent_resolution
+    hole_blind = model.config.hole_blind if hole_blind is None else hole_blind
+    same = outside_n = kept = total = 0
+    for i in range(0, len(images_u8), batch_size):
+        x = images_u8[i : i + batch_size].float() / 255.0
+        h = holes[i : i + batch_size]
+        want = reference.encode(x)
+        got = model.encode(fill_holes(x, h), ~h if hole_blind else None)
+        outside = ~dilate_token_mask(token_mask_for(h, latent, "any", 0), dilate)
+        same += int(((got == want) & outside).sum())
+        outside_n += int(outside.sum())
+        kept += int((model.encode(x) == want).sum())
+        total += want.numel()
+    return same / max(outside_n, 1), kept / max(total, 1)
+
+
+def robust_vqgan(vqgan_path, train_dir, val_dir, run_dir, cfg: RobustConfig, resume: bool = False) -> dict[str, Any]:
+    """Fine-tune the encoder of the VQGAN file ``vqgan_path`` on ``train_dir`` into the run folder ``run_dir``."""
+    device = resolve_device(cfg.device)
+    teacher = load_model(vqgan_path, "vqgan", device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    size = teacher.config.img_resolution
+    train, _ = load_images_uint8(train_dir, size, cfg.resize, "training images")
+    val = load_images_uint8(val_dir, size, cfg.resize, "validation images")[0] if val_dir is not None else None
+    loop = LoopConfig.of(cfg, "fidelity" if val is not None else None)
+    total = loop.total_steps(len(train))
+    run = RunDir(run_dir)
+    run_config = {
+        "trainer": "robust-vqgan",
+        "train": config_dict(cfg),
+        "model": config_dict(teacher.config),
+        "data": {
+            "vqgan": str(vqgan_path),
+            "vqgan_sha256": model_fingerprint(teacher),
+            "train_dir": str(train_dir),
+            "train_images": len(train),
+            "val_dir": str(val_dir) if val_dir else None,
+        },  # fmt: skip
+    }
+    run.start(run_config, resume, may_differ=RESUME_MAY_DIFFER)
+    with run:
+        seed_everything(cfg.seed)
+        student = copy.deepcopy(teacher)
+        task = RobustTask(cfg, student, teacher, train, val, device, total)
+        log(
+            f"robust-vqgan: encoder of {vqgan_path} ({sum(p.numel() for p in student.encoder.parameters()) / 1e6:.2f}M "
+            f"parameters), {len(train)} train / {0 if val is None else len(val)} val images, {total} steps of "
+            f"{cfg.batch_size} on {device} ({cfg.precision}{', hole-blind' if cfg.hole_blind else ''})"
+        )
+        result = fit(task, run, len(train), loop, resume=resume, description="robust-vqgan", unit="img")
+    return {**result.summary(run), "best_fidelity": result.best}
