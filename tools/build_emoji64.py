@@ -12,17 +12,23 @@ Usage (from the repository root)::
 
 Output, in the lab's layout (docs/data.md, "The lab's files")::
 
-    train/image_00000.png ...   RGB 64x64, composited onto white
-    test/image_000.png ...      the ground truth of the inpainting test set
-    mask64/mask_000.png ...     one ``stroke`` mask per test image (0 = hole, 255 = known)
-    masked_image/image_000.png  test images with the holes filled gray (128, 128, 128)
+    train/image_00000.png ...       RGB 64x64, composited onto white
+    val/image_000.png ...           validation images (held out of training; for model selection)
+    val_mask64/mask_000.png ...     one ``stroke`` mask per val image (seed VAL_MASK_SEED)
+    val_masked_image/image_000.png  val images with the holes filled gray (128, 128, 128)
+    test/image_000.png ...          the ground truth of the inpainting test set (only reported)
+    mask64/mask_000.png ...         one ``stroke`` mask per test image (0 = hole, 255 = known)
+    masked_image/image_000.png      test images with the holes filled gray (128, 128, 128)
     LICENSE, README.md, manifest.json
 
 Split rule (issue #11 D): the split is by *group*, never by single image. A group starts as a base emoji with its
 skin-tone variants (``skin_variations`` in ``emoji.json``); groups that contain pixel-identical images (the same
 SHA-256 of the RGB pixels after the white compositing below, e.g. flags that share artwork under different code
-points) are merged (union-find), so identical pixels never sit on both sides. A whole group goes to ``test/`` iff
-``is_test_base`` holds for its smallest base image name (a group that merged nothing keeps its base's side).
+points) are merged (union-find), so identical pixels never sit on two sides. A whole group goes to the split that
+``split_of_group`` gives for its smallest base image name (a group that merged nothing keeps its base's side):
+``test/`` iff its hash fraction is below TEST_FRACTION, ``val/`` (issue #13, honest validation) iff it is in
+[TEST_FRACTION, TEST_FRACTION + VAL_FRACTION), else ``train/``. Adding ``val/`` left ``test/`` and its masks as they
+were; the build checks that no two splits share an image's pixels.
 
 The build is deterministic: the split is a salted SHA-256 of each group's smallest base image name, masks come from
 ``maskgit_cli.data.mask_generator`` with a fixed seed, PNGs are written with fixed Pillow options (no timestamps), and
@@ -64,8 +70,11 @@ MANIFEST_FORMAT = 1
 SIZE = 64
 SPLIT_SALT = "emoji64-split-seed-0"  # the split's fixed "seed"
 TEST_FRACTION = 0.10
+VAL_FRACTION = 0.08  # of all groups: about 10% of the non-test images
 MASK_KIND = "stroke"
-MASK_SEED = 0
+MASK_SEED = 0  # test masks (mask64/)
+VAL_MASK_SEED = 1  # val masks (val_mask64/): other masks than the test's
+SPLITS = ("train", "val", "test")
 
 DEFAULT_TARBALL = REPO / "tools" / TARBALL_NAME
 DEFAULT_OUT = REPO / "data" / DATASET
@@ -90,12 +99,31 @@ def pixel_sha256(path: Path) -> tuple[str, str]:
         return img.mode, hashlib.sha256(np.asarray(img).tobytes()).hexdigest()
 
 
-def is_test_base(base_image: str) -> bool:
-    """Split rule: a group (a base emoji with its skin-tone variants, merged with every group that shares
-    identical pixels; see ``merge_identical``) is in the test set iff, for its smallest base image name, the first
-    8 bytes of sha256(SPLIT_SALT + ":" + that name), as a big-endian int / 2**64, are below TEST_FRACTION."""
+def hash_fraction(base_image: str) -> float:
+    """The first 8 bytes of sha256(SPLIT_SALT + ":" + base_image), as a big-endian int / 2**64, in [0, 1)."""
     digest = hashlib.sha256(f"{SPLIT_SALT}:{base_image}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64 < TEST_FRACTION
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_of_group(base_image: str) -> str:
+    """Split rule: a group (a base emoji with its skin-tone variants, merged with every group that shares
+    identical pixels; see ``merge_identical``) goes, by the ``hash_fraction`` f of its smallest base image name, to
+    "test" iff f < TEST_FRACTION, to "val" iff TEST_FRACTION <= f < TEST_FRACTION + VAL_FRACTION, else to "train"."""
+    f = hash_fraction(base_image)
+    if f < TEST_FRACTION:
+        return "test"
+    return "val" if f < TEST_FRACTION + VAL_FRACTION else "train"
+
+
+def check_disjoint_pixels(images: dict[str, Image.Image], sources: dict[str, list[str]]) -> None:
+    """Fail unless no two splits hold images with the same RGB pixels (``merge_identical`` guarantees it)."""
+    seen: dict[str, tuple[str, str]] = {}  # pixel hash -> (split, source) of its first image
+    for split, names in sources.items():
+        for name in names:
+            digest = hashlib.sha256(np.asarray(images[name]).tobytes()).hexdigest()
+            first = seen.setdefault(digest, (split, name))
+            if first[0] != split:
+                raise SystemExit(f"error: internal: {first[1]} ({first[0]}) and {name} ({split}) have equal pixels.")
 
 
 def merge_identical(images: dict[str, Image.Image], base_of: dict[str, str]) -> dict[str, str]:
@@ -195,14 +223,14 @@ def build(tarball: Path, out: Path) -> dict:
 
     bases = sorted(set(base_of.values()))
     group_of = merge_identical(images, base_of)
-    test_bases = {b for b in bases if is_test_base(group_of[b])}
+    split_of = {b: split_of_group(group_of[b]) for b in bases}
     merged = sorted(
         members
         for members in (sorted(b for b in bases if group_of[b] == key) for key in sorted(set(group_of.values())))
         if len(members) > 1
     )
-    train_src = sorted(n for n in images if base_of[n] not in test_bases)
-    test_src = sorted(n for n in images if base_of[n] in test_bases)
+    sources = {split: sorted(n for n in images if split_of[base_of[n]] == split) for split in SPLITS}
+    check_disjoint_pixels(images, sources)
 
     # build into a staging folder next to the output, then swap it in
     out = out.resolve()
@@ -211,22 +239,28 @@ def build(tarball: Path, out: Path) -> dict:
     stage = out.with_name(out.name + ".building")
     if stage.exists():
         shutil.rmtree(stage)
-    for sub in ("train", "test"):
+    for sub in SPLITS:
         (stage / sub).mkdir(parents=True)
 
     files: dict[str, dict[str, str]] = {}
-    for split, sources, min_digits in (("train", train_src, 5), ("test", test_src, 3)):
-        for i, src in enumerate(sources):
-            rel = f"{split}/{index_name('image_', i, len(sources), min_digits)}"
+    for split in SPLITS:
+        for i, src in enumerate(sources[split]):
+            rel = f"{split}/{index_name('image_', i, len(sources[split]), 5 if split == 'train' else 3)}"
             images[src].save(stage / rel, **masks.PNG_OPTIONS)
             files[rel] = {"source": src, "base": base_of[src]}
-    summary = masks.write_masks(
-        stage / "test", stage / "mask64", MASK_KIND, MASK_SEED, masked_out=stage / "masked_image"
-    )
-    for i, src in enumerate(test_src):
-        test_name = index_name("image_", i, len(test_src), 3)
-        files[f"mask64/{masks.mask_name(i, len(test_src))}"] = {"source": src, "base": base_of[src]}
-        files[f"masked_image/{test_name}"] = {"source": src, "base": base_of[src]}
+    summaries = {}
+    # (images, masks, masked images, mask seed): test first, so its masks are written exactly as before val existed
+    for split, mask_dir, masked_dir, seed in (
+        ("test", "mask64", "masked_image", MASK_SEED),
+        ("val", "val_mask64", "val_masked_image", VAL_MASK_SEED),
+    ):
+        summaries[split] = masks.write_masks(
+            stage / split, stage / mask_dir, MASK_KIND, seed, masked_out=stage / masked_dir
+        )
+        n = len(sources[split])
+        for i, src in enumerate(sources[split]):
+            files[f"{mask_dir}/{masks.mask_name(i, n)}"] = {"source": src, "base": base_of[src]}
+            files[f"{masked_dir}/{index_name('image_', i, n, 3)}"] = {"source": src, "base": base_of[src]}
 
     on_disk = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*.png"))
     if on_disk != sorted(files):
@@ -236,14 +270,15 @@ def build(tarball: Path, out: Path) -> dict:
         files[rel] = {"sha256_pixels": digest, "mode": mode, **files[rel]}
 
     counts = {
-        "train": len(train_src),
-        "test": len(test_src),
-        "mask64": len(test_src),
-        "masked_image": len(test_src),
-        "base_emoji_train": len(bases) - len(test_bases),
-        "base_emoji_test": len(test_bases),
-        "groups_train": len({group_of[b] for b in bases if b not in test_bases}),
-        "groups_test": len({group_of[b] for b in test_bases}),
+        "train": len(sources["train"]),
+        "val": len(sources["val"]),
+        "test": len(sources["test"]),
+        "mask64": len(sources["test"]),
+        "masked_image": len(sources["test"]),
+        "val_mask64": len(sources["val"]),
+        "val_masked_image": len(sources["val"]),
+        **{f"base_emoji_{split}": sum(1 for b in bases if split_of[b] == split) for split in SPLITS},
+        **{f"groups_{split}": len({group_of[b] for b in bases if split_of[b] == split}) for split in SPLITS},
     }
     manifest = {
         "dataset": DATASET,
@@ -258,14 +293,21 @@ def build(tarball: Path, out: Path) -> dict:
         "image_size": [SIZE, SIZE],
         "background": "white",
         "split": {
-            "rule": "sha256(salt:group)[:8] / 2**64 < test_fraction",
+            "rule": "f = sha256(salt:group)[:8] / 2**64; test iff f < test_fraction; "
+            "val iff test_fraction <= f < test_fraction + val_fraction; else train",
             "salt": SPLIT_SALT,
             "group": "base emoji + skin-tone variants, merged when any images have identical RGB pixels; "
             "key = the smallest base image name",
             "merged_groups": merged,
         },
         "split_test_fraction": TEST_FRACTION,
-        "masks": {"kind": MASK_KIND, "seed": MASK_SEED, "rng": "numpy default_rng([seed, index])"},
+        "split_val_fraction": VAL_FRACTION,
+        "masks": {
+            "kind": MASK_KIND,
+            "seed": MASK_SEED,
+            "val_seed": VAL_MASK_SEED,
+            "rng": "numpy default_rng([seed, index])",
+        },
         "pixel_hash": "sha256 of the decoded pixels: numpy.asarray(PIL image).tobytes(), mode as listed",
         "counts": counts,
         "files": files,
@@ -282,13 +324,19 @@ def build(tarball: Path, out: Path) -> dict:
         n_variants=len(images) - len(bases),
         salt=SPLIT_SALT,
         frac=TEST_FRACTION,
+        val_frac=VAL_FRACTION,
+        val_end=round(TEST_FRACTION + VAL_FRACTION, 6),
         n_merged=len(merged),
         n_merged_bases=sum(len(m) for m in merged),
         kind=MASK_KIND,
         seed=MASK_SEED,
-        hole_mean=summary["hole_fraction"]["mean"] * 100,
-        hole_min=summary["hole_fraction"]["min"] * 100,
-        hole_max=summary["hole_fraction"]["max"] * 100,
+        val_seed=VAL_MASK_SEED,
+        hole_mean=summaries["test"]["hole_fraction"]["mean"] * 100,
+        hole_min=summaries["test"]["hole_fraction"]["min"] * 100,
+        hole_max=summaries["test"]["hole_fraction"]["max"] * 100,
+        val_hole_mean=summaries["val"]["hole_fraction"]["mean"] * 100,
+        val_hole_min=summaries["val"]["hole_fraction"]["min"] * 100,
+        val_hole_max=summaries["val"]["hole_fraction"]["max"] * 100,
         own_license_first_line=own_license_first_line,
         own_license=own_license,
         pillow=PIL.__version__,
@@ -338,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = build(args.tarball, args.out)
     c = manifest["counts"]
     log(
-        f"wrote {args.out}: train {c['train']}, test {c['test']}, mask64 {c['mask64']}, "
-        f"masked_image {c['masked_image']} (base emoji {c['base_emoji_train']} / {c['base_emoji_test']})"
+        f"wrote {args.out}: train {c['train']}, val {c['val']}, test {c['test']}, mask64 {c['mask64']}, "
+        f"masked_image {c['masked_image']}, val_mask64 {c['val_mask64']} "
+        f"(base emoji {c['base_emoji_train']} / {c['base_emoji_val']} / {c['base_emoji_test']})"
     )
     return 0
 
@@ -348,8 +397,11 @@ README = """\
 # emoji64: a small inpainting data set in the lab's layout
 
 64x64 RGB emoji images in the layout of the NYCU "MaskGIT for image inpainting" lab data
-(`train/`, `masked_image/`, `mask64/`; here plus `test/` with the ground truth), small enough to ship with
-`maskgit` for demos and tests.
+(`train/`, `masked_image/`, `mask64/`; here plus `test/` with the ground truth and a validation split `val/` with
+its own masks), small enough to ship with `maskgit` for demos and tests.
+
+`val/` is held out of the training emoji for model selection: the default weights (`weights/`) are selected and
+stopped early on `val/` (`val_mask64/` for the transformer) and only reported on `test/`.
 
 ## Attribution and license
 
@@ -359,8 +411,9 @@ npm package `{package}@{version}` (the emoji-data project by Cal Henderson, http
 whose README states: "Android/Google/Noto images, are available under the Apache License 2.0".
 
 Changes made to the images (Apache-2.0 section 4(b)): each image was alpha-composited onto a white background
-and saved as an 8-bit RGB PNG; `masked_image/` also has the pixels under the mask replaced by gray (128).
-`mask64/` (the masks), this README and `manifest.json` were generated by `tools/build_emoji64.py`.
+and saved as an 8-bit RGB PNG; `masked_image/` and `val_masked_image/` also have the pixels under the mask replaced
+by gray (128). `mask64/` and `val_mask64/` (the masks), this README and `manifest.json` were generated by
+`tools/build_emoji64.py`.
 
 The package's own `LICENSE` file is not the images' license: it is the license of the emoji-data project
 ("{own_license_first_line}"), which covers its code and `emoji.json` metadata. From that metadata we use only
@@ -383,16 +436,21 @@ the grouping of skin-tone variants and the image file names listed in `manifest.
   skin-tone variants, and groups that hold pixel-identical images (same sha256 of the RGB pixels after the
   conversion above, e.g. flags sharing artwork under different code points) are merged into one (union-find;
   here {n_merged} merged groups of {n_merged_bases} base emoji, listed under `split.merged_groups` in
-  `manifest.json`). A group goes to `test/` iff the first 8 bytes of
-  `sha256("{salt}:" + its smallest base image file name)`, read as a big-endian integer divided by 2**64, are
-  below {frac}; so a group that merged nothing keeps the side of its base emoji ({groups_train} groups in
-  `train/`, {groups_test} in `test/`). No test image has the pixels of a training image. Within each split the images
-  are numbered in sorted source-file-name order.
+  `manifest.json`). Let f be the first 8 bytes of `sha256("{salt}:" + the group's smallest base image file
+  name)`, read as a big-endian integer divided by 2**64. The group goes to `test/` iff f < {frac}, to `val/` iff
+  {frac} <= f < {val_end} (val fraction {val_frac}), else to `train/`; so a group that merged nothing keeps the side
+  of its base emoji ({groups_train} groups in `train/`, {groups_val} in `val/`, {groups_test} in `test/`). No two
+  splits share an image's pixels (the build checks it). Adding `val/` changed nothing in `test/`, `mask64/` and
+  `masked_image/`; `train/` lost the val groups and was renumbered. Within each split the images are numbered in
+  sorted source-file-name order.
 - Masks: one `{kind}` mask per test image from `maskgit_cli.data.mask_generator.generate_mask` with the generator
   `numpy.random.default_rng([{seed}, index])` (seed {seed}), i.e.
   `maskgit_cli.data.mask_generator.write_masks(test, mask64, "{kind}", {seed}, masked_out=masked_image)`.
   Free-form brush strokes, hole fraction kept in [15%, 40%]
   (here mean {hole_mean:.1f}%, min {hole_min:.1f}%, max {hole_max:.1f}%).
+  The val masks are drawn the same way with seed {val_seed}:
+  `write_masks(val, val_mask64, "{kind}", {val_seed}, masked_out=val_masked_image)`
+  (holes: mean {val_hole_mean:.1f}%, min {val_hole_min:.1f}%, max {val_hole_max:.1f}%).
 - `manifest.json` lists every PNG with the sha256 of its decoded pixels (`numpy.asarray(image).tobytes()`),
   its mode, and its source emoji file (and base emoji). A rebuild is verified by comparing manifests, not PNG
   bytes (those depend on the zlib version).
@@ -402,12 +460,15 @@ the grouping of skin-tone variants and the image file names listed in `manifest.
 | folder | files | content |
 | --- | --- | --- |
 | `train/` | {train} | `image_00000.png` ...: RGB 64x64 training images ({base_emoji_train} base emoji) |
-| `test/` | {test} | `image_000.png` ...: RGB 64x64 ground truth ({base_emoji_test} base emoji) |
+| `val/` | {val} | `image_000.png` ...: RGB 64x64 validation images, for model selection ({base_emoji_val} base emoji) |
+| `val_mask64/` | {val_mask64} | `mask_000.png` ...: the val images' masks (seed {val_seed}), as in `mask64/` |
+| `val_masked_image/` | {val_masked_image} | `image_000.png` ...: val images, holes filled gray (128, 128, 128) |
+| `test/` | {test} | `image_000.png` ...: RGB 64x64 ground truth, only reported ({base_emoji_test} base emoji) |
 | `mask64/` | {mask64} | `mask_000.png` ...: 8-bit grayscale, 0 = hole to inpaint, 255 = known |
 | `masked_image/` | {masked_image} | `image_000.png` ...: test images, holes filled gray (128, 128, 128) |
 
 Pairing is by sorted file name, as in the lab: `masked_image/image_007.png` goes with `mask64/mask_007.png`
-and `test/image_007.png`.
+and `test/image_007.png`; likewise `val_masked_image/`, `val_mask64/` and `val/`.
 """
 
 APACHE_2_0_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
