@@ -147,3 +147,22 @@ def test_dilate_token_mask_rings():
     assert dilate_token_mask(mask[0], 1).shape == (7, 7)
     with pytest.raises(MaskgitError):
         dilate_token_mask(mask, -1)
+
+
+def test_transparent_pixels_of_a_mask_file_are_its_holes(tmp_path):
+    from maskgit_cli.data.masks import alpha_mask
+
+    alpha = np.full((20, 30), 255, np.uint8)
+    alpha[5:10, 5:15] = 0
+    alpha[0, 0] = 127  # half transparent counts as a hole, like a gray value below 128
+    rgba = np.dstack([np.zeros((20, 30, 3), np.uint8), alpha])  # black everywhere: the gray rule would say all hole
+    Image.fromarray(rgba).save(tmp_path / "eraser.png")
+    mask = load_mask(tmp_path / "eraser.png", (20, 30))
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+    assert (mask == 0).sum() == 5 * 10 + 1 and mask[0, 0] == 0 and mask[15, 20] == 255
+    opaque = np.dstack([np.full((20, 30, 3), 255, np.uint8), np.full((20, 30), 255, np.uint8)])
+    Image.fromarray(opaque).save(tmp_path / "opaque.png")  # nothing transparent: read as a gray mask, as before
+    assert (load_mask(tmp_path / "opaque.png") == 255).all()
+    assert alpha_mask(Image.fromarray(opaque)) is None and alpha_mask(Image.new("L", (4, 4))) is None
+    with pytest.raises(MaskgitError, match=r"is 30x20 pixels, expected 64x64"):
+        load_mask(tmp_path / "eraser.png", 64)

@@ -124,7 +124,7 @@ def train_cmd(
     with the same data order, LR schedule and random streams, ending bit-identical to an uninterrupted run
     on CPU. A NaN loss stops with the last good checkpoint kept.
 
-    [bold]Example[/bold]: maskgit train runs/train.tokens --val runs/test.tokens --val-masks data/emoji64/mask64 -o runs/maskgit --preset small --epochs 20
+    [bold]Example[/bold]: maskgit train runs/train.tokens --val runs/val.tokens --val-masks data/emoji64/val_mask64 -o runs/maskgit --preset small --epochs 20
 
     [bold]Several GPUs[/bold]: torchrun --nproc-per-node 4 -m maskgit_cli train runs/train.tokens -o runs/big --preset base
     """

@@ -116,7 +116,7 @@ def train_vqgan_cmd(
     the step, saves and exits 130 (143); --resume RUN then continues bit for bit (on CPU). --max-steps/--epochs
     may be changed when resuming (the LR schedule follows the new length).
 
-    [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o runs/vqgan-emoji64 --preset small --max-steps 6000
+    [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/val -o runs/vqgan-emoji64 --preset small --max-steps 6000
     """
     from maskgit_cli.training.run import resolve_run
     from maskgit_cli.vqgan.train import TrainVQGANConfig, train_vqgan
