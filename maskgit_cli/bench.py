@@ -4,12 +4,16 @@
 matmul FLOPs per image (``MaskGITTransformer.flops_per_image``) -> achieved TFLOP/s, and MFU against the peak
 of a large square matmul in the same precision measured in the same process.
 ``bench_inpaint``: img/s of the whole inpainting path (VQGAN encode, T decode steps, VQGAN decode).
+``bench_tokenize``: img/s of `maskgit tokenize`'s own path (:func:`~maskgit_cli.vqgan.tokens.tokenize_folder`) on
+a folder of PNG files, end to end: PNG decoding in the loader's workers, VQGAN encoding, the cache write.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -24,7 +28,11 @@ def _sync(device: torch.device) -> None:
 
 
 def _dtype(precision: str) -> torch.dtype:
+    """The matmul dtype of a resolved precision (bf16 or fp32; resolve ``auto`` first with
+    :func:`~maskgit_cli.runtime.resolve_precision`)."""
     check_choice(precision, PRECISIONS, "--precision")
+    if precision == "auto":
+        raise ValueError("resolve precision 'auto' first (runtime.resolve_precision)")
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
@@ -46,6 +54,36 @@ def matmul_peak(device: torch.device, precision: str = "bf16", n: int | None = N
         _sync(device)
         best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0))
     return best
+
+
+def make_train_task(
+    preset: str,
+    device: torch.device | str,
+    batch_size: int,
+    precision: str = "bf16",
+    compile: bool = False,
+    total_steps: int = 10,
+    seed: int = 0,
+):
+    """A :class:`~maskgit_cli.transformer.train.TransformerTask` (what `maskgit train` steps) on one batch of
+    random tokens already on ``device``: the step that bench_train times and tests/test_cuda.py runs on a GPU.
+    The same arguments give the same initial weights and tokens."""
+    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+    from maskgit_cli.transformer.train import TrainConfig, TransformerTask
+    from maskgit_cli.vqgan.tokens import TokenCache
+
+    device = torch.device(device)
+    cfg = TrainConfig(
+        preset=preset, batch_size=batch_size, precision=precision, compile=compile, warmup_steps=0, seed=seed
+    )
+    model_cfg = get_preset(preset)
+    torch.manual_seed(seed)
+    model = MaskGITTransformer(model_cfg).to(device)
+    g = torch.Generator().manual_seed(seed)
+    side = int(model_cfg.num_image_tokens**0.5)
+    tokens = torch.randint(0, model_cfg.num_codebook_vectors, (batch_size, side, side), generator=g)
+    cache = TokenCache(tokens, [], "", {}, 64, model_cfg.num_codebook_vectors, False)
+    return TransformerTask(cfg, model, cache, None, None, device, total_steps=total_steps)
 
 
 @dataclass
@@ -76,23 +114,16 @@ def bench_train(
     warmup: int = 3,
 ) -> TrainBench:
     """Time `maskgit train`'s own training step (:meth:`TransformerTask.train_step`: masks, forward, loss,
-    backward, clipping, AdamW) on random tokens already on the device (no data loading)."""
-    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
-    from maskgit_cli.transformer.train import TrainConfig, TransformerTask
-    from maskgit_cli.vqgan.tokens import TokenCache
+    backward, clipping, AdamW) on random tokens already on the device (no data loading). ``precision`` auto is
+    resolved first (bf16 where the hardware has it), and the peak is measured in the precision used."""
+    from maskgit_cli.runtime import resolve_precision
 
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     batch_size = batch_size or (256 if device.type == "cuda" else 32)
     steps = steps or (20 if device.type == "cuda" else 5)
-    cfg = TrainConfig(preset=preset, batch_size=batch_size, precision=precision, compile=compile, warmup_steps=0)
-    model_cfg = get_preset(preset)
-    torch.manual_seed(0)
-    model = MaskGITTransformer(model_cfg).to(device)
-    g = torch.Generator().manual_seed(0)
-    side = int(model_cfg.num_image_tokens**0.5)
-    tokens = torch.randint(0, model_cfg.num_codebook_vectors, (batch_size, side, side), generator=g)
-    cache = TokenCache(tokens, [], "", {}, 64, model_cfg.num_codebook_vectors, False)
-    task = TransformerTask(cfg, model, cache, None, None, device, total_steps=warmup + steps)
+    task = make_train_task(preset, device, batch_size, precision, compile, total_steps=warmup + steps)
+    model = task.model
     indices = torch.arange(batch_size)
     for step in range(warmup):
         task.train_step(indices, step)
@@ -187,4 +218,80 @@ def bench_inpaint(
 
     return InpaintBench(
         str(device), preset, vqgan_preset, batch_size, total_iter, settings.precision, full, timed(decode_only)
+    )
+
+
+@dataclass
+class TokenizeBench:
+    device: str
+    vqgan_preset: str
+    batch_size: int
+    images: int
+    workers: int  # PNG decoding processes of the loader
+    precision: str  # the encoder's, as in `maskgit tokenize`: bf16 autocast on CUDA, fp32 on CPU
+    images_per_second: float  # end to end: files -> token cache on disk
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def write_random_pngs(folder, n: int, size: int = 64, seed: int = 0) -> list[Path]:
+    """n PNGs of uniform RGB noise: the worst case for PNG decoding (noise does not compress), so the img/s
+    measured on them is a floor for real images such as the emoji."""
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        path = folder / f"image_{i:06d}.png"
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path, compress_level=1)
+        paths.append(path)
+    return paths
+
+
+def bench_tokenize(
+    vqgan_preset: str = "small",
+    device: torch.device | str = "cpu",
+    batch_size: int | None = None,
+    images: int | None = None,
+    folder=None,
+    workers: int | None = None,
+) -> TokenizeBench:
+    """img/s of `maskgit tokenize` on ``folder`` (default: ``images`` random PNGs written to a temporary folder)
+    with a randomly initialised VQGAN of ``vqgan_preset`` (speed does not depend on weights).
+
+    One warm-up call on ``batch_size`` other images first (CUDA context, cuDNN plans), then one timed call over the
+    whole folder; the loader's worker start-up is part of the timed call, as it is of every `maskgit tokenize`."""
+    from maskgit_cli.data.images import default_workers
+    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+    from maskgit_cli.vqgan.tokens import tokenize_folder
+
+    device = torch.device(device)
+    if vqgan_preset not in VQGAN_PRESETS:
+        raise MaskgitError(f"--vqgan-preset {vqgan_preset}: expected one of {', '.join(VQGAN_PRESETS)}")
+    cfg = VQGAN_PRESETS[vqgan_preset]
+    batch_size = batch_size or (256 if device.type == "cuda" else 32)
+    workers = default_workers() if workers is None else workers
+    torch.manual_seed(0)
+    vqgan = VQGAN(cfg).eval()
+    with tempfile.TemporaryDirectory(prefix="maskgit-bench-tokenize-") as tmp:
+        tmp = Path(tmp)
+        if folder is None:
+            images = images or (8192 if device.type == "cuda" else 64)
+            folder = tmp / "images"
+            write_random_pngs(folder, images, cfg.img_resolution, seed=0)
+        elif not Path(folder).is_dir():
+            raise MaskgitError(f"--folder {folder}: not a folder of images")
+        write_random_pngs(tmp / "warmup", batch_size, cfg.img_resolution, seed=1)
+        run = dict(batch_size=batch_size, device=device, num_workers=workers, overwrite=True)
+        tokenize_folder(tmp / "warmup", vqgan, tmp / "warmup.tokens", **run)
+        summary = tokenize_folder(folder, vqgan, tmp / "bench.tokens", **run)
+    n = summary.images  # every image of the folder: tokenize_folder fails on an unreadable one
+    precision = "bf16" if device.type == "cuda" else "fp32"  # the VQGAN's own rule (runtime.vqgan_autocast)
+    return TokenizeBench(
+        str(device), vqgan_preset, batch_size, n, workers, precision, n / summary.seconds, summary.seconds
     )

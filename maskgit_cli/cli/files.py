@@ -1,4 +1,4 @@
-"""Files and speed: info, bench train, bench inpaint."""
+"""Files and speed: info, bench train, bench inpaint, bench tokenize."""
 
 from __future__ import annotations
 
@@ -77,8 +77,11 @@ def bench_train_cmd(
         int | None, typer.Option("--batch-size", min=1, help="Default: 256 on CUDA, 32 on CPU.")
     ] = None,
     precision: Annotated[
-        Precision, typer.Option("--precision", help="bf16 autocast (CUDA and CPU) or fp32.")
-    ] = Precision.bf16,
+        Precision,
+        typer.Option(
+            "--precision", help="bf16 autocast, fp32, or auto (bf16 where the hardware computes it natively)."
+        ),
+    ] = Precision.auto,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model first.")] = False,
     steps: Annotated[
         int | None, typer.Option("--steps", min=1, help="Timed steps (default: 20 on CUDA, 5 on CPU).")
@@ -130,4 +133,42 @@ def bench_inpaint_cmd(
     out(
         f"{r.preset} + VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, T={r.total_iter}, {r.precision}: "
         f"{r.images_per_second:,.1f} img/s end to end, {r.decode_only_images_per_second:,.1f} img/s token decoding only"
+    )
+
+
+@command("tokenize", group=bench_app)
+def bench_tokenize_cmd(
+    vqgan_preset: Annotated[VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset.")] = VQGANPreset.small,
+    images: Annotated[
+        int | None,
+        typer.Option(
+            "--images", min=1, help="Random 64x64 PNGs to write and tokenize. Default: 8192 on CUDA, 64 on CPU."
+        ),
+    ] = None,
+    folder: Annotated[
+        Path | None, typer.Option("--folder", help="Tokenize this image folder instead of random PNGs.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Default: 256 on CUDA, 32 on CPU.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=0, help="Image decoding processes (default: by core count).")
+    ] = None,
+    device_name: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tokenize throughput, end to end from PNG files (decoding, VQGAN encoding, cache write) with random weights:
+    `maskgit tokenize`'s own code on a folder of random PNGs (or --folder).
+
+    [bold]Example[/bold]: maskgit bench tokenize --vqgan-preset lab --device cuda --json
+    """
+    from maskgit_cli.bench import bench_tokenize
+
+    r = bench_tokenize(vqgan_preset.value, device(device_name), batch_size, images, folder, workers)
+    if as_json:
+        print_json(r.to_dict())
+        return
+    out(
+        f"VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, {r.precision}, {r.workers} decoding workers: "
+        f"{r.images} PNG files in {r.seconds:.2f} s = {r.images_per_second:,.1f} img/s end to end"
     )
