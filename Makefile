@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: install test test-fast lint format demo weights clean
+.PHONY: install test test-fast lint format demo weights gpu-check clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,web]'
 	touch $(STAMP)
 
 test: install
@@ -35,6 +35,10 @@ demo: install
 # Rebuild every default weight file from data/emoji64 (see weights/README.md for devices and timings).
 weights: install
 	bash tools/make_weights.sh
+
+# Tests, benchmarks and `make weights` on a GPU in one run, results under $$OUT (tools/gpu_check.sh; --dry-run on CPU).
+gpu-check:
+	bash tools/gpu_check.sh
 
 clean:
 	rm -rf runs demo-out .pytest_cache .ruff_cache

@@ -16,6 +16,9 @@ NOT_MODULES = {
     "test_readme": ROOT / "README.md",
     "test_emoji64": ROOT / "tools" / "build_emoji64.py",
     "test_layout": TESTS,
+    # test_cuda: the package's CUDA paths (training, inpainting, resume, torchrun, tokens) on a GPU, across modules
+    "test_cuda": PACKAGE,
+    "test_gpu_check": ROOT / "tools" / "gpu_check.sh",
 }
 
 
@@ -137,6 +140,7 @@ LAYERS = [
     {"decoding"},
     {"evaluation"},
     {"bench"},
+    {"serve"},  # the browser page (maskgit serve) over decoding's Inpainter
     {"cli", "__main__", "__init__"},  # __init__: the lazy `from maskgit_cli import Inpainter`
 ]
 

@@ -164,6 +164,17 @@ def generate_mask(kind: str, rng: np.random.Generator, size: int = 64) -> np.nda
     return _GENERATORS[kind](rng, int(size))
 
 
+def generate_mask_for(kind: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A mask of ``kind`` for an image of any (height, width): drawn square at the longer side, then resized
+    (nearest) to the image; the same as :func:`generate_mask` for a square image."""
+    from PIL import Image
+
+    mask = generate_mask(kind, rng, size=max(height, width))
+    if mask.shape != (height, width):
+        mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+    return mask
+
+
 def mask_rng(seed: int, index: int) -> np.random.Generator:
     """The generator used for mask ``index`` of a run with ``seed``: depends on (seed, index) only."""
     return np.random.default_rng([int(seed), int(index)])

@@ -22,7 +22,7 @@ from PIL import Image
 
 from maskgit_cli.choices import FITS, LAYOUTS, MASK_KINDS, check_choice
 from maskgit_cli.data.images import check_pairs, list_images, read_image, save_image, to_rgb
-from maskgit_cli.data.mask_generator import generate_mask, mask_rng
+from maskgit_cli.data.mask_generator import generate_mask_for, mask_rng
 from maskgit_cli.data.masks import HOLE, alpha_mask, load_mask
 from maskgit_cli.decoding.inpaint import InpaintSettings, with_defaults
 from maskgit_cli.decoding.pipeline import Inpainter, windows_for
@@ -104,9 +104,7 @@ class InpaintInputs(torch.utils.data.Dataset):
                     "they must be the same size"
                 )
         elif self.mask_kind is not None:
-            mask = generate_mask(self.mask_kind, mask_rng(self.mask_seed, i), size=max(h, w))
-            if (h, w) != mask.shape:
-                mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+            mask = generate_mask_for(self.mask_kind, mask_rng(self.mask_seed, i), h, w)
         else:
             mask = alpha_mask(img)
             if mask is None:

@@ -133,8 +133,8 @@ class Inpainter:
         results = [per_sample[k][i] for i in range(len(images)) for k in range(num_samples)]
         pil = [_pil(r.image) for r in results]
         if return_steps:
-            steps = [[_pil(_side_by_side(w)) for w in zip(*r.step_images)] for r in results]
-            masks_out = [[_pil(_side_by_side(w)) for w in zip(*r.step_masks)] for r in results]
+            steps = [[_pil(side_by_side(w)) for w in zip(*r.step_images)] for r in results]
+            masks_out = [[_pil(side_by_side(w)) for w in zip(*r.step_masks)] for r in results]
             return InpaintOutput(pil, steps, masks_out, [r.windows for r in results])
         return pil[0] if single and num_samples == 1 else pil
 
@@ -356,7 +356,7 @@ def _pil_step_callback(on_step: Callable) -> Callable:
     return hook
 
 
-def _side_by_side(tiles) -> np.ndarray:
+def side_by_side(tiles) -> np.ndarray:
     """One window's picture, or several windows' side by side with a gray separator."""
     from maskgit_cli.viz import make_grid
 

@@ -1,0 +1,432 @@
+"""`maskgit serve` (maskgit_cli/serve.py): the page's inputs and messages, the step stream, a server on a free port
+called with gradio_client (the same pixels as Inpainter, known pixels kept, bad input a message), and the page in a
+real browser (Debian's chromium driven by Playwright): open an image, paint a stroke, Inpaint, the result appears."""
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from maskgit_cli.data.mask_generator import generate_mask, mask_rng
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.serve import (
+    MASK_SOURCES,
+    PageSettings,
+    check_port,
+    editor_image,
+    generated_mask,
+    page_mask,
+    read_upload,
+    run_steps,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EMOJI = ROOT / "data" / "emoji64" / "test"
+STARTUP_LIMIT = 30  # seconds: the issue's bound on the 2-core CPU
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The page's inputs, without a server
+
+
+def test_generated_masks_are_the_inpaint_commands():
+    for kind in MASK_SOURCES[1:]:
+        assert (generated_mask(kind, 3, 64, 64) == generate_mask(kind, mask_rng(3, 0), size=64)).all()
+        other = generated_mask(kind, 3, 61, 97)  # any size: drawn at the longer side, resized (nearest)
+        assert other.shape == (61, 97) and set(np.unique(other)) <= {0, 255} and (other == 0).any()
+
+
+def test_the_brush_mask_and_an_empty_one():
+    drawn = np.zeros((20, 30), dtype=bool)
+    with pytest.raises(MaskgitError, match="the mask is empty: paint over what to inpaint"):
+        page_mask("brush", drawn)
+    drawn[5:9, 10:20] = True
+    mask = page_mask("brush", drawn)
+    assert mask.dtype == np.uint8 and (mask[drawn] == 0).all() and (mask[~drawn] == 255).all()
+    with pytest.raises(MaskgitError, match="expected one of brush, stroke"):
+        page_mask("lasso", drawn)
+
+
+def test_the_editors_value():
+    background = np.zeros((10, 12, 4), dtype=np.uint8)
+    background[..., :3] = 40
+    background[..., 3] = 255
+    background[0, 0, 3] = 0  # transparent: flattened on white, as everywhere in the package
+    layer = np.zeros((10, 12, 4), dtype=np.uint8)
+    layer[2:4, 3:6] = (255, 0, 255, 255)
+    layer[8, 8, 3] = 1  # a faint brush edge is still painted
+    pixels, drawn = editor_image({"background": background, "layers": [layer, None], "composite": None})
+    assert pixels.shape == (10, 12, 3) and (pixels[0, 0] == 255).all() and (pixels[5, 5] == 40).all()
+    assert drawn.sum() == 7 and drawn[2:4, 3:6].all() and drawn[8, 8]
+    with pytest.raises(MaskgitError, match="no image: open an image file"):
+        editor_image({"background": None, "layers": [], "composite": None})
+    with pytest.raises(MaskgitError, match="the drawing is 5x5 but the image is 12x10"):
+        editor_image({"background": background, "layers": [np.zeros((5, 5, 4), np.uint8)]})
+    with pytest.raises(MaskgitError, match="12x10 = 120 pixels, more than the page's limit of 100"):
+        editor_image({"background": background, "layers": []}, max_pixels=100)
+
+
+def test_uploads_unreadable_and_too_large(tmp_path):
+    good = tmp_path / "good.png"
+    Image.open(EMOJI / "image_000.png").save(good)
+    assert (read_upload(good) == np.asarray(Image.open(good).convert("RGB"))).all()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(MaskgitError, match=r"^broken.png: not a readable image") as e:
+        read_upload(broken)
+    assert str(tmp_path) not in str(e.value)  # the page names the file, not the server's folders
+    with pytest.raises(MaskgitError, match="64x64 = 4,096 pixels, more than the page's limit of 4,000"):
+        read_upload(good, max_pixels=4000)
+
+
+def test_page_settings_from_the_controls():
+    s = PageSettings.from_page("square", 6.0, 0, "halton", "25", 3.0, 2, "crop")
+    assert s.decoding() == {"schedule": "square", "total_iter": 6, "sweet_spot": None, "sampler": "halton",
+                            "pixel_guidance": 25.0, "seed": 3}  # fmt: skip
+    assert (s.num_samples, s.fit) == (2, "crop")
+    assert PageSettings.from_page("cosine", 8, 5, "confidence", None, None, None, "auto").sweet_spot == 5
+    for args, message in (
+        (("cosine", "eight", 0, "confidence", 50, 0, 1, "auto"), "T \\(total iterations\\) 'eight': not a number"),
+        (("cosine", 8, 1.5, "confidence", 50, 0, 1, "auto"), "sweet spot 1.5: a whole number is needed"),
+        (("cosine", 8, 0, "confidence", 50, 0, 9, "auto"), "samples 9: between 1 and 8"),
+        (("cosine", 8, 0, "confidence", 50, 0, 1, "stretch"), "fit 'stretch': expected one of auto"),
+        (("cosine", 8, 0, "confidence", float("nan"), 0, 1, "auto"), "guidance nan: not a finite number"),
+    ):
+        with pytest.raises(MaskgitError, match=message):
+            PageSettings.from_page(*args)
+
+
+def test_the_command_listens_on_127_0_0_1_port_7860_by_default(cli):
+    from typer.main import get_command
+
+    from maskgit_cli.cli import app
+
+    params = {p.name: p for p in get_command(app).commands["serve"].params}
+    assert params["host"].default == "127.0.0.1" and params["port"].default == 7860
+    assert params["transformer"].default is None and params["vqgan"].default is None  # the shipped weights
+    assert params["lab"].default is False and "batch_size" not in params
+    r = cli("serve", "--port", "0")
+    assert r.exit_code == 2 and "--port" in r.stderr
+
+
+def test_a_busy_port_is_refused_before_anything_loads():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(MaskgitError, match=f"^port {port} on 127.0.0.1 is busy .*: pass another --port$"):
+            check_port("127.0.0.1", port)
+    check_port("127.0.0.1", port)  # free again
+    with pytest.raises(MaskgitError, match="--host no.such.host.invalid: not a known address"):
+        check_port("no.such.host.invalid", port)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The step stream, in-process
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from maskgit_cli.decoding.pipeline import Inpainter
+
+    return Inpainter.from_pretrained(device="cpu")
+
+
+def _emoji(name: str) -> np.ndarray:
+    return np.array(Image.open(EMOJI / name).convert("RGB"))
+
+
+@pytest.mark.slow
+def test_run_steps_streams_every_step_then_the_inpainters_pixels(pipe):
+    from maskgit_cli.serve import Step, _still_masked
+
+    image, mask = _emoji("image_002.png"), generated_mask("box", 0, 64, 64)
+    events = list(run_steps(pipe, image, mask, num_samples=2, total_iter=5, seed=1))
+    steps, results = events[:-1], events[-1]
+    assert all(isinstance(s, Step) for s in steps)
+    assert [(s.sample, s.step) for s in steps] == [(k, t) for k in range(2) for t in range(1, 6)]
+    assert all(s.image.size == (64, 64) and s.mask.size == (64, 64) for s in steps)
+    assert np.asarray(steps[0].mask).min() == 0 and np.asarray(steps[4].mask).min() == 255  # all known at the end
+    direct = pipe(image, mask, num_samples=2, total_iter=5, seed=1)
+    assert len(results) == 2 and all((np.asarray(a) == np.asarray(b)).all() for a, b in zip(results, direct))
+
+    # a larger image with two groups of holes: two windows, shown side by side; counts summed as `inpaint` reports
+    wide = np.array(Image.fromarray(image).resize((300, 200), Image.BICUBIC))
+    holes = np.zeros((200, 300), dtype=bool)
+    holes[20:40, 20:50] = holes[150:180, 230:280] = True
+    events = list(run_steps(pipe, wide, np.where(holes, 0, 255).astype(np.uint8), total_iter=4))
+    filled = pipe.fill([wide], [holes], total_iter=4)[0]
+    assert len(filled.windows) == 2 and all(s.image.size == (64 * 2 + 6, 68) for s in events[:-1])
+    assert [_still_masked(s.mask, 4) for s in events[:-1]] == filled.still_masked
+    assert (np.asarray(events[-1][0]) == filled.image).all()
+
+    stream = run_steps(pipe, image, mask, total_iter=16)  # the page stops listening: the decode stops too
+    assert next(stream).step == 1
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "maskgit-serve-decode"]
+
+    with pytest.raises(MaskgitError, match="too small to inpaint"):
+        list(run_steps(pipe, image[:10, :10], mask[:10, :10]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A server on a free port, as `maskgit serve` runs it
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`maskgit serve --port P --device cpu` in a subprocess, in an empty working folder; stopped with SIGTERM at
+    the end, which must remove its temporary folder, leave the working folder empty and log no traceback."""
+    pytest.importorskip("gradio", reason="needs the web extra: pip install -e '.[dev,web]'")
+    cwd = tmp_path_factory.mktemp("serve-cwd")
+    logs = tmp_path_factory.mktemp("serve-logs")
+    port = _free_port()
+    # torch's CPU results depend on its thread count: the server uses this process's (1 under pytest, conftest)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    env.pop("MASKGIT_DEBUG", None)
+    start = time.perf_counter()
+    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "maskgit_cli", "serve", "--port", str(port), "--device", "cpu"],
+            cwd=cwd,
+            stdout=out,
+            stderr=err,
+            env=env,
+        )
+    try:
+        while "serving on" not in (logs / "stdout").read_text():
+            if proc.poll() is not None or time.perf_counter() - start > 120:
+                pytest.fail(f"maskgit serve did not start: {(logs / 'stderr').read_text()}")
+            time.sleep(0.1)
+        startup = time.perf_counter() - start
+        line = (logs / "stdout").read_text().strip()
+        folder = Path(line.split("uploads in ")[1].split(",")[0])
+        yield SimpleNamespace(
+            url=f"http://127.0.0.1:{port}", port=port, line=line, folder=folder, startup=startup, logs=logs, cwd=cwd
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    stderr = (logs / "stderr").read_text()
+    assert code == 0, stderr
+    assert not folder.exists(), "the temporary folder outlived the server"
+    assert list(cwd.iterdir()) == [], "the server wrote into its working folder"
+    assert "Traceback" not in stderr, stderr
+
+
+@pytest.fixture
+def client(server, tmp_path):
+    from gradio_client import Client
+
+    return Client(server.url + "/", download_files=str(tmp_path / "downloads"), verbose=False)
+
+
+def _editor(background: Path, layer: Path | None = None) -> dict:
+    """The image editor's value as the page sends it: the image and the brush's layer (RGBA, painted = opaque)."""
+    from gradio_client import handle_file
+
+    layers = [handle_file(str(layer))] if layer else []
+    return {"background": handle_file(str(background)), "layers": layers, "composite": None}
+
+
+def _inpaint(client, editor, source="brush", mask_seed=0, schedule="cosine", total_iter=8, sweet_spot=0,
+             sampler="confidence", guidance=50, seed=0, num_samples=1, fit="auto"):  # fmt: skip
+    """The Inpaint button through the page's API: (status, result, samples, downloads by name)."""
+    out = client.predict(editor, source, mask_seed, schedule, total_iter, sweet_spot, sampler, guidance, seed,
+                         num_samples, fit, api_name="/inpaint")  # fmt: skip
+    status, result, gallery, files = out[3], out[4], out[5], out[6]
+    samples = [g["image"] if isinstance(g, dict) else g for g in gallery or []]
+    return status, result, samples, {Path(f).name: Path(f) for f in files}
+
+
+@pytest.mark.slow
+def test_it_starts_on_127_0_0_1_within_30_seconds(server):
+    assert server.line.startswith(f"serving on http://127.0.0.1:{server.port} (Ctrl-C stops; uploads in ")
+    assert server.folder.is_dir() and server.folder.name.startswith("maskgit-serve-")
+    assert server.startup < STARTUP_LIMIT, f"started in {server.startup:.1f} s"
+
+
+@pytest.mark.slow
+def test_the_page_gives_the_inpainters_pixels(server, client, pipe, tmp_path):
+    image_path = EMOJI / "image_005.png"
+    layer = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).line([(8, 12), (30, 30), (52, 40)], fill=(255, 0, 255, 255), width=7)
+    layer.save(tmp_path / "layer.png")
+    start = time.perf_counter()
+    status, result, samples, files = _inpaint(
+        client, _editor(image_path, tmp_path / "layer.png"), schedule="square", total_iter=6, seed=3, num_samples=2
+    )
+    seconds = time.perf_counter() - start
+    assert status.startswith("Done in ") and "64x64" in status and "2 result(s)" in status
+
+    image = Image.open(image_path)
+    mask = np.where(np.asarray(layer)[..., 3] > 0, 0, 255).astype(np.uint8)
+    direct = pipe(image, mask, num_samples=2, schedule="square", total_iter=6, seed=3)
+    page = [np.asarray(Image.open(p).convert("RGB")) for p in (files["result_0.png"], files["result_1.png"])]
+    assert all((a == np.asarray(b)).all() for a, b in zip(page, direct)), "the page and Inpainter differ"
+    assert (np.asarray(Image.open(result).convert("RGB")) == page[0]).all()
+    assert len(samples) == 2 and (np.asarray(Image.open(samples[1]).convert("RGB")) == page[1]).all()
+    known = mask == 255
+    assert page[0].shape == (64, 64, 3) and (page[0][known] == np.asarray(image.convert("RGB"))[known]).all()
+    assert (page[0][~known] != np.asarray(image.convert("RGB"))[~known]).any()
+
+    assert (np.asarray(Image.open(files["mask.png"])) == mask).all()
+    assert (np.asarray(Image.open(files["input.png"])) == np.asarray(image.convert("RGB"))).all()
+    report = json.loads(files["report.json"].read_text())
+    assert report["results"] == ["result_0.png", "result_1.png"] and report["num_samples"] == 2
+    assert report["settings"]["decode"]["schedule"] == "square" and report["settings"]["decode"]["seed"] == 3
+    assert report["settings"]["decode"]["total_iter"] == 6 and report["settings"]["pixel_guidance"] == 50
+    assert report["input"] == {"file": "input.png", "width": 64, "height": 64}
+    assert report["mask"]["hole_pixels"] == int((~known).sum())
+    assert len(report["still_masked"]) == 6 and report["still_masked"][-1] == 0
+    assert report["transformer"].endswith("maskgit-emoji64.safetensors")
+    print(f"64x64, T=6, 2 samples: {report['seconds']:.2f} s decoding, {seconds:.2f} s through the page")
+
+
+@pytest.mark.slow
+def test_any_size_image_with_a_generated_mask(server, client, pipe, tmp_path):
+    image = Image.open(EMOJI / "image_009.png").convert("RGB").resize((97, 61), Image.BICUBIC)
+    image.save(tmp_path / "wide.png")
+    status, result, samples, files = _inpaint(client, _editor(tmp_path / "wide.png"), "box", 2, total_iter=4)
+    assert "97x61" in status and samples == []
+    mask = generated_mask("box", 2, 61, 97)
+    got = np.asarray(Image.open(files["result.png"]))
+    assert got.shape == (61, 97, 3) and (got == np.asarray(pipe(image, mask, total_iter=4))).all()
+    assert (got[mask == 255] == np.asarray(image)[mask == 255]).all()
+    assert json.loads(files["report.json"].read_text())["input"] == {"file": "input.png", "width": 97, "height": 61}
+
+
+@pytest.mark.slow
+def test_bad_input_is_a_message_on_the_page_and_the_server_keeps_serving(server, client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    image = EMOJI / "image_000.png"
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(tmp_path / "nothing.png")
+    with pytest.raises(AppError, match="^the mask is empty: paint over what to inpaint with the brush"):
+        _inpaint(client, _editor(image, tmp_path / "nothing.png"))
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(AppError, match="^broken.png: not a readable image"):
+        client.predict(handle_file(str(tmp_path / "broken.png")), api_name="/open_file")
+    Image.new("RGB", (4097, 4096), (10, 20, 30)).save(tmp_path / "huge.png")
+    with pytest.raises(AppError, match="4097x4096 = 16,781,312 pixels, more than the page's limit of 16,777,216"):
+        client.predict(handle_file(str(tmp_path / "huge.png")), api_name="/open_file")
+    with pytest.raises(AppError, match="more than the page's limit"):
+        _inpaint(client, _editor(tmp_path / "huge.png"), "box")
+    with pytest.raises(AppError, match="--sweet-spot 9: must be between 1 and --total-iter \\(8\\)"):
+        _inpaint(client, _editor(image), "half", sweet_spot=9)
+
+    editor, status = client.predict("image_001.png", api_name="/example")  # still serving
+    assert status.startswith("Opened emoji64 test image image_001.png")
+    assert (np.asarray(Image.open(editor["value"]["background"]).convert("RGB")) == _emoji("image_001.png")).all()
+    editor, status = client.predict(handle_file(str(image)), api_name="/open_file")
+    assert status == "Opened image_000.png: 64x64. Paint the hole, then Inpaint."
+    log = (server.logs / "stderr").read_text()
+    assert "page: the mask is empty" in log and "page: broken.png: not a readable image" in log
+    assert "Traceback" not in log
+
+
+@pytest.mark.slow
+def test_a_second_server_on_the_same_port_is_one_error_line(server):
+    r = subprocess.run(
+        [sys.executable, "-m", "maskgit_cli", "serve", "--port", str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1
+    expected = f"Error: port {server.port} on 127.0.0.1 is busy (another server is using it): pass another --port"
+    assert r.stderr.strip().splitlines() == [expected] and r.stdout == ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# In a real browser
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+# Every text the status line shows, in order (the steps stream by faster than a test polls).
+WATCH_STATUS = """() => {
+    const status = document.querySelector('#status');
+    window.statuses = [];
+    new MutationObserver(() => window.statuses.push(status.innerText.trim()))
+        .observe(status, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+@pytest.mark.slow
+def test_the_page_in_a_browser(server, tmp_path):
+    """Open an image, paint a stroke, ask for 2 samples, press Inpaint: steps stream, the result appears, known
+    pixels are kept. The screenshot goes to docs/serve.png with MASKGIT_UPDATE_SCREENSHOT=1 (the README's)."""
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install -y chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    name = "image_007.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)  # a loaded 2-core CI machine runs other tests beside this one
+            page.goto(server.url + "/")
+            page.wait_for_selector("#inpaint")
+            page.locator("input[type=file][data-testid$='-upload-button']").set_input_files(str(EMOJI / name))
+            page.wait_for_function("document.querySelector('#status').innerText.includes('Opened')")
+            page.wait_for_timeout(500)
+            box = page.locator("#editor canvas").first.bounding_box()
+            x, y = box["x"] + box["width"] / 2 - 100, box["y"] + box["height"] / 2 - 40
+            page.mouse.move(x, y)
+            page.mouse.down()
+            for k in range(1, 21):
+                page.mouse.move(x + 10 * k, y + 4 * k)
+            page.mouse.up()
+            page.locator("#num-samples input[type=number]").fill("2")
+            page.locator("#num-samples input[type=number]").press("Enter")
+            page.evaluate(WATCH_STATUS)
+            page.locator("#inpaint").click()
+            page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')", timeout=120_000)
+            seen = page.evaluate("window.statuses")
+            assert "Step 8/8 of sample 2/2..." in seen and seen.index("Step 1/8 of sample 1/2...") < len(seen) - 1, seen
+            assert page.locator("#result img").is_visible() and page.locator("#step-mask img").is_visible()
+            links = page.locator("#downloads a[download]")
+            href = {links.nth(i).get_attribute("download"): links.nth(i).get_attribute("href") for i in range(5)}
+            assert sorted(href) == ["input.png", "mask.png", "report.json", "result_0.png", "result_1.png"]
+
+            def fetch(file):
+                return np.asarray(Image.open(io.BytesIO(page.request.get(href[file]).body())))
+
+            result, mask = fetch("result_0.png"), fetch("mask.png")
+            assert result.shape == (64, 64, 3) and 50 < (mask == 0).sum() < 4096 - 50  # the stroke made a hole
+            assert (result[mask == 255] == _emoji(name)[mask == 255]).all()
+            page.evaluate("window.scrollTo(0, 0)")
+            update = os.environ.get("MASKGIT_UPDATE_SCREENSHOT") == "1"
+            shot = ROOT / "docs" / "serve.png" if update else tmp_path / "serve.png"
+            page.screenshot(path=str(shot), full_page=False)
+            assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
