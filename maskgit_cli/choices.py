@@ -9,9 +9,10 @@ from __future__ import annotations
 
 DEVICES = ("auto", "cpu", "cuda")
 
-# Training precisions; decoding also takes "auto" (bf16 on CUDA, fp32 on CPU).
-PRECISIONS = ("bf16", "fp32")
-DECODE_PRECISIONS = ("auto", *PRECISIONS)
+# Autocast precisions of training and decoding: auto = bf16 where the hardware computes it natively (CUDA, CPUs with
+# AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is about 3x slower than fp32 there; docs/machines.md).
+PRECISIONS = ("auto", "bf16", "fp32")
+DECODE_PRECISIONS = PRECISIONS
 
 # Mask schedules gamma(r) (docs/decoding.md, "Mask schedules"): canonical names, then the aliases the official
 # code and the lab use. The formulas live in maskgit_cli.schedules.

@@ -28,13 +28,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: torch.device, precision: str = "bf16"):
-    """bf16 autocast on CUDA and CPU (1.7x faster training on a 2-core CPU, docs/machines.md); fp32 = no
-    autocast, also inside an outer autocast (a VQGAN decode within the transformer's bf16 region stays fp32);
-    auto = bf16 on CUDA, fp32 on CPU."""
+def native_bf16(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Does ``device`` compute bf16 natively? CUDA GPUs that support it, and CPUs with AVX512-BF16 or AMX-BF16
+    (AMD EPYC Zen 4+, Intel Xeon Sapphire Rapids+); elsewhere bf16 is emulated, and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 where the device computes it natively (:func:`native_bf16`), else fp32."""
+    check_choice(precision, DECODE_PRECISIONS, "--precision")
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def vqgan_autocast(device: torch.device):
+    """The VQGAN's rule, whatever the options: bf16 on CUDA, fp32 on CPU, so that tokens from a CPU are the same on
+    every CPU kind (bf16 or not)."""
+    return autocast(device, "bf16" if device.type == "cuda" else "fp32")
+
+
+def autocast(device: torch.device, precision: str = "bf16"):
+    """bf16 autocast on CUDA and CPU; fp32 = no autocast, also inside an outer autocast (a VQGAN decode within the
+    transformer's bf16 region stays fp32); auto = :func:`resolve_precision`."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return torch.autocast(device_type=device.type, enabled=False)
-    check_choice(precision, DECODE_PRECISIONS, "--precision")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

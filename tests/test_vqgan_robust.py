@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from maskgit_cli.vqgan.robust import RobustConfig, measure_context_fidelity, robust_vqgan, step_holes
+from maskgit_cli.vqgan.robust import RobustConfig, mask_bank, measure_context_fidelity, robust_vqgan, step_holes
 from maskgit_cli.weights import load_model, read_metadata, read_tensors
 
 
@@ -44,8 +44,10 @@ def test_resume_is_exact(tmp_path, make_images, tiny_vqgan_file):
 
 def test_fidelity_is_one_when_holes_change_nothing(tiny_vqgan):
     images = (torch.rand(3, 3, 64, 64) * 255).to(torch.uint8)
-    holes = step_holes(0, 0, 3, 64)
-    assert holes.any() and torch.equal(holes, step_holes(0, 0, 3, 64))  # a pure function of (seed, step, row)
+    bank = mask_bank(0, 5, 64)
+    assert torch.equal(bank, mask_bank(0, 5, 64))  # a pure function of (seed, n)
+    holes = step_holes(bank, 1, 3)
+    assert holes.any() and torch.equal(holes, bank[[3, 4, 0]])  # taken in turn, around the bank
     none = torch.zeros_like(holes)
     fidelity, kept = measure_context_fidelity(tiny_vqgan, tiny_vqgan, images, none)
     assert fidelity == 1.0 and kept == 1.0

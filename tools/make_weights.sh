@@ -2,8 +2,14 @@
 # Rebuild every default weight file in weights/ from data/emoji64 (`make weights`).
 #
 #   DEVICE=auto|cpu|cuda  (default auto: cuda when available)    PYTHON=.venv/bin/python    RUNS=runs
+#   WEIGHTS_DIR=weights   DATA=data/emoji64 (train/; val/ + val_mask64/ select the checkpoints; test/ is only reported)
+#   SETTINGS=auto|cpu|gpu (default auto: the GPU settings on cuda): which of the two sizings below to use
+#   Quick runs (tools/gpu_check.sh --dry-run): PRESET (both models), VQGAN_STEPS, VQGAN_BATCH, ROBUST_STEPS,
+#   ROBUST_BATCH, MASKGIT_STEPS, MASKGIT_BATCH override the settings below when set (the defaults are the settings
+#   as written). MASKED_COPIES (default 2) and COPIES_RATIO (default 0.5): context-corrupted training (stage 3).
+#   Precision: auto everywhere (bf16 where the hardware computes it natively, fp32 elsewhere).
 #
-# Each stage trains into $RUNS/<name>/ and copies the run's best checkpoint into weights/. A stage whose run
+# Each stage trains into $RUNS/<name>/ and copies the run's best checkpoint into $WEIGHTS_DIR/. A stage whose run
 # folder already holds a checkpoint is resumed (--resume continues exactly; a finished run returns at once),
 # so an interrupted `make weights` can simply be restarted. Delete $RUNS/<name>/ to train from scratch.
 set -euo pipefail
@@ -11,27 +17,47 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
 RUNS=${RUNS:-runs}
+WEIGHTS_DIR=${WEIGHTS_DIR:-weights}
+DATA=${DATA:-data/emoji64}
 DEVICE=${DEVICE:-auto}
 if [[ "$DEVICE" == auto ]]; then
   DEVICE=$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
 fi
-if [[ ! -d data/emoji64/train || ! -d data/emoji64/test ]]; then
-  echo "data/emoji64 is missing: build it first with '$PYTHON tools/build_emoji64.py'" >&2
+SETTINGS=${SETTINGS:-auto}
+if [[ "$SETTINGS" == auto ]]; then
+  SETTINGS=$([[ "$DEVICE" == cuda* ]] && echo gpu || echo cpu)
+fi
+if [[ "$SETTINGS" != cpu && "$SETTINGS" != gpu ]]; then
+  echo "SETTINGS=$SETTINGS: expected auto, cpu or gpu" >&2
   exit 1
 fi
-mkdir -p "$RUNS" weights
+if [[ ! -d $DATA/train || ! -d $DATA/val || ! -d $DATA/val_mask64 || ! -d $DATA/test ]]; then
+  echo "$DATA is missing: build it first with '$PYTHON tools/build_emoji64.py'" >&2
+  exit 1
+fi
+mkdir -p "$RUNS" "$WEIGHTS_DIR"
 maskgit() { "$PYTHON" -m maskgit_cli "$@"; }
+# The overrides, as flags appended after a stage's settings (the last of a repeated option wins).
+VQGAN_OVERRIDES=(${PRESET:+--preset "$PRESET"} ${VQGAN_BATCH:+--batch-size "$VQGAN_BATCH"}
+  ${VQGAN_STEPS:+--max-steps "$VQGAN_STEPS"})
+MASKGIT_OVERRIDES=(${PRESET:+--preset "$PRESET"} ${MASKGIT_BATCH:+--batch-size "$MASKGIT_BATCH"}
+  ${MASKGIT_STEPS:+--max-steps "$MASKGIT_STEPS"})
+ROBUST_OVERRIDES=(${ROBUST_BATCH:+--batch-size "$ROBUST_BATCH"} ${ROBUST_STEPS:+--max-steps "$ROBUST_STEPS"})
+MASKED_COPIES=${MASKED_COPIES:-2}
+COPIES_RATIO=${COPIES_RATIO:-0.5}
 
 # ---------------------------------------------------------------------------------------------------------
-# 1. VQGAN -> weights/vqgan-emoji64.safetensors
+# 1. VQGAN -> $WEIGHTS_DIR/vqgan-emoji64.safetensors
 #
-# CPU (2 cores, bf16 autocast): the `small` preset (2.8M parameters, 11 MB), batch 16, 3000 steps (~14 epochs),
+# CPU (2 cores): the `small` preset (2.8M parameters, 11 MB), batch 16, 3000 steps (~14 epochs),
 #   about 20 min on an idle 2-core CPU, longer when the CPU is shared.
-# CUDA: the same `small` preset (the file must stay <= 25 MB: `base`, 13M parameters, would be 52 MB), with a GPU
-#   sized batch of 64 and 4x the images seen (15000 steps, ~285 epochs). These GPU settings have not been run yet.
-if [[ "$DEVICE" == cuda* ]]; then
+# CUDA: the same `small` preset (the file must stay <= 25 MB: `base`, 13M parameters, would be 52 MB), batch 128,
+#   4000 steps: 512k images (~150 epochs), 10x what the CPU run saw. Sized for about 2 minutes on an H100 from the
+#   FLOP count (11 GFLOP per training image) at an assumed 50-100 TFLOP/s for these small bf16 convolutions; not
+#   run yet (tools/gpu_check.sh runs it first).
+if [[ "$SETTINGS" == gpu ]]; then
   VQGAN_RUN=$RUNS/vqgan-emoji64-gpu
-  VQGAN_ARGS=(--preset small --batch-size 64 --lr 8e-4 --warmup-steps 500 --max-steps 15000 --eval-every 1000)
+  VQGAN_ARGS=(--preset small --batch-size 128 --lr 8e-4 --warmup-steps 300 --max-steps 4000 --eval-every 1000)
 else
   VQGAN_RUN=$RUNS/vqgan-emoji64
   VQGAN_ARGS=(--preset small --batch-size 16 --lr 5e-4 --warmup-steps 200 --max-steps 3000 --eval-every 500)
@@ -40,29 +66,52 @@ echo "== VQGAN: $VQGAN_RUN on $DEVICE" >&2
 if [[ -f "$VQGAN_RUN/state.safetensors" ]]; then
   maskgit train-vqgan --resume "$VQGAN_RUN"
 else
-  maskgit train-vqgan data/emoji64/train --val data/emoji64/test -o "$VQGAN_RUN" "${VQGAN_ARGS[@]}" \
-    --precision bf16 --seed 0 --device "$DEVICE"
+  maskgit train-vqgan "$DATA/train" --val "$DATA/val" -o "$VQGAN_RUN" "${VQGAN_ARGS[@]}" \
+    --precision auto --seed 0 --device "$DEVICE" "${VQGAN_OVERRIDES[@]}"
 fi
-cp "$VQGAN_RUN/best.safetensors" weights/vqgan-emoji64.safetensors
-maskgit reconstruct data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o "$RUNS/vqgan-emoji64-recon" \
-  --device "$DEVICE" --json > "$RUNS/vqgan-emoji64-recon.json"
-echo "== weights/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoji64-recon.json" >&2
 
 # ---------------------------------------------------------------------------------------------------------
-# 2. Transformer -> weights/maskgit-emoji64.safetensors
+# 2. Mask-robust encoder (robust-vqgan, issue 13): fine-tune the encoder of that VQGAN so that holes change no
+# token outside the region inpainting regenerates (codebook and decoder frozen; selected on the context fidelity
+# of val/). CPU: batch 8, 600 steps (about 15 min on an idle 2-core CPU, estimated). CUDA: batch 64, 1500 steps.
+if [[ "$SETTINGS" == gpu ]]; then
+  ROBUST_RUN=$RUNS/vqgan-emoji64-robust-gpu
+  ROBUST_ARGS=(--batch-size 64 --lr 2e-4 --warmup-steps 100 --max-steps 1500 --eval-every 500)
+else
+  ROBUST_RUN=$RUNS/vqgan-emoji64-robust
+  ROBUST_ARGS=(--batch-size 8 --lr 1e-4 --warmup-steps 50 --max-steps 600 --eval-every 150)
+fi
+echo "== robust encoder: $ROBUST_RUN on $DEVICE" >&2
+if [[ -f "$ROBUST_RUN/state.safetensors" ]]; then
+  maskgit robust-vqgan --resume "$ROBUST_RUN"
+else
+  maskgit robust-vqgan "$DATA/train" --vqgan "$VQGAN_RUN/best.safetensors" --val "$DATA/val" -o "$ROBUST_RUN" \
+    "${ROBUST_ARGS[@]}" --hole-blind --precision auto --seed 0 --device "$DEVICE" "${ROBUST_OVERRIDES[@]}"
+fi
+cp "$ROBUST_RUN/best.safetensors" "$WEIGHTS_DIR/vqgan-emoji64.safetensors"
+maskgit reconstruct "$DATA/test" --vqgan "$WEIGHTS_DIR/vqgan-emoji64.safetensors" -o "$RUNS/vqgan-emoji64-recon" \
+  --device "$DEVICE" --json > "$RUNS/vqgan-emoji64-recon.json"
+echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoji64-recon.json" >&2
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Transformer -> $WEIGHTS_DIR/maskgit-emoji64.safetensors
 #
-# The token caches come from the VQGAN just copied into weights/ (training flips included, as in `--flip`);
+# The token caches come from the VQGAN just copied into $WEIGHTS_DIR/ (training flips included, as in `--flip`);
 # tokenize also sums the pixels under every code, and train stores the means in the transformer file
-# (aux.code_patches, for known-pixel guidance).
-# CPU: the `small` preset (3.8M parameters, 15 MB), batch 64, lr 1e-3, 2400 steps (~23 epochs of 6,742 grids).
-# CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 8000 steps (~300 epochs); not run yet.
-maskgit tokenize data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors -o "$RUNS/emoji64-train.tokens" \
-  --flip --device "$DEVICE" --overwrite
-maskgit tokenize data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o "$RUNS/emoji64-test.tokens" \
-  --device "$DEVICE" --overwrite
-if [[ "$DEVICE" == cuda* ]]; then
+# (aux.code_patches, for known-pixel guidance). The training cache also holds $MASKED_COPIES masked copies of every
+# grid (holes filled as inpainting fills them), and a share $COPIES_RATIO of the grids trains on them (docs/decoding.md,
+# "Training on what inpainting sees"); checkpoints are selected on val/ under its stroke masks (val_mask64/).
+# CPU: the `small` preset (3.8M parameters, 15 MB), batch 64, lr 1e-3, 2400 steps (~25 epochs of 6,114 grids).
+# CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 6000 steps (~230 epochs, 10x the CPU run's
+#   samples). Sized for about 2 minutes on an H100 (6.1 GFLOP per training sample, memory-bound elementwise work at
+#   dim 256); not run yet (tools/gpu_check.sh runs it first).
+maskgit tokenize "$DATA/train" --vqgan "$WEIGHTS_DIR/vqgan-emoji64.safetensors" -o "$RUNS/emoji64-train.tokens" \
+  --flip --masked-copies "$MASKED_COPIES" --device "$DEVICE" --overwrite
+maskgit tokenize "$DATA/val" --vqgan "$WEIGHTS_DIR/vqgan-emoji64.safetensors" -o "$RUNS/emoji64-val.tokens" \
+  --masked-copies 1 --mask-seed 1 --device "$DEVICE" --overwrite
+if [[ "$SETTINGS" == gpu ]]; then
   MASKGIT_RUN=$RUNS/maskgit-emoji64-gpu
-  MASKGIT_ARGS=(--preset small --batch-size 256 --lr 1e-3 --warmup-steps 500 --max-steps 8000 --eval-every 500)
+  MASKGIT_ARGS=(--preset small --batch-size 256 --lr 1e-3 --warmup-steps 300 --max-steps 6000 --eval-every 500)
 else
   MASKGIT_RUN=$RUNS/maskgit-emoji64
   MASKGIT_ARGS=(--preset small --batch-size 64 --lr 1e-3 --warmup-steps 100 --max-steps 2400 --eval-every 200)
@@ -71,9 +120,9 @@ echo "== transformer: $MASKGIT_RUN on $DEVICE" >&2
 if [[ -f "$MASKGIT_RUN/state.safetensors" ]]; then
   maskgit train --resume "$MASKGIT_RUN"
 else
-  maskgit train "$RUNS/emoji64-train.tokens" --val "$RUNS/emoji64-test.tokens" --val-masks data/emoji64/mask64 \
-    -o "$MASKGIT_RUN" "${MASKGIT_ARGS[@]}" --mask-ratio cosine --label-smoothing 0.1 --precision bf16 --seed 0 \
-    --device "$DEVICE"
+  maskgit train "$RUNS/emoji64-train.tokens" --val "$RUNS/emoji64-val.tokens" --val-masks "$DATA/val_mask64" \
+    -o "$MASKGIT_RUN" "${MASKGIT_ARGS[@]}" --mask-ratio cosine --label-smoothing 0.1 --copies-ratio "$COPIES_RATIO" \
+    --precision auto --seed 0 --device "$DEVICE" "${MASKGIT_OVERRIDES[@]}"
 fi
-cp "$MASKGIT_RUN/best.safetensors" weights/maskgit-emoji64.safetensors
-echo "== weights/maskgit-emoji64.safetensors: validation in $MASKGIT_RUN/metrics.jsonl" >&2
+cp "$MASKGIT_RUN/best.safetensors" "$WEIGHTS_DIR/maskgit-emoji64.safetensors"
+echo "== $WEIGHTS_DIR/maskgit-emoji64.safetensors: validation in $MASKGIT_RUN/metrics.jsonl" >&2

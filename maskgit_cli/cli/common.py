@@ -310,9 +310,9 @@ DECODE = OptionGroup(
                 DecodePrecision,
                 _opt(
                     "--precision",
-                    help="The transformer's autocast: bf16 (CUDA and CPU: about 2x faster than fp32 on a CPU too), "
-                    "fp32, or auto (bf16 on CUDA, fp32 on CPU). Batching does not change the decoded tokens in "
-                    "either (tested on CPU).",
+                    help="The transformer's autocast: bf16 (fast on CUDA and on CPUs with native bf16), fp32, or auto "
+                    "(bf16 where the hardware computes it natively, fp32 elsewhere). Batching does not change the "
+                    "decoded tokens in either (tested on CPU).",
                 ),
             ],
             DecodePrecision.bf16,
@@ -446,7 +446,12 @@ LOOP = OptionGroup(
         "warmup_steps": (Annotated[int | None, _opt("--warmup-steps", min=0, help="Linear warmup steps.")], None),
         "precision": (
             Annotated[
-                Precision | None, _opt("--precision", help="bf16 autocast (CUDA and CPU) or fp32. \\[default: bf16]")
+                Precision | None,
+                _opt(
+                    "--precision",
+                    help="bf16 autocast, fp32, or auto: bf16 where the hardware computes it natively (CUDA, CPUs with "
+                    "AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower). \\[default: auto]",
+                ),
             ],
             None,
         ),

@@ -29,7 +29,7 @@ from maskgit_cli.data.masks import token_mask_for
 from maskgit_cli.decoding.decode import DecodeSettings, check_total_iter, decode_tokens
 from maskgit_cli.decoding.guidance import code_patches_for, fallback_code_patches, known_pixel_bias
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.runtime import autocast
+from maskgit_cli.runtime import autocast, vqgan_autocast
 from maskgit_cli.vqgan.code_patches import CodePatches, vqgan_code_patches
 
 
@@ -185,7 +185,7 @@ class EncodedInputs:
 @torch.no_grad()
 def encode_inputs(vqgan, images: torch.Tensor, holes: torch.Tensor, settings: InpaintSettings) -> EncodedInputs:
     """Steps 1-2: fill the holes with gray, VQGAN-encode, and pick the tokens to generate (token rule, dilate)."""
-    with autocast(images.device, "auto"):
+    with vqgan_autocast(images.device):
         tokens = vqgan.encode_masked(images, holes).flatten(1)
     return EncodedInputs(
         tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings.token_mask, settings.dilate)
@@ -219,7 +219,7 @@ def decode_inputs(
         bias = known_pixel_bias(images, holes, patches, settings.pixel_guidance)
     hole4 = holes[:, None].expand_as(images)
     latent = vqgan.config.latent_resolution
-    amp = autocast(images.device, "auto")
+    amp = vqgan_autocast(images.device)
     tmask = encoded.token_masks
     record = bool(record_rows)
     hook = None

@@ -41,7 +41,7 @@ from maskgit_cli.choices import LOSS_ON, PRECISIONS, check_choice
 from maskgit_cli.data.masks import dilate_token_mask
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
-from maskgit_cli.runtime import autocast, resolve_device, seed_everything
+from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
 from maskgit_cli.schedules import parse_mask_ratio, training_mask
 from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, ModelEMA, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
@@ -71,7 +71,7 @@ class TrainConfig:
     loss_on: str = "masked"  # masked | all
     label_smoothing: float = 0.1
     dropout: float | None = None  # None = the preset's
-    precision: str = "bf16"
+    precision: str = "auto"  # bf16 where the hardware has it (runtime.native_bf16), else fp32
     compile: bool = False
     ema: float = 0.0  # EMA decay of the weights (0 = off)
     dilate: int = 1  # token-mask rings for --val-masks and masked copies (as `maskgit inpaint --dilate`)
@@ -404,10 +404,11 @@ def train_transformer(
                 torch.distributed.broadcast(p.data, 0)
         task = TransformerTask(cfg, model, train, val, masks, device, total)
         if rank == 0:
+            precision = resolve_precision(cfg.precision, device)
             log(
                 f"train: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters), {len(train.tokens)} "
                 f"train / {len(val.tokens) if val else 0} val token grids, {total} steps of {cfg.batch_size} on "
-                f"{device} ({cfg.precision}{', ' + str(world) + ' processes' if world > 1 else ''})"
+                f"{device} ({precision}{', ' + str(world) + ' processes' if world > 1 else ''})"
             )
         result = fit(task, run, len(train.tokens), loop, resume=resume, description="train", is_main=rank == 0)
     return {

@@ -70,7 +70,7 @@ class PatchStats:
 def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
     """(V,3,p,p): the centre patch of the image the VQGAN decodes from a grid filled with one code."""
     from maskgit_cli.progress import progress_bar
-    from maskgit_cli.runtime import autocast
+    from maskgit_cli.runtime import vqgan_autocast
 
     cfg = vqgan.config
     h, p = cfg.latent_resolution, cfg.img_resolution // cfg.latent_resolution
@@ -81,7 +81,7 @@ def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
     with progress_bar(cfg.num_codebook_vectors, "code patches", unit="code") as bar:
         for start in range(0, cfg.num_codebook_vectors, batch_size):
             codes = torch.arange(start, min(start + batch_size, cfg.num_codebook_vectors), device=device)
-            with autocast(device, "auto"):
+            with vqgan_autocast(device):
                 images = vqgan.decode(codes[:, None, None].expand(-1, h, h)).float()
             out.append(images[:, :, c : c + p, c : c + p].clamp(0, 1).cpu())
             bar.advance(len(codes))

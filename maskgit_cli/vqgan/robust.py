@@ -5,7 +5,8 @@ Filling a hole gray and encoding the image changes tokens far from the hole: the
 across it, its GroupNorm statistics and self-attention span the whole image. Inpainting then decodes with a
 polluted context. Here the encoder (and ``quant_conv``) of a trained VQGAN, the *student*, learns from a frozen
 copy of itself, the *teacher*: per step, for each image x with the holes of a generated mask (the kinds
-``tokenize --masked-copies`` uses, drawn from (seed, step, row) alone, so resume is exact),
+``tokenize --masked-copies`` uses, from a bank of up to 4,096 masks drawn once from the seed, taken in turn by
+(step, row), so resume is exact and no step waits for mask drawing),
 
 - ``clean``: the student's latents of x stay on the teacher's codes, ``|z(x) - e(teacher codes)|^2``: clean images
   keep their tokens, so a transformer trained on the teacher's tokens stays valid;
@@ -33,7 +34,7 @@ from maskgit_cli.choices import PRECISIONS, check_choice
 from maskgit_cli.data.masks import dilate_token_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
-from maskgit_cli.runtime import autocast, resolve_device, seed_everything
+from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
 from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
@@ -61,7 +62,7 @@ class RobustConfig:
     hole_blind: bool = True  # encode masked images hole-blind (and record it in the exported config)
     flip: bool = True
     mask_seed: int = 0
-    precision: str = "bf16"
+    precision: str = "auto"
     seed: int = 0
     eval_every: int = 0
     save_every: int = 0
@@ -83,18 +84,26 @@ class RobustConfig:
 RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir", "data.vqgan")
 
 
-def step_holes(seed: int, step: int, rows: int, size: int) -> torch.Tensor:
-    """Pixel holes (rows,size,size) bool of one training step: a pure function of (seed, step, row)."""
+MASK_BANK = 4096  # masks drawn once per run (about 1 ms each on a CPU), then taken in turn
+
+
+def mask_bank(seed: int, count: int, size: int) -> torch.Tensor:
+    """``count`` pixel hole masks (count,size,size) bool of the kinds ``tokenize --masked-copies`` uses: mask n is a
+    pure function of (seed, n)."""
     import numpy as np
 
     from maskgit_cli.data.mask_generator import generate_mask, mask_rng
     from maskgit_cli.data.masks import HOLE
 
-    out = np.zeros((rows, size, size), dtype=bool)
-    for r in range(rows):
-        n = step * rows + r
-        out[r] = generate_mask(COPY_KINDS[n % len(COPY_KINDS)], mask_rng(seed, n), size=size) == HOLE
+    out = np.zeros((count, size, size), dtype=bool)
+    for n in range(count):
+        out[n] = generate_mask(COPY_KINDS[n % len(COPY_KINDS)], mask_rng(seed, n), size=size) == HOLE
     return torch.from_numpy(out)
+
+
+def step_holes(bank: torch.Tensor, step: int, rows: int) -> torch.Tensor:
+    """The holes (rows,size,size) of one training step: the bank's masks step*rows ... in turn."""
+    return bank[(step * rows + torch.arange(rows)) % len(bank)]
 
 
 class RobustTask:
@@ -113,7 +122,8 @@ class RobustTask:
         self.schedule = WarmupCosine(cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
         self.gen = seeded_generator(cfg.seed, 0x0B57, device=device)  # flips
         self.size, self.latent = student.config.img_resolution, student.config.latent_resolution
-        self.val_holes = step_holes(cfg.mask_seed + 1, 0, len(val), self.size).to(device) if val is not None else None
+        self.bank = mask_bank(cfg.mask_seed, min(MASK_BANK, total_steps * cfg.batch_size), self.size).to(device)
+        self.val_holes = mask_bank(cfg.mask_seed + 1, len(val), self.size).to(device) if val is not None else None
 
     def _outside(self, holes: torch.Tensor) -> torch.Tensor:
         """(B,1,h,w) bool: the tokens inpainting keeps (outside the holes' tokens and their rings)."""
@@ -128,7 +138,7 @@ class RobustTask:
         if cfg.flip:
             flip = torch.rand(len(x), generator=self.gen, device=self.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        holes = step_holes(cfg.mask_seed, step, len(x), self.size).to(self.device)
+        holes = step_holes(self.bank, step, len(x))
         with torch.no_grad():
             target = student.codebook.lookup(self.teacher.encode(x))  # (B,D,h,w), the teacher's codes of x
         from maskgit_cli.data.masks import fill_holes
@@ -238,10 +248,11 @@ def robust_vqgan(vqgan_path, train_dir, val_dir, run_dir, cfg: RobustConfig, res
         seed_everything(cfg.seed)
         student = copy.deepcopy(teacher)
         task = RobustTask(cfg, student, teacher, train, val, device, total)
+        blind = ", hole-blind" if cfg.hole_blind else ""
         log(
             f"robust-vqgan: encoder of {vqgan_path} ({sum(p.numel() for p in student.encoder.parameters()) / 1e6:.2f}M "
             f"parameters), {len(train)} train / {0 if val is None else len(val)} val images, {total} steps of "
-            f"{cfg.batch_size} on {device} ({cfg.precision}{', hole-blind' if cfg.hole_blind else ''})"
+            f"{cfg.batch_size} on {device} ({resolve_precision(cfg.precision, device)}{blind})"
         )
         result = fit(task, run, len(train), loop, resume=resume, description="robust-vqgan", unit="img")
     return {**result.summary(run), "best_fidelity": result.best}

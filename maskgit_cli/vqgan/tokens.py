@@ -29,7 +29,7 @@ import torch
 from maskgit_cli.data.images import ImageFolder, image_loader
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
-from maskgit_cli.runtime import autocast
+from maskgit_cli.runtime import vqgan_autocast
 from maskgit_cli.vqgan.code_patches import PatchStats
 from maskgit_cli.weights import config_to_json, load_model, model_fingerprint, read_metadata, read_tensors, save_tensors
 
@@ -107,7 +107,7 @@ def tokenize_folder(
     start = time.perf_counter()
     chunks, flipped, kept, skipped = [], [], [], []
     copies: dict[int, list] = {0: [], 1: []}  # view (0 = as is, 1 = flipped) -> (tokens, holes) per batch
-    amp = autocast(device, "auto")
+    amp = vqgan_autocast(device)
     stats = PatchStats(cfg.num_codebook_vectors, cfg.image_channels, cfg.img_resolution // cfg.latent_resolution)
     with progress_bar(len(dataset), "tokenize", unit="img") as bar, torch.no_grad():
         for batch in loader:

@@ -42,7 +42,7 @@ from maskgit_cli.data.images import list_images, load_image, to_uint8
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.metrics import codebook_usage, psnr, ssim
 from maskgit_cli.progress import log, progress_bar
-from maskgit_cli.runtime import autocast, resolve_device, seed_everything
+from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
 from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
@@ -77,7 +77,7 @@ class TrainVQGANConfig:
     disc_layers: int = 2
     disc_lr: float | None = None  # None = lr
     flip: bool = True  # random horizontal flips
-    precision: str = "bf16"  # bf16 (autocast) | fp32
+    precision: str = "auto"  # bf16 (autocast) | fp32 | auto: bf16 where the hardware has it, else fp32
     seed: int = 0
     eval_every: int = 0  # steps; 0 = every epoch
     save_every: int = 0  # steps; 0 = at every evaluation
@@ -376,7 +376,7 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
         log(
             f"train-vqgan: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters, "
             f"{model_cfg.num_codebook_vectors} codes), {len(train)} train / {len(val_files)} val images, "
-            f"{total} steps of {cfg.batch_size} on {device} ({cfg.precision})"
+            f"{total} steps of {cfg.batch_size} on {device} ({resolve_precision(cfg.precision, device)})"
         )
         result = fit(task, run, len(train), loop, resume=resume, description="train-vqgan", unit="img")
 
