@@ -43,6 +43,21 @@ def _make_images(folder, n: int, size: int = 64, seed: int = 0, prefix: str = "i
     return paths
 
 
+def _photo(h: int, w: int, seed: int = 0):
+    """A smooth synthetic photo (gradients and a disc) of any size, uint8 (H,W,3)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx / w * 255, yy / h * 255, np.full((h, w), 128.0)], -1)
+    img[(yy - h / 2) ** 2 + (xx - w / 3) ** 2 < (min(h, w) / 4) ** 2] = rng.uniform(0, 255, 3)
+    return img.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def make_photo():
+    """``make_photo(h, w, seed=0)``: a smooth synthetic photo of any size, uint8 (H,W,3)."""
+    return _photo
+
+
 @pytest.fixture(scope="session")
 def make_images():
     """``make_images(folder, n, size=64, seed=0, prefix="image_", digits=3)``: write n smooth random RGB PNGs

@@ -376,15 +376,6 @@ def test_num_samples_writes_different_results_and_a_sheet(
     assert r.exit_code == 2
 
 
-def _photo(h, w, seed=0):
-    """A smooth synthetic photo (gradients and a disc) of any size, uint8 (H,W,3)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([xx / w * 255, yy / h * 255, np.full((h, w), 128.0)], -1)
-    img[(yy - h / 2) ** 2 + (xx - w / 3) ** 2 < (min(h, w) / 4) ** 2] = rng.uniform(0, 255, 3)
-    return img.astype(np.uint8)
-
-
 def _holes(h, w):
     """Two groups of holes, far apart: a box and a stroke."""
     mask = np.full((h, w), 255, np.uint8)
@@ -394,12 +385,12 @@ def _holes(h, w):
 
 
 @pytest.fixture
-def any_size_dirs(tmp_path):
+def any_size_dirs(make_photo, tmp_path):
     """The issue's case: a 300x200 JPEG and a 97x131 PNG, with masks of their sizes."""
     images, masks = tmp_path / "photos", tmp_path / "masks"
     images.mkdir(), masks.mkdir()
-    Image.fromarray(_photo(200, 300)).save(images / "a_wide.jpg", quality=90)
-    Image.fromarray(_photo(131, 97, seed=1)).save(images / "b_tall.png")
+    Image.fromarray(make_photo(200, 300)).save(images / "a_wide.jpg", quality=90)
+    Image.fromarray(make_photo(131, 97, seed=1)).save(images / "b_tall.png")
     Image.fromarray(_holes(200, 300)).save(masks / "a_wide.png")
     Image.fromarray(_holes(131, 97)).save(masks / "b_tall.png")
     return images, masks
@@ -446,10 +437,10 @@ def test_any_size_resize_and_none(cli, any_size_dirs, tmp_path):
     assert not (tmp_path / "n").exists()
 
 
-def test_transparent_pixels_are_the_holes(cli, tmp_path):
+def test_transparent_pixels_are_the_holes(make_photo, cli, tmp_path):
     images, masks = tmp_path / "rgba", tmp_path / "alpha-masks"
     images.mkdir(), masks.mkdir()
-    photo, holes = _photo(90, 120), _holes(90, 120)
+    photo, holes = make_photo(90, 120), _holes(90, 120)
     Image.fromarray(np.dstack([photo, holes])).save(images / "erased.png")  # an editor's eraser: alpha 0 = hole
     r = cli("inpaint", "--images", images, "-o", tmp_path / "o", "--device", "cpu")
     assert r.exit_code == 0, r.output
@@ -470,7 +461,7 @@ def test_transparent_pixels_are_the_holes(cli, tmp_path):
     ]
 
 
-def test_any_size_input_errors_are_one_line(cli, any_size_dirs, tmp_path):
+def test_any_size_input_errors_are_one_line(make_photo, cli, any_size_dirs, tmp_path):
     images, masks = any_size_dirs
     Image.fromarray(_holes(100, 100)).save(masks / "b_tall.png")  # a mask of another size
     r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "o", "--device", "cpu")
@@ -478,13 +469,13 @@ def test_any_size_input_errors_are_one_line(cli, any_size_dirs, tmp_path):
         f"Error: mask {masks / 'b_tall.png'} is 100x100 but its image b_tall.png is 97x131: they must be the same size"
     ]
     (images / "b_tall.png").unlink(), (masks / "b_tall.png").unlink()
-    Image.fromarray(_photo(12, 40)).save(images / "b_tiny.png")
+    Image.fromarray(make_photo(12, 40)).save(images / "b_tiny.png")
     Image.fromarray(np.zeros((12, 40), np.uint8)).save(masks / "b_tiny.png")
     r = cli("inpaint", "--images", images, "--masks", masks, "-o", tmp_path / "o", "--device", "cpu")
     assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
         f"Error: {images / 'b_tiny.png'}: the image is 40x12: too small to inpaint (at least 16x16 pixels)"
     ]
-    Image.fromarray(_photo(40, 40)).save(images / "a_wide.png")  # a_wide.jpg and a_wide.png: one output name
+    Image.fromarray(make_photo(40, 40)).save(images / "a_wide.png")  # a_wide.jpg and a_wide.png: one output name
     r = cli("inpaint", "--images", images, "--mask-kind", "box", "-o", tmp_path / "o", "--device", "cpu")
     assert r.exit_code == 1 and "a_wide.jpg and a_wide.png in" in r.stderr and "rename one" in r.stderr
     assert not (tmp_path / "o").exists()

@@ -81,21 +81,11 @@ def test_bad_inputs_are_one_clear_error(pipe):
         pipe(image, np.zeros((64, 64), np.uint8), sampling="bogus")
 
 
-def _photo(h, w, seed=0):
-    """A smooth synthetic photo (gradients and a disc) of any size, uint8 (H,W,3)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([xx / w * 255, yy / h * 255, np.full((h, w), 128.0)], -1)
-    cy, cx, r = h / 2, w / 3, min(h, w) / 4
-    img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, 3)
-    return img.astype(np.uint8)
-
-
 @pytest.mark.parametrize(
     ("h", "w", "fit"), [(200, 300, "auto"), (200, 300, "resize"), (131, 97, "crop"), (40, 50, "auto")]
 )
-def test_any_size_keeps_the_size_and_every_known_pixel(pipe, h, w, fit, tmp_path):
-    image = _photo(h, w)
+def test_any_size_keeps_the_size_and_every_known_pixel(make_photo, pipe, h, w, fit, tmp_path):
+    image = make_photo(h, w)
     mask = np.full((h, w), 255, np.uint8)
     mask[h // 4 : h // 4 + 12, w // 5 : w // 5 + 30] = 0  # a box
     mask[h - 20 : h - 14, w // 2 : w - 5] = 0  # a stroke, far from the box
@@ -125,8 +115,8 @@ def test_crop_windows_hold_each_group_with_context():
         fit_windows(np.ones((10, 40), bool), 64, "resize")
 
 
-def test_any_size_errors_are_one_clear_line(pipe):
-    image = _photo(120, 90)
+def test_any_size_errors_are_one_clear_line(make_photo, pipe):
+    image = make_photo(120, 90)
     with pytest.raises(MaskgitError, match=r"mask 0 is \(80, 120\) but its image is \(90, 120\)"):
         pipe(image, np.zeros((120, 80), np.uint8))
     with pytest.raises(MaskgitError, match="fit crop or resize takes any size"):
@@ -134,7 +124,7 @@ def test_any_size_errors_are_one_clear_line(pipe):
     with pytest.raises(MaskgitError, match="fit bogus: expected one of"):
         pipe(image, np.zeros((120, 90), np.uint8), fit="bogus")
     with pytest.raises(MaskgitError, match="too small to inpaint"):
-        pipe(_photo(10, 12), np.zeros((10, 12), np.uint8))
+        pipe(make_photo(10, 12), np.zeros((10, 12), np.uint8))
     with pytest.raises(MaskgitError, match="num_samples 0: must be at least 1"):
         pipe(image, np.zeros((120, 90), np.uint8), num_samples=0)
     both = pipe([image, image], np.full((120, 90), 255, np.uint8))  # one mask serves a list, as at the model's size
@@ -155,8 +145,8 @@ def test_on_step_shows_every_step_as_it_happens(pipe):
     assert (np.asarray(out.step_images[0][2]) == np.asarray(seen[2][1][0])).all()
 
 
-def test_any_size_steps_and_alpha_holes(pipe):
-    photo, mask = _photo(120, 160), np.full((120, 160), 255, np.uint8)
+def test_any_size_steps_and_alpha_holes(make_photo, pipe):
+    photo, mask = make_photo(120, 160), np.full((120, 160), 255, np.uint8)
     mask[10:20, 10:30] = 0
     mask[90:110, 120:150] = 0
     rgba = Image.fromarray(np.dstack([photo, mask]))  # transparent = hole

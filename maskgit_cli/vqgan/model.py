@@ -327,27 +327,8 @@ class Decoder(nn.Module):
         layers += [GroupNorm(in_ch), nn.Conv2d(in_ch, cfg.image_channels, 3, 1, 1)]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x, known: torch.Tensor | None = None):
-        """``known`` (B,1,H,W) bool, the known pixels: normalization statistics and attention keys then come from
-        positions whose pixels are all known (a min-pool of the mask at each resolution; all positions where none
-        is), so the holes' fill reaches only the features whose convolutions overlap it."""
-        if known is None:
-            return self.model(x)
-        for layer in self.model:
-            if isinstance(layer, (GroupNorm, ResidualBlock, NonLocalBlock)):
-                x = layer(x, _known_at(known, x.shape[-1]))
-            else:
-                x = layer(x)
-        return x
-
-
-def _known_at(known: torch.Tensor, size: int) -> torch.Tensor:
-    """The pixel mask (B,1,H,W) bool at a feature resolution: a position is known if all its pixels are; an image
-    with no such position counts as all known (its statistics then come from everything, as without a mask)."""
-    k = known.shape[-1] // size
-    m = known.bool() if k == 1 else (-F.max_pool2d(-known.float(), k)) > 0.5  # min-pool: all pixels known
-    none = ~m.flatten(1).any(1)
-    return m | none.view(-1, 1, 1, 1)
+    def forward(self, x):
+        return self.model(x)
 
 
 class Codebook(nn.Module):
