@@ -7,6 +7,7 @@
 #   Quick runs (tools/gpu_check.sh --dry-run): PRESET (both models), VQGAN_STEPS, VQGAN_BATCH, ROBUST_STEPS,
 #   ROBUST_BATCH, MASKGIT_STEPS, MASKGIT_BATCH override the settings below when set (the defaults are the settings
 #   as written). MASKED_COPIES (default 2) and COPIES_RATIO (default 0.5): context-corrupted training (stage 3).
+#   For ablations: ROBUST_STEPS=0 skips stage 2, COPIES_RATIO=0 trains on clean context only (issue 13).
 #   Precision: auto everywhere (bf16 where the hardware computes it natively, fp32 elsewhere).
 #
 # Each stage trains into $RUNS/<name>/ and copies the run's best checkpoint into $WEIGHTS_DIR/. A stage whose run
@@ -81,14 +82,19 @@ else
   ROBUST_RUN=$RUNS/vqgan-emoji64-robust
   ROBUST_ARGS=(--batch-size 8 --lr 1e-4 --warmup-steps 50 --max-steps 600 --eval-every 150)
 fi
-echo "== robust encoder: $ROBUST_RUN on $DEVICE" >&2
-if [[ -f "$ROBUST_RUN/state.safetensors" ]]; then
-  maskgit robust-vqgan --resume "$ROBUST_RUN"
+if [[ "${ROBUST_STEPS:-}" == 0 ]]; then # ROBUST_STEPS=0: no fine-tuning (for comparisons: the VQGAN as trained)
+  echo "== robust encoder: skipped (ROBUST_STEPS=0)" >&2
+  cp "$VQGAN_RUN/best.safetensors" "$WEIGHTS_DIR/vqgan-emoji64.safetensors"
 else
-  maskgit robust-vqgan "$DATA/train" --vqgan "$VQGAN_RUN/best.safetensors" --val "$DATA/val" -o "$ROBUST_RUN" \
-    "${ROBUST_ARGS[@]}" --hole-blind --precision auto --seed 0 --device "$DEVICE" "${ROBUST_OVERRIDES[@]}"
+  echo "== robust encoder: $ROBUST_RUN on $DEVICE" >&2
+  if [[ -f "$ROBUST_RUN/state.safetensors" ]]; then
+    maskgit robust-vqgan --resume "$ROBUST_RUN"
+  else
+    maskgit robust-vqgan "$DATA/train" --vqgan "$VQGAN_RUN/best.safetensors" --val "$DATA/val" -o "$ROBUST_RUN" \
+      "${ROBUST_ARGS[@]}" --hole-blind --precision auto --seed 0 --device "$DEVICE" "${ROBUST_OVERRIDES[@]}"
+  fi
+  cp "$ROBUST_RUN/best.safetensors" "$WEIGHTS_DIR/vqgan-emoji64.safetensors"
 fi
-cp "$ROBUST_RUN/best.safetensors" "$WEIGHTS_DIR/vqgan-emoji64.safetensors"
 maskgit reconstruct "$DATA/test" --vqgan "$WEIGHTS_DIR/vqgan-emoji64.safetensors" -o "$RUNS/vqgan-emoji64-recon" \
   --device "$DEVICE" --json > "$RUNS/vqgan-emoji64-recon.json"
 echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoji64-recon.json" >&2
