@@ -192,6 +192,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _tracebacks(stderr: str) -> list[str]:
+    """The exception lines of the tracebacks in a server log, except a client that went away in the middle of an
+    upload (starlette's ClientDisconnect, logged by uvicorn: the client's doing, and the server goes on serving)."""
+    found = []
+    for block in stderr.split("Traceback (most recent call last):")[1:]:
+        last = next((line for line in block.splitlines() if line and not line[0].isspace()), "")
+        if "ClientDisconnect" not in last:
+            found.append(last)
+    return found
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`maskgit serve --port P --device cpu` in a subprocess, in an empty working folder; stopped with SIGTERM at
@@ -230,7 +241,7 @@ def server(tmp_path_factory):
     assert code == 0, stderr
     assert not folder.exists(), "the temporary folder outlived the server"
     assert list(cwd.iterdir()) == [], "the server wrote into its working folder"
-    assert "Traceback" not in stderr, stderr
+    assert not _tracebacks(stderr), stderr
 
 
 @pytest.fixture
@@ -412,7 +423,8 @@ def test_the_page_in_a_browser(server, tmp_path):
             page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')", timeout=120_000)
             seen = page.evaluate("window.statuses")
             assert "Step 8/8 of sample 2/2..." in seen and seen.index("Step 1/8 of sample 1/2...") < len(seen) - 1, seen
-            assert page.locator("#result img").is_visible() and page.locator("#step-mask img").is_visible()
+            page.wait_for_selector("#result img", state="visible")  # outputs may render just after the status
+            page.wait_for_selector("#step-mask img", state="visible")
             links = page.locator("#downloads a[download]")
             href = {links.nth(i).get_attribute("download"): links.nth(i).get_attribute("href") for i in range(5)}
             assert sorted(href) == ["input.png", "mask.png", "report.json", "result_0.png", "result_1.png"]
