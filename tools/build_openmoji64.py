@@ -58,6 +58,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "tools"))  # the emoji64 builder's helpers, shared rather than copied
+
+from build_emoji64 import _is_previous_build, log, pixel_sha256, sha256_file  # noqa: E402
+
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
 from maskgit_cli.data.images import to_rgb  # noqa: E402
 
@@ -84,25 +88,6 @@ MASK_SEED = 0  # as emoji64's test masks: mask i of both sets is the same mask
 
 DEFAULT_TARBALL = REPO / "tools" / TARBALL_NAME
 DEFAULT_OUT = REPO / "data" / DATASET
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def pixel_sha256(path: Path) -> tuple[str, str]:
-    """(mode, sha256 of the decoded pixel bytes) of an image file: independent of the PNG encoder."""
-    with Image.open(path) as img:
-        img.load()
-        return img.mode, hashlib.sha256(np.asarray(img).tobytes()).hexdigest()
 
 
 def selection_key(file_name: str) -> tuple[str, str]:
@@ -330,13 +315,6 @@ def build(tarball: Path, out: Path) -> dict:
         shutil.rmtree(out)
     stage.replace(out)
     return manifest
-
-
-def _is_previous_build(out: Path) -> bool:
-    try:
-        return json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("dataset") == DATASET
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _dump_manifest(manifest: dict) -> str:
