@@ -169,7 +169,7 @@ class InpaintBench:
 @torch.no_grad()
 def bench_inpaint(
     preset: str = "small",
-    vqgan_preset: str = "small",
+    vqgan_preset: str = "local",
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
     total_iter: int = 8,
@@ -254,7 +254,7 @@ def write_random_pngs(folder, n: int, size: int = 64, seed: int = 0) -> list[Pat
 
 
 def bench_tokenize(
-    vqgan_preset: str = "small",
+    vqgan_preset: str = "local",
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
     images: int | None = None,

@@ -33,7 +33,7 @@ LOSS_ON = ("masked", "all")
 QKV_ORDERS = ("qkv", "per_head")  # row order of a student's fused qkv weight
 
 # Model presets (their configurations live with the models; a test checks that the names agree).
-VQGAN_PRESET_NAMES = ("small", "base", "lab", "tiny")
+VQGAN_PRESET_NAMES = ("small", "local", "base", "lab", "tiny")
 TRANSFORMER_PRESET_NAMES = ("small", "base", "lab", "tiny")
 
 

@@ -179,7 +179,7 @@ def test_fp32_keeps_the_counts_and_known_tokens(cli, lab_dirs, tiny_transformer_
     r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--precision", "fp32")
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report["settings"]["precision"] == "fp32"
+    assert report["settings"]["precision"] == report["settings"]["precision_used"] == "fp32"
     for item in report["images"]:
         assert item["still_masked"] == expected_counts("cosine", 8, item["tokens_generated"])
 

@@ -30,7 +30,7 @@ def test_identical_images_give_inf_psnr_handled(tmp_path, monkeypatch, tiny_vqga
     model = VQGAN(VQGAN_PRESETS["tiny"])
     cache = {}
 
-    def encode(x):
+    def encode(x, known=None):
         cache["x"] = x
         return torch.zeros(len(x), 16, 16, dtype=torch.long)
 
@@ -59,5 +59,37 @@ def test_cli_reconstruct_json(tmp_path, tiny_vqgan_file, make_images, cli):
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
     assert s["images"] == 4 and len(list((tmp_path / "out").iterdir())) == 4 and "psnr" in s
+    assert set(s["context_fidelity"]) == {"0", "1"} and s["encoder_reach"] is None
     r = cli("reconstruct", tmp_path / "nope", "--vqgan", tiny_vqgan_file, "-o", tmp_path / "o2")
     assert r.exit_code == 1 and "no such folder" in r.output
+
+
+def test_context_fidelity_is_complete_for_a_local_encoder_and_not_for_an_image_wide_one(tmp_path, make_images, cli):
+    """reconstruct encodes every image again with generated holes filled gray: a local encoder whose tokens see their
+    own patch keeps every token the holes do not touch, the tiny preset (GroupNorm and attention over the image)
+    does not."""
+    from dataclasses import replace
+
+    from maskgit_cli.weights import save_model
+
+    make_images(tmp_path / "in", 6)
+    torch.manual_seed(0)
+    local = VQGAN(replace(VQGAN_PRESETS["tiny"], encoder_reach=0, local_dim=32, local_blocks=1)).eval()
+    s = reconstruct_folder(tmp_path / "in", local, tmp_path / "out-local", batch_size=4)
+    assert s["context_fidelity"] == {"0": 1.0, "1": 1.0} and s["encoder_reach"] == 0
+    wide = reconstruct_folder(tmp_path / "in", VQGAN(VQGAN_PRESETS["tiny"]).eval(), tmp_path / "out-wide")
+    assert wide["context_fidelity"]["0"] < wide["context_fidelity"]["1"] < 1.0
+    save_model(tmp_path / "local.safetensors", local, "vqgan")
+    r = cli(
+        "reconstruct",
+        tmp_path / "in",
+        "--vqgan",
+        tmp_path / "local.safetensors",
+        "-o",
+        tmp_path / "o",
+        "--device",
+        "cpu",
+    )
+    assert r.exit_code == 0, r.output
+    assert "context fidelity" in r.stdout and "100.0% at --dilate 1, 100.0% at --dilate 0" in r.stdout
+    assert "a token sees its own patch" in r.stdout

@@ -71,13 +71,18 @@ def test_loss_falls_and_files_are_written(caches, tmp_path):
     assert model.config.num_codebook_vectors == CODES and model.config.num_image_tokens == 256
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
-def test_resume_is_bit_identical(caches, tmp_path, precision):
+@pytest.mark.parametrize("precision,accum", [("bf16", 1), ("fp32", 1), ("bf16", 2)])
+def test_resume_is_bit_identical(caches, tmp_path, precision, accum):
+    """Also with --accum-grad 2, as `make weights` trains on a CPU (two micro-batches per step)."""
     train, val = caches
-    full = train_transformer(train, val, tmp_path / "a", cfg(precision=precision, ema=0.9))
-    first = train_transformer(train, val, tmp_path / "b", cfg(precision=precision, ema=0.9, stop_at=5))
+    full = train_transformer(train, val, tmp_path / "a", cfg(precision=precision, ema=0.9, accum_grad=accum))
+    first = train_transformer(
+        train, val, tmp_path / "b", cfg(precision=precision, ema=0.9, accum_grad=accum, stop_at=5)
+    )
     assert first["status"] == "stopped" and first["step"] == 5
-    second = train_transformer(train, val, tmp_path / "b", cfg(precision=precision, ema=0.9), resume=True)
+    second = train_transformer(
+        train, val, tmp_path / "b", cfg(precision=precision, ema=0.9, accum_grad=accum), resume=True
+    )
     assert second["status"] == "finished" and full["step"] == second["step"] == 12
     a, b = read_tensors(tmp_path / "a" / "last.safetensors"), read_tensors(tmp_path / "b" / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -10,6 +10,42 @@ from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS, VQGANConfig
 def test_config_validation():
     with pytest.raises(ValueError, match="needs 2 down/up-sampling steps"):
         VQGANConfig(enc_downsample_after=(2,))
+    with pytest.raises(ValueError, match="encoder_reach must be None or >= 0"):
+        VQGANConfig(encoder_reach=-1)
+    with pytest.raises(ValueError, match="local_dim"):
+        VQGANConfig(encoder_reach=0, local_dim=0)
+
+
+@pytest.mark.parametrize("reach", [0, 1])
+def test_a_local_encoder_token_sees_its_patch_and_reach_rings_only(reach):
+    """Changing the pixels of one 4x4 patch changes the latents of that token and of the tokens within `reach`
+    rings of it, and of no other (docs/decoding.md, "A tokenizer that keeps the context")."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = VQGAN(replace(VQGAN_PRESETS["local"], encoder_reach=reach)).eval()
+    x = torch.rand(2, 3, 64, 64)
+    y = x.clone()
+    y[0, :, 20:24, 40:44] = 0.5  # token (5, 10) of image 0
+    y[1, :, 0:4, 60:64] = 0.0  # token (0, 15) of image 1, at the border
+    with torch.no_grad():
+        changed = (model.encode_latents(x) - model.encode_latents(y)).abs().amax(1) > 0
+    expected = torch.zeros(2, 16, 16, dtype=torch.bool)
+    expected[0, 5 - reach : 6 + reach, 10 - reach : 11 + reach] = True
+    expected[1, 0 : 1 + reach, 15 - reach : 16] = True
+    assert torch.equal(changed, expected)
+    # there is nothing to be blind to: a mask of known pixels changes nothing
+    known = torch.rand(2, 64, 64) > 0.5
+    assert torch.equal(model.encode(x, known), model.encode(x))
+
+
+def test_the_local_preset_keeps_the_small_decoder():
+    small, local = VQGAN(VQGAN_PRESETS["small"]), VQGAN(VQGAN_PRESETS["local"])
+    assert local.config.encoder_reach == 0 and small.config.encoder_reach is None
+    assert {k: v.shape for k, v in local.decoder.state_dict().items()} == {
+        k: v.shape for k, v in small.decoder.state_dict().items()
+    }
+    assert local.num_params() < 3_000_000
 
 
 def test_lab_preset_has_the_lab_parameter_count():

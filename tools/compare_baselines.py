@@ -9,6 +9,11 @@ average-pooled RGB images (192 features). FD-pix8 stands in for FID where the In
 available (as on this project's machines); it is not comparable to FID numbers.
 The Telea row needs OpenCV: `pip install opencv-python-headless` (not a dependency of maskgit itself); without
 it the table has the other rows only.
+
+With `--accuracy NAME=TRANSFORMER,VQGAN` (repeatable) it also prints each model pair's masked-token accuracy under
+these masks: the tokens the holes touch plus one ring (`--dilate 1`) are masked in the VQGAN's tokens of the ground
+truth, and one forward pass of the transformer predicts them (argmax, no guidance): the number `maskgit train`
+validates as `inpaint_acc`.
 """
 
 from __future__ import annotations
@@ -46,6 +51,30 @@ def telea(images_dir: Path, masks_dir: Path, out: Path, radius: int = 3) -> Path
     return out
 
 
+def token_accuracy(transformer_path: str, vqgan_path: str, ref: Path, masks: Path, dilate: int = 1) -> float:
+    """Masked-token accuracy of a transformer under the masks, context from the ground truth's tokens (fp32)."""
+    import torch
+
+    from maskgit_cli.data.masks import token_mask_for
+    from maskgit_cli.transformer.model import forbid_mask_token, mask_tokens
+    from maskgit_cli.weights import load_model
+
+    vqgan, transformer = load_model(vqgan_path, "vqgan").eval(), load_model(transformer_path, "transformer").eval()
+    refs, holes = list_images(ref), list_images(masks)
+    correct = total = 0
+    with torch.no_grad():
+        for i in range(0, len(refs), 64):
+            x = torch.from_numpy(np.stack([load_image(f) for f in refs[i : i + 64]])).permute(0, 3, 1, 2) / 255.0
+            h = torch.from_numpy(np.stack([load_mask(f) == HOLE for f in holes[i : i + 64]]))
+            tokens = vqgan.encode(x.float()).flatten(1)
+            masked = token_mask_for(h, vqgan.config.latent_resolution, dilate=dilate).flatten(1)
+            mask_id = transformer.config.mask_token_id
+            logits = forbid_mask_token(transformer(mask_tokens(tokens, masked, mask_id)).float(), mask_id)
+            correct += int((logits.argmax(-1) == tokens)[masked].sum())
+            total += int(masked.sum())
+    return correct / max(total, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=Path, required=True, help="masked images (holes gray)")
@@ -53,6 +82,7 @@ def main() -> None:
     ap.add_argument("--ref", type=Path, required=True, help="ground-truth images")
     ap.add_argument("--pred", action="append", default=[], help="NAME=DIR of inpainted images (repeatable)")
     ap.add_argument("-o", "--output", type=Path, required=True)
+    ap.add_argument("--accuracy", action="append", default=[], help="NAME=TRANSFORMER,VQGAN (repeatable)")
     args = ap.parse_args()
 
     sets = {"masked input (gray holes)": args.images}
@@ -78,8 +108,13 @@ def main() -> None:
                 "count": s["count"],
             }
         )
+    accuracy = {}
+    for spec in args.accuracy:
+        name, _, files = spec.partition("=")
+        transformer, _, vqgan = files.partition(",")
+        accuracy[name] = token_accuracy(transformer, vqgan, args.ref, args.masks)
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "compare.json").write_text(json.dumps(rows, indent=2))
+    (args.output / "compare.json").write_text(json.dumps({"rows": rows, "token_accuracy": accuracy}, indent=2))
     print("| method | hole PSNR (dB) | hole SSIM | PSNR (dB) | SSIM | FD-pix8 |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -87,6 +122,8 @@ def main() -> None:
             f"| {r['method']} | {r['psnr_hole']:.2f} | {r['ssim_hole']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} "
             f"| {r['fd_pix8']:.3f} |"
         )
+    for name, acc in accuracy.items():
+        print(f"masked-token accuracy under these masks (--dilate 1, one pass, argmax), {name}: {acc:.4f}")
 
 
 if __name__ == "__main__":

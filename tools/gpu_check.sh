@@ -68,7 +68,7 @@ if ((DRY)); then
   TRAIN_SIZE=(--preset tiny --batch-size 4 --steps 1)
   INPAINT_SIZE=(--preset tiny --vqgan-preset tiny --batch-size 2)
   TOKENIZE_SIZE=(--vqgan-preset tiny --images 16 --batch-size 8)
-  WEIGHTS_SIZE=(SETTINGS=gpu PRESET=tiny VQGAN_STEPS=2 VQGAN_BATCH=8 ROBUST_STEPS=2 ROBUST_BATCH=4 MASKGIT_STEPS=2
+  WEIGHTS_SIZE=(SETTINGS=gpu PRESET=tiny VQGAN_STEPS=2 VQGAN_BATCH=8 MASKGIT_STEPS=2
     MASKGIT_BATCH=8 MASKED_COPIES=1)
   EVAL=$WORK/data # a few emoji64 images of each folder (make_subset)
 else
@@ -362,7 +362,9 @@ run_step inpaint-shipped 90 30 "${MASKGIT[@]}" inpaint --images "$EVAL/masked_im
 # Without OpenCV (no dependency of maskgit, nor of its tests) the table has no Telea row, the rest is the same.
 run_step compare 120 0 "$PYTHON" tools/compare_baselines.py --images "$EVAL/masked_image" --masks "$EVAL/mask64" \
   --ref "$EVAL/test" -o "$WORK/compare" --pred "new weights=$WORK/inpaint-new/images" \
-  --pred "shipped weights=$WORK/inpaint-shipped/images"
+  --pred "shipped weights=$WORK/inpaint-shipped/images" \
+  --accuracy "new weights=$OUT/weights/maskgit-emoji64.safetensors,$OUT/weights/vqgan-emoji64.safetensors" \
+  --accuracy "shipped weights=$ROOT/weights/maskgit-emoji64.safetensors,$ROOT/weights/vqgan-emoji64.safetensors"
 pack_runs
 
 summary | tee -a "$LOG"

@@ -310,12 +310,12 @@ DECODE = OptionGroup(
                 DecodePrecision,
                 _opt(
                     "--precision",
-                    help="The transformer's autocast: bf16 (fast on CUDA and on CPUs with native bf16), fp32, or auto "
-                    "(bf16 where the hardware computes it natively, fp32 elsewhere). Batching does not change the "
-                    "decoded tokens in either (tested on CPU).",
+                    help="The transformer's autocast: auto (bf16 where the hardware computes it natively: CUDA, CPUs "
+                    "with AVX512-BF16 or AMX; fp32 elsewhere, where bf16 is emulated and slower), bf16 or fp32. "
+                    "Batching does not change the decoded tokens in either (tested on CPU).",
                 ),
             ],
-            DecodePrecision.bf16,
+            DecodePrecision.auto,
         ),
         "composite": (
             Annotated[

@@ -112,7 +112,9 @@ def bench_inpaint_cmd(
     preset: Annotated[
         TransformerPreset, typer.Option("--preset", help="Transformer preset.")
     ] = TransformerPreset.small,
-    vqgan_preset: Annotated[VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset.")] = VQGANPreset.small,
+    vqgan_preset: Annotated[
+        VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset (local: the default weights').")
+    ] = VQGANPreset.local,
     total_iter: Annotated[int, typer.Option("--total-iter", min=1, help="Decode steps T.")] = 8,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Default: 512 on CUDA, 32 on CPU.")
@@ -138,7 +140,9 @@ def bench_inpaint_cmd(
 
 @command("tokenize", group=bench_app)
 def bench_tokenize_cmd(
-    vqgan_preset: Annotated[VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset.")] = VQGANPreset.small,
+    vqgan_preset: Annotated[
+        VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset (local: the default weights').")
+    ] = VQGANPreset.local,
     images: Annotated[
         int | None,
         typer.Option(

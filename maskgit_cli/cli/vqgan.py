@@ -93,7 +93,13 @@ def train_vqgan_cmd(
         Path | None, typer.Option("--val", help="Validation images: PSNR/SSIM/codebook usage; picks best.safetensors.")
     ] = None,
     resume: ResumeOpt = None,
-    preset: Annotated[VQGANPreset | None, typer.Option("--preset", help="VQGAN preset. \\[default: small]")] = None,
+    preset: Annotated[
+        VQGANPreset | None,
+        typer.Option(
+            "--preset",
+            help="VQGAN preset: local (each token encoded from its own 4x4 patch: holes change no other token; the default weights'), small (an image-wide encoder, as the lab's), base, lab, tiny. \\[default: local]",
+        ),
+    ] = None,
     gan_start: Annotated[
         int | None, typer.Option("--gan-start", min=0, help="Add the PatchGAN loss from this step (default: no GAN).")
     ] = None,
@@ -116,7 +122,7 @@ def train_vqgan_cmd(
     the step, saves and exits 130 (143); --resume RUN then continues bit for bit (on CPU). --max-steps/--epochs
     may be changed when resuming (the LR schedule follows the new length).
 
-    [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/val -o runs/vqgan-emoji64 --preset small --max-steps 6000
+    [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/val -o runs/vqgan-emoji64 --preset local --max-steps 4000
     """
     from maskgit_cli.training.run import resolve_run
     from maskgit_cli.vqgan.train import TrainVQGANConfig, train_vqgan
@@ -250,11 +256,16 @@ def reconstruct_cmd(
         Precision, typer.Option("--precision", help="fp32 (exact scores) or bf16 autocast (faster).")
     ] = Precision.fp32,
     resize: ResizeOpt = False,
+    mask_seed: Annotated[
+        int,
+        typer.Option("--mask-seed", min=0, help="Seed of the generated holes the context fidelity is measured with."),
+    ] = 0,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
 ) -> None:
     """Encode and decode images with a VQGAN; write each reconstruction under its own name and report mean
-    PSNR/SSIM and the fraction of codebook codes used.
+    PSNR/SSIM, the fraction of codebook codes used, and the context fidelity: the share of tokens outside the
+    region inpainting regenerates that stay the same when the image has holes (generated masks, one per image).
 
     [bold]Example[/bold]: maskgit reconstruct data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o out/recon --json
     """
@@ -269,6 +280,7 @@ def reconstruct_cmd(
         precision=precision.value,
         resize=resize,
         grid_path=grid,
+        mask_seed=mask_seed,
     )
     if as_json:
         print_json(s)

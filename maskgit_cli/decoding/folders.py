@@ -28,6 +28,7 @@ from maskgit_cli.decoding.inpaint import InpaintSettings, with_defaults
 from maskgit_cli.decoding.pipeline import Inpainter, windows_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
+from maskgit_cli.runtime import resolve_precision
 from maskgit_cli.viz import save_grid
 from maskgit_cli.vqgan.code_patches import CodePatches
 
@@ -314,6 +315,7 @@ def inpaint_folder(
         guide = pipe.ready.guide
         settings_dict = {
             **asdict(settings),
+            "precision_used": resolve_precision(settings.precision, pipe.device),  # what "auto" became here
             "images": str(images_dir),
             "masks": str(masks_dir) if masks_dir else None,
             "mask_kind": mask_kind,

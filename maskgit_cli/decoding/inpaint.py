@@ -41,9 +41,10 @@ class InpaintSettings:
     composite: bool = True  # paste the known input pixels back over the decoded image
     # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
     pixel_guidance: float = 50.0
-    # The transformer's autocast: bf16 (about twice as fast as fp32, on a CPU too), fp32, or "auto" (bf16 on CUDA,
-    # fp32 on CPU). The VQGAN runs in bf16 on CUDA and fp32 on CPU whatever this says.
-    precision: str = "bf16"
+    # The transformer's autocast: "auto" (bf16 where the hardware computes it natively: CUDA, CPUs with AVX512-BF16
+    # or AMX, about twice as fast as fp32 there; fp32 elsewhere, where bf16 is emulated and slower), bf16 or fp32.
+    # The VQGAN runs in bf16 on CUDA and fp32 on CPU whatever this says.
+    precision: str = "auto"
     # The VQGAN's statistics for encoding the inputs and de-normalizing the outputs: "train" (its own) or "test"
     # (the lab's test-set statistics, as the lab's inference; docs/lab.md, "Normalization").
     normalization: str = "train"

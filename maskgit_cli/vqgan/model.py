@@ -54,6 +54,14 @@ class VQGANConfig:
     # Images with holes are encoded hole-blind (:meth:`VQGAN.encode_masked`): set by `maskgit robust-vqgan`, whose
     # encoder was fine-tuned that way. False (the lab's, and every VQGAN trained from scratch) encodes as trained.
     hole_blind: bool = False
+    # The encoder. None: the lab's convolutional encoder above (GroupNorm statistics and self-attention over the
+    # whole image: every token depends on every pixel). k >= 0: the local encoder (:class:`LocalEncoder`): a token
+    # is a function of its own patch and the k rings of patches around it only, so filling a hole changes no
+    # token more than k tokens away from it (docs/decoding.md, "A tokenizer that keeps the context"). It has
+    # ``local_blocks`` per-token MLP blocks of width ``local_dim``; the decoder is the same either way.
+    encoder_reach: int | None = None
+    local_dim: int = 256
+    local_blocks: int = 4
 
     def __post_init__(self) -> None:
         for name in (
@@ -86,6 +94,10 @@ class VQGANConfig:
             raise ValueError("mean and std need one value per image channel")
         if (self.test_mean is None) != (self.test_std is None):
             raise ValueError("test_mean and test_std go together")
+        if self.encoder_reach is not None and self.encoder_reach < 0:
+            raise ValueError(f"encoder_reach must be None or >= 0, got {self.encoder_reach}")
+        if self.local_dim < 1 or self.local_blocks < 0:
+            raise ValueError(f"local_dim must be >= 1 and local_blocks >= 0, got {self.local_dim}, {self.local_blocks}")
         if self.test_mean is not None and (
             len(self.test_mean) != self.image_channels or len(self.test_std) != self.image_channels
         ):
@@ -114,7 +126,8 @@ class VQGANConfig:
 
 # Presets. `lab` is the lab's VQGAN exactly (docs/lab.md, "The VQGAN checkpoint": 70,775,299 parameters). `base`
 # is sized like our reference pipeline's ~10M-parameter GPU model; `small` is narrow enough to train on a 2-core
-# CPU; `tiny` is for tests.
+# CPU; `local` is `small` with the local encoder (tokens see their own patch only: holes change no other token;
+# the default weights'); `tiny` is for tests.
 VQGAN_PRESETS: dict[str, VQGANConfig] = {
     "lab": VQGANConfig(test_mean=LAB_TEST_MEAN, test_std=LAB_TEST_STD),
     "base": VQGANConfig(
@@ -139,6 +152,16 @@ VQGAN_PRESETS: dict[str, VQGANConfig] = {
         attn_resolutions=(),
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
+    ),
+    "local": VQGANConfig(
+        dec_channels=(64, 64, 128),
+        latent_dim=64,
+        dec_res_blocks=1,
+        dec_upsample_after=(0, 1),
+        attn_resolutions=(),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        encoder_reach=0,
     ),
     "tiny": VQGANConfig(
         enc_channels=(32, 32, 32),
@@ -293,6 +316,43 @@ class Encoder(nn.Module):
         return x
 
 
+class TokenMLP(nn.Module):
+    """x + fc2(gelu(fc1(norm(x)))) on (B, tokens, dim): each token on its own."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 2 * dim)
+        self.fc2 = nn.Linear(2 * dim, dim)
+
+    def forward(self, x):
+        return x + self.fc2(F.gelu(self.fc1(self.norm(x))))
+
+
+class LocalEncoder(nn.Module):
+    """The local encoder (``VQGANConfig.encoder_reach`` = k): the image cut into its token patches (pixel unshuffle),
+    one (2k+1)x(2k+1) convolution over the patch grid, then per-token MLP blocks. A token's latent is a function of
+    the pixels of its patch and of the k rings of patches around it, nothing else: no statistics over the image, no
+    attention (docs/decoding.md, "A tokenizer that keeps the context")."""
+
+    def __init__(self, cfg: VQGANConfig):
+        super().__init__()
+        patch = cfg.img_resolution // cfg.latent_resolution
+        k = cfg.encoder_reach
+        self.patch = patch
+        self.embed = nn.Conv2d(cfg.image_channels * patch * patch, cfg.local_dim, 2 * k + 1, 1, k)
+        self.blocks = nn.Sequential(*[TokenMLP(cfg.local_dim) for _ in range(cfg.local_blocks)])
+        self.norm = nn.LayerNorm(cfg.local_dim)
+        self.out = nn.Linear(cfg.local_dim, cfg.latent_dim)
+
+    def forward(self, x, known: torch.Tensor | None = None):
+        """``known`` is accepted and ignored: no token sees beyond its reach, so there is nothing to be blind to."""
+        h = self.embed(F.pixel_unshuffle(x, self.patch))  # (B, local_dim, h, w)
+        b, _, lh, lw = h.shape
+        h = self.out(self.norm(self.blocks(h.flatten(2).transpose(1, 2))))  # (B, h*w, latent_dim)
+        return h.transpose(1, 2).reshape(b, -1, lh, lw).contiguous()
+
+
 def _known_at(known: torch.Tensor, size: int) -> torch.Tensor:
     """The pixel mask (B,1,H,W) bool at a feature resolution: a position is known if all its pixels are; an image
     with no such position counts as all known (its statistics then come from everything, as without a mask)."""
@@ -362,7 +422,7 @@ class VQGAN(nn.Module):
     def __init__(self, config: VQGANConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
+        self.encoder = Encoder(config) if config.encoder_reach is None else LocalEncoder(config)
         self.decoder = Decoder(config)
         self.codebook = Codebook(config)
         self.quant_conv = nn.Conv2d(config.latent_dim, config.latent_dim, 1)

@@ -197,15 +197,27 @@ def _encode_masked(vqgan, images: torch.Tensor, holes: torch.Tensor, amp) -> tup
     return codes.to(torch.int16).cpu().view(B, K, latent, latent), token_holes.cpu().view(B, K, latent, latent)
 
 
-def context_fidelity(tokens: torch.Tensor, masked_tokens: torch.Tensor, masked_holes: torch.Tensor) -> float:
-    """The share of the tokens outside the regenerated region (holes + one ring, inpainting's default
-    ``--dilate 1``) of every masked copy that equal the clean image's tokens (1.0: holes change nothing else)."""
+def context_counts(
+    tokens: torch.Tensor, masked_tokens: torch.Tensor, masked_holes: torch.Tensor, dilate: int = 1
+) -> tuple[int, int]:
+    """(tokens outside the regenerated region equal to the clean image's, tokens outside it) over masked copies
+    ``masked_tokens`` (N,K,h,w) of the clean ``tokens`` (N,h,w) whose holes touch ``masked_holes`` (N,K,h,w); the
+    regenerated region is the holes' tokens and ``dilate`` rings (inpainting's ``--dilate``)."""
     from maskgit_cli.data.masks import dilate_token_mask
 
-    regenerated = dilate_token_mask(masked_holes.flatten(0, 1), 1).view_as(masked_holes)
+    regenerated = dilate_token_mask(masked_holes.flatten(0, 1), dilate).view_as(masked_holes)
     same = masked_tokens.long() == tokens.long()[:, None]
     outside = ~regenerated
-    return float((same & outside).sum()) / max(int(outside.sum()), 1)
+    return int((same & outside).sum()), int(outside.sum())
+
+
+def context_fidelity(
+    tokens: torch.Tensor, masked_tokens: torch.Tensor, masked_holes: torch.Tensor, dilate: int = 1
+) -> float:
+    """The share of the tokens outside the regenerated region (holes + ``dilate`` rings; inpainting's default
+    ``--dilate 1``) of every masked copy that equal the clean image's tokens (1.0: holes change nothing else)."""
+    same, outside = context_counts(tokens, masked_tokens, masked_holes, dilate)
+    return same / max(outside, 1)
 
 
 def check_output(output, images_dir, vqgan, overwrite: bool = False) -> None:

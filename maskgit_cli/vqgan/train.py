@@ -54,7 +54,7 @@ from maskgit_cli.weights import save_model
 class TrainVQGANConfig:
     """All hyper-parameters of a VQGAN training run (saved to runs/NAME/config.json)."""
 
-    preset: str = "small"  # a VQGAN_PRESETS name
+    preset: str = "local"  # a VQGAN_PRESETS name
     epochs: int | None = 30
     max_steps: int | None = None  # whichever of epochs/max_steps comes first
     batch_size: int = 16
