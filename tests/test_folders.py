@@ -490,3 +490,33 @@ def test_any_size_samples_differ(cli, any_size_dirs, tmp_path):
     assert all(s.shape == (131, 97, 3) for s in samples)
     assert len({s.tobytes() for s in samples}) > 1
     assert Image.open(tmp_path / "o" / "samples.png").size[0] == 2 + 4 * (64 * 2 + 2)  # input + 3 samples
+
+
+def test_default_dilate_follows_the_vqgans_reach(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path):
+    """Without --dilate: one ring around the holes for an image-wide VQGAN (the tiny preset), none for a local one
+    whose tokens see their own patch (the gray fill reaches no other token); --dilate still wins; --lab is 0."""
+    from dataclasses import replace
+
+    import torch
+
+    from maskgit_cli.data.masks import HOLE, load_mask, token_mask_for
+    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+
+    images, masks = lab_dirs
+    torch.manual_seed(0)
+    local = tmp_path / "local.safetensors"
+    save_model(local, VQGAN(replace(VQGAN_PRESETS["tiny"], encoder_reach=0, local_dim=32, local_blocks=1)), "vqgan")
+    holes = torch.stack([torch.from_numpy(load_mask(f) == HOLE) for f in sorted(masks.iterdir())])
+    for vqgan, extra, want in [
+        (tiny_vqgan_file, (), 1),
+        (local, (), 0),
+        (local, ("--dilate", "2"), 2),
+        (tiny_vqgan_file, ("--lab", "--normalization", "train"), 0),
+    ]:
+        out = tmp_path / f"out-{want}-{len(extra)}"
+        r = run(cli, images, masks, tiny_transformer_file, vqgan, out, "--grids", "none", *extra)
+        assert r.exit_code == 0, r.output
+        report = json.loads((out / "report.json").read_text())
+        assert report["settings"]["dilate_used"] == want
+        generated = token_mask_for(holes, 16, dilate=want).flatten(1).sum(1).tolist()
+        assert [item["tokens_generated"] for item in report["images"]] == generated

@@ -274,8 +274,9 @@ DECODE = OptionGroup(
                 _opt(
                     "--dilate",
                     min=0,
-                    help="Also regenerate K rings of tokens around the holes (they were encoded from the gray "
-                    "fill). 0 = the lab's rule. \\[default: 1]",
+                    help="Also regenerate K rings of tokens around the holes (tokens the gray fill reached). 0 = the "
+                    "lab's rule. \\[default: as far as the fill reaches the VQGAN's tokens: 0 for a local encoder "
+                    "such as the default weights', 1 for an image-wide one such as the lab's]",
                 ),
             ],
             None,

@@ -24,7 +24,7 @@ from maskgit_cli.choices import FITS, LAYOUTS, MASK_KINDS, check_choice
 from maskgit_cli.data.images import check_pairs, list_images, read_image, save_image, to_rgb
 from maskgit_cli.data.mask_generator import generate_mask_for, mask_rng
 from maskgit_cli.data.masks import HOLE, alpha_mask, load_mask
-from maskgit_cli.decoding.inpaint import InpaintSettings, with_defaults
+from maskgit_cli.decoding.inpaint import InpaintSettings, auto_dilate, with_defaults
 from maskgit_cli.decoding.pipeline import Inpainter, windows_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
@@ -316,6 +316,7 @@ def inpaint_folder(
         settings_dict = {
             **asdict(settings),
             "precision_used": resolve_precision(settings.precision, pipe.device),  # what "auto" became here
+            "dilate_used": auto_dilate(settings.dilate, pipe.ready.vqgan.config),  # what None became
             "images": str(images_dir),
             "masks": str(masks_dir) if masks_dir else None,
             "mask_kind": mask_kind,

@@ -37,7 +37,9 @@ from maskgit_cli.vqgan.code_patches import CodePatches, vqgan_code_patches
 class InpaintSettings:
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     token_mask: str = "any"  # pixel -> token rule
-    dilate: int = 1  # extra rings of regenerated tokens around the holes (0 = the lab's rule)
+    # Extra rings of regenerated tokens around the holes (0 = the lab's rule); None = as far as the gray fill reaches
+    # the VQGAN's tokens (:func:`auto_dilate`).
+    dilate: int | None = None
     composite: bool = True  # paste the known input pixels back over the decoded image
     # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
     pixel_guidance: float = 50.0
@@ -54,7 +56,7 @@ class InpaintSettings:
         check_choice(self.precision, DECODE_PRECISIONS, "--precision")
         check_choice(self.token_mask, TOKEN_RULES, "--token-mask")
         check_choice(self.normalization, NORMALIZATIONS, "--normalization")
-        if self.dilate < 0:
+        if self.dilate is not None and self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
         if not 0 <= self.pixel_guidance < math.inf:
             raise MaskgitError(
@@ -183,14 +185,25 @@ class EncodedInputs:
     token_masks: torch.Tensor  # (B,h,w) bool, the tokens to generate
 
 
+def auto_dilate(dilate: int | None, vqgan_config) -> int:
+    """The rings of tokens to regenerate around the holes: ``dilate`` when given, else the tokens the gray fill
+    reaches (docs/decoding.md, "A tokenizer that keeps the context"): none beyond the holes' own tokens for a local
+    encoder whose tokens see their own patch (``encoder_reach`` 0, the default weights), ``encoder_reach`` rings for
+    a wider local one, and one ring for an image-wide encoder (the lab's), whose fill spreads everywhere but most
+    near the holes (measured best, weights/README.md "--dilate")."""
+    if dilate is not None:
+        return dilate
+    reach = getattr(vqgan_config, "encoder_reach", None)
+    return 1 if reach is None else reach
+
+
 @torch.no_grad()
 def encode_inputs(vqgan, images: torch.Tensor, holes: torch.Tensor, settings: InpaintSettings) -> EncodedInputs:
     """Steps 1-2: fill the holes with gray, VQGAN-encode, and pick the tokens to generate (token rule, dilate)."""
     with vqgan_autocast(images.device):
         tokens = vqgan.encode_masked(images, holes).flatten(1)
-    return EncodedInputs(
-        tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings.token_mask, settings.dilate)
-    )
+    dilate = auto_dilate(settings.dilate, vqgan.config)
+    return EncodedInputs(tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings.token_mask, dilate))
 
 
 @torch.no_grad()

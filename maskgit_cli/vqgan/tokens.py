@@ -214,8 +214,9 @@ def context_counts(
 def context_fidelity(
     tokens: torch.Tensor, masked_tokens: torch.Tensor, masked_holes: torch.Tensor, dilate: int = 1
 ) -> float:
-    """The share of the tokens outside the regenerated region (holes + ``dilate`` rings; inpainting's default
-    ``--dilate 1``) of every masked copy that equal the clean image's tokens (1.0: holes change nothing else)."""
+    """The share of the tokens outside the regenerated region (holes + ``dilate`` rings; inpainting's default for
+    image-wide encoders is 1) of every masked copy that equal the clean image's tokens (1.0: holes change nothing
+    else)."""
     same, outside = context_counts(tokens, masked_tokens, masked_holes, dilate)
     return same / max(outside, 1)
 
