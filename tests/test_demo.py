@@ -22,6 +22,8 @@ def test_demo_script_on_tiny_data(tmp_path, make_images):
     make_images(data / "train", 24, digits=5)
     make_images(data / "test", 4, seed=1)
     write_masks(data / "test", data / "mask64", "stroke", seed=0, masked_out=data / "masked_image")
+    make_images(data / "val", 4, seed=2)
+    write_masks(data / "val", data / "val_mask64", "stroke", seed=1)
     torch.manual_seed(0)
     save_model(tmp_path / "v.safetensors", VQGAN(VQGAN_PRESETS["tiny"]), "vqgan")
     save_model(

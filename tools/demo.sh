@@ -28,12 +28,12 @@ mkdir -p "$OUT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 start=$(date +%s)
 
-step "1/5 tokenize the training and test images with the default VQGAN"
+step "1/5 tokenize the training and validation images with the default VQGAN"
 "$MASKGIT" tokenize "$DATA/train" --vqgan "$VQGAN" -o "$OUT/train.tokens" --device "$DEVICE"
-"$MASKGIT" tokenize "$DATA/test" --vqgan "$VQGAN" -o "$OUT/test.tokens" --device "$DEVICE"
+"$MASKGIT" tokenize "$DATA/val" --vqgan "$VQGAN" -o "$OUT/val.tokens" --device "$DEVICE"
 
 step "2/5 a short real training run: $STEPS steps, stopped half-way and resumed"
-"$MASKGIT" train "$OUT/train.tokens" --val "$OUT/test.tokens" --val-masks "$DATA/mask64" -o "$OUT/train-run" \
+"$MASKGIT" train "$OUT/train.tokens" --val "$OUT/val.tokens" --val-masks "$DATA/val_mask64" -o "$OUT/train-run" \
   --preset "$PRESET" --batch-size 16 --max-steps "$STEPS" --eval-every "$((STEPS / 2))" --warmup-steps 5 \
   --stop-at "$((STEPS / 2))" --device "$DEVICE"
 "$MASKGIT" train --resume "$OUT/train-run"
@@ -53,7 +53,7 @@ fi
 
 step "5/5 done in $(( $(date +%s) - start )) s. Where everything is:"
 cat <<EOT
-  token caches        $OUT/train.tokens, $OUT/test.tokens
+  token caches        $OUT/train.tokens, $OUT/val.tokens
   training run        $OUT/train-run/ (metrics.jsonl, curves.png, last/best.safetensors)
   inpainted images    $OUT/inpaint/images/
   per-step grids      $OUT/inpaint/steps/ (*_mask.png: white = known, black = still masked; *_image.png)

@@ -41,4 +41,7 @@ app.add_typer(bench_app, name="bench", rich_help_panel=FILES)
 
 def main() -> None:
     """Console-script entry point."""
+    from maskgit_cli.memory import keep_freed_memory
+
+    keep_freed_memory()  # CPU steps reuse their heap instead of page-faulting it in again (memory.py)
     app(prog_name="maskgit")
