@@ -257,3 +257,29 @@ def test_sampler_setting_is_checked():
     with pytest.raises(MaskgitError, match="--sampler bogus: expected one of confidence, halton"):
         DecodeSettings(sampler="bogus")
     assert DecodeSettings().sampler == "confidence"
+
+
+def test_temperature_sharpens_the_draws_towards_argmax():
+    """temperature 1 is the official draw (bit for bit), a low one draws the argmax, a high one spreads the draws."""
+    tokens, unknown = grid(sizes=(64, 64))
+    logits = torch.randn(2, L, V + 1, generator=torch.Generator().manual_seed(5)) * 2
+    ids = torch.full_like(tokens, MASK)
+
+    def first_draws(**kw):
+        settings = DecodeSettings(total_iter=1, **kw)
+        return ConfidenceSampler(settings, MASK).step(logits, 0, ids, unknown, unknown.sum(1), torch.arange(2)).ids
+
+    argmax = logits[..., :V].argmax(-1)
+    u = hashed_uniform(0, torch.arange(2), 0, 0, L)  # stream 0 of step 0: the draws' uniforms
+    official = draw(logits[..., :V].softmax(-1), u, "sample")  # the reference: softmax at temperature 1
+    assert torch.equal(first_draws(temperature=1.0), official)
+    assert torch.equal(first_draws(), first_draws(temperature=0.5))  # the default, chosen on validation
+    assert torch.equal(first_draws(temperature=1e-3), argmax)
+    hits = [(first_draws(temperature=t) == argmax).float().mean().item() for t in (4.0, 1.0, 0.25)]
+    assert hits[0] < hits[1] < hits[2]
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, math.inf, math.nan])
+def test_temperature_must_be_positive_and_finite(temperature):
+    with pytest.raises(MaskgitError, match="--temperature"):
+        DecodeSettings(temperature=temperature)

@@ -245,6 +245,17 @@ DECODE = OptionGroup(
             ],
             None,
         ),
+        "temperature": (
+            Annotated[
+                float | None,
+                _opt(
+                    "--temperature",
+                    help="Softmax temperature of the drawn codes: 1 = the official sampling, lower draws closer to "
+                    "the most likely code (argmax is the limit). Ignored with --sampling argmax. \\[default: 0.5]",
+                ),
+            ],
+            None,
+        ),
         "sampler": (
             Annotated[
                 Sampler | None,

@@ -3,8 +3,9 @@
 :class:`ConfidenceSampler` is the official MaskGIT rule (docs/decoding.md, "The decoding rule"). Its ``step``
 takes the transformer's logits for the current grid and returns the grid after step ``t``:
 
-1. at every still-masked position, draw an id from softmax(logits) (``sampling="argmax"``: take the most likely,
-   the lab's choice); the mask id is never drawn; known positions keep their ids;
+1. at every still-masked position, draw an id from softmax(logits / temperature) (temperature 1 is the official
+   rule, our default 0.5; ``sampling="argmax"``: take the most likely, the lab's choice); the mask id is never
+   drawn; known positions keep their ids;
 2. the last step run (``t = S - 1``, S = the sweet spot) fills every position with its draw;
 3. otherwise ``mask_len = floor(N * gamma((t+1)/T))`` clamped to [1, still masked - 1]
    (:func:`~maskgit_cli.schedules.mask_len_after_step`, N = the image's own count of unknown tokens at the
@@ -95,6 +96,8 @@ def _draw_masked(settings, mask_id: int, logits, t: int, ids, unknown, image_ids
     rows = logits[where].float()  # (N,V+1)
     if logit_bias is not None:
         rows[:, : logit_bias.shape[-1]] += logit_bias[where]
+    if settings.temperature != 1.0:
+        rows = rows / settings.temperature
     probs = forbid_mask_token(rows, mask_id).softmax(-1)
     new = draw(probs, hashed_uniform(settings.seed, image_ids, t, 0, L)[where], settings.sampling)
     sampled = ids.clone()
@@ -203,7 +206,7 @@ def halton_counts(steps: int, n: int) -> list[int]:
 
 class HaltonSampler:
     """The Halton sampler's step, for inpainting: draw every masked token as :class:`ConfidenceSampler` does (softmax
-    at temperature 1, the reference's default; argmax with ``sampling="argmax"``; the same guidance and random
+    at ``temperature``, 1 in the reference; argmax with ``sampling="argmax"``; the same guidance and random
     streams), then keep the draws at the next positions of the image's own unknown tokens in Halton order
     (:func:`halton_order`), up to :func:`halton_revealed` of them, and mask the rest again. No confidence ranking;
     the schedule, T and ``choice_temperature`` play no part (the count uses S = ``steps`` alone). Known tokens are

@@ -281,6 +281,7 @@ def _inpaint_command(images_dir, masks_dir, mask_kind, mask_seed, t_path, v_path
         "pixel_guidance",
         "precision",
         "choice_temperature",
+        "temperature",
         "seed",
     ):
         value = settings.option(name)
