@@ -60,7 +60,9 @@ def test_dry_run_runs_every_step_and_leaves_the_shipped_weights_alone(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["all_ok"] and summary["mode"].startswith("dry-run")
     assert summary["figures"]["vqgan_psnr"] is not None and summary["figures"]["masked_token_accuracy"] is not None
-    methods = [row["method"] for row in summary["compare"]]  # the Telea row only where OpenCV is installed
+    methods = [row["method"] for row in summary["compare"]["rows"]]  # the Telea row only where OpenCV is installed
+    accuracy = summary["compare"]["token_accuracy"]
+    assert set(accuracy) == {"new weights", "shipped weights"} and all(0 <= a <= 1 for a in accuracy.values())
     assert methods[-2:] == ["new weights", "shipped weights"]
     assert ("OpenCV Telea" in methods) == (importlib.util.find_spec("cv2") is not None)
 
