@@ -52,7 +52,8 @@ COPIES_RATIO=${COPIES_RATIO:-0.5}
 # The `local` preset (2.6M parameters, 10 MB): `small`'s decoder with the local encoder, whose tokens see their own
 # 4x4 patch only, so holes change no token outside them (context fidelity 100%, docs/decoding.md "A tokenizer that
 # keeps the context"), and flat areas get the same code wherever they are, which the transformer can predict.
-# CPU (2 cores): batch 16, lr 1e-3, 5000 steps (~26 epochs), about 42 min on an idle 2-core AMD EPYC (32 img/s).
+# CPU (2 cores): batch 16, lr 1e-3, 5000 steps (~26 epochs): ~47 min on a 2-core AMD EPYC Zen 4 (31 img/s median;
+#   measured for the shipped file, weights/README.md).
 #   (1,000-step trials, validation PSNR: lr 1e-3 26.36 dB, lr 5e-4 26.02 dB; tokens that also see the ring of
 #   patches around them, encoder_reach 1: 25.84 dB with a codebook perplexity of 402 instead of 128.)
 # CUDA: the same preset (the file must stay <= 25 MB), batch 128, 4000 steps: 512k images (~170 epochs), 6x what
@@ -87,7 +88,8 @@ echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoj
 # "Training on what inpainting sees"); checkpoints are selected on val/ under its stroke masks (val_mask64/).
 # CPU: the `small` preset (3.8M parameters, 15 MB), batch 64 in two micro-batches of 32 (--accum-grad 2: a batch
 #   of 32 runs 17% faster per image on a 2-core CPU than one of 64, whose activations outgrow the cache), lr 1e-3,
-#   1500 steps (~16 epochs of 6,114 grids), about 57 min on an idle 2-core AMD EPYC (~28 img/s).
+#   1500 steps (~16 epochs of 6,114 grids): ~62 min on a 2-core AMD EPYC Zen 4 (26.3 img/s on average; measured for
+#   the shipped file, weights/README.md).
 # CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 6000 steps (~230 epochs, 10x the CPU run's
 #   samples). Sized for about 2 minutes on an H100 (6.1 GFLOP per training sample, memory-bound elementwise work at
 #   dim 256); not run yet (tools/gpu_check.sh runs it first).

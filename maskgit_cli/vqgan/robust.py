@@ -39,7 +39,7 @@ from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
 from maskgit_cli.vqgan.model import VQGAN
-from maskgit_cli.vqgan.tokens import COPY_KINDS
+from maskgit_cli.vqgan.tokens import COPY_KINDS, context_counts
 from maskgit_cli.vqgan.train import evaluate_vqgan, load_images_uint8
 from maskgit_cli.weights import load_model, model_fingerprint, save_model
 
@@ -211,9 +211,8 @@ def measure_context_fidelity(
         h = holes[i : i + batch_size]
         want = reference.encode(x)
         got = model.encode(fill_holes(x, h), ~h if hole_blind else None)
-        outside = ~dilate_token_mask(token_mask_for(h, latent, "any", 0), dilate)
-        same += int(((got == want) & outside).sum())
-        outside_n += int(outside.sum())
+        counts = context_counts(want, got[:, None], token_mask_for(h, latent)[:, None], dilate)
+        same, outside_n = same + counts[0], outside_n + counts[1]
         kept += int((model.encode(x) == want).sum())
         total += want.numel()
     return same / max(outside_n, 1), kept / max(total, 1)
