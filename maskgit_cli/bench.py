@@ -86,6 +86,18 @@ def make_train_task(
     return TransformerTask(cfg, model, cache, None, None, device, total_steps=total_steps)
 
 
+def _predicted_share(task) -> float:
+    """The share of positions a training step sends through the head: the masked ones when the loss is on them
+    (the mean of the mask-ratio draws, e.g. 0.64 for cosine), else all."""
+    from maskgit_cli.schedules import training_mask_count
+
+    if task.cfg.loss_on != "masked":
+        return 1.0
+    n = task.model.config.num_image_tokens
+    counts = training_mask_count(task.cfg.mask_ratio, n, 100_000, generator=torch.Generator().manual_seed(0))
+    return float(counts.double().mean()) / n
+
+
 @dataclass
 class TrainBench:
     device: str
@@ -133,7 +145,7 @@ def bench_train(
         task.train_step(indices, step)
     _sync(device)
     ips = batch_size * steps / (time.perf_counter() - t0)
-    flops_img = model.flops_per_image(training=True)
+    flops_img = model.flops_per_image(training=True, predicted=_predicted_share(task))
     peak = matmul_peak(device, precision)
     achieved = ips * flops_img
     return TrainBench(

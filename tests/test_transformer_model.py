@@ -153,3 +153,62 @@ def test_flops_formula():
     assert m.flops_per_token() == 3 * fwd
     assert m.flops_per_image() == 3 * fwd * L
     assert m.flops_per_image(training=False) == fwd * L
+    # Training predicts the masked positions only: the head's products count for that share of the tokens.
+    head = d * d + d * V
+    assert m.flops_per_token(training=False, predicted=0.5) == round(fwd - 2 * head * 0.5)
+    assert m.flops_per_token(predicted=0.0) == 3 * (fwd - 2 * head)
+
+
+@pytest.mark.parametrize("per_position_bias", [True, False])
+def test_forward_where_equals_the_full_logits_at_those_positions(per_position_bias):
+    from maskgit_cli.transformer.model import ROW_BUCKET
+
+    torch.manual_seed(0)
+    m = MaskGITTransformer(get_preset("tiny", per_position_bias=per_position_bias)).eval()
+    with torch.no_grad():
+        m.bias.normal_()  # a bias that differs per position catches a row paired with the wrong position
+    idx = torch.randint(0, 1024, (3, 256))
+    where = torch.rand(3, 256) < 0.3
+    where[1] = False  # a row without any masked position
+    n = int(where.sum())
+    assert n % ROW_BUCKET != 0  # so the padding is exercised
+    with torch.no_grad():
+        part = m(idx, where=where)
+        full = m(idx)
+    assert part.shape == (n, 1025)
+    torch.testing.assert_close(part, full[where], rtol=1e-5, atol=1e-5)
+
+
+def test_padded_rows_are_the_masked_positions_then_unmasked_ones():
+    from maskgit_cli.transformer.model import ROW_BUCKET, _padded_rows
+
+    where = torch.zeros(4, 256, dtype=torch.bool)
+    where[0, [3, 7]] = True
+    where[2, 5] = True
+    rows = _padded_rows(where)
+    assert len(rows) == ROW_BUCKET and len(set(rows.tolist())) == ROW_BUCKET
+    assert rows[:3].tolist() == [3, 7, 2 * 256 + 5]
+    assert not where.flatten()[rows[3:]].any()
+    assert len(_padded_rows(torch.ones(2, 256, dtype=torch.bool))) == 512  # never more than all positions
+    full = torch.ones(1, 300, dtype=torch.bool)
+    assert _padded_rows(full).tolist() == list(range(300))
+
+
+def test_fast_dropout_matches_nn_dropout_semantics():
+    from maskgit_cli.transformer.model import Dropout
+
+    drop = Dropout(0.1)
+    x = torch.ones(64, 256, 257, requires_grad=True)  # odd element count: the two-per-draw split has a tail
+    torch.manual_seed(1)
+    y = drop(x)
+    zero = y == 0
+    assert abs(zero.float().mean().item() - 0.1) < 0.003
+    torch.testing.assert_close(y[~zero], torch.full_like(y[~zero], 1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * mask * s)/dx = mask * s
+    torch.manual_seed(1)
+    assert torch.equal(drop(x), y)  # seeded by the default generator: runs and resumes repeat
+    # both 15-bit halves of each 31-bit draw are uniform: every second element is dropped at the same rate
+    assert abs(zero.flatten()[1::2].float().mean().item() - 0.1) < 0.004
+    assert drop.eval()(x) is x
+    assert Dropout(0.0).train()(x) is x

@@ -89,7 +89,8 @@ echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoj
 # CPU: the `small` preset (3.8M parameters, 15 MB), batch 64 in two micro-batches of 32 (--accum-grad 2: a batch
 #   of 32 runs 17% faster per image on a 2-core CPU than one of 64, whose activations outgrow the cache), lr 1e-3,
 #   1500 steps (~16 epochs of 6,114 grids): ~62 min on a 2-core AMD EPYC Zen 4 (26.3 img/s on average; measured for
-#   the shipped file, weights/README.md).
+#   the shipped file, weights/README.md); 22 min on a 2-core Intel Xeon with AMX (71.5 img/s, the faster step of
+#   issue 13).
 # CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 6000 steps (~230 epochs, 10x the CPU run's
 #   samples). Sized for about 2 minutes on an H100 (6.1 GFLOP per training sample, memory-bound elementwise work at
 #   dim 256); not run yet (tools/gpu_check.sh runs it first).

@@ -170,12 +170,19 @@ class TransformerTask:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, number of correct masked predictions) for target tokens (B,L) with ``masked`` (B,L) positions;
         the model sees ``inputs`` (default: the targets) with those positions masked."""
+        idx = mask_tokens(tokens if inputs is None else inputs, masked, self.mask_id)
+        if self.cfg.loss_on == "masked":  # the head runs on the masked positions only (model.forward's where)
+            with autocast(self.device, self.cfg.precision):
+                logits = net(idx, where=masked)
+            targets = tokens[masked]
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.cfg.label_smoothing)
+            correct = (forbid_mask_token(logits.detach(), self.mask_id).argmax(-1) == targets).sum()
+            return loss, correct
         with autocast(self.device, self.cfg.precision):
-            logits = net(mask_tokens(tokens if inputs is None else inputs, masked, self.mask_id))
+            logits = net(idx)
         logits = logits.float()
-        where = masked if self.cfg.loss_on == "masked" else torch.ones_like(masked)
-        loss = F.cross_entropy(logits[where], tokens[where], label_smoothing=self.cfg.label_smoothing)
-        correct = (forbid_mask_token(logits, self.mask_id).argmax(-1) == tokens)[masked].sum()
+        loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), label_smoothing=self.cfg.label_smoothing)
+        correct = (forbid_mask_token(logits.detach(), self.mask_id).argmax(-1) == tokens)[masked].sum()
         return loss, correct
 
     def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
