@@ -185,13 +185,13 @@ def test_padded_rows_are_the_masked_positions_then_unmasked_ones():
     where = torch.zeros(4, 256, dtype=torch.bool)
     where[0, [3, 7]] = True
     where[2, 5] = True
-    rows = _padded_rows(where)
-    assert len(rows) == ROW_BUCKET and len(set(rows.tolist())) == ROW_BUCKET
+    rows, n = _padded_rows(where)
+    assert n == 3 and len(rows) == ROW_BUCKET and len(set(rows.tolist())) == ROW_BUCKET
     assert rows[:3].tolist() == [3, 7, 2 * 256 + 5]
     assert not where.flatten()[rows[3:]].any()
-    assert len(_padded_rows(torch.ones(2, 256, dtype=torch.bool))) == 512  # never more than all positions
+    assert len(_padded_rows(torch.ones(2, 256, dtype=torch.bool))[0]) == 512  # never more than all positions
     full = torch.ones(1, 300, dtype=torch.bool)
-    assert _padded_rows(full).tolist() == list(range(300))
+    assert _padded_rows(full)[0].tolist() == list(range(300))
 
 
 def test_fast_dropout_matches_nn_dropout_semantics():

@@ -298,13 +298,13 @@ class MaskGITTransformer(nn.Module):
             x = block(x)
         bias = self.bias
         if where is not None:
-            rows = _padded_rows(where)
+            rows, n = _padded_rows(where)
             x = x.flatten(0, 1).index_select(0, rows)  # index_select: its backward is 4x faster than x[where]'s
             if self.config.per_position_bias:
                 bias = bias.index_select(0, rows % where.shape[1])  # each row's position
         h = self.head(self.ln_f(x))
         logits = F.linear(h, self.tok_emb.weight) + bias  # weight-tied output (lab)
-        return logits if where is None else logits[: int(where.sum())]
+        return logits if where is None else logits[:n]
 
     def num_params(self) -> int:
         """All parameters, embeddings included (tok_emb is also the output layer)."""
@@ -334,17 +334,19 @@ class MaskGITTransformer(nn.Module):
 ROW_BUCKET = 512
 
 
-def _padded_rows(where: torch.Tensor) -> torch.Tensor:
-    """Flat indices of the True positions of ``where`` (B, L), in order, padded with the first False ones to a
-    multiple of ROW_BUCKET rows. oneDNN compiles a CPU matmul kernel for every new shape (about 10 ms each for
-    the head's products), and the number of masked positions changes every step; with buckets the head sees at
-    most B * L / ROW_BUCKET shapes, each compiled once."""
+@torch.compiler.disable  # data-dependent sizes: a silent graph break under torch.compile
+def _padded_rows(where: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(rows, n): the flat indices of the n True positions of ``where`` (B, L), in order, padded with the first
+    False ones to a multiple of ROW_BUCKET rows. oneDNN compiles a CPU matmul kernel for every new shape (about
+    10 ms each for the head's products), and the number of masked positions changes every step; with buckets the
+    head sees at most B * L / ROW_BUCKET shapes, each compiled once."""
     flat = where.flatten()
     rows = flat.nonzero().squeeze(1)
-    target = min(-(-len(rows) // ROW_BUCKET) * ROW_BUCKET, len(flat))
-    if target > len(rows):
-        rows = torch.cat([rows, (~flat).nonzero().squeeze(1)[: target - len(rows)]])
-    return rows
+    n = len(rows)
+    target = min(-(-n // ROW_BUCKET) * ROW_BUCKET, len(flat))
+    if target > n:
+        rows = torch.cat([rows, (~flat).nonzero().squeeze(1)[: target - n]])
+    return rows, n
 
 
 def mask_tokens(tokens: torch.Tensor, masked: torch.Tensor, mask_token_id: int) -> torch.Tensor:
