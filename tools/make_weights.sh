@@ -6,8 +6,9 @@
 #   SETTINGS=auto|cpu|gpu (default auto: the GPU settings on cuda): which of the two sizings below to use
 #   Quick runs (tools/gpu_check.sh --dry-run): PRESET (both models), VQGAN_STEPS, VQGAN_BATCH, MASKGIT_STEPS,
 #   MASKGIT_BATCH override the settings below when set (the defaults are the settings as written). MASKED_COPIES
-#   (default 2) and COPIES_RATIO (default 0.5): context-corrupted training (stage 2; COPIES_RATIO=0 trains on the
-#   paper's random masks only, issue 13's ablation).
+#   (default 2) and COPIES_RATIO (default 0: the paper's random masks only; COPIES_RATIO=0.5 trains half of every
+#   batch on the masked copies, context-corrupted training, which lost 0.48 dB in the validation holes at full
+#   length with the local VQGAN: weights/README.md).
 #   Precision: auto everywhere (bf16 where the hardware computes it natively, fp32 elsewhere).
 #
 # Each stage trains into $RUNS/<name>/ and copies the run's best checkpoint into $WEIGHTS_DIR/. A stage whose run
@@ -44,7 +45,7 @@ VQGAN_OVERRIDES=(${PRESET:+--preset "$PRESET"} ${VQGAN_BATCH:+--batch-size "$VQG
 MASKGIT_OVERRIDES=(${PRESET:+--preset "$PRESET"} ${MASKGIT_BATCH:+--batch-size "$MASKGIT_BATCH"}
   ${MASKGIT_STEPS:+--max-steps "$MASKGIT_STEPS"})
 MASKED_COPIES=${MASKED_COPIES:-2}
-COPIES_RATIO=${COPIES_RATIO:-0.5}
+COPIES_RATIO=${COPIES_RATIO:-0}
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. VQGAN -> $WEIGHTS_DIR/vqgan-emoji64.safetensors
@@ -85,12 +86,13 @@ echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoj
 # tokenize also sums the pixels under every code, and train stores the means in the transformer file
 # (aux.code_patches, for known-pixel guidance). The training cache also holds $MASKED_COPIES masked copies of every
 # grid (holes filled as inpainting fills them), and a share $COPIES_RATIO of the grids trains on them (docs/decoding.md,
-# "Training on what inpainting sees"); checkpoints are selected on val/ under its stroke masks (val_mask64/).
+# "Training on what inpainting sees"; default 0, the copies then only give validation's copies_acc); checkpoints are
+# selected on val/ under its stroke masks (val_mask64/).
 # CPU: the `small` preset (3.8M parameters, 15 MB), batch 64 in two micro-batches of 32 (--accum-grad 2: a batch
 #   of 32 runs 17% faster per image on a 2-core CPU than one of 64, whose activations outgrow the cache), lr 1e-3,
-#   1500 steps (~16 epochs of 6,114 grids): ~62 min on a 2-core AMD EPYC Zen 4 (26.3 img/s on average; measured for
-#   the shipped file, weights/README.md); 22 min on a 2-core Intel Xeon with AMX (71.5 img/s, the faster step of
-#   issue 13).
+#   1500 steps (~16 epochs of 6,114 grids): 22 min on a 2-core Intel Xeon with AMX (71.5-73 img/s with issue 13's
+#   faster step; the shipped file: 29 min, its first 300 steps beside the test suite, weights/README.md); ~62 min on
+#   a 2-core AMD EPYC Zen 4 (26.3 img/s, before the faster step).
 # CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 6000 steps (~230 epochs, 10x the CPU run's
 #   samples). Sized for about 2 minutes on an H100 (6.1 GFLOP per training sample, memory-bound elementwise work at
 #   dim 256); not run yet (tools/gpu_check.sh runs it first).
