@@ -409,22 +409,28 @@ def test_copies_ratio_needs_a_cache_with_copies(caches, tmp_path):
         cfg(copies_ratio=1.5)
 
 
-def test_loss_on_the_masked_positions_equals_the_full_logits_reference():
-    """_loss runs the head on the masked positions only (model.forward's ``where``): same loss and accuracy as
-    the cross-entropy of the full logits at those positions."""
+@pytest.mark.parametrize("loss_on", ["masked", "all"])
+def test_loss_equals_the_full_logits_reference(loss_on):
+    """With ``loss_on`` masked, _loss runs the head on the masked positions only (model.forward's ``where``):
+    same loss and accuracy as the cross-entropy of the full logits at those positions; with ``all``, the loss is
+    over every position, the accuracy still over the masked ones."""
+    import dataclasses
+
     import torch.nn.functional as F
 
     from maskgit_cli.bench import make_train_task
     from maskgit_cli.transformer.model import forbid_mask_token, mask_tokens
 
     task = make_train_task("tiny", "cpu", 4, "fp32")
+    task.cfg = dataclasses.replace(task.cfg, loss_on=loss_on)
     model = task.model.eval()
     tokens = task.train_tokens[:4]
     masked = torch.rand(4, 256, generator=torch.Generator().manual_seed(3)) < 0.6
     loss, correct = task._loss(tokens, masked, model)
     with torch.no_grad():
         full = model(mask_tokens(tokens, masked, model.config.mask_token_id))
-    ref = F.cross_entropy(full[masked], tokens[masked], label_smoothing=task.cfg.label_smoothing)
+    where = masked if loss_on == "masked" else torch.ones_like(masked)
+    ref = F.cross_entropy(full[where], tokens[where], label_smoothing=task.cfg.label_smoothing)
     torch.testing.assert_close(loss.detach(), ref, rtol=1e-5, atol=1e-6)
     ref_correct = (forbid_mask_token(full, model.config.mask_token_id).argmax(-1) == tokens)[masked].sum()
     assert int(correct) == int(ref_correct)

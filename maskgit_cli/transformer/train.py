@@ -171,18 +171,14 @@ class TransformerTask:
         """(loss, number of correct masked predictions) for target tokens (B,L) with ``masked`` (B,L) positions;
         the model sees ``inputs`` (default: the targets) with those positions masked."""
         idx = mask_tokens(tokens if inputs is None else inputs, masked, self.mask_id)
-        if self.cfg.loss_on == "masked":  # the head runs on the masked positions only (model.forward's where)
-            with autocast(self.device, self.cfg.precision):
-                logits = net(idx, where=masked)
-            targets = tokens[masked]
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.cfg.label_smoothing)
-            correct = (forbid_mask_token(logits.detach(), self.mask_id).argmax(-1) == targets).sum()
-            return loss, correct
+        on_masked = self.cfg.loss_on == "masked"  # then the head runs on those positions only (forward's where)
         with autocast(self.device, self.cfg.precision):
-            logits = net(idx)
-        logits = logits.float()
-        loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), label_smoothing=self.cfg.label_smoothing)
-        correct = (forbid_mask_token(logits.detach(), self.mask_id).argmax(-1) == tokens)[masked].sum()
+            logits = net(idx, where=masked if on_masked else None)
+        logits = logits.float().flatten(0, -2)  # one row per predicted position
+        targets = tokens[masked] if on_masked else tokens.flatten()
+        loss = F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
+        hits = forbid_mask_token(logits.detach(), self.mask_id).argmax(-1) == targets
+        correct = hits.sum() if on_masked else hits[masked.flatten()].sum()
         return loss, correct
 
     def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
