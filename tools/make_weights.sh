@@ -46,6 +46,9 @@ MASKGIT_OVERRIDES=(${PRESET:+--preset "$PRESET"} ${MASKGIT_BATCH:+--batch-size "
   ${MASKGIT_STEPS:+--max-steps "$MASKGIT_STEPS"})
 MASKED_COPIES=${MASKED_COPIES:-2}
 COPIES_RATIO=${COPIES_RATIO:-0}
+# The training cache needs its masked copies only when training reads them (COPIES_RATIO > 0); the validation
+# cache always has one, for validation's copies_acc and tokenize's context-fidelity line.
+TRAIN_COPIES=$(awk -v r="$COPIES_RATIO" -v k="$MASKED_COPIES" 'BEGIN { print (r + 0 > 0 ? k : 0) }')
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. VQGAN -> $WEIGHTS_DIR/vqgan-emoji64.safetensors
@@ -84,10 +87,10 @@ echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoj
 #
 # The token caches come from the VQGAN just copied into $WEIGHTS_DIR/ (training flips included, as in `--flip`);
 # tokenize also sums the pixels under every code, and train stores the means in the transformer file
-# (aux.code_patches, for known-pixel guidance). The training cache also holds $MASKED_COPIES masked copies of every
-# grid (holes filled as inpainting fills them), and a share $COPIES_RATIO of the grids trains on them (docs/decoding.md,
-# "Training on what inpainting sees"; default 0, the copies then only give validation's copies_acc); checkpoints are
-# selected on val/ under its stroke masks (val_mask64/).
+# (aux.code_patches, for known-pixel guidance). With COPIES_RATIO > 0 the training cache also holds $MASKED_COPIES
+# masked copies of every grid (holes filled as inpainting fills them), and that share of the grids trains on them
+# (docs/decoding.md, "Training on what inpainting sees"; default 0: none); checkpoints are selected on val/ under its
+# stroke masks (val_mask64/).
 # CPU: the `small` preset (3.8M parameters, 15 MB), batch 64 in two micro-batches of 32 (--accum-grad 2: a batch
 #   of 32 runs 17% faster per image on a 2-core CPU than one of 64, whose activations outgrow the cache), lr 1e-3,
 #   1500 steps (~16 epochs of 6,114 grids): 22 min on a 2-core Intel Xeon with AMX (71.5-73 img/s with issue 13's
@@ -97,7 +100,7 @@ echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoj
 #   samples). Sized for about 2 minutes on an H100 (6.1 GFLOP per training sample, memory-bound elementwise work at
 #   dim 256); not run yet (tools/gpu_check.sh runs it first).
 maskgit tokenize "$DATA/train" --vqgan "$WEIGHTS_DIR/vqgan-emoji64.safetensors" -o "$RUNS/emoji64-train.tokens" \
-  --flip --masked-copies "$MASKED_COPIES" --device "$DEVICE" --overwrite
+  --flip --masked-copies "$TRAIN_COPIES" --device "$DEVICE" --overwrite
 maskgit tokenize "$DATA/val" --vqgan "$WEIGHTS_DIR/vqgan-emoji64.safetensors" -o "$RUNS/emoji64-val.tokens" \
   --masked-copies 1 --mask-seed 1 --device "$DEVICE" --overwrite
 if [[ "$SETTINGS" == gpu ]]; then
