@@ -1,4 +1,4 @@
-"""Stage 1 commands: convert-vqgan, train-vqgan, reconstruct, tokenize."""
+"""Stage 1 commands: convert-vqgan, train-vqgan, robust-vqgan, tune-decoder, reconstruct, tokenize."""
 
 from __future__ import annotations
 
@@ -236,6 +236,86 @@ def robust_vqgan_cmd(
             out(
                 f"last validation: context fidelity {v['fidelity']:.1%}, clean tokens kept {v['clean_kept']:.1%}, "
                 f"PSNR {v['psnr']:.2f} dB; best fidelity {s['best_fidelity']:.1%} at step {s['best_step']}"
+            )
+        if s["weights"]:
+            out(f"weights: {s['weights']}")
+    if s["exit_code"]:
+        raise typer.Exit(s["exit_code"])
+
+
+@command("tune-decoder", STAGE1)
+@LOOP.add(
+    help={
+        "epochs": "Epochs. \\[default: none, --max-steps decides]",
+        "max_steps": "Fine-tuning steps. \\[default: 2000]",
+        "batch_size": "Images per step. \\[default: 16]",
+        "lr": "Peak learning rate of the decoder. \\[default: 5e-4]",
+        "warmup_steps": "Linear warmup steps. \\[default: 50]",
+        "seed": "Seed of the data order and flips. \\[default: 0]",
+    }
+)
+def tune_decoder_cmd(
+    images: Annotated[
+        Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
+    ] = None,
+    vqgan: Annotated[
+        Path | None, typer.Option("--vqgan", help="The trained VQGAN whose decoder to fine-tune (taken from the run).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-decoder.")] = None,
+    val: Annotated[
+        Path | None, typer.Option("--val", help="Validation images: PSNR/SSIM; picks best.safetensors.")
+    ] = None,
+    resume: ResumeOpt = None,
+    l1_weight: Annotated[
+        float | None, typer.Option("--l1-weight", min=0.0, help="Weight of the L1 pixel loss. \\[default: 0]")
+    ] = None,
+    l2_weight: Annotated[
+        float | None,
+        typer.Option("--l2-weight", min=0.0, help="Weight of the L2 pixel loss (what PSNR measures). \\[default: 1]"),
+    ] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. \\[default: flip]")
+    ] = None,
+    resize: Annotated[
+        bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
+    ] = None,
+    loop: dict | None = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sharpen a VQGAN's reconstructions without changing its tokens: fine-tune the decoder alone (encoder and
+    codebook frozen), so token caches and transformers trained on the VQGAN stay valid with the new file.
+
+    The new VQGAN records its source's token fingerprint: inpaint and tokenize accept it wherever the source was
+    expected. best.safetensors has the best validation PSNR. Resumable like the other trainers.
+
+    [bold]Example[/bold]: maskgit tune-decoder data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors --val data/emoji64/val -o runs/vqgan-decoder
+    """
+    from maskgit_cli.training.run import resolve_run
+    from maskgit_cli.vqgan.tune_decoder import TuneDecoderConfig, tune_decoder
+
+    options = given({**loop, "l1_weight": l1_weight, "l2_weight": l2_weight, "flip": flip, "resize": resize})
+    run = resolve_run(
+        TuneDecoderConfig,
+        "tune-decoder",
+        options,
+        output=output,
+        resume=resume,
+        data={"vqgan": vqgan, "train_dir": images, "val_dir": val},
+    )
+    if run.data["train_dir"] is None or run.data["vqgan"] is None:
+        raise MaskgitError("give the training images, --vqgan FILE and -o runs/NAME, or --resume RUN")
+    s = tune_decoder(
+        run.data["vqgan"], run.data["train_dir"], run.data["val_dir"], run.output, run.config, resume=run.resume
+    )
+    if as_json:
+        print_json(s)
+    else:
+        out(f"{s['status']} at step {s['step']}/{s['total_steps']} in {s['seconds']:.0f} s: {s['run']}")
+        if s["val"]:
+            v = s["val"]
+            out(
+                f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}; best PSNR {s['best_psnr']:.2f} dB "
+                f"at step {s['best_step']}"
             )
         if s["weights"]:
             out(f"weights: {s['weights']}")

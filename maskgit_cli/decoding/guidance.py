@@ -40,9 +40,9 @@ def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.T
 
 def code_patches_for(vqgan, given: CodePatches, vqgan_sha256: str | None = None) -> CodePatches:
     """``given`` patches, checked against the VQGAN they will be compared with (shape; the VQGAN they were made
-    with, when recorded; ``vqgan_sha256``: the VQGAN's fingerprint, if already computed)."""
+    with, when recorded; ``vqgan_sha256``: the VQGAN's token fingerprint, if already computed)."""
     from maskgit_cli.errors import MaskgitError
-    from maskgit_cli.weights import model_fingerprint
+    from maskgit_cli.weights import token_fingerprint
 
     cfg = vqgan.config
     p = cfg.img_resolution // cfg.latent_resolution
@@ -52,7 +52,7 @@ def code_patches_for(vqgan, given: CodePatches, vqgan_sha256: str | None = None)
             f"the transformer's code patches have shape {tuple(given.patches.shape)}, but this VQGAN needs "
             f"{expected}: they were not made with this VQGAN"
         )
-    if given.vqgan_sha256 and given.vqgan_sha256 != (actual := vqgan_sha256 or model_fingerprint(vqgan)):
+    if given.vqgan_sha256 and given.vqgan_sha256 != (actual := vqgan_sha256 or token_fingerprint(vqgan)):
         raise MaskgitError(
             f"the transformer's code patches were made with VQGAN {given.vqgan_sha256[:12]}, but this VQGAN is "
             f"{actual[:12]}: pass the VQGAN it was trained with (or --pixel-guidance 0)"

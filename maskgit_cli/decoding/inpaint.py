@@ -144,7 +144,7 @@ def prepare_models(
     file (:func:`maskgit_cli.decoding.guidance.fallback_code_patches`).
     """
     from maskgit_cli.vqgan.code_patches import read_code_patches
-    from maskgit_cli.weights import load_model, model_fingerprint, read_metadata
+    from maskgit_cli.weights import load_model, model_fingerprint, read_metadata, token_fingerprint
 
     transformer_path, recorded = None, None
     if isinstance(transformer, (str, Path)):
@@ -160,7 +160,8 @@ def prepare_models(
     transformer.to(device).eval()
     vqgan.to(device, memory_format=torch.channels_last).eval()
     mean, std = vqgan.use_normalization(settings.normalization)
-    fingerprint = model_fingerprint(vqgan)
+    own = model_fingerprint(vqgan)  # this VQGAN's weights: what reports name
+    fingerprint = token_fingerprint(vqgan)  # its tokens' identity: what transformer files and code patches record
     recorded = recorded or (code_patches.vqgan_sha256 if code_patches is not None else None)
     if recorded and recorded != fingerprint and not any_vqgan:
         raise MaskgitError(
@@ -173,8 +174,9 @@ def prepare_models(
         if code_patches is not None and code_patches.vqgan_sha256 in (None, fingerprint):
             guide = code_patches_for(vqgan, code_patches, fingerprint)
         else:
-            guide = fallback_code_patches(vqgan, transformer, transformer_path, fingerprint, settings.normalization)
-    return Prepared(transformer, vqgan, guide, mean, std, fingerprint)
+            # patches decoded from the VQGAN depend on its decoder too: cached under its own fingerprint
+            guide = fallback_code_patches(vqgan, transformer, transformer_path, own, settings.normalization)
+    return Prepared(transformer, vqgan, guide, mean, std, own)
 
 
 @dataclass

@@ -62,6 +62,10 @@ class VQGANConfig:
     encoder_reach: int | None = None
     local_dim: int = 256
     local_blocks: int = 4
+    # The fingerprint of the VQGAN whose tokens these are, when that is another file: `maskgit tune-decoder` trains
+    # only the decoder, so its output encodes exactly as its source did and a transformer trained on the source's
+    # tokens stays valid (:func:`maskgit_cli.weights.token_fingerprint`). None: tokens of its own.
+    tokens_of: str | None = None
 
     def __post_init__(self) -> None:
         for name in (

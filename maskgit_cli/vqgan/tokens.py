@@ -31,7 +31,7 @@ from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import vqgan_autocast
 from maskgit_cli.vqgan.code_patches import PatchStats
-from maskgit_cli.weights import config_to_json, load_model, model_fingerprint, read_metadata, read_tensors, save_tensors
+from maskgit_cli.weights import config_to_json, load_model, read_metadata, read_tensors, save_tensors, token_fingerprint
 
 
 @dataclass
@@ -129,7 +129,7 @@ def tokenize_folder(
         raise MaskgitError(f"{images_dir}: none of the {len(dataset)} images could be read")
     tokens = torch.cat(chunks + flipped)
     files = [dataset.files[i].name for i in kept]
-    fingerprint = model_fingerprint(vqgan)
+    fingerprint = token_fingerprint(vqgan)
     masked = None
     if masked_copies:
         parts = copies[0] + copies[1]
