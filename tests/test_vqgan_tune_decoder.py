@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.vqgan.train import evaluate_vqgan, load_images_uint8
 from maskgit_cli.vqgan.tune_decoder import TuneDecoderConfig, encode_all, tune_decoder
 from maskgit_cli.weights import load_model, model_fingerprint, read_metadata, read_tensors, token_fingerprint
 
@@ -28,9 +29,11 @@ def test_tuning_lowers_the_loss_and_keeps_every_token(tmp_path, make_images, tin
     assert l2[-1] < 0.75 * l2[0]  # the decoder learns
     psnr = [r["psnr"] for r in records if r["kind"] == "val"]
     assert len(psnr) == 2 and s["best_psnr"] == max(psnr)
+    source = load_model(tiny_vqgan_file, "vqgan")
+    val = load_images_uint8(tmp_path / "val", 64, False, "val")[0]
+    assert s["source_psnr"] == evaluate_vqgan(source, val, 128, torch.device("cpu"))["psnr"] < s["best_psnr"]
 
     tuned = load_model(tmp_path / "run" / "best.safetensors", "vqgan")
-    source = load_model(tiny_vqgan_file, "vqgan")
     changed = set()
     for name, value in source.state_dict().items():
         if torch.equal(tuned.state_dict()[name], value):
@@ -73,11 +76,11 @@ def test_the_tuned_vqgan_stands_in_for_its_source(cli, image_dir, tiny_vqgan, ti
     r = cli("train", cache, "-o", run, "--preset", "tiny", "--max-steps", "2", "--batch-size", "4", "--device", "cpu")
     assert r.exit_code == 0, r.output
     # ... and the source's decoder tuned from the command line
-    r = cli("tune-decoder", image_dir, "--vqgan", tiny_vqgan_file, "-o", tmp_path / "tuned", "--max-steps", "2",
-            "--batch-size", "4", "--device", "cpu")  # fmt: skip
+    r = cli("tune-decoder", image_dir, "--vqgan", tiny_vqgan_file, "--val", image_dir, "-o", tmp_path / "tuned",
+            "--max-steps", "2", "--batch-size", "4", "--device", "cpu")  # fmt: skip
     assert r.exit_code == 0, r.output
-    tuned = tmp_path / "tuned" / "last.safetensors"
-    assert f"weights: {tuned}" in r.stdout
+    tuned = tmp_path / "tuned" / "best.safetensors"  # with --val: the best validation PSNR
+    assert f"weights: {tuned}" in r.stdout and "(the source VQGAN: " in r.stdout
 
     # tokenize: the same tokens, recorded under the same identity
     again = tmp_path / "tuned.tokens"

@@ -68,7 +68,7 @@ if ((DRY)); then
   TRAIN_SIZE=(--preset tiny --batch-size 4 --steps 1)
   INPAINT_SIZE=(--preset tiny --vqgan-preset tiny --batch-size 2)
   TOKENIZE_SIZE=(--vqgan-preset tiny --images 16 --batch-size 8)
-  WEIGHTS_SIZE=(SETTINGS=gpu PRESET=tiny VQGAN_STEPS=2 VQGAN_BATCH=8 MASKGIT_STEPS=2
+  WEIGHTS_SIZE=(SETTINGS=gpu PRESET=tiny VQGAN_STEPS=2 VQGAN_BATCH=8 DECODER_STEPS=2 MASKGIT_STEPS=2
     MASKGIT_BATCH=8 MASKED_COPIES=1)
   EVAL=$WORK/data # a few emoji64 images of each folder (make_subset)
 else

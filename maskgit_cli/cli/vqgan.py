@@ -267,7 +267,7 @@ def tune_decoder_cmd(
     ] = None,
     resume: ResumeOpt = None,
     l1_weight: Annotated[
-        float | None, typer.Option("--l1-weight", min=0.0, help="Weight of the L1 pixel loss. \\[default: 0]")
+        float | None, typer.Option("--l1-weight", min=0.0, help="Weight of the L1 pixel loss. \\[default: 1]")
     ] = None,
     l2_weight: Annotated[
         float | None,
@@ -315,7 +315,7 @@ def tune_decoder_cmd(
             v = s["val"]
             out(
                 f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}; best PSNR {s['best_psnr']:.2f} dB "
-                f"at step {s['best_step']}"
+                f"at step {s['best_step']} (the source VQGAN: {s['source_psnr']:.2f} dB)"
             )
         if s["weights"]:
             out(f"weights: {s['weights']}")

@@ -5,8 +5,8 @@ caches, a transformer trained on them and its code patches all stay valid (the e
 token fingerprint, ``VQGANConfig.tokens_of``, and `inpaint`/`tokenize` accept it for the source). Only the decoder
 and ``post_quant_conv`` learn, from the training images' codes (encoded once at the start as `tokenize` encodes
 them, the mirrored images' too when ``flip``) to their pixels, with ``l1_weight * |x' - x| + l2_weight * (x' - x)^2``
-in [0,1] pixel space. The default is L2 alone: PSNR measures it, and a decoder given fixed codes has nothing else to
-trade it against (train-vqgan's L1 term also shapes the codes).
+in [0,1] pixel space, train-vqgan's loss (measured on emoji64, 1,500 steps: L1 + L2 28.78 dB validation PSNR, L2
+alone 28.79 dB at lr 5e-4 and 28.70 dB at lr 2e-4; weights/README.md).
 
 AdamW with warmup + cosine LR, gradient clipping, bf16 autocast where the hardware computes it. Validation: PSNR and
 SSIM of the uint8 reconstructions (as `train-vqgan` reports them); ``best.safetensors`` has the highest PSNR.
@@ -46,7 +46,7 @@ class TuneDecoderConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
-    l1_weight: float = 0.0
+    l1_weight: float = 1.0
     l2_weight: float = 1.0
     flip: bool = True
     precision: str = "auto"
@@ -197,5 +197,9 @@ def tune_decoder(vqgan_path, train_dir, val_dir, run_dir, cfg: TuneDecoderConfig
             f"unchanged), {len(train)} train / {0 if val is None else len(val)} val images, {total} steps of "
             f"{cfg.batch_size} on {device} ({resolve_precision(cfg.precision, device)})"
         )
+        source_psnr = None
+        if val is not None:  # what the fine-tuning has to beat
+            source_psnr = evaluate_vqgan(source, task.val, cfg.val_batch_size, device, "fp32")["psnr"]
+            log(f"tune-decoder: the source VQGAN's validation PSNR is {source_psnr:.2f} dB")
         result = fit(task, run, len(train), loop, resume=resume, description="tune-decoder", unit="img")
-    return {**result.summary(run), "best_psnr": result.best}
+    return {**result.summary(run), "best_psnr": result.best, "source_psnr": source_psnr}
