@@ -24,6 +24,7 @@ NORMALIZATIONS = ("train", "test")  # the VQGAN's statistics: its training set's
 SAMPLING = ("sample", "argmax")  # sample = the official decoder; argmax = the lab's choice
 SAMPLERS = ("confidence", "halton")  # which tokens a decoding step keeps: the official rule, or Halton order
 TOKEN_RULES = ("any", "majority")  # pixel -> token rule: any = the lab's
+BLENDS = ("poisson", "none")  # how composited holes meet the known pixels: Poisson blending, or pasted as decoded
 MASK_KINDS = ("stroke", "box", "half", "outpaint")
 FITS = ("auto", "crop", "resize", "none")  # other sizes: a window per group of holes, the whole image, refuse
 LAYOUTS = ("ours", "lab")  # inpaint's output names: images/ + steps/, or the lab's test_results/ + grids

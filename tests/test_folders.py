@@ -67,15 +67,20 @@ def test_outputs_and_counts(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_fil
 
 def test_known_pixels_unchanged_with_compositing(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path):
     images, masks = lab_dirs
-    run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "c", "--grids", "none")
+    run(
+        cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "c", "--grids", "none", "--blend", "none"
+    )
+    run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "p", "--grids", "none")  # poisson
     run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "n", "--no-composite", "--grids", "0")
     for i in range(5):
         known = read(masks / f"mask_{i:03d}.png") == 255
         src = read(images / f"image_{i:03d}.png")
         comp = read(tmp_path / "c" / "images" / f"image_{i:03d}.png")
+        blended = read(tmp_path / "p" / "images" / f"image_{i:03d}.png")
         raw = read(tmp_path / "n" / "images" / f"image_{i:03d}.png")
-        assert np.array_equal(comp[known], src[known])
-        assert np.array_equal(comp[~known], raw[~known])
+        assert np.array_equal(comp[known], src[known]) and np.array_equal(blended[known], src[known])
+        assert np.array_equal(comp[~known], raw[~known])  # pasted as decoded
+        assert not np.array_equal(blended[~known], raw[~known])  # shifted toward the known pixels
         assert not np.array_equal(raw[known], src[known])
 
 

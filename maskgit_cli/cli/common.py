@@ -60,6 +60,7 @@ Normalization = _choice("Normalization", choices.NORMALIZATIONS)
 Layout = _choice("Layout", choices.LAYOUTS)
 Fit = _choice("Fit", choices.FITS)
 TokenRule = _choice("TokenRule", choices.TOKEN_RULES)
+Blend = _choice("Blend", choices.BLENDS)
 MaskKind = _choice("MaskKind", choices.MASK_KINDS)
 FidMode = _choice("FidMode", choices.FID_MODES)
 SweepMetric = _choice("SweepMetric", choices.SWEEP_METRICS)
@@ -336,6 +337,19 @@ DECODE = OptionGroup(
                     "--composite/--no-composite",
                     help="Paste the known input pixels back over the result. The lab's FID numbers were made "
                     "without compositing. \\[default: composite]",
+                ),
+            ],
+            None,
+        ),
+        "blend": (
+            Annotated[
+                Blend | None,
+                _opt(
+                    "--blend",
+                    help="With --composite, how the holes meet the known pixels: poisson (Poisson image editing: the "
+                    "decoded holes shifted by the smooth field that makes them continuous with the known pixels at "
+                    "their edge; +0.65 dB in the validation holes) or none (pasted as decoded). "
+                    "\\[default: poisson; --lab: none]",
                 ),
             ],
             None,

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgit_cli.choices import DECODE_PRECISIONS, NORMALIZATIONS, TOKEN_RULES, check_choice
+from maskgit_cli.choices import BLENDS, DECODE_PRECISIONS, NORMALIZATIONS, TOKEN_RULES, check_choice
 from maskgit_cli.data.masks import token_mask_for
+from maskgit_cli.decoding.blend import poisson_blend
 from maskgit_cli.decoding.decode import DecodeSettings, check_total_iter, decode_tokens
 from maskgit_cli.decoding.guidance import code_patches_for, fallback_code_patches, known_pixel_bias
 from maskgit_cli.errors import MaskgitError
@@ -41,6 +42,9 @@ class InpaintSettings:
     # the VQGAN's tokens (:func:`auto_dilate`).
     dilate: int | None = None
     composite: bool = True  # paste the known input pixels back over the decoded image
+    # With composite: "poisson" blends the holes into the known pixels (blend.py, Poisson image editing); "none"
+    # pastes them as decoded.
+    blend: str = "poisson"
     # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
     pixel_guidance: float = 50.0
     # The transformer's autocast: "auto" (bf16 where the hardware computes it natively: CUDA, CPUs with AVX512-BF16
@@ -56,6 +60,7 @@ class InpaintSettings:
         check_choice(self.precision, DECODE_PRECISIONS, "--precision")
         check_choice(self.token_mask, TOKEN_RULES, "--token-mask")
         check_choice(self.normalization, NORMALIZATIONS, "--normalization")
+        check_choice(self.blend, BLENDS, "--blend")
         if self.dilate is not None and self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
         if not 0 <= self.pixel_guidance < math.inf:
@@ -80,7 +85,14 @@ class InpaintSettings:
 # The lab's inference exactly (docs/lab.md, "The lab's inference"): inputs encoded and outputs de-normalized with
 # the lab's test-set statistics, the most likely code at every step, no compositing, the any-pixel token rule alone,
 # no guidance. `--lab` sets these; any of them can still be given.
-LAB_SETTINGS = {"normalization": "test", "sampling": "argmax", "composite": False, "dilate": 0, "pixel_guidance": 0.0}
+LAB_SETTINGS = {
+    "normalization": "test",
+    "sampling": "argmax",
+    "composite": False,
+    "blend": "none",
+    "dilate": 0,
+    "pixel_guidance": 0.0,
+}
 
 
 @dataclass
@@ -233,7 +245,6 @@ def decode_inputs(
         if patches is None:
             raise ValueError("pixel guidance needs the code patches (see guidance.code_patches_for)")
         bias = known_pixel_bias(images, holes, patches, settings.pixel_guidance)
-    hole4 = holes[:, None].expand_as(images)
     latent = vqgan.config.latent_resolution
     amp = vqgan_autocast(images.device)
     tmask = encoded.token_masks
@@ -245,8 +256,7 @@ def decode_inputs(
         def hook(t: int, predicted: torch.Tensor, still: torch.Tensor) -> None:
             with amp:
                 pixels = vqgan.decode(predicted[watched].view(-1, latent, latent)).float()
-            if settings.composite:
-                pixels = torch.where(hole4[watched], pixels, images[watched])
+            pixels = finish(pixels, images[watched], holes[watched], settings)
             on_step(t, pixels, still[watched].view(-1, latent, latent))
 
     with autocast(images.device, settings.precision):
@@ -254,19 +264,28 @@ def decode_inputs(
             transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record, bias, hook
         )
     with amp:
-        out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
-    if settings.composite:
-        out = torch.where(hole4, out, images)
+        out = finish(vqgan.decode(result.tokens.view(-1, latent, latent)).float(), images, holes, settings)
     batch = InpaintBatch(out, result.still_masked, tmask)
     for row in record_rows:
         with amp:
             preds = torch.stack([p[row] for p in result.step_predictions]).view(-1, latent, latent)
             step_imgs = vqgan.decode(preds).float()
-        if settings.composite:
-            step_imgs = torch.where(hole4[row : row + 1], step_imgs, images[row : row + 1])
+        step_imgs = finish(step_imgs, images[row : row + 1].expand_as(step_imgs),
+                           holes[row : row + 1].expand(len(step_imgs), -1, -1), settings)  # fmt: skip
         batch.step_images[row] = list(step_imgs)
         batch.step_masks[row] = [tmask[row]] + [m[row].view(latent, latent) for m in result.step_masks]
     return batch
+
+
+def finish(decoded: torch.Tensor, images: torch.Tensor, holes: torch.Tensor, settings: InpaintSettings) -> torch.Tensor:
+    """The decoded pixels (B,3,H,W) as inpainting returns them: as decoded without ``settings.composite``; else the
+    input ``images`` outside the ``holes`` (B,H,W) and, inside them, the decoded pixels Poisson-blended into the known
+    ones (``blend`` poisson, :func:`~maskgit_cli.decoding.blend.poisson_blend`) or as decoded (none)."""
+    if not settings.composite:
+        return decoded
+    if settings.blend == "poisson":
+        return poisson_blend(decoded, images, holes)
+    return torch.where(holes[:, None].expand_as(images), decoded, images)
 
 
 @torch.no_grad()
