@@ -9,7 +9,8 @@ Pipeline per batch (docs/data.md, "Masks"; docs/decoding.md, "The decoding rule"
      ``pixel_guidance`` > 0 the known pixels inside each regenerated token weigh in on its code
      (:mod:`maskgit_cli.guidance`);
   4. the VQGAN decodes the final tokens (and, only for images whose step grids are requested, the
-     predictions after every step); with ``composite`` the known pixels of the input are pasted back.
+     predictions after every step); with ``composite`` the known pixels of the input are pasted back and the
+     holes Poisson-blended into them (``blend``, :func:`finish`, :mod:`maskgit_cli.decoding.blend`).
 
 The lab's FID numbers were made without compositing (``composite=False``). Images of any size and the Python API:
 :mod:`maskgit_cli.decoding.pipeline`; folders: :mod:`maskgit_cli.decoding.folders`.
@@ -264,7 +265,8 @@ def decode_inputs(
             transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record, bias, hook
         )
     with amp:
-        out = finish(vqgan.decode(result.tokens.view(-1, latent, latent)).float(), images, holes, settings)
+        out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
+    out = finish(out, images, holes, settings)
     batch = InpaintBatch(out, result.still_masked, tmask)
     for row in record_rows:
         with amp:
