@@ -244,11 +244,11 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return tensors_fingerprint(model.state_dict())
 
 
-def token_fingerprint(vqgan: torch.nn.Module) -> str:
+def token_fingerprint(vqgan: torch.nn.Module, own: str | None = None) -> str:
     """The identity of a VQGAN's *tokens*, which token caches, transformer files and code patches record: its own
-    fingerprint, or the source's for a VQGAN whose decoder alone was fine-tuned (``config.tokens_of``, set by
-    `maskgit tune-decoder`: the same encoder and codebook give the same tokens)."""
-    return getattr(vqgan.config, "tokens_of", None) or model_fingerprint(vqgan)
+    fingerprint (``own``, when already computed), or the source's for a VQGAN whose decoder alone was fine-tuned
+    (``config.tokens_of``, set by `maskgit tune-decoder`: the same encoder and codebook give the same tokens)."""
+    return vqgan.config.tokens_of or own or model_fingerprint(vqgan)
 
 
 def load_config(path, kind: str | None = None):

@@ -174,7 +174,7 @@ def prepare_models(
     vqgan.to(device, memory_format=torch.channels_last).eval()
     mean, std = vqgan.use_normalization(settings.normalization)
     own = model_fingerprint(vqgan)  # this VQGAN's weights: what reports name
-    fingerprint = token_fingerprint(vqgan)  # its tokens' identity: what transformer files and code patches record
+    fingerprint = token_fingerprint(vqgan, own)  # its tokens' identity: what transformer files and code patches record
     recorded = recorded or (code_patches.vqgan_sha256 if code_patches is not None else None)
     if recorded and recorded != fingerprint and not any_vqgan:
         raise MaskgitError(

@@ -173,6 +173,7 @@ def tune_decoder(vqgan_path, train_dir, val_dir, run_dir, cfg: TuneDecoderConfig
     val = load_images_uint8(val_dir, size, cfg.resize, "validation images")[0] if val_dir is not None else None
     loop = LoopConfig.of(cfg, "psnr" if val is not None else None)
     total = loop.total_steps(len(train))
+    source_sha256 = model_fingerprint(source)
     run = RunDir(run_dir)
     run_config = {
         "trainer": "tune-decoder",
@@ -180,7 +181,7 @@ def tune_decoder(vqgan_path, train_dir, val_dir, run_dir, cfg: TuneDecoderConfig
         "model": config_dict(source.config),
         "data": {
             "vqgan": str(vqgan_path),
-            "vqgan_sha256": model_fingerprint(source),
+            "vqgan_sha256": source_sha256,
             "train_dir": str(train_dir),
             "train_images": len(train),
             "val_dir": str(val_dir) if val_dir else None,
@@ -190,7 +191,7 @@ def tune_decoder(vqgan_path, train_dir, val_dir, run_dir, cfg: TuneDecoderConfig
     with run:
         seed_everything(cfg.seed)
         model = copy.deepcopy(source)
-        task = TuneDecoderTask(cfg, model, token_fingerprint(source), train, val, device, total)
+        task = TuneDecoderTask(cfg, model, token_fingerprint(source, source_sha256), train, val, device, total)
         n = sum(p.numel() for p in trained_modules(model).parameters())
         log(
             f"tune-decoder: decoder of {vqgan_path} ({n / 1e6:.2f}M parameters; encoder and codebook frozen, tokens "
