@@ -31,6 +31,21 @@ ResizeOpt = Annotated[bool, typer.Option("--resize", help="Resize images of anot
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per VQGAN batch.")]
 
 
+def report_run(s: dict, as_json: bool, val_line) -> None:
+    """A stage-1 trainer's summary ``s``: as JSON, or its status line, ``val_line(last validation)`` when it validated,
+    and the weights it wrote; then exit with its code (130/143 after an interruption)."""
+    if as_json:
+        print_json(s)
+    else:
+        out(f"{s['status']} at step {s['step']}/{s['total_steps']} in {s['seconds']:.0f} s: {s['run']}")
+        if s["val"]:
+            out(val_line(s["val"]))
+        if s["weights"]:
+            out(f"weights: {s['weights']}")
+    if s["exit_code"]:
+        raise typer.Exit(s["exit_code"])
+
+
 @command("convert-vqgan", STAGE1)
 def convert_vqgan_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="The lab's VQGAN.pt (a plain state_dict).")],
@@ -148,20 +163,14 @@ def train_vqgan_cmd(
     if run.data["train_dir"] is None:
         raise MaskgitError("give the training images and -o runs/NAME, or --resume RUN")
     s = train_vqgan(run.data["train_dir"], run.data["val_dir"], run.output, run.config, resume=run.resume)
-    if as_json:
-        print_json(s)
-    else:
-        out(f"{s['status']} at step {s['step']}/{s['total_steps']} in {s['seconds']:.0f} s: {s['run']}")
-        if s["val"]:
-            v = s["val"]
-            out(
-                f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, codebook usage {v['usage']:.1%}, "
-                f"perplexity {v['perplexity']:.1f}; best PSNR {s['best_psnr']:.2f} dB at step {s['best_step']}"
-            )
-        if s["weights"]:
-            out(f"weights: {s['weights']}")
-    if s["exit_code"]:
-        raise typer.Exit(s["exit_code"])
+    report_run(
+        s,
+        as_json,
+        lambda v: (
+            f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, codebook usage {v['usage']:.1%}, "
+            f"perplexity {v['perplexity']:.1f}; best PSNR {s['best_psnr']:.2f} dB at step {s['best_step']}"
+        ),
+    )
 
 
 @command("robust-vqgan", STAGE1)
@@ -227,20 +236,14 @@ def robust_vqgan_cmd(
     s = robust_vqgan(
         run.data["vqgan"], run.data["train_dir"], run.data["val_dir"], run.output, run.config, resume=run.resume
     )
-    if as_json:
-        print_json(s)
-    else:
-        out(f"{s['status']} at step {s['step']}/{s['total_steps']} in {s['seconds']:.0f} s: {s['run']}")
-        if s["val"]:
-            v = s["val"]
-            out(
-                f"last validation: context fidelity {v['fidelity']:.1%}, clean tokens kept {v['clean_kept']:.1%}, "
-                f"PSNR {v['psnr']:.2f} dB; best fidelity {s['best_fidelity']:.1%} at step {s['best_step']}"
-            )
-        if s["weights"]:
-            out(f"weights: {s['weights']}")
-    if s["exit_code"]:
-        raise typer.Exit(s["exit_code"])
+    report_run(
+        s,
+        as_json,
+        lambda v: (
+            f"last validation: context fidelity {v['fidelity']:.1%}, clean tokens kept {v['clean_kept']:.1%}, "
+            f"PSNR {v['psnr']:.2f} dB; best fidelity {s['best_fidelity']:.1%} at step {s['best_step']}"
+        ),
+    )
 
 
 @command("tune-decoder", STAGE1)
@@ -307,20 +310,14 @@ def tune_decoder_cmd(
     s = tune_decoder(
         run.data["vqgan"], run.data["train_dir"], run.data["val_dir"], run.output, run.config, resume=run.resume
     )
-    if as_json:
-        print_json(s)
-    else:
-        out(f"{s['status']} at step {s['step']}/{s['total_steps']} in {s['seconds']:.0f} s: {s['run']}")
-        if s["val"]:
-            v = s["val"]
-            out(
-                f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}; best PSNR {s['best_psnr']:.2f} dB "
-                f"at step {s['best_step']} (the source VQGAN: {s['source_psnr']:.2f} dB)"
-            )
-        if s["weights"]:
-            out(f"weights: {s['weights']}")
-    if s["exit_code"]:
-        raise typer.Exit(s["exit_code"])
+    report_run(
+        s,
+        as_json,
+        lambda v: (
+            f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}; best PSNR {s['best_psnr']:.2f} dB "
+            f"at step {s['best_step']} (the source VQGAN: {s['source_psnr']:.2f} dB)"
+        ),
+    )
 
 
 @command("reconstruct", STAGE1)
