@@ -7,3 +7,20 @@ The CLI prints it as one line ``Error: ...`` and exits 1; ``MASKGIT_DEBUG=1`` sh
 
 class MaskgitError(Exception):
     """An expected, user-fixable error. The message is a complete sentence naming the file or option."""
+
+
+def require_file(path, label: str = "", expected: str = "a file") -> None:
+    """Refuse a path that is not an existing file, in one line: ``[label ]PATH: no such file`` or
+    ``[label ]PATH: is a folder, expected <expected>``.
+
+    ``label`` is the option or role that named the path (e.g. ``Mask file``), ``expected`` what the file should be
+    (e.g. ``a VQGAN weights file (.safetensors)``); every reader of a single file starts here.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    where = f"{label} {path}" if label else str(path)
+    if path.is_dir():
+        raise MaskgitError(f"{where}: is a folder, expected {expected}")
+    if not path.is_file():
+        raise MaskgitError(f"{where}: no such file")

@@ -31,7 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from maskgit_cli import __version__
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, require_file
 
 AUX_PREFIX = "aux."  # tensors stored beside the weights, not part of the model's state dict
 
@@ -206,11 +206,11 @@ def save_model(
     save_tensors(path, state, {"kind": kind, "config": config_to_json(model.config), **(extra_metadata or {})})
 
 
-def read_metadata(path) -> dict[str, str]:
-    """The metadata of a safetensors file, with one-line errors for missing or corrupt files."""
+def read_metadata(path, expected: str = "a safetensors file") -> dict[str, str]:
+    """The metadata of a safetensors file, with one-line errors for missing or corrupt files (``expected``: what
+    the error for a folder says the path should be)."""
     path = Path(path)
-    if not path.is_file():
-        raise MaskgitError(f"{path}: no such file")
+    require_file(path, expected=expected)
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
@@ -253,7 +253,8 @@ def token_fingerprint(vqgan: torch.nn.Module, own: str | None = None) -> str:
 
 def load_config(path, kind: str | None = None):
     """(kind, config) of a model file, without loading its tensors."""
-    meta = read_metadata(path)
+    what = {"vqgan": "VQGAN", "transformer": "transformer"}.get(kind, "model")
+    meta = read_metadata(path, f"a {what} weights file (.safetensors)")
     file_kind = meta.get("kind")
     if file_kind not in MODEL_KINDS:
         what = f"kind {file_kind!r}" if file_kind else "no 'kind' metadata"
@@ -398,8 +399,7 @@ def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Ten
     ``module.`` / ``_orig_mod.`` key prefixes. Errors name the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MaskgitError(f"{what} {path}: no such file")
+    require_file(path, what)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError, EOFError, ...)

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from maskgit_cli import __version__
 from maskgit_cli.vqgan.tokens import tokenize_folder
 
@@ -53,6 +55,43 @@ def test_expected_error_is_one_line_without_traceback(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip() == f"Error: {tmp_path / 'x.safetensors'}: no such file"
     assert r.stdout == ""
+
+
+def test_a_folder_where_a_file_belongs_is_one_line_naming_what_was_expected(cli, image_dir, tiny_vqgan_file, tmp_path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    cases = {
+        "a VQGAN weights file (.safetensors)": ("tokenize", image_dir, "--vqgan", folder, "-o", tmp_path / "t.tokens"),
+        "a transformer weights file (.safetensors)": (
+            *("inpaint", "--images", image_dir, "--mask-kind", "box", "--transformer", folder),
+            *("--vqgan", tiny_vqgan_file, "-o", tmp_path / "out"),
+        ),
+        "a token cache file (made by `maskgit tokenize`)": (
+            "train",
+            folder,
+            "-o",
+            tmp_path / "run",
+            "--max-steps",
+            "1",
+        ),
+        "a safetensors file": ("info", folder),
+    }
+    for expected, args in cases.items():
+        r = cli(*args)
+        assert r.exit_code == 1, (args, r.output)
+        assert r.stderr.strip() == f"Error: {folder}: is a folder, expected {expected}", r.stderr
+    assert not (tmp_path / "t.tokens").exists() and not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_require_file_names_the_role_and_the_path(tmp_path):
+    from maskgit_cli.errors import MaskgitError, require_file
+
+    with pytest.raises(MaskgitError, match=r"^Mask file .*m\.png: no such file$"):
+        require_file(tmp_path / "m.png", "Mask file")
+    with pytest.raises(MaskgitError, match=r": is a folder, expected a file$"):
+        require_file(tmp_path)
+    (tmp_path / "f").write_text("x")
+    require_file(tmp_path / "f")  # an existing file passes
 
 
 def test_debug_env_shows_traceback(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, require_file
 
 
 def load_csv_images(path: str | Path) -> np.ndarray:
@@ -18,8 +18,7 @@ def load_csv_images(path: str | Path) -> np.ndarray:
     Returns uint8 (N,H,W,3). Errors name the file and the row (data rows count from 1; line = file line).
     """
     path = Path(path)
-    if not path.is_file():
-        raise MaskgitError(f"{path}: no such file")
+    require_file(path)
     rows: list[np.ndarray] = []
     length = side = None
     try:

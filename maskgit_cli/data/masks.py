@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskgit_cli.choices import TOKEN_RULES
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, require_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -80,8 +80,7 @@ def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np
     from maskgit_cli.data.images import read_image, to_8bit
 
     path = Path(path)
-    if not path.is_file():
-        raise MaskgitError(f"Mask file {path} does not exist.")
+    require_file(path, "Mask file")
     img = read_image(path, "Mask file")
     alpha = alpha_mask(img)
     if alpha is not None:

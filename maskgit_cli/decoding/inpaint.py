@@ -162,10 +162,10 @@ def prepare_models(
     transformer_path, recorded = None, None
     if isinstance(transformer, (str, Path)):
         transformer_path = Path(transformer)
+        transformer = load_model(transformer_path, "transformer", device)  # first: its errors name the file's role
         recorded = read_metadata(transformer_path).get("vqgan_sha256") or None
         if code_patches is None and settings.pixel_guidance > 0:
             code_patches = read_code_patches(transformer_path)
-        transformer = load_model(transformer_path, "transformer", device)
     if isinstance(vqgan, (str, Path)):
         vqgan = load_model(vqgan, "vqgan", device)
     check_models(transformer, vqgan)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, require_file
 from maskgit_cli.vqgan.model import LAB_TEST_MEAN, LAB_TEST_STD, VQGAN, VQGANConfig
 from maskgit_cli.weights import load_state_dict_strict, load_torch_state_dict, model_fingerprint, save_model
 
@@ -27,8 +27,7 @@ def read_vqgan_yml(path) -> VQGANConfig:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise MaskgitError(f"{path}: no such file")
+    require_file(path)
     try:
         doc = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:

@@ -296,7 +296,7 @@ def save_token_cache(
 
 def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache:
     """Read a token cache; with ``expect_vqgan_sha256`` a cache made by another VQGAN is an error naming both."""
-    meta = read_metadata(path)
+    meta = read_metadata(path, "a token cache file (made by `maskgit tokenize`)")
     if meta.get("kind") != "tokens":
         raise MaskgitError(f"{path}: not a token cache (kind {meta.get('kind')!r}); make one with `maskgit tokenize`")
     tensors = read_tensors(path)
