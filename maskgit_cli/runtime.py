@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -28,16 +29,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@functools.cache
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty where ``cpuinfo`` cannot be read)."""
+    try:
+        with open(cpuinfo) as f:
+            return frozenset(next((line for line in f if line.startswith("flags")), "").split(":")[-1].split())
+    except OSError:
+        return frozenset()
+
+
 def native_bf16(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Does ``device`` compute bf16 natively? CUDA GPUs that support it, and CPUs with AVX512-BF16 or AMX-BF16
     (AMD EPYC Zen 4+, Intel Xeon Sapphire Rapids+); elsewhere bf16 is emulated, and slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
+    flags = cpu_flags(cpuinfo)
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

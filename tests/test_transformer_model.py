@@ -1,6 +1,7 @@
 """MaskGIT transformer: presets, shapes, SDPA, sampling helper and FLOPs."""
 
 import math
+from dataclasses import replace as replace_cfg
 
 import pytest
 import torch
@@ -119,6 +120,75 @@ def test_sdpa_equals_naive_attention():
     y = (w @ v).transpose(1, 2).reshape(2, 256, 48)
     want = F.linear(y, attn.proj.weight, attn.proj.bias)
     torch.testing.assert_close(attn(x), want, atol=1e-5, rtol=1e-4)
+
+
+def _attention_errors(fn, seed=0, shape=(2, 4, 256, 64)):
+    """Mean absolute errors of fn(q, k, v)'s output and q/k/v gradients (bf16 inputs) against float64 attention."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, v, do = (torch.randn(shape, generator=g).bfloat16() for _ in range(4))
+    ref = [t.double().requires_grad_() for t in (q, k, v)]
+    want = torch.softmax(ref[0] @ ref[1].transpose(-1, -2) / math.sqrt(shape[-1]), -1) @ ref[2]
+    want.backward(do.double())
+    got_in = [t.clone().requires_grad_() for t in (q, k, v)]
+    got = fn(*got_in)
+    assert got.dtype == torch.bfloat16
+    got.backward(do)
+    pairs = [(got, want)] + [(a.grad, b.grad) for a, b in zip(got_in, ref)]
+    return [(a.double() - b).abs().mean().item() for a, b in pairs]
+
+
+def test_matmul_attention_is_as_exact_as_the_fused_kernel():
+    from maskgit_cli.transformer.model import MatmulAttention
+
+    for seed in range(2):
+        mine = _attention_errors(MatmulAttention.apply, seed)
+        fused = _attention_errors(F.scaled_dot_product_attention, seed)
+        # output, dq, dk, dv: bf16 rounding only (an error in the formula would be 100x larger), and within 1.5x
+        # of the errors of SDPA's own bf16 CPU kernel
+        for a, b in zip(mine, fused):
+            assert a < 0.01 and a < 1.5 * b + 1e-4, (mine, fused)
+
+
+def test_matmul_attention_is_used_for_bf16_cpu_training_without_amx(monkeypatch):
+    import maskgit_cli.runtime as runtime
+    from maskgit_cli.transformer.model import _use_matmul_attention, cpu_prefers_matmul_attention
+
+    for flags, prefers in (
+        ({"avx512f", "avx512_bf16"}, True),  # AMD EPYC Zen 4/5
+        ({"avx512_bf16", "amx_bf16", "amx_tile"}, False),  # Intel Xeon with AMX: SDPA's kernels are faster
+        ({"avx2"}, False),
+    ):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert cpu_prefers_matmul_attention() is prefers
+        assert MaskGITTransformer(PRESETS["tiny"]).blocks[0].attn.cpu_prefers_matmul is prefers
+    q = torch.zeros(1, 1, 4, 8, dtype=torch.bfloat16, requires_grad=True)
+    assert _use_matmul_attention(q, True) and not _use_matmul_attention(q, False)
+    assert not _use_matmul_attention(q.detach(), True)  # inference: SDPA
+    with torch.no_grad():
+        assert not _use_matmul_attention(q, True)
+    assert not _use_matmul_attention(q.detach().float().requires_grad_(), True)  # fp32: SDPA
+
+
+def test_a_bf16_training_step_with_matmul_attention_is_as_close_to_fp32_as_with_sdpa(monkeypatch):
+    import maskgit_cli.transformer.model as model
+
+    calls = []
+    real_apply = model.MatmulAttention.apply
+    monkeypatch.setattr(model.MatmulAttention, "apply", lambda *a: calls.append(1) or real_apply(*a))
+    torch.manual_seed(0)
+    m = MaskGITTransformer(replace_cfg(PRESETS["tiny"], n_heads=2)).train()
+    idx = torch.randint(0, m.config.vocab_size, (4, 256))
+    grads = {}
+    for name, precision, use in (("fp32", "fp32", False), ("sdpa", "bf16", False), ("matmul", "bf16", True)):
+        monkeypatch.setattr(model, "_use_matmul_attention", lambda *args, use=use: use)
+        m.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = m(idx).float().logsumexp(-1).mean()
+        loss.backward()
+        grads[name] = torch.cat([p.grad.flatten() for p in m.parameters()])
+    assert len(calls) == m.config.n_layers  # the matmul run used it in every layer, the others not
+    err = {k: ((grads[k] - grads["fp32"]).norm() / grads["fp32"].norm()).item() for k in ("sdpa", "matmul")}
+    assert err["matmul"] < 0.1 and err["matmul"] < 1.5 * err["sdpa"], err
 
 
 def test_mask_token_never_sampled():

@@ -175,8 +175,65 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+class MatmulAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(hd)) v for bf16 (B, H, L, hd) tensors from a few batched matmuls, rounded as
+    FlashAttention-2 rounds: the scores S = q k^T and dP = dO v^T in fp32 from the exact bf16 inputs, the softmax
+    in fp32, P and dS rounded to bf16 for the P v, P^T dO, dS k and dS^T q products; backward
+    dS = P * (dP - rowsum(dO * O)). It keeps P (fp32, B*H*L*L) for the backward instead of recomputing it.
+
+    Why: on CPUs whose bf16 comes from AVX512-BF16 (AMD EPYC), the fused CPU kernel of
+    ``scaled_dot_product_attention`` spends about 55 ms per `small` layer (batch 32) on forward + backward, this
+    about 40 ms (docs/machines.md, "Training on the AMD Zen 5 kind"). Used only where :func:`_use_matmul_attention`
+    says so; dropout on the attention probabilities is not supported (SDPA then)."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # Every pass over a (B, H, L, L) tensor costs more than the small (B, H, L, hd) ones: the scale is applied
+        # to q (and to dO in the backward), and P's bf16 copy is kept for the backward.
+        with torch.autocast("cpu", enabled=False):
+            p = torch.matmul(q.float() * q.shape[-1] ** -0.5, k.float().transpose(-1, -2)).softmax(-1)
+            p_bf16 = p.to(v.dtype)
+            o = torch.matmul(p_bf16, v)
+        ctx.save_for_backward(q, k, v, p, p_bf16, o)
+        return o
+
+    @staticmethod
+    def backward(ctx, do: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v, p, p_bf16, o = ctx.saved_tensors
+        with torch.autocast("cpu", enabled=False):
+            do = do.to(v.dtype)
+            dv = torch.matmul(p_bf16.transpose(-1, -2), do)
+            do_scaled = do.float() * q.shape[-1] ** -0.5  # dS = P * (dP - rowsum(dO * O)) * scale
+            dp = torch.matmul(do_scaled, v.float().transpose(-1, -2))
+            delta = (do_scaled * o.float()).sum(-1, keepdim=True)
+            ds = dp.sub_(delta).mul_(p).to(q.dtype)
+            return torch.matmul(ds, k), torch.matmul(ds.transpose(-1, -2), q), dv
+
+
+def cpu_prefers_matmul_attention() -> bool:
+    """Is this a CPU where :class:`MatmulAttention` trains faster than SDPA: AVX512-BF16 and no AMX (AMD EPYC), the
+    kind where it was measured faster. With AMX (Intel Xeon) SDPA's own kernels are faster (docs/machines.md)."""
+    from maskgit_cli.runtime import cpu_flags
+
+    flags = cpu_flags()
+    return "avx512_bf16" in flags and "amx_bf16" not in flags
+
+
+def _use_matmul_attention(q: torch.Tensor, cpu_prefers: bool) -> bool:
+    """:class:`MatmulAttention` instead of SDPA: bf16 training on a CPU that prefers it; inference (no gradient)
+    keeps SDPA everywhere."""
+    return (
+        cpu_prefers
+        and q.device.type == "cpu"
+        and q.dtype == torch.bfloat16
+        and torch.is_grad_enabled()
+        and q.requires_grad
+    )
+
+
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention: fused qkv Linear, F.scaled_dot_product_attention, proj."""
+    """Bidirectional multi-head self-attention: fused qkv Linear, F.scaled_dot_product_attention (MatmulAttention
+    for bf16 training on AVX512-BF16 CPUs without AMX), proj."""
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -184,6 +241,7 @@ class SelfAttention(nn.Module):
         self.attn_dropout = cfg.attn_dropout
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.cpu_prefers_matmul = cpu_prefers_matmul_attention()  # read once: torch.compile then sees a constant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, C = x.shape
@@ -191,7 +249,11 @@ class SelfAttention(nn.Module):
         q = q.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, L, hd)
         k = k.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)
         v = v.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
+        dropout = self.attn_dropout if self.training else 0.0
+        if dropout == 0.0 and _use_matmul_attention(q, self.cpu_prefers_matmul):
+            y = MatmulAttention.apply(q, k, v)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         y = y.transpose(1, 2).contiguous().view(B, L, C)
         return self.proj(y)
 
