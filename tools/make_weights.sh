@@ -58,7 +58,7 @@ TRAIN_COPIES=$(awk -v r="$COPIES_RATIO" -v k="$MASKED_COPIES" 'BEGIN { print (r 
 # 4x4 patch only, so holes change no token outside them (context fidelity 100%, docs/decoding.md "A tokenizer that
 # keeps the context"), and flat areas get the same code wherever they are, which the transformer can predict.
 # CPU (2 cores): batch 16, lr 1e-3, 5000 steps (~26 epochs): ~47 min on a 2-core AMD EPYC Zen 4 (31 img/s median;
-#   measured for the shipped file, weights/README.md).
+#   measured for the shipped file, weights/README.md); 29 min on a Zen 5 (the same file bit for bit, 2026-12-03).
 #   (1,000-step trials, validation PSNR: lr 1e-3 26.36 dB, lr 5e-4 26.02 dB; tokens that also see the ring of
 #   patches around them, encoder_reach 1: 25.84 dB with a codebook perplexity of 402 instead of 128.)
 # CUDA: the same preset (the file must stay <= 25 MB), batch 128, 4000 steps: 512k images (~170 epochs), 6x what
@@ -85,7 +85,8 @@ fi
 # VQGAN's token fingerprint, which the token caches and the transformer below then carry), the decoder fine-tuned
 # with a fresh learning-rate schedule on train-vqgan's L1 + L2 loss: +0.24 dB test PSNR after 1,500 steps, more
 # after 3,000 (weights/README.md).
-# CPU: batch 16, lr 5e-4, 3000 steps (48k images, ~8 epochs): ~20 min on a 2-core AMD EPYC Zen 4 (46 img/s).
+# CPU: batch 16, lr 5e-4, 3000 steps (48k images, ~8 epochs): ~20 min on a 2-core AMD EPYC Zen 4 (46 img/s), 12 min
+#   on a Zen 5 (65 img/s).
 # CUDA: batch 128, 1000 steps (128k images): sized like the VQGAN stage's GPU settings; not run yet.
 if [[ "$SETTINGS" == gpu ]]; then
   DECODER_RUN=$RUNS/vqgan-emoji64-decoder-gpu
@@ -119,7 +120,8 @@ echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors: test scores in $RUNS/vqgan-emoj
 #   of 32 runs 17% faster per image on a 2-core CPU than one of 64, whose activations outgrow the cache), lr 1e-3,
 #   1500 steps (~16 epochs of 6,114 grids): 22 min on a 2-core Intel Xeon with AMX (71.5-73 img/s with issue 13's
 #   faster step; the shipped file: 29 min, its first 300 steps beside the test suite, weights/README.md); ~62 min on
-#   a 2-core AMD EPYC Zen 4 (26.3 img/s, before the faster step).
+#   a 2-core AMD EPYC Zen 4 (26.3 img/s, before the faster step); 36 min on a Zen 5 (44.6 img/s, before
+#   MatmulAttention). The whole script: 1 h 19 min in one run on the Zen 5 (weights/README.md).
 # CUDA: the same preset (keeps the file <= 40 MB) with batch 256 and 6000 steps (~230 epochs, 10x the CPU run's
 #   samples). Sized for about 2 minutes on an H100 (6.1 GFLOP per training sample, memory-bound elementwise work at
 #   dim 256); not run yet (tools/gpu_check.sh runs it first).
