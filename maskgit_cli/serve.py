@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgit_cli.choices import FITS, MASK_KINDS, SAMPLERS, SCHEDULES
+from maskgit_cli.choices import BLENDS, FITS, MASK_KINDS, SAMPLERS, SCHEDULES
 from maskgit_cli.data.images import read_image, to_rgb
 from maskgit_cli.data.mask_generator import generate_mask_for, mask_rng
 from maskgit_cli.data.masks import GRAY, HOLE, KNOWN
@@ -153,9 +153,23 @@ class PageSettings:
     seed: int = 0
     num_samples: int = 1
     fit: str = "auto"
+    temperature: float | None = None  # None: the pipeline's (`maskgit serve --temperature`)
+    blend: str | None = None  # None: the pipeline's (`maskgit serve --blend`; `--lab`: none)
 
     @classmethod
-    def from_page(cls, schedule, total_iter, sweet_spot, sampler, pixel_guidance, seed, num_samples, fit):
+    def from_page(
+        cls,
+        schedule,
+        total_iter,
+        sweet_spot,
+        sampler,
+        pixel_guidance,
+        seed,
+        num_samples,
+        fit,
+        temperature=None,
+        blend=None,
+    ):
         """From the controls' raw values (numbers may come as floats or None): one-line errors naming them."""
         s = cls(
             schedule=str(schedule),
@@ -166,17 +180,24 @@ class PageSettings:
             seed=_integer(seed, "seed", 0),
             num_samples=_integer(num_samples, "samples", 1),
             fit=str(fit),
+            temperature=None if temperature in (None, "") else _number(temperature, "temperature"),
+            blend=None if blend in (None, "") else str(blend),
         )
         if not 1 <= s.num_samples <= MAX_SAMPLES:
             raise MaskgitError(f"samples {s.num_samples}: between 1 and {MAX_SAMPLES}")
         if s.fit not in FITS:
             raise MaskgitError(f"fit {s.fit!r}: expected one of {', '.join(FITS)}")
+        if s.temperature is not None and not s.temperature > 0:
+            raise MaskgitError(f"temperature {s.temperature:g}: must be > 0 (1 = the official draws, lower = sharper)")
+        if s.blend is not None and s.blend not in BLENDS:
+            raise MaskgitError(f"blend {s.blend!r}: expected one of {', '.join(BLENDS)}")
         return s
 
     def decoding(self) -> dict:
-        """The settings :class:`Inpainter` takes (schedule=, total_iter=, ...)."""
+        """The settings :class:`Inpainter` takes (schedule=, total_iter=, ...); temperature and blend only when set."""
         names = ("schedule", "total_iter", "sweet_spot", "sampler", "pixel_guidance", "seed")
-        return {k: getattr(self, k) for k in names}
+        optional = {k: getattr(self, k) for k in ("temperature", "blend") if getattr(self, k) is not None}
+        return {**{k: getattr(self, k) for k in names}, **optional}
 
 
 def _number(value, name: str, default: float | None = None) -> float:
@@ -302,6 +323,8 @@ class Page:
             sampler=s.decode.sampler,
             pixel_guidance=s.pixel_guidance,
             seed=s.decode.seed,
+            temperature=s.decode.temperature,
+            blend=s.blend,
         )
 
     def open_file(self, path) -> np.ndarray:
@@ -503,6 +526,11 @@ def build_page(page: Page, title: str = "maskgit serve", log: Callable[[str], No
                         guidance = gr.Number(d.pixel_guidance, minimum=0, label="Guidance (known pixels; 0 = off)")
                         seed = gr.Number(d.seed, precision=0, label="Seed")
                     with gr.Row():
+                        temperature = gr.Number(
+                            d.temperature, minimum=0, label="Temperature (1 = the official draws; lower = sharper)"
+                        )
+                        blend = gr.Radio(list(BLENDS), value=d.blend, label="Blend (holes into the known pixels)")
+                    with gr.Row():
                         num_samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples", elem_id="num-samples")
                         fit = gr.Radio(list(FITS), value="auto", label="Fit (other sizes than the model's)")
             with gr.Column(scale=1):
@@ -539,10 +567,19 @@ def build_page(page: Page, title: str = "maskgit serve", log: Callable[[str], No
                 )
 
         def inpaint(editor_value_, source_, mask_seed_, schedule_, total_iter_, sweet_spot_, sampler_, guidance_,
-                    seed_, num_samples_, fit_):  # fmt: skip
+                    seed_, num_samples_, fit_, temperature_, blend_):  # fmt: skip
             try:
                 settings = PageSettings.from_page(
-                    schedule_, total_iter_, sweet_spot_, sampler_, guidance_, seed_, num_samples_, fit_
+                    schedule_,
+                    total_iter_,
+                    sweet_spot_,
+                    sampler_,
+                    guidance_,
+                    seed_,
+                    num_samples_,
+                    fit_,
+                    temperature_,
+                    blend_,
                 )
                 page.check(settings)
                 pixels, mask = page.inputs(editor_value_, source_, mask_seed_)
@@ -599,6 +636,8 @@ def build_page(page: Page, title: str = "maskgit serve", log: Callable[[str], No
                 seed,
                 num_samples,
                 fit,
+                temperature,
+                blend,
             ],
             outputs=[shown, step_image, step_mask, status, result, samples, files],
             api_name="inpaint",

@@ -98,12 +98,18 @@ def test_page_settings_from_the_controls():
                             "pixel_guidance": 25.0, "seed": 3}  # fmt: skip
     assert (s.num_samples, s.fit) == (2, "crop")
     assert PageSettings.from_page("cosine", 8, 5, "confidence", None, None, None, "auto").sweet_spot == 5
+    # temperature and blend: the pipeline's unless set (serve --lab sets blend none)
+    assert "blend" not in s.decoding() and "temperature" not in s.decoding()
+    both = PageSettings.from_page("cosine", 8, 0, "confidence", 50, 0, 1, "auto", "1", "none").decoding()
+    assert (both["temperature"], both["blend"]) == (1.0, "none")
     for args, message in (
         (("cosine", "eight", 0, "confidence", 50, 0, 1, "auto"), "T \\(total iterations\\) 'eight': not a number"),
         (("cosine", 8, 1.5, "confidence", 50, 0, 1, "auto"), "sweet spot 1.5: a whole number is needed"),
         (("cosine", 8, 0, "confidence", 50, 0, 9, "auto"), "samples 9: between 1 and 8"),
         (("cosine", 8, 0, "confidence", 50, 0, 1, "stretch"), "fit 'stretch': expected one of auto"),
         (("cosine", 8, 0, "confidence", float("nan"), 0, 1, "auto"), "guidance nan: not a finite number"),
+        (("cosine", 8, 0, "confidence", 50, 0, 1, "auto", 0, None), "temperature 0: must be > 0"),
+        (("cosine", 8, 0, "confidence", 50, 0, 1, "auto", None, "smooth"), "blend 'smooth': expected one of poisson"),
     ):
         with pytest.raises(MaskgitError, match=message):
             PageSettings.from_page(*args)
@@ -260,10 +266,11 @@ def _editor(background: Path, layer: Path | None = None) -> dict:
 
 
 def _inpaint(client, editor, source="brush", mask_seed=0, schedule="cosine", total_iter=8, sweet_spot=0,
-             sampler="confidence", guidance=50, seed=0, num_samples=1, fit="auto"):  # fmt: skip
+             sampler="confidence", guidance=50, seed=0, num_samples=1, fit="auto", temperature=0.5,
+             blend="poisson"):  # fmt: skip
     """The Inpaint button through the page's API: (status, result, samples, downloads by name)."""
     out = client.predict(editor, source, mask_seed, schedule, total_iter, sweet_spot, sampler, guidance, seed,
-                         num_samples, fit, api_name="/inpaint")  # fmt: skip
+                         num_samples, fit, temperature, blend, api_name="/inpaint")  # fmt: skip
     status, result, gallery, files = out[3], out[4], out[5], out[6]
     samples = [g["image"] if isinstance(g, dict) else g for g in gallery or []]
     return status, result, samples, {Path(f).name: Path(f) for f in files}
@@ -324,6 +331,24 @@ def test_any_size_image_with_a_generated_mask(server, client, pipe, tmp_path):
     assert got.shape == (61, 97, 3) and (got == np.asarray(pipe(image, mask, total_iter=4))).all()
     assert (got[mask == 255] == np.asarray(image)[mask == 255]).all()
     assert json.loads(files["report.json"].read_text())["input"] == {"file": "input.png", "width": 97, "height": 61}
+
+
+@pytest.mark.slow
+def test_the_pages_blend_and_temperature_are_the_inpainters(server, client, pipe):
+    image = Image.open(EMOJI / "image_003.png").convert("RGB")
+    mask = generated_mask("box", 1, 64, 64)
+    results = {}
+    for blend, temperature in (("poisson", 0.5), ("none", 1.0)):
+        status, result, samples, files = _inpaint(
+            client, _editor(EMOJI / "image_003.png"), "box", 1, total_iter=4, temperature=temperature, blend=blend
+        )
+        got = np.asarray(Image.open(files["result.png"]).convert("RGB"))
+        want = np.asarray(pipe(image, mask, total_iter=4, temperature=temperature, blend=blend))
+        assert (got == want).all(), (blend, temperature)
+        settings = json.loads(files["report.json"].read_text())["settings"]
+        assert settings["blend"] == blend and settings["decode"]["temperature"] == temperature
+        results[blend] = got
+    assert (results["poisson"] != results["none"]).any()
 
 
 @pytest.mark.slow
