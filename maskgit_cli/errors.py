@@ -4,6 +4,8 @@ Library code raises :class:`MaskgitError` for anything a user can fix (a bad fil
 The CLI prints it as one line ``Error: ...`` and exits 1; ``MASKGIT_DEBUG=1`` shows the traceback.
 """
 
+from pathlib import Path
+
 
 class MaskgitError(Exception):
     """An expected, user-fixable error. The message is a complete sentence naming the file or option."""
@@ -16,8 +18,6 @@ def require_file(path, label: str = "", expected: str = "a file") -> None:
     ``label`` is the option or role that named the path (e.g. ``Mask file``), ``expected`` what the file should be
     (e.g. ``a VQGAN weights file (.safetensors)``); every reader of a single file starts here.
     """
-    from pathlib import Path
-
     path = Path(path)
     where = f"{label} {path}" if label else str(path)
     if path.is_dir():

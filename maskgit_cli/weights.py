@@ -253,8 +253,8 @@ def token_fingerprint(vqgan: torch.nn.Module, own: str | None = None) -> str:
 
 def load_config(path, kind: str | None = None):
     """(kind, config) of a model file, without loading its tensors."""
-    what = {"vqgan": "VQGAN", "transformer": "transformer"}.get(kind, "model")
-    meta = read_metadata(path, f"a {what} weights file (.safetensors)")
+    role = {"vqgan": "VQGAN", "transformer": "transformer"}.get(kind, "model")
+    meta = read_metadata(path, f"a {role} weights file (.safetensors)")
     file_kind = meta.get("kind")
     if file_kind not in MODEL_KINDS:
         what = f"kind {file_kind!r}" if file_kind else "no 'kind' metadata"

@@ -36,6 +36,9 @@ def test_resolve_run_merges_defaults_toml_and_options(tmp_path):
         resolve_run(TrainConfig, "train", {}, output=tmp_path / "r", data={}, toml=toml)
     with pytest.raises(MaskgitError, match="give the run folder with -o"):
         resolve_run(TrainConfig, "train", {}, output=None, data={})
+    for missing, message in ((tmp_path / "none.toml", "no such file"), (tmp_path, "is a folder, expected a TOML file")):
+        with pytest.raises(MaskgitError, match=f"^--config {missing}: {message}$"):
+            resolve_run(TrainConfig, "train", {}, output=tmp_path / "r", data={}, toml=missing)
 
 
 def test_resolve_run_takes_the_saved_run_and_refuses_another_trainers_run(tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, require_file
 from maskgit_cli.viz import read_jsonl
 from maskgit_cli.weights import atomic_path
 
@@ -270,10 +270,9 @@ class RunSettings:
 def read_toml(path, names: set[str]) -> dict[str, Any]:
     """Settings from a TOML file (top level or a [train] table); unknown names are one error listing the valid."""
     path = Path(path)
+    require_file(path, "--config", "a TOML file")
     try:
         doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise MaskgitError(f"--config {path}: no such file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise MaskgitError(f"--config {path}: not valid TOML ({e})") from None
     values = doc.get("train", doc)
