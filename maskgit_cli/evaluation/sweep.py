@@ -8,16 +8,19 @@ dimension. Cells that must give the same images as an earlier cell are computed 
 and the halton sampler at a given S (its count uses S alone: the schedule and T play no part).
 
 Cost: the models are loaded once and every input batch is VQGAN-encoded once
-(:func:`maskgit_cli.inpaint.encode_inputs`: encoding does not depend on the schedule); each cell then runs
-only the iterative decoding and the VQGAN decoder (:func:`maskgit_cli.inpaint.decode_inputs`). Decoding is
+(:func:`maskgit_cli.decoding.inpaint.encode_inputs`: encoding does not depend on the schedule); each cell then runs
+only the iterative decoding and the VQGAN decoder (:func:`maskgit_cli.decoding.inpaint.decode_inputs`). Decoding is
 per-image deterministic, so every cell sees the same random streams for a given seed. A cell's images stay in
 memory as uint8 and are scored at once; they are written only with ``save_images``.
 
-Scores: FID (and KID) with :func:`maskgit_cli.evaluation.fid.compute_fid` when the Inception weights are on disk (or a
-test extractor is injected); the reference statistics are computed once (``OUT/ref_fid_stats.npz``) and the
-network is loaded once. Whenever REF holds the ground truth of the same images (a folder or the lab csv with
-one image per input, sorted name order) PSNR/SSIM are computed too, over the whole images and over the hole
-pixels only (:mod:`maskgit_cli.metrics`). Best cell = lowest FID, else highest hole PSNR.
+Steps: :func:`plan_sweep` checks the grid and the inputs before anything heavy is loaded, :func:`run_grid` decodes
+and scores every cell, :func:`report_sweep` ranks them and writes the files; :func:`run_sweep` runs the three.
+
+Scores (:mod:`maskgit_cli.evaluation.sweep_scores`): FID (and KID) with :func:`maskgit_cli.evaluation.fid.compute_fid`
+when the Inception weights are on disk (or a test extractor is injected); the reference statistics are computed once
+(``OUT/ref_fid_stats.npz``) and the network is loaded once. Whenever REF holds the ground truth of the same images (a
+folder or the lab csv with one image per input, sorted name order) PSNR/SSIM are computed too, over the whole images
+and over the hole pixels only (:mod:`maskgit_cli.metrics`). Best cell = lowest FID, else highest hole PSNR.
 """
 
 from __future__ import annotations
@@ -342,14 +345,14 @@ def _run_cells(ctx: _Context, cells, names: list[str], save_to: Path | None) -> 
 
 @dataclass
 class _Context:
-    """What every cell of a sweep shares: the models, the encoded inputs, the reference and FID's plan."""
+    """What every cell of a sweep shares: the models, the encoded inputs, the reference and FID's set-up."""
 
     transformer: Any
     vqgan: Any
     patches: Any  # code patches for known-pixel guidance, or None
     settings: InpaintSettings  # each cell replaces the sampler, schedule, T and S
     reference: Reference
-    plan: FidSetup | None
+    fid: FidSetup | None  # the FID network and reference statistics; None without FID
     kid: bool
     device: Any
     batches: list = field(default_factory=list)  # (images uint8, holes, ids, encoded inputs) per batch
@@ -392,16 +395,16 @@ class _Context:
         row.update(seconds=seconds, images_per_second=len(pred) / max(seconds, 1e-9), same_as=None)
         if self.reference.images is not None:
             row.update(pair_scores(pred, self.reference.images, self.holes))
-        if self.plan is not None:
+        if self.fid is not None:
             r = compute_fid(
                 pred,
-                self.plan.stats,
-                mode=self.plan.mode,
+                self.fid.stats,
+                mode=self.fid.mode,
                 device=self.device,
                 batch_size=self.fid_batch_size,
                 num_workers=self.num_workers,
                 kid=self.kid,
-                feature_extractor=self.plan.extractor,
+                feature_extractor=self.fid.extractor,
             )
             row["fid"], row["kid"] = r["fid"], r.get("kid")
         return row, pred

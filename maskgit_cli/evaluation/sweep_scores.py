@@ -22,6 +22,8 @@ from maskgit_cli.metrics import psnr, ssim
 
 @dataclass
 class Reference:
+    """--ref as the sweep reads it: its images when they pair up with the inputs, else why they cannot."""
+
     label: str
     kind: str  # folder | csv | npz
     images: np.ndarray | None = None  # uint8 (N,H,W,3) when it pairs up with the inputs
@@ -57,6 +59,8 @@ def open_sweep_reference(ref, inputs: list[Path], size: int, need_pairs: bool, w
 
 @dataclass
 class FidSetup:
+    """FID's network, loaded once, and the reference statistics every cell is scored against."""
+
     mode: str
     extractor: Any  # callable (B,3,299,299) -> (B,D), with a ``name``
     weights: str
@@ -94,6 +98,8 @@ def find_fid_weights(metric: str, mode: str, weights, kid: bool) -> tuple[str | 
 
 
 def load_fid(weights: str, mode: str, dev, ref: Reference, ref_path, out: Path, kid: bool, batch_size, workers):
+    """The network of ``weights`` and the reference statistics: a REF .npz as it is (checked against the mode and
+    --kid), else computed once from the reference into ``out``/ref_fid_stats.npz."""
     if weights == "custom extractor":
         fn = fid.FEATURE_EXTRACTOR_OVERRIDE
     else:
@@ -130,17 +136,19 @@ def pair_scores(pred: np.ndarray, ref: np.ndarray, holes: np.ndarray) -> dict[st
     return scores
 
 
-def rank_cells(rows, plan, fid_mode: str, kid: bool, reference: Reference, fid_reason) -> tuple[str, dict, str]:
+def rank_cells(
+    rows, fid: FidSetup | None, fid_mode: str, kid: bool, reference: Reference, fid_reason
+) -> tuple[str, dict, str]:
     """(the ranking metric, the best row, one line saying how the cells were ranked); marks every row's "best"."""
-    if plan is not None:
+    if fid is not None:
         key, best = "fid", min(rows, key=lambda r: r["fid"])
-        if fid_mode == "legacy_pytorch" and plan.weights != "custom extractor":
+        if fid_mode == "legacy_pytorch" and fid.weights != "custom extractor":
             lab = "comparable to the lab's numbers"
         elif fid_mode == "legacy_pytorch":
             lab = "a custom feature extractor: not comparable to the lab's numbers"
         else:
             lab = "not comparable to the lab's numbers: use --fid-mode legacy_pytorch for that"
-        note = f"metric: FID{' and KID' if kid else ''} (--fid-mode {fid_mode}, weights {plan.weights}; {lab})"
+        note = f"metric: FID{' and KID' if kid else ''} (--fid-mode {fid_mode}, weights {fid.weights}; {lab})"
     else:
         key = "psnr_hole" if any(r["psnr_hole"] is not None for r in rows) else "psnr"
         best = max(rows, key=lambda r: -math.inf if r[key] is None else r[key])
