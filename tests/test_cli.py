@@ -224,3 +224,95 @@ def test_inpaint_uses_the_shipped_weights_without_weight_options(cli, tmp_path):
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["count"] == 2 and report["settings"]["code_patches"] == "training images"
+
+
+def _help_strings(path):
+    """(line, text) of every help string written in ``path``: ``help=`` arguments, a ``setting()``'s help, and a
+    ``help={...}`` dict's values (strings joined as Python joins them)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        values = [k.value for k in node.keywords if k.arg == "help"]
+        if getattr(node.func, "id", None) == "setting" and len(node.args) > 2:
+            values.append(node.args[2])
+        for value in values:
+            found += [(c.lineno, c.value) for c in ast.walk(value) if isinstance(c, ast.Constant)]
+    return [(line, text) for line, text in found if isinstance(text, str)]
+
+
+# Help texts not switched to cli.common.default_help yet: the trainers' defaults live in torch modules
+# (training/loop.py's LoopConfig, the trainers' configs); issue 26 item 4 gives them a torch-free home.
+PENDING = {"cli/vqgan.py", "cli/transformer.py", "LOOP"}
+
+
+def test_no_help_text_writes_a_default_by_hand():
+    """A default shown in a help text comes from its dataclass field (cli.common.default_help, shown_default): no
+    help string in the CLI or the settings' fields spells out "[default: ...]" or "default: ..." itself."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "maskgit_cli"
+    files = sorted((package / "cli").glob("*.py")) + [package / "decoding" / "settings.py"]
+    loop = next(  # the LOOP group's lines in cli/common.py
+        (n.lineno, n.end_lineno)
+        for n in ast.parse((package / "cli" / "common.py").read_text()).body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "LOOP"
+    )
+    written = []
+    for path in files:
+        name = str(path.relative_to(package))
+        if name in PENDING:
+            continue
+        for line, text in _help_strings(path):
+            pending = name == "cli/common.py" and loop[0] <= line <= loop[1]
+            if "default:" in text.lower() and not pending:
+                written.append(f"{name}:{line}: {text!r}")
+    assert not written, "\n".join(written)
+
+
+def _shown(value, option: str) -> str:
+    """A default as a help text shows it: a switch by its flag, a float short."""
+    if isinstance(value, bool):
+        on, _, off = option.partition("/")
+        return (on if value else off).lstrip("-")
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def test_every_shown_default_is_the_dataclass_default():
+    """Every option of every command: no option shows two defaults; and each option made from an inpainting
+    setting shows its field's default, Typer's (the option's default) or the help's "[default: X]" of a None, with
+    "; --lab: Y" where --lab sets another value."""
+    import re
+
+    import typer
+
+    from maskgit_cli.cli import app
+    from maskgit_cli.decoding.settings import LAB_SETTINGS, option_fields
+
+    settings = {f.metadata["option"].split("/")[0]: f for f in option_fields()}
+    checked = set()
+    for argv, cmd in _commands(typer.main.get_command(app)):
+        takes_settings = any("--lab" in p.opts for p in cmd.params) or argv == ("bench", "inpaint")
+        for p in cmd.params:
+            text = p.help or ""
+            stated = re.findall(r"\[default: ([^]]*)\]", text)
+            assert len(stated) <= 1 and not (stated and p.default is not None and p.show_default), (argv, p.name)
+            f = next((settings[o] for o in p.opts if o in settings), None)
+            if not takes_settings or f is None:
+                continue
+            option = f.metadata["option"]
+            if p.default is not None:  # shown by Typer
+                assert p.show_default and not stated, (argv, p.name)
+                default = getattr(p.default, "value", p.default)
+                assert str(default) == str(f.default), (argv, p.name, default)
+            else:
+                expected = f.metadata["default_help"] if f.default is None else _shown(f.default, option)
+                if f.name in LAB_SETTINGS:
+                    expected += f"; --lab: {_shown(LAB_SETTINGS[f.name], option)}"
+                assert stated == [expected], (argv, p.name, stated, expected)
+            checked.add((" ".join(argv), f.name))
+    counts = {name: [c for c, _ in checked].count(name) for name, _ in checked}
+    assert counts == {"inpaint": 16, "sweep": 15, "serve": 13, "bench inpaint": 1}, counts  # T, S: sweep's lists

@@ -99,16 +99,16 @@ def test_more_steps_than_tokens_is_refused_before_decoding(tiny_transformer):
         calls.append(1)
         return tiny_transformer(ids)
 
-    model.config = tiny_transformer.config
+    mask_id = tiny_transformer.config.mask_token_id  # a plain function as the model: the mask id given
     with pytest.raises(MaskgitError) as e:
-        decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=1_000_000))
+        decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=1_000_000), mask_id)
     assert str(e.value) == (
         "--total-iter 1000000: at most 256 steps (the number of tokens per image); each step fills at least one token"
     )
     assert calls == []
     with pytest.raises(MaskgitError, match="--total-iter 257: at most 256 steps"):
-        decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=257, sweet_spot=1))
-    res = decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=256, sweet_spot=2))  # the limit is allowed
+        decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=257, sweet_spot=1), mask_id)
+    res = decode_tokens(model, tokens, unknown, DecodeSettings(total_iter=256, sweet_spot=2), mask_id)  # the limit
     assert res.still_masked[:, -1].tolist() == [0, 0] and len(calls) == 2
 
 
@@ -134,3 +134,20 @@ def test_halton_sampler_decodes_with_its_counts_known_tokens_fixed_and_batch_fre
         assert not torch.equal(
             decode_tokens(tiny_transformer, tokens, unknown, conf, image_ids=ids).tokens, batch.tokens
         )
+
+
+def test_any_callable_is_a_model_given_the_mask_id(tiny_transformer):
+    """decode_tokens takes the mask id (as google-research's MaskGIT decode does): a function of ids -> logits with
+    no config decodes as the transformer does; without the id, the transformer's own config gives it."""
+    tokens, unknown = make_batch(sizes=(200, 37))
+    s = DecodeSettings(schedule="cosine", total_iter=4, seed=3)
+    mask_id = tiny_transformer.config.mask_token_id
+    seen = []
+
+    def logits(ids):
+        seen.append(int((ids == mask_id).sum()))
+        return tiny_transformer(ids)
+
+    res = decode_tokens(logits, tokens, unknown, s, mask_id)
+    assert torch.equal(res.tokens, decode_tokens(tiny_transformer, tokens, unknown, s).tokens)
+    assert seen[0] == int(unknown.sum()) and len(seen) == 4

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maskgit_cli.cli.inpaint import parse_int_list, parse_schedules
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.evaluation.sweep import make_cells, parse_int_list, parse_schedules
+from maskgit_cli.evaluation.sweep import make_cells
 
 
 @pytest.fixture
@@ -276,3 +277,25 @@ def test_samplers_are_a_grid_dimension_and_the_best_lines_name_the_sampler(
         )
     r = sweep(cli, lab, tiny_vqgan_file, tmp_path / "bad", "--samplers", "confidence,bogus")
     assert r.exit_code == 1 and "--samplers 'confidence,bogus': unknown sampler 'bogus'" in r.stderr
+
+
+def test_the_run_it_line_states_every_setting_and_reruns_the_cell(cli, lab, tiny_vqgan_file, no_weights, tmp_path):
+    """Every non-default setting reaches the run-it line (--blend none was once left out): rerun, it gives the
+    cell's images."""
+    out = tmp_path / "out"
+    extra = ("--blend", "none", "--pixel-guidance", "20", "--temperature", "0.7", "--seed", "3", "--dilate", "1")
+    r = sweep(cli, lab, tiny_vqgan_file, out, "--schedules", "cosine", "--total-iter", "3", "--save-images", *extra)
+    assert r.exit_code == 0, r.output
+    command = next(line for line in r.stdout.splitlines() if line.startswith("run it: maskgit inpaint "))
+    assert command.endswith("--schedule cosine --total-iter 3 --sweet-spot 3 --dilate 1 --pixel-guidance 20 "
+                            "--temperature 0.7 --seed 3 --blend none"), command  # fmt: skip
+    args = shlex.split(command.removeprefix("run it: maskgit "))
+    args[args.index("-o") + 1] = str(tmp_path / "rerun")
+    r2 = cli(*args, "--grids", "none", "--device", "cpu")
+    assert r2.exit_code == 0, r2.output
+    assert json.loads((tmp_path / "rerun" / "report.json").read_text())["settings"]["blend"] == "none"
+    cell = out / "images" / "cosine_T3_S3"
+    for name in sorted(p.name for p in cell.iterdir()):
+        assert np.array_equal(
+            np.asarray(Image.open(cell / name)), np.asarray(Image.open(tmp_path / "rerun" / "images" / name))
+        )

@@ -1,25 +1,29 @@
 """What every command shares: the app, the error boundary, output helpers, choices and option groups.
 
 Options that several commands take are declared once here, as :class:`OptionGroup` s (the decoding options of
-inpaint and sweep, the training-loop options of train and train-vqgan, ...) or as single ``Annotated`` aliases.
-Every list of accepted values comes from :mod:`maskgit_cli.choices`, which the library validates against too.
-Nothing here imports torch: `maskgit --help` stays instant.
+inpaint, sweep and serve, the training-loop options of train and train-vqgan, ...) or as single ``Annotated``
+aliases. The decoding options are made from the settings' own fields (:mod:`maskgit_cli.decoding.settings`: name,
+help, choices, default), and a default the help states comes from its dataclass (:func:`default_help`), so none is
+written twice. Every list of accepted values comes from :mod:`maskgit_cli.choices`, which the library validates
+against too. Nothing here imports torch: `maskgit --help` stays instant.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
 import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
 from maskgit_cli import choices
+from maskgit_cli.decoding.settings import LAB_SETTINGS, option_fields, option_help, setting_field, setting_owner
 from maskgit_cli.errors import MaskgitError
 
 app = typer.Typer(
@@ -71,13 +75,6 @@ TransformerPreset = _choice("TransformerPreset", choices.TRANSFORMER_PRESET_NAME
 
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto = cuda if available, else cpu.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
-InceptionOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--inception",
-        help="Inception weights file (default: $MASKGIT_INCEPTION, else clean-fid's cache, else a download).",
-    ),
-]
 
 
 def command(name: str, panel: str | None = None, group: typer.Typer | None = None, **kwargs):
@@ -125,6 +122,14 @@ def out(text: str = "") -> None:
 
 def print_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def result(value, as_json: bool, text: str) -> None:
+    """A command's result on stdout: ``value`` as JSON with --json, else ``text``."""
+    if as_json:
+        print_json(value)
+    else:
+        out(text)
 
 
 def device(value) -> Any:
@@ -215,145 +220,81 @@ def _opt(*decls: str, help: str, **kw) -> Any:
     return typer.Option(*decls, help=help, **kw)
 
 
-# The decoding settings shared by every command that inpaints (inpaint, sweep). Settings that --lab changes default
-# to None (not given): the library fills in the default, or the lab's value with --lab.
+# ---------------------------------------------------------------------------------------------------------
+# Defaults in the help, and options made from dataclass fields
+
+
+def shown_default(default: str, lab: str | None = None) -> str:
+    """The help's ``[default: X]``, or ``[default: X; --lab: Y]``: the one place that writes it, for the defaults
+    Typer cannot show itself (an option whose None means something, or whose value --lab changes)."""
+    return f"\\[default: {default}" + ("" if lab is None else f"; --lab: {lab}") + "]"
+
+
+def default_text(value, option: str = "") -> str:
+    """A default as the help shows it: a switch by its flag (``composite``, ``no-composite``), a float short."""
+    if isinstance(value, bool) and "/" in option:
+        on, off = option.split("/")
+        return (on if value else off).lstrip("-")
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def field_default(cls, name: str) -> Any:
+    """The default of the field ``name`` of the dataclass ``cls`` (its factory's value for a factory)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def default_help(cls, name: str, lab: dict[str, Any] | None = None) -> str:
+    """The ``[default: ...]`` of the field ``name`` of the dataclass ``cls``, for any command's help: its default
+    (for a None, what the field's ``default_help`` metadata says it means), then its value in ``lab`` where that
+    differs. Switches show their flag when the field's ``option`` metadata names both (``--x/--no-x``)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    value, option = field_default(cls, name), f.metadata.get("option", "")
+    text = f.metadata.get("default_help") if value is None else None
+    changed = lab is not None and name in lab and lab[name] != value
+    return shown_default(text or default_text(value, option), default_text(lab[name], option) if changed else None)
+
+
+def _choice_of(values) -> type[StrEnum]:
+    """The Typer choice built from one of :mod:`maskgit_cli.choices`' tuples."""
+    enums = (Schedule, Sampling, Sampler, TokenRule, DecodePrecision, Normalization, Blend)
+    return next(e for e in enums if tuple(m.value for m in e) == tuple(values))
+
+
+def setting_option(name: str) -> tuple[Any, Any]:
+    """The command-line option of the inpainting setting ``name``, for an :class:`OptionGroup`, made from its field
+    (:mod:`maskgit_cli.decoding.settings`: option name, help, choices, minimum, default). A setting that --lab
+    changes, or whose default is None, is None on the command line (not given: the settings fill it in), and its
+    help states the default; Typer shows the others'."""
+    owner, meta = setting_owner(name), setting_field(name).metadata
+    default = field_default(owner, name)
+    kind = _choice_of(meta["choices"]) if meta["choices"] else get_type_hints(owner)[name]
+    bounds = {} if meta["min"] is None else {"min": meta["min"]}
+    if name in LAB_SETTINGS or default is None:
+        info = _opt(meta["option"], help=f"{option_help(name)} {default_help(owner, name, LAB_SETTINGS)}", **bounds)
+        return Annotated[kind | None, info], None
+    info = _opt(meta["option"], help=option_help(name), **bounds)
+    return Annotated[kind, info], kind(default) if meta["choices"] else default
+
+
+InceptionOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inception",
+        help="Inception weights file. " + shown_default("$MASKGIT_INCEPTION, else clean-fid's cache, else a download"),
+    ),
+]
+
+# The schedule, T and sweet spot of inpaint (sweep takes lists of them, the page of serve its own).
+STEPS = OptionGroup("steps", {name: setting_option(name) for name in ("schedule", "total_iter", "sweet_spot")})
+
+# The decoding settings shared by every command that inpaints (inpaint, sweep, serve), made from the settings'
+# fields (decoding/settings.py). Settings that --lab changes default to None (not given): the settings fill in the
+# default, or the lab's value with --lab.
 DECODE = OptionGroup(
     "decode",
     {
-        "lab": (
-            Annotated[
-                bool,
-                _opt(
-                    "--lab",
-                    help="The lab's inference exactly: --normalization test --sampling argmax --no-composite "
-                    "--dilate 0 --pixel-guidance 0 and (inpaint) the lab's output names, grids for every image. "
-                    "Any of these can still be given.",
-                ),
-            ],
-            False,
-        ),
-        "choice_temperature": (
-            Annotated[
-                float,
-                _opt("--choice-temperature", min=0.0, help="Gumbel noise on the confidences, annealed by (1 - r)."),
-            ],
-            4.5,
-        ),
-        "sampling": (
-            Annotated[
-                Sampling | None,
-                _opt("--sampling", help="sample (official) or argmax (the lab's choice). \\[default: sample]"),
-            ],
-            None,
-        ),
-        "temperature": (
-            Annotated[
-                float | None,
-                _opt(
-                    "--temperature",
-                    help="Softmax temperature of the drawn codes: 1 = the official sampling, lower draws closer to "
-                    "the most likely code (argmax is the limit). Ignored with --sampling argmax. \\[default: 0.5]",
-                ),
-            ],
-            None,
-        ),
-        "sampler": (
-            Annotated[
-                Sampler | None,
-                _opt(
-                    "--sampler",
-                    help="Which drawn tokens each step keeps: confidence (the official rule: the most confident, "
-                    "under --schedule) or halton (a fixed Halton order over the grid, arccos count; the schedule "
-                    "and --choice-temperature play no part). \\[default: confidence]",
-                ),
-            ],
-            None,
-        ),
-        "token_mask": (
-            Annotated[
-                TokenRule,
-                _opt(
-                    "--token-mask",
-                    help="Pixel -> token rule: any (the lab's: a token is regenerated if any of its pixels is a "
-                    "hole) or majority.",
-                ),
-            ],
-            TokenRule.any,
-        ),
-        "dilate": (
-            Annotated[
-                int | None,
-                _opt(
-                    "--dilate",
-                    min=0,
-                    help="Also regenerate K rings of tokens around the holes (tokens the gray fill reached). 0 = the "
-                    "lab's rule. \\[default: as far as the fill reaches the VQGAN's tokens: 0 for a local encoder "
-                    "such as the default weights', 1 for an image-wide one such as the lab's]",
-                ),
-            ],
-            None,
-        ),
-        "pixel_guidance": (
-            Annotated[
-                float | None,
-                _opt(
-                    "--pixel-guidance",
-                    min=0.0,
-                    help="Let the known pixels inside each regenerated token weigh in on its code: logits -= W * "
-                    "squared distance (RGB in \\[0,1]) between those pixels and each code's mean patch (stored by "
-                    "`maskgit train`, else decoded from the VQGAN). 0 = off, the lab's decoding. \\[default: 50]",
-                ),
-            ],
-            None,
-        ),
-        "normalization": (
-            Annotated[
-                Normalization | None,
-                _opt(
-                    "--normalization",
-                    help="The VQGAN's statistics for encoding the inputs and de-normalizing the results: train (its "
-                    "own) or test (the lab's test-set statistics, recorded by convert-vqgan; the lab's inference). "
-                    "\\[default: train]",
-                ),
-            ],
-            None,
-        ),
-        "precision": (
-            Annotated[
-                DecodePrecision,
-                _opt(
-                    "--precision",
-                    help="The transformer's autocast: auto (bf16 where the hardware computes it natively: CUDA, CPUs "
-                    "with AVX512-BF16 or AMX; fp32 elsewhere, where bf16 is emulated and slower), bf16 or fp32. "
-                    "Batching does not change the decoded tokens in either (tested on CPU).",
-                ),
-            ],
-            DecodePrecision.auto,
-        ),
-        "composite": (
-            Annotated[
-                bool | None,
-                _opt(
-                    "--composite/--no-composite",
-                    help="Paste the known input pixels back over the result. The lab's FID numbers were made "
-                    "without compositing. \\[default: composite]",
-                ),
-            ],
-            None,
-        ),
-        "blend": (
-            Annotated[
-                Blend | None,
-                _opt(
-                    "--blend",
-                    help="With --composite, how the holes meet the known pixels: poisson (Poisson image editing: the "
-                    "decoded holes shifted by the smooth field that makes them continuous with the known pixels at "
-                    "their edge; +0.65 dB in the validation holes) or none (pasted as decoded). "
-                    "\\[default: poisson; --lab: none]",
-                ),
-            ],
-            None,
-        ),
+        **{f.name: setting_option(f.name) for f in option_fields() if f.name not in STEPS.options},
         "batch_size": (
             Annotated[
                 int,
@@ -365,10 +306,6 @@ DECODE = OptionGroup(
                 ),
             ],
             64,
-        ),
-        "seed": (
-            Annotated[int, _opt("--seed", help="Random seed (results are reproducible for a given seed).")],
-            0,
         ),
     },
 )
@@ -411,7 +348,8 @@ INPUTS = OptionGroup(
             Annotated[
                 Path | None,
                 _opt(
-                    "--transformer", help="Transformer weights (.safetensors). \\[default: the shipped emoji64 weights]"
+                    "--transformer",
+                    help="Transformer weights (.safetensors). " + shown_default("the shipped emoji64 weights"),
                 ),
             ],
             None,
@@ -421,8 +359,8 @@ INPUTS = OptionGroup(
                 Path | None,
                 _opt(
                     "--vqgan",
-                    help="VQGAN weights (.safetensors) the transformer was trained on. \\[default: the shipped "
-                    "emoji64 VQGAN]",
+                    help="VQGAN weights (.safetensors) the transformer was trained on. "
+                    + shown_default("the shipped emoji64 VQGAN"),
                 ),
             ],
             None,
@@ -540,7 +478,7 @@ FID = OptionGroup(
         "workers": (
             Annotated[
                 int | None,
-                _opt("--workers", min=0, help="Image decoding/resizing processes (default: by core count)."),
+                _opt("--workers", min=0, help="Image decoding/resizing processes. " + shown_default("by core count")),
             ],
             None,
         ),

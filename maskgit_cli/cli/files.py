@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,20 @@ from maskgit_cli.cli.common import (
     device,
     out,
     print_json,
+    result,
+    shown_default,
 )
+from maskgit_cli.decoding.settings import DecodeSettings
+
+TransformerPresetOpt = Annotated[TransformerPreset, typer.Option("--preset", help="Transformer preset.")]
+VQGANPresetOpt = Annotated[
+    VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset (local: the default weights').")
+]
+
+
+def _batch_size(what: str, cuda: int, cpu: int) -> Any:
+    """--batch-size of a benchmark, whose default depends on the device."""
+    return typer.Option("--batch-size", min=1, help=f"{what} {shown_default(f'{cuda} on CUDA, {cpu} on CPU')}")
 
 
 @command("info", FILES)
@@ -70,12 +83,8 @@ def info_cmd(
 
 @command("train", group=bench_app)
 def bench_train_cmd(
-    preset: Annotated[
-        TransformerPreset, typer.Option("--preset", help="Transformer preset.")
-    ] = TransformerPreset.small,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Default: 256 on CUDA, 32 on CPU.")
-    ] = None,
+    preset: TransformerPresetOpt = TransformerPreset.small,
+    batch_size: Annotated[int | None, _batch_size("Images per step.", cuda=256, cpu=32)] = None,
     precision: Annotated[
         Precision,
         typer.Option(
@@ -84,7 +93,7 @@ def bench_train_cmd(
     ] = Precision.auto,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model first.")] = False,
     steps: Annotated[
-        int | None, typer.Option("--steps", min=1, help="Timed steps (default: 20 on CUDA, 5 on CPU).")
+        int | None, typer.Option("--steps", min=1, help="Timed steps. " + shown_default("20 on CUDA, 5 on CPU"))
     ] = None,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
@@ -97,28 +106,21 @@ def bench_train_cmd(
     from maskgit_cli.bench import bench_train
 
     r = bench_train(preset.value, device(device_name), batch_size, precision.value, compile, steps)
-    if as_json:
-        print_json(r.to_dict())
-        return
-    out(
+    result(
+        r.to_dict(),
+        as_json,
         f"{r.preset} ({r.params / 1e6:.1f}M params) on {r.device}, batch {r.batch_size}, {r.precision}"
         f"{', compiled' if r.compile else ''}: {r.images_per_second:,.1f} img/s, {r.achieved_tflops:.3f} TFLOP/s "
-        f"of a measured {r.peak_tflops:.3f} TFLOP/s matmul peak = {r.mfu:.1%} MFU"
+        f"of a measured {r.peak_tflops:.3f} TFLOP/s matmul peak = {r.mfu:.1%} MFU",
     )
 
 
 @command("inpaint", group=bench_app)
 def bench_inpaint_cmd(
-    preset: Annotated[
-        TransformerPreset, typer.Option("--preset", help="Transformer preset.")
-    ] = TransformerPreset.small,
-    vqgan_preset: Annotated[
-        VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset (local: the default weights').")
-    ] = VQGANPreset.local,
-    total_iter: Annotated[int, typer.Option("--total-iter", min=1, help="Decode steps T.")] = 8,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Default: 512 on CUDA, 32 on CPU.")
-    ] = None,
+    preset: TransformerPresetOpt = TransformerPreset.small,
+    vqgan_preset: VQGANPresetOpt = VQGANPreset.local,
+    total_iter: Annotated[int, typer.Option("--total-iter", min=1, help="Decode steps T.")] = DecodeSettings.total_iter,
+    batch_size: Annotated[int | None, _batch_size("Images inpainted together.", cuda=512, cpu=32)] = None,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
 ) -> None:
@@ -129,34 +131,32 @@ def bench_inpaint_cmd(
     from maskgit_cli.bench import bench_inpaint
 
     r = bench_inpaint(preset.value, vqgan_preset.value, device(device_name), batch_size, total_iter)
-    if as_json:
-        print_json(r.to_dict())
-        return
-    out(
+    result(
+        r.to_dict(),
+        as_json,
         f"{r.preset} + VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, T={r.total_iter}, {r.precision}: "
-        f"{r.images_per_second:,.1f} img/s end to end, {r.decode_only_images_per_second:,.1f} img/s token decoding only"
+        f"{r.images_per_second:,.1f} img/s end to end, {r.decode_only_images_per_second:,.1f} img/s token decoding only",
     )
 
 
 @command("tokenize", group=bench_app)
 def bench_tokenize_cmd(
-    vqgan_preset: Annotated[
-        VQGANPreset, typer.Option("--vqgan-preset", help="VQGAN preset (local: the default weights').")
-    ] = VQGANPreset.local,
+    vqgan_preset: VQGANPresetOpt = VQGANPreset.local,
     images: Annotated[
         int | None,
         typer.Option(
-            "--images", min=1, help="Random 64x64 PNGs to write and tokenize. Default: 8192 on CUDA, 64 on CPU."
+            "--images",
+            min=1,
+            help="Random 64x64 PNGs to write and tokenize. " + shown_default("8192 on CUDA, 64 on CPU"),
         ),
     ] = None,
     folder: Annotated[
         Path | None, typer.Option("--folder", help="Tokenize this image folder instead of random PNGs.")
     ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Default: 256 on CUDA, 32 on CPU.")
-    ] = None,
+    batch_size: Annotated[int | None, _batch_size("Images per VQGAN batch.", cuda=256, cpu=32)] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=0, help="Image decoding processes (default: by core count).")
+        int | None,
+        typer.Option("--workers", min=0, help="Image decoding processes. " + shown_default("by core count")),
     ] = None,
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
@@ -169,10 +169,9 @@ def bench_tokenize_cmd(
     from maskgit_cli.bench import bench_tokenize
 
     r = bench_tokenize(vqgan_preset.value, device(device_name), batch_size, images, folder, workers)
-    if as_json:
-        print_json(r.to_dict())
-        return
-    out(
+    result(
+        r.to_dict(),
+        as_json,
         f"VQGAN {r.vqgan_preset} on {r.device}, batch {r.batch_size}, {r.precision}, {r.workers} decoding workers: "
-        f"{r.images} PNG files in {r.seconds:.2f} s = {r.images_per_second:,.1f} img/s end to end"
+        f"{r.images} PNG files in {r.seconds:.2f} s = {r.images_per_second:,.1f} img/s end to end",
     )

@@ -1,4 +1,4 @@
-"""Inpainting commands: inpaint, sweep (both take the same decoding and input options)."""
+"""Inpainting commands: inpaint, sweep (both take the same decoding and input options), and sweep's comma lists."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 
+from maskgit_cli.choices import SAMPLERS, SCHEDULE_NAMES, SCHEDULES
 from maskgit_cli.cli.common import (
     DECODE,
     INPAINT,
     INPUTS,
+    STEPS,
     Device,
     DeviceOpt,
     FidMode,
@@ -19,14 +21,17 @@ from maskgit_cli.cli.common import (
     InceptionOpt,
     JsonOpt,
     Layout,
-    Schedule,
     SweepMetric,
     command,
+    default_help,
     device,
     out,
     plain,
     print_json,
+    shown_default,
 )
+from maskgit_cli.decoding.settings import LAB_OUTPUT, DecodeSettings, InpaintSettings, OutputSettings
+from maskgit_cli.errors import MaskgitError
 
 
 def _inputs(inputs: dict) -> dict:
@@ -38,6 +43,7 @@ def _inputs(inputs: dict) -> dict:
 
 @command("inpaint", INPAINT)
 @INPUTS.add()
+@STEPS.add()
 @DECODE.add()
 def inpaint_cmd(
     *,
@@ -45,27 +51,13 @@ def inpaint_cmd(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Output folder: images/, steps/, overview.png, report.json.")
     ],
-    schedule: Annotated[
-        Schedule,
-        typer.Option("--schedule", help="Mask schedule gamma(r) (official formulas; logarithm = the official 'log')."),
-    ] = Schedule.cosine,
-    total_iter: Annotated[
-        int, typer.Option("--total-iter", min=1, help="T: the schedule's number of steps, r = (t+1)/T.")
-    ] = 8,
-    sweet_spot: Annotated[
-        int | None,
-        typer.Option(
-            "--sweet-spot",
-            min=1,
-            help="Steps actually run (the lab's meaning; default T). After the last one every still-masked token is filled.",
-        ),
-    ] = None,
+    steps: dict | None = None,
     grids: Annotated[
         str | None,
         typer.Option(
             "--grids",
-            help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k. \\[default: 8; "
-            "--lab: all]",
+            help="Per-step mask and image grids for: all, none, the first N, or indices i,j,k. "
+            + default_help(OutputSettings, "grids", LAB_OUTPUT),
         ),
     ] = None,
     layout: Annotated[
@@ -73,7 +65,7 @@ def inpaint_cmd(
         typer.Option(
             "--layout",
             help="Output names: ours (images/NAME.png, steps/) or lab (test_results/image_000.png, "
-            "mask_scheduling/test_0.png, imga/test_0.png). \\[default: ours; --lab: lab]",
+            "mask_scheduling/test_0.png, imga/test_0.png). " + default_help(OutputSettings, "layout", LAB_OUTPUT),
         ),
     ] = None,
     num_samples: Annotated[
@@ -111,12 +103,9 @@ def inpaint_cmd(
     [bold]Generated masks[/bold]: maskgit inpaint --images photos --mask-kind box -o out
     """
     from maskgit_cli.decoding.folders import inpaint_folder
-    from maskgit_cli.decoding.inpaint import InpaintSettings
 
     batch_size = decode.pop("batch_size")
-    settings = InpaintSettings.from_options(
-        schedule=schedule.value, total_iter=total_iter, sweet_spot=sweet_spot, **decode
-    )
+    settings = InpaintSettings.from_options(**steps, **decode)
     s = inpaint_folder(
         inputs["transformer"],
         inputs["vqgan"],
@@ -128,7 +117,7 @@ def inpaint_cmd(
         batch_size=batch_size,
         device=device(device_name),
         num_workers=None,
-        layout=plain(layout) or ("lab" if decode["lab"] else "ours"),
+        layout=plain(layout) or (LAB_OUTPUT["layout"] if settings.lab else OutputSettings.layout),
         num_samples=num_samples,
         fit=fit.value,
     )
@@ -164,25 +153,28 @@ def sweep_cmd(
         str | None,
         typer.Option(
             "--schedules",
-            help="Comma-separated schedules (names as --schedule takes), e.g. cosine,linear,square (default: all 8).",
+            help="Comma-separated schedules (names as --schedule takes), e.g. cosine,linear,square. "
+            + shown_default(f"all {len(SCHEDULES)}"),
         ),
     ] = None,
     total_iters: Annotated[
         str, typer.Option("--total-iter", help="Comma-separated T values (r = (t+1)/T), e.g. 4,8,12.")
-    ] = "8",
+    ] = str(DecodeSettings.total_iter),
     sweet_spots: Annotated[
         str | None,
         typer.Option(
             "--sweet-spot",
-            help="Comma-separated numbers of steps actually run, e.g. 1,2,3 (default: T, all steps); S > T is skipped.",
+            help="Comma-separated numbers of steps actually run, e.g. 1,2,3; S > T is skipped. "
+            + default_help(DecodeSettings, "sweet_spot"),
         ),
     ] = None,
     samplers: Annotated[
         str | None,
         typer.Option(
             "--samplers",
-            help="Comma-separated samplers to compare, e.g. confidence,halton (default: --sampler's value). The "
-            "halton sampler ignores the schedule and T: its cells of the same S are computed once (same_as).",
+            help="Comma-separated samplers to compare, e.g. confidence,halton. The halton sampler ignores the "
+            "schedule and T: its cells of the same S are computed once (same_as). "
+            + shown_default("--sampler's value"),
         ),
     ] = None,
     metric: Annotated[
@@ -219,8 +211,7 @@ def sweep_cmd(
 
     [bold]Example[/bold]: maskgit sweep --images data/emoji64/masked_image --masks data/emoji64/mask64 --ref data/emoji64/test --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/sweep --total-iter 4,8 --sweet-spot 2,3,4,8
     """
-    from maskgit_cli.decoding.inpaint import InpaintSettings
-    from maskgit_cli.evaluation.sweep import parse_int_list, parse_samplers, parse_schedules, run_sweep
+    from maskgit_cli.evaluation.sweep import run_sweep
     from maskgit_cli.evaluation.sweep_report import best_line, render_table, result_dict
 
     names = parse_schedules(schedules)
@@ -259,3 +250,57 @@ def sweep_cmd(
     out(f"run it: {r.command}")
     out(f"score it: {r.fid_command}")
     out(f"wrote {', '.join(r.files.values())}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sweep's comma lists
+
+
+def parse_schedules(text: str | None) -> list[str]:
+    """``cosine,linear`` (names or aliases, case-insensitive) or ``all`` / None -> canonical names, in order."""
+    from maskgit_cli.schedules import canonical_schedule
+
+    if text is None or text.strip().lower() == "all":
+        return list(SCHEDULES)
+    names: list[str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise MaskgitError(f"--schedules {text!r}: empty name in the list (expected e.g. cosine,linear,square)")
+        try:
+            name = canonical_schedule(item)
+        except MaskgitError:
+            raise MaskgitError(
+                f"--schedules: unknown schedule {item!r}; valid names: {', '.join(SCHEDULE_NAMES)}, or all"
+            ) from None
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def parse_samplers(text: str | None, default: str) -> list[str]:
+    """``confidence,halton`` -> sampler names, in order, without repeats; None -> [``default``]."""
+    if text is None:
+        return [default]
+    names: list[str] = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if item not in SAMPLERS:
+            raise MaskgitError(f"--samplers {text!r}: unknown sampler {item!r}; expected {', '.join(SAMPLERS)}")
+        if item not in names:
+            names.append(item)
+    return names
+
+
+def parse_int_list(text: str | None, option: str, example: str = "4,8,12") -> list[int] | None:
+    """``4,8,12`` -> sorted unique positive ints (None stays None); one clear error naming the option."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise MaskgitError(f"{option} {text!r}: expected comma-separated whole numbers, e.g. {example}") from None
+    bad = [v for v in values if v < 1]
+    if bad:
+        raise MaskgitError(f"{option} {text!r}: every value must be at least 1 (got {bad[0]})")
+    return sorted(set(values))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from maskgit_cli.cli.common import FID, INPAINT, JsonOpt, command, out, print_json
+from maskgit_cli.cli.common import FID, INPAINT, JsonOpt, command, out, print_json, result
 
 
 @command("fid", INPAINT)
@@ -37,17 +37,14 @@ def fid_cmd(
     from maskgit_cli.evaluation.fid import compute_fid
 
     r = compute_fid(pred, ref, kid=kid, **_fid_options(fid))
-    if as_json:
-        print_json(r)
-        return
     h, w = r["image_size"]
-    out(
+    lines = [
         f"FID {r['fid']:.4f}  (mode {r['mode']}, {r['pred_count']} PRED vs {r['ref_count'] or '?'} REF images "
-        f"of {w}x{h}, REF {r['ref_kind']})"
-    )
-    if kid:
-        out(f"KID {r['kid']:.6f}")
-    out(f"features: {r['feature_extractor']} ({r['feature_dim']}-d), weights: {r['weights']}")
+        f"of {w}x{h}, REF {r['ref_kind']})",
+        *([f"KID {r['kid']:.6f}"] if kid else []),
+        f"features: {r['feature_extractor']} ({r['feature_dim']}-d), weights: {r['weights']}",
+    ]
+    result(r, as_json, "\n".join(lines))
 
 
 @command("fid-stats", INPAINT)
@@ -71,13 +68,12 @@ def fid_stats_cmd(
     from maskgit_cli.evaluation.fid import make_stats
 
     r = make_stats(images, output, save_features=features, **_fid_options(fid))
-    if as_json:
-        print_json(r)
-        return
     h, w = r["image_size"]
-    out(
+    result(
+        r,
+        as_json,
         f"wrote {r['path']}: {r['count']} images of {w}x{h}, mode {r['mode']}, {r['feature_extractor']} "
-        f"({r['feature_dim']}-d){'' if features else ', no features (no KID)'}"
+        f"({r['feature_dim']}-d){'' if features else ', no features (no KID)'}",
     )
 
 

@@ -5,56 +5,21 @@ For step t = 0 .. S-1 (S = sweet_spot, default T; r = (t+1)/T): logits = transfo
 ones again (the official rule, docs/decoding.md, "The decoding rule"); the last step run fills everything. With
 ``sampler="halton"`` the step is :class:`~maskgit_cli.decoding.sampler.HaltonSampler`'s instead (tokens revealed in
 a fixed Halton order; docs/decoding.md, "The Halton sampler"). Known tokens never change, and an image gets the
-same result whatever batch it is decoded in.
+same result whatever batch it is decoded in. The settings: :class:`~maskgit_cli.decoding.settings.DecodeSettings`
+(importable from here too).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from maskgit_cli.choices import SAMPLERS, SAMPLING, check_choice
 from maskgit_cli.decoding.sampler import make_sampler
+from maskgit_cli.decoding.settings import DecodeSettings
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.schedules import canonical_schedule
 from maskgit_cli.transformer.model import mask_tokens
-
-
-@dataclass
-class DecodeSettings:
-    schedule: str = "cosine"
-    total_iter: int = 8  # T in r = (t+1)/T
-    sweet_spot: int | None = None  # steps actually run (the lab's meaning); None = total_iter
-    choice_temperature: float = 4.5  # docs/decoding.md, "The decoding rule"
-    sampling: str = "sample"
-    # Softmax temperature of the draws (and of the confidence that ranks them): 1 = the official rule, lower
-    # sharpens p towards argmax; 0.5, chosen on emoji64's validation set (docs/decoding.md, "Sampling temperature").
-    # Ignored by sampling="argmax".
-    temperature: float = 0.5
-    seed: int = 0
-    sampler: str = "confidence"  # which tokens each step keeps: confidence (the official rule) or halton
-
-    def __post_init__(self) -> None:
-        self.schedule = canonical_schedule(self.schedule)
-        if self.total_iter < 1:
-            raise MaskgitError(f"--total-iter {self.total_iter}: must be at least 1")
-        if self.sweet_spot is not None and not 1 <= self.sweet_spot <= self.total_iter:
-            raise MaskgitError(
-                f"--sweet-spot {self.sweet_spot}: must be between 1 and --total-iter ({self.total_iter})"
-            )
-        check_choice(self.sampling, SAMPLING, "--sampling")
-        check_choice(self.sampler, SAMPLERS, "--sampler")
-        if not 0 < self.temperature < math.inf:
-            raise MaskgitError(f"--temperature {self.temperature}: must be a finite number > 0 (1 = official)")
-        if self.choice_temperature < 0:
-            raise MaskgitError(f"--choice-temperature {self.choice_temperature}: must be >= 0")
-
-    @property
-    def steps(self) -> int:
-        return self.total_iter if self.sweet_spot is None else self.sweet_spot
 
 
 @dataclass
@@ -81,12 +46,15 @@ def decode_tokens(
     tokens: torch.Tensor,
     unknown: torch.Tensor,
     settings: DecodeSettings,
+    mask_id: int | None = None,
     image_ids: torch.Tensor | None = None,
     record: bool = False,
     logit_bias: torch.Tensor | None = None,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> DecodeResult:
-    """Fill the ``unknown`` (B,L) positions of ``tokens`` (B,L) iteratively with ``model`` (ids -> logits).
+    """Fill the ``unknown`` (B,L) positions of ``tokens`` (B,L) iteratively with ``model``, any callable from ids
+    (B,L) to logits (B,L,V+1); ``mask_id`` is the id it reads as "masked" (as google-research's MaskGIT ``decode``
+    takes it). None = ``model.config.mask_token_id``, a :class:`~maskgit_cli.transformer.model.MaskGITTransformer`'s.
 
     ``image_ids`` (B,) identify the images for the random streams (default 0..B-1); pass dataset indices to
     make results independent of batching. ``logit_bias`` (B,L,V): known-pixel guidance. ``on_step(t, predicted,
@@ -96,7 +64,7 @@ def decode_tokens(
     if tokens.shape != unknown.shape or tokens.dim() != 2:
         raise ValueError(f"tokens {tuple(tokens.shape)} and unknown {tuple(unknown.shape)} must both be (B,L)")
     check_total_iter(settings.total_iter, tokens.shape[1])
-    mask_id = model.config.mask_token_id
+    mask_id = model.config.mask_token_id if mask_id is None else mask_id
     B = tokens.shape[0]
     image_ids = torch.arange(B) if image_ids is None else image_ids
     image_ids = image_ids.to(device=tokens.device, dtype=torch.int64)

@@ -18,82 +18,22 @@ The lab's FID numbers were made without compositing (``composite=False``). Image
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
+import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from maskgit_cli.choices import BLENDS, DECODE_PRECISIONS, NORMALIZATIONS, TOKEN_RULES, check_choice
 from maskgit_cli.data.masks import token_mask_for
 from maskgit_cli.decoding.blend import poisson_blend
-from maskgit_cli.decoding.decode import DecodeSettings, check_total_iter, decode_tokens
+from maskgit_cli.decoding.decode import check_total_iter, decode_tokens
 from maskgit_cli.decoding.guidance import code_patches_for, fallback_code_patches, known_pixel_bias
+from maskgit_cli.decoding.settings import LAB_SETTINGS as LAB_SETTINGS  # re-exported: the settings' former home
+from maskgit_cli.decoding.settings import InpaintSettings
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.runtime import autocast, vqgan_autocast
 from maskgit_cli.vqgan.code_patches import CodePatches, vqgan_code_patches
-
-
-@dataclass
-class InpaintSettings:
-    decode: DecodeSettings = field(default_factory=DecodeSettings)
-    token_mask: str = "any"  # pixel -> token rule
-    # Extra rings of regenerated tokens around the holes (0 = the lab's rule); None = as far as the gray fill reaches
-    # the VQGAN's tokens (:func:`auto_dilate`).
-    dilate: int | None = None
-    composite: bool = True  # paste the known input pixels back over the decoded image
-    # With composite: "poisson" blends the holes into the known pixels (blend.py, Poisson image editing); "none"
-    # pastes them as decoded.
-    blend: str = "poisson"
-    # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
-    pixel_guidance: float = 50.0
-    # The transformer's autocast: "auto" (bf16 where the hardware computes it natively: CUDA, CPUs with AVX512-BF16
-    # or AMX, about twice as fast as fp32 there; fp32 elsewhere, where bf16 is emulated and slower), bf16 or fp32.
-    # The VQGAN runs in bf16 on CUDA and fp32 on CPU whatever this says.
-    precision: str = "auto"
-    # The VQGAN's statistics for encoding the inputs and de-normalizing the outputs: "train" (its own) or "test"
-    # (the lab's test-set statistics, as the lab's inference; docs/lab.md, "Normalization").
-    normalization: str = "train"
-    lab: bool = False  # made from --lab (LAB_SETTINGS, then what was given): recorded, and sweep's run-it line says so
-
-    def __post_init__(self) -> None:
-        check_choice(self.precision, DECODE_PRECISIONS, "--precision")
-        check_choice(self.token_mask, TOKEN_RULES, "--token-mask")
-        check_choice(self.normalization, NORMALIZATIONS, "--normalization")
-        check_choice(self.blend, BLENDS, "--blend")
-        if self.dilate is not None and self.dilate < 0:
-            raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
-        if not 0 <= self.pixel_guidance < math.inf:
-            raise MaskgitError(
-                f"--pixel-guidance {self.pixel_guidance}: must be a finite number >= 0 (0 turns guidance off)"
-            )
-
-    def option(self, name: str):
-        """A setting by its option name, wherever it lives (here or in the DecodeSettings)."""
-        return getattr(self, name) if name in {f.name for f in fields(self)} else getattr(self.decode, name)
-
-    @classmethod
-    def from_options(cls, lab: bool = False, **options) -> InpaintSettings:
-        """Settings from flat option values, as the CLI and the Python API take them. Options that are None are
-        not given: they take the default, or with ``lab`` the lab's inference (:data:`LAB_SETTINGS`)."""
-        given = {**(LAB_SETTINGS if lab else {}), **{k: v for k, v in options.items() if v is not None}}
-        decode_fields = [f.name for f in fields(DecodeSettings)]
-        decode = DecodeSettings(**{k: given.pop(k) for k in decode_fields if k in given})
-        return cls(decode, **given, lab=lab)
-
-
-# The lab's inference exactly (docs/lab.md, "The lab's inference"): inputs encoded and outputs de-normalized with
-# the lab's test-set statistics, the most likely code at every step, no compositing, the any-pixel token rule alone,
-# no guidance. `--lab` sets these; any of them can still be given.
-LAB_SETTINGS = {
-    "normalization": "test",
-    "sampling": "argmax",
-    "composite": False,
-    "blend": "none",
-    "dilate": 0,
-    "pixel_guidance": 0.0,
-}
 
 
 @dataclass
@@ -261,8 +201,9 @@ def decode_inputs(
             on_step(t, pixels, still[watched].view(-1, latent, latent))
 
     with autocast(images.device, settings.precision):
+        mask_id = transformer.config.mask_token_id
         result = decode_tokens(
-            transformer, encoded.tokens, tmask.flatten(1), settings.decode, image_ids, record, bias, hook
+            transformer, encoded.tokens, tmask.flatten(1), settings.decode, mask_id, image_ids, record, bias, hook
         )
     with amp:
         out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
@@ -292,26 +233,21 @@ def finish(decoded: torch.Tensor, images: torch.Tensor, holes: torch.Tensor, set
 
 @torch.no_grad()
 def inpaint_batch(
-    transformer,
-    vqgan,
-    images: torch.Tensor,
-    holes: torch.Tensor,
-    settings: InpaintSettings,
-    image_ids: torch.Tensor | None = None,
-    record_rows=(),
-    patches: torch.Tensor | None = None,
-    on_step=None,
-) -> InpaintBatch:
-    """Inpaint a batch: images (B,3,H,W) in [0,1] (holes may hold anything) and holes (B,H,W) bool.
+    transformer, vqgan, images: torch.Tensor, holes: torch.Tensor, settings: InpaintSettings, *args, **kw
+):
+    """Inpaint a batch (:func:`encode_inputs`, then :func:`decode_inputs`): images (B,3,H,W) in [0,1] (holes may hold
+    anything) and holes (B,H,W) bool. The other arguments are :func:`decode_inputs`' (``image_ids``,
+    ``record_rows``, ``patches``, ``on_step``); returns an :class:`InpaintBatch`.
 
     ``patches``: the code patches for known-pixel guidance. Without them (and guidance on) they are decoded from
     the VQGAN on every call (1,024 decodes): pass them when calling this in a loop, as
-    :class:`~maskgit_cli.decoding.pipeline.Inpainter` does. ``on_step``: see :func:`decode_inputs`.
+    :class:`~maskgit_cli.decoding.pipeline.Inpainter` does.
     """
-    if patches is None and settings.pixel_guidance > 0:
-        patches = vqgan_code_patches(vqgan)
-    encoded = encode_inputs(vqgan, images, holes, settings)
-    return decode_inputs(transformer, vqgan, images, holes, encoded, settings, image_ids, record_rows, patches, on_step)
+    call = inspect.signature(decode_inputs).bind(transformer, vqgan, images, holes, None, settings, *args, **kw)
+    if call.arguments.get("patches") is None and settings.pixel_guidance > 0:
+        call.arguments["patches"] = vqgan_code_patches(vqgan)
+    call.arguments["encoded"] = encode_inputs(vqgan, images, holes, settings)
+    return decode_inputs(*call.args, **call.kwargs)
 
 
 def mask_tile(token_mask: torch.Tensor, size: int) -> np.ndarray:
