@@ -144,3 +144,19 @@ def test_lab_pictures_equal_torchvision_save_image(tmp_path, T, S):
         image_picture(masked_input, images, T), np.asarray(Image.open(tmp_path / "imga.png").convert("RGB"))
     )
     assert np.array_equal(lab_bytes(images[-1]), np.asarray(Image.open(tmp_path / "final.png").convert("RGB")))
+
+
+def test_lab_with_the_wrong_vqgan_names_the_vqgan_first(cli, make_test_set, tiny_transformer, tiny_vqgan, tmp_path):
+    """--lab implies --normalization test; a VQGAN the transformer was not trained with is the real cause and is
+    named first (it used to say 'records no test-set statistics')."""
+    from maskgit_cli.weights import save_model
+
+    make_test_set(tmp_path, 2)
+    save_model(tmp_path / "t.safetensors", tiny_transformer, "transformer", {"vqgan_sha256": "ab" * 32})
+    save_model(tmp_path / "v.safetensors", tiny_vqgan, "vqgan")
+    r = cli("inpaint", "--images", tmp_path / "masked_image", "--masks", tmp_path / "mask64", "--transformer",
+            tmp_path / "t.safetensors", "--vqgan", tmp_path / "v.safetensors", "-o", tmp_path / "o", "--lab")  # fmt: skip
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines() == [
+        r.stderr.strip().splitlines()[0]
+    ] and "the transformer was trained on the tokens of VQGAN abababababab" in r.stderr
