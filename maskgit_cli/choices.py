@@ -23,6 +23,11 @@ SCHEDULE_NAMES = (*SCHEDULES, *SCHEDULE_ALIASES)
 NORMALIZATIONS = ("train", "test")  # the VQGAN's statistics: its training set's, or the lab's test set's
 SAMPLING = ("sample", "argmax")  # sample = the official decoder; argmax = the lab's choice
 SAMPLERS = ("confidence", "halton")  # which tokens a decoding step keeps: the official rule, or Halton order
+# How a confidence step ranks its draws: log p + noise (the official rule) or p + noise (the lab's starter code).
+RANKINGS = ("logp", "p")
+# How many tokens stay masked after a step: clamped = the official floor(N * gamma) clamped to [1, still - 1], the
+# last step run filling all; floor = the lab's floor(N * gamma) without the clamp (docs/lab.md).
+COUNT_RULES = ("clamped", "floor")
 TOKEN_RULES = ("any", "majority")  # pixel -> token rule: any = the lab's
 BLENDS = ("poisson", "none")  # how composited holes meet the known pixels: Poisson blending, or pasted as decoded
 MASK_KINDS = ("stroke", "box", "half", "outpaint")

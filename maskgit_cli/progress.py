@@ -61,19 +61,28 @@ class LineBar(Bar):
         self.total, self.description, self.unit, self.every = total, description, unit, every
         self.done, self.info = 0.0, ""
         self.start = self.last = time.monotonic()
+        self.shown: tuple | None = None  # what the last line said (done, description, info): never said twice
 
     def advance(self, n: float = 1) -> None:
         self.done += n
-        if time.monotonic() - self.last >= self.every:
-            self.line()
+        self._line_if_due()
 
     def update(self, description: str | None = None, **fields) -> None:
+        """New description or info; a line when one is due, so that long batches still report (e.g. per step)."""
         self.description = description or self.description
         self.info = str(fields.get("info", self.info))
+        self._line_if_due()
+
+    def _line_if_due(self) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.line()
 
     def line(self) -> None:
         now = time.monotonic()
         self.last = now
+        if self.shown == (self.done, self.description, self.info):
+            return
+        self.shown = (self.done, self.description, self.info)
         elapsed = now - self.start
         speed = self.done / elapsed if elapsed > 0 else 0.0
         parts = [f"{self.description}: {self.done:,.0f}" + (f"/{self.total:,}" if self.total else "") + f" {self.unit}"]

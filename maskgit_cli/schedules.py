@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from maskgit_cli.choices import SCHEDULE_ALIASES, SCHEDULE_NAMES, SCHEDULES
+from maskgit_cli.choices import COUNT_RULES, SCHEDULE_ALIASES, SCHEDULE_NAMES, SCHEDULES, check_choice
 from maskgit_cli.errors import MaskgitError
 
 Number = int | float
@@ -117,7 +117,7 @@ def gamma(name: str, r: TensorOrNumber, n_unknown: TensorOrNumber | None = None)
 
 
 def mask_len_after_step(
-    name: str, t: int, T: int, n_unknown: TensorOrNumber, n_still_masked: TensorOrNumber
+    name: str, t: int, T: int, n_unknown: TensorOrNumber, n_still_masked: TensorOrNumber, counts: str = "clamped"
 ) -> TensorOrNumber:
     """Number of tokens that stay masked after decode step ``t`` (0-based) of ``T``.
 
@@ -132,18 +132,22 @@ def mask_len_after_step(
       stays masked (and is re-sampled) until the last step. ``n_still_masked == 0`` (nothing to generate,
       e.g. an image without holes) stays 0, where the official code would re-mask a known token.
 
+    ``counts="floor"`` is the lab's rule instead (docs/lab.md, "The lab's inference"): ``floor(N * gamma((t+1)/T))``
+    with no clamp and no special last step, so a step may fix no token when T is large (0 once nothing is masked).
+
     ``n_unknown`` / ``n_still_masked`` may be ints or integer tensors (e.g. shape (B,)); with tensors the
     result is a long tensor of the broadcast shape, otherwise an int.
     """
     if T < 1 or not 0 <= t < T:
         raise ValueError(f"need 0 <= t < T and T >= 1, got t={t}, T={T}")
+    check_choice(counts, COUNT_RULES, "--counts")
     r = (t + 1) / T
     if isinstance(n_unknown, torch.Tensor) or isinstance(n_still_masked, torch.Tensor):
         ref = n_unknown if isinstance(n_unknown, torch.Tensor) else n_still_masked
         still = torch.as_tensor(n_still_masked, device=ref.device).long()
         n = torch.as_tensor(n_unknown, device=ref.device).long()
         still, n = torch.broadcast_tensors(still, n)
-        if t == T - 1:
+        if t == T - 1 and counts == "clamped":
             return torch.zeros_like(still)
         # gamma via the Python-float path (per distinct N for log/exp), so that batch and scalar counts
         # agree bit for bit (torch and math transcendental functions can differ in the last ulp).
@@ -154,27 +158,31 @@ def mask_len_after_step(
         else:
             g = gamma(name, r)
         raw = torch.floor(n.double() * g).long()
+        if counts == "floor":
+            return torch.where(still <= 0, torch.zeros_like(raw), raw)
         out = torch.minimum(raw, still - 1).clamp_min(1)
         return torch.where(still <= 0, torch.zeros_like(out), out)
     still_i, n_i = int(n_still_masked), int(n_unknown)
-    if t == T - 1 or still_i <= 0:
+    if still_i <= 0 or (t == T - 1 and counts == "clamped"):
         return 0
     raw_i = math.floor(n_i * gamma(name, r, n_i))
-    return max(1, min(still_i - 1, raw_i))
+    return raw_i if counts == "floor" else max(1, min(still_i - 1, raw_i))
 
 
-def expected_counts(name: str, T: int, N: int) -> list[int]:
-    """Still-masked counts after each decode step 1..T for a sample with N unknown tokens at the start.
+def expected_counts(name: str, T: int, N: int, counts: str = "clamped", steps: int | None = None) -> list[int]:
+    """Still-masked counts after each decode step 1..S (S = ``steps``, default T) for a sample with N unknown
+    tokens at the start.
 
-    Ground truth for decoder tests: non-increasing, strictly decreasing while more than one token is
-    masked, and always ending at 0.
+    Ground truth for decoder tests. With the official ``counts="clamped"``: non-increasing, strictly decreasing
+    while more than one token is masked, and always ending at 0 (the last step run fills everything). With the
+    lab's ``"floor"``: ``floor(N * gamma((t+1)/T))`` after every step, the last one included.
     """
-    counts = []
-    still = int(N)
-    for t in range(T):
-        still = mask_len_after_step(name, t, T, N, still)
-        counts.append(still)
-    return counts
+    steps = T if steps is None else steps
+    out, still = [], int(N)
+    for t in range(steps):
+        still = 0 if t == steps - 1 and counts == "clamped" else mask_len_after_step(name, t, T, N, still, counts)
+        out.append(still)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------

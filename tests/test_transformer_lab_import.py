@@ -3,6 +3,7 @@ converts to identical logits; wrapped checkpoints, inferred sizes, and one-line 
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -291,3 +292,27 @@ def test_convert_cli_stores_code_patches(tmp_path, cli):
             "--tokens", cache(tmp_path / "old.tokens", CODES, stats=False))  # fmt: skip
     assert r.exit_code == 1 and "has no code patches" in r.stderr
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+
+
+def test_convert_records_the_vqgan_or_warns(tmp_path, cli):
+    """A transformer converted with --vqgan records that VQGAN (inpaint then refuses another one); without --vqgan or
+    --tokens nothing is recorded, and the command says so."""
+    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+    from maskgit_cli.weights import model_fingerprint, read_metadata, save_model
+
+    torch.save(_source("qkv+proj").state_dict(), tmp_path / "epoch_best.pt")
+    torch.manual_seed(0)
+    vqgan = VQGAN(replace(VQGAN_PRESETS["tiny"], num_codebook_vectors=CODES))
+    save_model(tmp_path / "vq.safetensors", vqgan, "vqgan")
+    out = tmp_path / "t.safetensors"
+    r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", out, "--heads", HEADS,
+            "--vqgan", tmp_path / "vq.safetensors")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert read_metadata(out)["vqgan_sha256"] == model_fingerprint(vqgan) and "warning" not in r.stderr
+    r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", tmp_path / "u.safetensors", "--heads", HEADS)
+    assert r.exit_code == 0 and "warning: no VQGAN recorded (pass --vqgan or --tokens)" in r.stderr
+    save_model(tmp_path / "vq64.safetensors", VQGAN(VQGAN_PRESETS["tiny"]), "vqgan")
+    r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", tmp_path / "w.safetensors", "--heads", HEADS,
+            "--vqgan", tmp_path / "vq64.safetensors")  # fmt: skip
+    assert r.exit_code == 1 and "64 codes, but the checkpoint predicts 20" in r.stderr
+    assert not (tmp_path / "w.safetensors").exists()

@@ -198,6 +198,14 @@ def convert_transformer_cmd(
             "for known-pixel guidance (without it, inpaint decodes the patches from the VQGAN).",
         ),
     ] = None,
+    vqgan: Annotated[
+        Path | None,
+        typer.Option(
+            "--vqgan",
+            help="The VQGAN file the student trained on (e.g. from `maskgit convert-vqgan VQGAN.pt`): recorded, so "
+            "that inpaint refuses another VQGAN. --tokens records it too.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import a lab student's transformer into our lab preset (post-LN, 768 x 15, 72.7M parameters).
@@ -207,9 +215,15 @@ def convert_transformer_cmd(
 
     [bold]Example[/bold]: maskgit convert-transformer checkpoints/epoch_best.pt -o lab-transformer.safetensors --tokens cats-train.tokens
     """
+    from maskgit_cli.progress import log
     from maskgit_cli.transformer.lab_import import convert_lab_transformer_file
 
-    r = convert_lab_transformer_file(checkpoint, output, heads, qkv_order.value, tokens)
+    r = convert_lab_transformer_file(checkpoint, output, heads, qkv_order.value, tokens, vqgan)
+    if r["vqgan_sha256"] is None:
+        log(
+            "warning: no VQGAN recorded (pass --vqgan or --tokens): inpaint cannot check that it is given the VQGAN "
+            "this transformer was trained on"
+        )
     if as_json:
         print_json(r)
         return

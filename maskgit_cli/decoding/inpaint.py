@@ -112,7 +112,6 @@ def prepare_models(
     check_total_iter(settings.decode.total_iter, transformer.config.num_image_tokens)
     transformer.to(device).eval()
     vqgan.to(device, memory_format=torch.channels_last).eval()
-    mean, std = vqgan.use_normalization(settings.normalization)
     own = model_fingerprint(vqgan)  # this VQGAN's weights: what reports name
     fingerprint = token_fingerprint(vqgan, own)  # its tokens' identity: what transformer files and code patches record
     recorded = recorded or (code_patches.vqgan_sha256 if code_patches is not None else None)
@@ -121,6 +120,8 @@ def prepare_models(
             f"the transformer was trained on the tokens of VQGAN {recorded[:12]}, but --vqgan is VQGAN "
             f"{fingerprint[:12]}: pass the VQGAN it was trained with (or --any-vqgan to use this one anyway)"
         )
+    # after the VQGAN check: a wrong VQGAN with --lab is named as such, not as a VQGAN without test statistics
+    mean, std = vqgan.use_normalization(settings.normalization)
     guide = None
     if settings.pixel_guidance > 0:
         # patches made with another VQGAN (allowed by any_vqgan) say nothing about this one's codes

@@ -12,6 +12,10 @@ takes the transformer's logits for the current grid and returns the grid after s
    start), confidence = log p(draw) + choice_temperature * (1 - r) * Gumbel(0, 1) (known positions: +inf), and the
    mask_len least confident positions are masked again.
 
+The lab's starter code differs in two rules, each a setting (docs/lab.md, "The lab's inference"): ``ranking="p"``
+ranks by p + noise instead of log p + noise, and ``counts="floor"`` keeps floor(N * gamma) masked with no clamp,
+also after the last step run (whose draws still fill every position: only the mask shown after it differs).
+
 Random numbers are counter-based (:func:`hashed_uniform`: a hash of seed, image id, step and position), so an image
 gets the same result in any batch and on any device. The decoding loop (:mod:`maskgit_cli.decoding.decode`) calls
 the model and this step.
@@ -133,23 +137,44 @@ class ConfidenceSampler:
         is added to the codebook logits (known-pixel guidance).
         """
         s = self.settings
-        B, L = ids.shape
-        r = (t + 1) / s.total_iter
+        counts, ranking = getattr(s, "counts", "clamped"), getattr(s, "ranking", "logp")
+        last = t == s.steps - 1  # the last step run (sweet spot: the lab stops here) fills every position
         where, probs, new, sampled = _draw_masked(s, self.mask_id, logits, t, ids, unknown, image_ids, logit_bias)
-        if t == s.steps - 1:  # the last step run fills everything (sweet spot: the lab stops here)
+        if last and counts == "clamped":
             return StepOutput(sampled, torch.zeros_like(unknown), sampled)
-        still = mask_len_after_step(s.schedule, t, s.total_iter, n_unknown, unknown.sum(1))
-        p = torch.ones(B, L, dtype=torch.float64, device=ids.device)
-        p[where] = probs.gather(-1, new.unsqueeze(-1)).squeeze(-1).double()
-        gumbel = -torch.log(-torch.log(hashed_uniform(s.seed, image_ids, t, 1, L)))
-        confidence = torch.log(p) + s.choice_temperature * (1 - r) * gumbel
+        still = mask_len_after_step(s.schedule, t, s.total_iter, n_unknown, unknown.sum(1), counts)
+        p = probs.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        gumbel = -torch.log(-torch.log(hashed_uniform(s.seed, image_ids, t, 1, ids.shape[1])))
+        confidence = _confidence(ranking, p, where, gumbel, s.choice_temperature * (1 - (t + 1) / s.total_iter))
         confidence = torch.where(unknown, confidence, torch.full_like(confidence, float("inf")))
-        # Rank positions by confidence (ties broken by position: stable sort); mask the lowest `still` again.
-        order = torch.sort(confidence, dim=1, stable=True).indices
-        ranks = torch.empty_like(order)
-        ranks.scatter_(1, order, torch.arange(L, device=ids.device).expand(B, L))
-        still_unknown = ranks < still[:, None]
+        still_unknown = _lowest(confidence, still)
+        if last:  # the lab's rule: every position filled, and the mask its picture shows after the step
+            return StepOutput(sampled, still_unknown, sampled)
         return StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled)
+
+
+def _confidence(ranking: str, p: torch.Tensor, where, gumbel: torch.Tensor, noise_scale: float) -> torch.Tensor:
+    """(B,L) confidences of the draws at ``where`` (probabilities ``p``); other positions are overwritten later.
+
+    ``logp``, the official rule: log p + scale * g in float64. ``p``, the lab's starter code: p + scale * g, in
+    float32 as the lab computes it (p from the float32 softmax, g rounded to float32), so that its ranking is
+    reproduced exactly (docs/lab.md, "The lab's inference")."""
+    if ranking == "p":
+        full = torch.ones(gumbel.shape, dtype=torch.float32, device=gumbel.device)
+        full[where] = p.float()
+        return full + noise_scale * gumbel.float()
+    full = torch.ones(gumbel.shape, dtype=torch.float64, device=gumbel.device)
+    full[where] = p.double()
+    return torch.log(full) + noise_scale * gumbel
+
+
+def _lowest(confidence: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """(B,L) bool: the ``count`` (B,) least confident positions of each row (ties broken by position: stable sort)."""
+    B, L = confidence.shape
+    order = torch.sort(confidence, dim=1, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(L, device=confidence.device).expand(B, L))
+    return ranks < count[:, None]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -371,11 +371,12 @@ def load_lab_checkpoint(
 
 
 def convert_lab_transformer_file(
-    checkpoint, output, n_heads: int = 16, fused_qkv_order: str = "qkv", tokens=None
+    checkpoint, output, n_heads: int = 16, fused_qkv_order: str = "qkv", tokens=None, vqgan=None
 ) -> dict:
     """`maskgit convert-transformer`: a student's checkpoint written as our model file. With ``tokens`` (a token cache
     of the training images) the file also stores every code's mean patch for known-pixel guidance and the VQGAN's
-    fingerprint. Returns a summary."""
+    token fingerprint; with ``vqgan`` (the VQGAN file the student trained on) it records that VQGAN's fingerprint,
+    so that inpaint refuses another one. Returns a summary (``vqgan_sha256`` None: nothing recorded)."""
     from maskgit_cli.choices import QKV_ORDERS, check_choice
     from maskgit_cli.vqgan.code_patches import stored_with
     from maskgit_cli.vqgan.tokens import load_token_cache
@@ -389,6 +390,8 @@ def convert_lab_transformer_file(
             raise MaskgitError(f"--tokens {tokens}: has no code patches (made by an older maskgit): re-run tokenize")
         aux, meta = stored_with(cache)
     model = load_lab_checkpoint(checkpoint, fused_qkv_order=fused_qkv_order, n_heads=n_heads)
+    if vqgan is not None:
+        meta["vqgan_sha256"] = _recorded_vqgan(vqgan, model, meta.get("vqgan_sha256"), tokens)
     if cache is not None and cache.num_codebook_vectors != model.config.num_codebook_vectors:
         raise MaskgitError(
             f"--tokens {tokens}: {cache.num_codebook_vectors} codes, but the checkpoint predicts "
@@ -401,3 +404,23 @@ def convert_lab_transformer_file(
         "code_patches": bool(aux),
         "vqgan_sha256": meta.get("vqgan_sha256"),
     }
+
+
+def _recorded_vqgan(vqgan, model, from_tokens: str | None, tokens) -> str:
+    """The token fingerprint of the ``--vqgan`` file, which must have the transformer's codes and agree with the token
+    cache's fingerprint when both are given."""
+    from maskgit_cli.weights import load_model, token_fingerprint
+
+    vq = load_model(vqgan, "vqgan")
+    if vq.config.num_codebook_vectors != model.config.num_codebook_vectors:
+        raise MaskgitError(
+            f"--vqgan {vqgan}: {vq.config.num_codebook_vectors} codes, but the checkpoint predicts "
+            f"{model.config.num_codebook_vectors}"
+        )
+    fingerprint = token_fingerprint(vq)
+    if from_tokens is not None and from_tokens != fingerprint:
+        raise MaskgitError(
+            f"--tokens {tokens} was made with VQGAN {from_tokens[:12]}, but --vqgan {vqgan} is VQGAN "
+            f"{fingerprint[:12]}: pass the VQGAN the student trained on"
+        )
+    return fingerprint

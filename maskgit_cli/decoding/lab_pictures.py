@@ -1,0 +1,64 @@
+"""The lab's per-step pictures and pixel rounding, as its starter code writes them (docs/lab.md, "The lab's
+pictures"), for `maskgit inpaint --lab` (``--layout lab``).
+
+The starter code keeps two preallocated tensors per image and saves them with torchvision's ``save_image``:
+``mask_scheduling/test_{i}.png`` holds T tiles of the latent mask after each step (token resolution, white =
+known, black = still masked; ten tiles to a row) and ``imga/test_{i}.png`` T + 1 tiles, the masked input then the
+image decoded after each step (seven to a row, so T = 8 makes two rows). Tiles of steps not run (sweet spot
+S < T) keep their initial zeros: black. ``save_image`` lays tiles out with a 2-pixel black border and turns
+[0, 1] floats into bytes as floor(x * 255 + 0.5), clamped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+MASK_TILES_PER_ROW = 10  # the starter code's save_image(maska, nrow=10)
+IMAGE_TILES_PER_ROW = 7  # save_image(imga, nrow=7)
+PADDING = 2  # torchvision's make_grid default, black
+
+
+def lab_bytes(images: torch.Tensor) -> np.ndarray:
+    """Floats in [0, 1], (3,H,W) or (B,3,H,W), -> uint8 (H,W,3) / (B,H,W,3) as ``save_image`` rounds them:
+    floor(x * 255 + 0.5) clamped to [0, 255] (round half up; our own writer rounds half to even)."""
+    x = images.detach().float().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return x.permute(1, 2, 0).numpy() if x.dim() == 3 else x.permute(0, 2, 3, 1).numpy()
+
+
+def tile_grid(tiles: torch.Tensor, per_row: int) -> torch.Tensor:
+    """(N,C,H,W) -> (C, rows * (H+2) + 2, cols * (W+2) + 2): the tiles row by row with a 2-pixel black border,
+    as torchvision's ``make_grid`` lays them out (a single tile is returned as it is)."""
+    n, c, h, w = tiles.shape
+    if n == 1:
+        return tiles[0]
+    cols = min(per_row, n)
+    rows = math.ceil(n / cols)
+    grid = torch.zeros(c, rows * (h + PADDING) + PADDING, cols * (w + PADDING) + PADDING, dtype=tiles.dtype)
+    for k in range(n):
+        y, x = divmod(k, cols)
+        top, left = y * (h + PADDING) + PADDING, x * (w + PADDING) + PADDING
+        grid[:, top : top + h, left : left + w] = tiles[k]
+    return grid
+
+
+def mask_picture(step_masks: list[torch.Tensor], total_iter: int) -> np.ndarray:
+    """``mask_scheduling/test_{i}.png``: ``step_masks`` (h,w) bool, True = still masked after each step run; the
+    picture has ``total_iter`` tiles, black for the steps not run."""
+    h, w = step_masks[0].shape
+    tiles = torch.zeros(total_iter, 3, h, w)
+    for step, masked in enumerate(step_masks):
+        tiles[step] = (~masked.cpu()).float().expand(3, h, w)
+    return lab_bytes(tile_grid(tiles, MASK_TILES_PER_ROW))
+
+
+def image_picture(masked_input: torch.Tensor, step_images: list[torch.Tensor], total_iter: int) -> np.ndarray:
+    """``imga/test_{i}.png``: the masked input (3,H,W) then the image decoded after each step run, in [0, 1];
+    ``total_iter`` + 1 tiles, black for the steps not run."""
+    tiles = torch.zeros(total_iter + 1, *masked_input.shape)
+    tiles[0] = masked_input.cpu().float()
+    for step, image in enumerate(step_images):
+        tiles[step + 1] = image.cpu().float()
+    return lab_bytes(tile_grid(tiles, IMAGE_TILES_PER_ROW))
