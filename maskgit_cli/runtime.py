@@ -56,10 +56,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def vqgan_autocast(device: torch.device):
-    """The VQGAN's rule, whatever the options: bf16 on CUDA, fp32 on CPU, so that tokens from a CPU are the same on
-    every CPU kind (bf16 or not)."""
-    return autocast(device, "bf16" if device.type == "cuda" else "fp32")
+def vqgan_autocast(device: torch.device, precision: str = "auto"):
+    """The VQGAN's rule: bf16 on CUDA, fp32 on CPU, so that tokens from a CPU are the same on every CPU kind (bf16 or
+    not); ``precision`` "fp32" (inpainting's `--precision fp32`, `--lab`) runs it in fp32 on CUDA too."""
+    return autocast(device, "bf16" if device.type == "cuda" and precision != "fp32" else "fp32")
 
 
 def autocast(device: torch.device, precision: str = "bf16"):

@@ -27,10 +27,12 @@ OTHER = {
     "sweet_spot": 5,
     "normalization": "test",
     "sampling": "argmax",
+    "ranking": "p",
+    "counts": "floor",
     "token_mask": "majority",
     "dilate": 2,
     "pixel_guidance": 12.5,
-    "precision": "fp32",
+    "precision": "bf16",
     "choice_temperature": 2.25,
     "temperature": 0.123456789,  # not short: written exactly all the same
     "seed": 7,
@@ -38,7 +40,8 @@ OTHER = {
     "blend": "none",
 }
 LAB_OTHER = {"normalization": "train", "sampling": "sample", "composite": True, "blend": "poisson", "dilate": 1,
-             "pixel_guidance": 3.0}  # fmt: skip
+             "pixel_guidance": 3.0, "temperature": 0.75, "ranking": "logp", "counts": "clamped",
+             "precision": "auto"}  # fmt: skip
 
 
 def test_every_option_is_covered_here_and_in_the_order():

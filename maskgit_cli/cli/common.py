@@ -65,6 +65,8 @@ Layout = _choice("Layout", choices.LAYOUTS)
 Fit = _choice("Fit", choices.FITS)
 TokenRule = _choice("TokenRule", choices.TOKEN_RULES)
 Blend = _choice("Blend", choices.BLENDS)
+Ranking = _choice("Ranking", choices.RANKINGS)
+CountRule = _choice("CountRule", choices.COUNT_RULES)
 MaskKind = _choice("MaskKind", choices.MASK_KINDS)
 FidMode = _choice("FidMode", choices.FID_MODES)
 SweepMetric = _choice("SweepMetric", choices.SWEEP_METRICS)
@@ -257,7 +259,7 @@ def default_help(cls, name: str, lab: dict[str, Any] | None = None) -> str:
 
 def _choice_of(values) -> type[StrEnum]:
     """The Typer choice built from one of :mod:`maskgit_cli.choices`' tuples."""
-    enums = (Schedule, Sampling, Sampler, TokenRule, DecodePrecision, Normalization, Blend)
+    enums = (Schedule, Sampling, Sampler, TokenRule, DecodePrecision, Normalization, Blend, Ranking, CountRule)
     return next(e for e in enums if tuple(m.value for m in e) == tuple(values))
 
 

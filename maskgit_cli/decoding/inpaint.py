@@ -156,7 +156,7 @@ def auto_dilate(dilate: int | None, vqgan_config) -> int:
 @torch.no_grad()
 def encode_inputs(vqgan, images: torch.Tensor, holes: torch.Tensor, settings: InpaintSettings) -> EncodedInputs:
     """Steps 1-2: fill the holes with gray, VQGAN-encode, and pick the tokens to generate (token rule, dilate)."""
-    with vqgan_autocast(images.device):
+    with vqgan_autocast(images.device, settings.precision):
         tokens = vqgan.encode_masked(images, holes).flatten(1)
     dilate = auto_dilate(settings.dilate, vqgan.config)
     return EncodedInputs(tokens, token_mask_for(holes, vqgan.config.latent_resolution, settings.token_mask, dilate))
@@ -188,7 +188,7 @@ def decode_inputs(
             raise ValueError("pixel guidance needs the code patches (see guidance.code_patches_for)")
         bias = known_pixel_bias(images, holes, patches, settings.pixel_guidance)
     latent = vqgan.config.latent_resolution
-    amp = vqgan_autocast(images.device)
+    amp = vqgan_autocast(images.device, settings.precision)
     tmask = encoded.token_masks
     record = bool(record_rows)
     hook = None

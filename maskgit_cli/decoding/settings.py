@@ -19,8 +19,10 @@ from typing import Any
 
 from maskgit_cli.choices import (
     BLENDS,
+    COUNT_RULES,
     DECODE_PRECISIONS,
     NORMALIZATIONS,
+    RANKINGS,
     SAMPLERS,
     SAMPLING,
     SCHEDULE_NAMES,
@@ -68,12 +70,13 @@ class DecodeSettings:
     sampling: str = setting("sample", "--sampling", "sample (official) or argmax (the lab's choice).", choices=SAMPLING)
     # Softmax temperature of the draws (and of the confidence that ranks them): 1 = the official rule, lower
     # sharpens p towards argmax; 0.5, chosen on emoji64's validation set (docs/decoding.md, "Sampling temperature").
-    # Ignored by sampling="argmax".
+    # With sampling="argmax" it still scales the probabilities that rank the draws.
     temperature: float = setting(
         0.5,
         "--temperature",
-        "Softmax temperature of the drawn codes: 1 = the official sampling, lower draws closer to the most likely "
-        "code (argmax is the limit). Ignored with --sampling argmax.",
+        "Softmax temperature of the drawn codes and of the probabilities that rank them: 1 = the official rule, "
+        "lower draws closer to the most likely code (argmax is the limit). With --sampling argmax it still "
+        "sharpens the ranking's probabilities.",
     )
     seed: int = setting(0, "--seed", "Random seed (results are reproducible for a given seed).")
     # which tokens each step keeps: confidence (the official rule) or halton
@@ -84,6 +87,23 @@ class DecodeSettings:
         "or halton (a fixed Halton order over the grid, arccos count; the schedule and --choice-temperature play "
         "no part).",
         choices=SAMPLERS,
+    )
+
+    # docs/lab.md, "One step: the lab's rule beside the official one"
+    ranking: str = setting(
+        "logp",
+        "--ranking",
+        "What ranks a step's draws: logp (the official rule: log p + noise) or p (the lab's starter code: p + "
+        "noise, in float32).",
+        choices=RANKINGS,
+    )
+    counts: str = setting(
+        "clamped",
+        "--counts",
+        "Tokens still masked after a step: clamped (the official rule: floor(N * gamma) clamped to [1, still masked "
+        "- 1], all filled by the last step) or floor (the lab's: floor(N * gamma), no clamp; the count after the "
+        "last step shows it too, its draws still fill every token).",
+        choices=COUNT_RULES,
     )
 
     def __post_init__(self) -> None:
@@ -98,6 +118,8 @@ class DecodeSettings:
             )
         _check_choice(self, "sampling")
         _check_choice(self, "sampler")
+        _check_choice(self, "ranking")
+        _check_choice(self, "counts")
         if not 0 < self.temperature < math.inf:
             raise MaskgitError(f"--temperature {self.temperature}: must be a finite number > 0 (1 = official)")
         if self.choice_temperature < 0:
@@ -153,13 +175,14 @@ class InpaintSettings:
     )
     # The transformer's autocast: "auto" (bf16 where the hardware computes it natively: CUDA, CPUs with AVX512-BF16
     # or AMX, about twice as fast as fp32 there; fp32 elsewhere, where bf16 is emulated and slower), bf16 or fp32.
-    # The VQGAN runs in bf16 on CUDA and fp32 on CPU whatever this says.
+    # The VQGAN runs in bf16 on CUDA and fp32 on CPU, except with fp32: everything in fp32 (runtime.vqgan_autocast).
     precision: str = setting(
         "auto",
         "--precision",
         "The transformer's autocast: auto (bf16 where the hardware computes it natively: CUDA, CPUs with "
-        "AVX512-BF16 or AMX; fp32 elsewhere, where bf16 is emulated and slower), bf16 or fp32. Batching does not "
-        "change the decoded tokens in either (tested on CPU).",
+        "AVX512-BF16 or AMX; fp32 elsewhere, where bf16 is emulated and slower), bf16 or fp32. fp32 also runs the "
+        "VQGAN in fp32 on CUDA (otherwise bf16 there; always fp32 on a CPU). Batching does not change the decoded "
+        "tokens in either (tested on CPU).",
         choices=DECODE_PRECISIONS,
     )
     # The VQGAN's statistics for encoding the inputs and de-normalizing the outputs: "train" (its own) or "test"
@@ -225,11 +248,16 @@ class InpaintSettings:
 
 
 # The lab's inference exactly (docs/lab.md, "The lab's inference"): inputs encoded and outputs de-normalized with
-# the lab's test-set statistics, the most likely code at every step, no compositing, the any-pixel token rule alone,
-# no guidance. `--lab` sets these; any of them can still be given.
+# the lab's test-set statistics, the most likely code at every step (softmax at temperature 1) ranked by p + noise,
+# floor(N * gamma) still masked after each step with no clamp, fp32 everywhere, no compositing, the any-pixel token
+# rule alone, no guidance. `--lab` sets these; any of them can still be given.
 LAB_SETTINGS = {
     "normalization": "test",
     "sampling": "argmax",
+    "temperature": 1.0,
+    "ranking": "p",
+    "counts": "floor",
+    "precision": "fp32",
     "composite": False,
     "blend": "none",
     "dilate": 0,
@@ -245,6 +273,8 @@ OPTION_ORDER = (
     "sweet_spot",
     "normalization",
     "sampling",
+    "ranking",
+    "counts",
     "token_mask",
     "dilate",
     "pixel_guidance",
