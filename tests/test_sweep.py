@@ -74,15 +74,22 @@ def test_grid_outputs_psnr_fallback_and_best_line(cli, lab, tiny_vqgan_file, no_
     command = next(line for line in r.stdout.splitlines() if line.startswith("run it: maskgit inpaint "))
     args = shlex.split(command.removeprefix("run it: maskgit "))
     args[args.index("-o") + 1] = str(tmp_path / "rerun")
-    r2 = cli(*args, "--grids", "none", "--device", "cpu")
+    r2 = cli(*args, "--grids", "all", "--device", "cpu")
     assert r2.exit_code == 0, r2.output
-    cell = out / "images" / f"{best['schedule']}_T{best['total_iter']}_S{best['sweet_spot']}"
+    cell_name = f"{best['schedule']}_T{best['total_iter']}_S{best['sweet_spot']}"
+    cell = out / "images" / cell_name
     names = sorted(p.name for p in cell.iterdir())
     assert names == [f"image_{i:03d}.png" for i in range(4)]
     for name in names:
         assert np.array_equal(
             np.asarray(Image.open(cell / name)), np.asarray(Image.open(tmp_path / "rerun" / "images" / name))
         )
+    # --save-images also writes every cell's step grids, the same pictures inpaint writes
+    grids = sorted(p.name for p in (out / "steps" / cell_name).iterdir())
+    assert grids == sorted(f"image_{i:03d}_{kind}.png" for i in range(4) for kind in ("mask", "image"))
+    for name in grids:
+        assert (out / "steps" / cell_name / name).read_bytes() == (tmp_path / "rerun" / "steps" / name).read_bytes()
+    assert len(list((out / "steps").iterdir())) == len(rows)
 
 
 def test_fid_path_with_injected_extractor_and_lab_csv(cli, lab, tiny_vqgan_file, tiny_extractor, write_csv, tmp_path):
@@ -299,3 +306,23 @@ def test_the_run_it_line_states_every_setting_and_reruns_the_cell(cli, lab, tiny
         assert np.array_equal(
             np.asarray(Image.open(cell / name)), np.asarray(Image.open(tmp_path / "rerun" / "images" / name))
         )
+
+
+def test_a_tie_for_the_best_cell_is_said():
+    """Cells whose scores are equal are named in the note (a cell that reuses another's images is no tie of its own);
+    the first in grid order is marked best."""
+    from maskgit_cli.evaluation.sweep_scores import rank_cells
+
+    def row(schedule, t, s, psnr, same_as=None):
+        return {"schedule": schedule, "total_iter": t, "sweet_spot": s, "psnr_hole": psnr, "psnr": psnr,
+                "same_as": same_as}  # fmt: skip
+
+    ref = type("Ref", (), {"label": "gt"})()
+    rows = [row("cosine", 8, 1, 20.0), row("linear", 8, 1, 20.0, "cosine_T8_S1"), row("cosine", 8, 3, 21.5),
+            row("square", 8, 3, 21.5), row("linear", 8, 3, 21.0), row("square", 8, 8, 21.5)]  # fmt: skip
+    key, best, note = rank_cells(rows, None, "clean", False, ref, "--metric psnr")
+    assert key == "psnr_hole" and best is rows[2] and [r["best"] for r in rows] == [False, False, True] + [False] * 3
+    assert note.endswith("; 3 cells tie for the best psnr_hole (cosine T8 S3, square T8 S3, square T8 S8): the first "
+                         "is marked best")  # fmt: skip
+    _, best, note = rank_cells(rows[:2] + rows[4:5], None, "clean", False, ref, "--metric psnr")
+    assert best is rows[4] and "tie" not in note

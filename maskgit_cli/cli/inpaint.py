@@ -195,7 +195,12 @@ def sweep_cmd(
     kid: Annotated[bool, typer.Option("--kid", help="Also compute KID in every cell (needs FID).")] = False,
     inception: InceptionOpt = None,
     save_images: Annotated[
-        bool, typer.Option("--save-images", help="Also write every cell's images to OUT/images/<cell>/.")
+        bool,
+        typer.Option(
+            "--save-images",
+            help="Also write every cell's images to OUT/images/<cell>/ and, for the first 8 images, its step grids to "
+            "OUT/steps/<cell>/ (NAME_mask.png, NAME_image.png, as inpaint writes them).",
+        ),
     ] = False,
     decode: dict | None = None,
     device_name: DeviceOpt = Device.auto,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,7 +39,14 @@ import torch
 from maskgit_cli.choices import FID_MODES, SAMPLERS, SCHEDULES, SWEEP_METRICS, check_choice
 from maskgit_cli.data.images import save_image, to_uint8
 from maskgit_cli.decoding.folders import FolderWriter, InpaintInputs, check_output_folder
-from maskgit_cli.decoding.inpaint import Prepared, decode_inputs, encode_inputs, prepare_models, with_defaults
+from maskgit_cli.decoding.inpaint import (
+    Prepared,
+    decode_inputs,
+    encode_inputs,
+    mask_tile,
+    prepare_models,
+    with_defaults,
+)
 from maskgit_cli.decoding.settings import DecodeSettings, InpaintSettings
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.evaluation.fid import compute_fid
@@ -53,6 +61,7 @@ from maskgit_cli.evaluation.sweep_scores import (
     rank_cells,
 )
 from maskgit_cli.progress import log, progress_bar
+from maskgit_cli.viz import save_grid
 from maskgit_cli.weights import load_config
 
 _T = DecodeSettings.total_iter  # the T of a sweep given none
@@ -77,6 +86,9 @@ def make_cells(
             f"{','.join(str(t) for t in total_iters)}: no cell to run (a sweet spot is a number of steps <= T)"
         )
     return cells, skipped
+
+
+GRID_IMAGES = 8  # with save_images: step grids for the first images of every cell, as inpaint's default --grids
 
 
 def _cell_name(sampler: str, schedule: str, t: int, s: int) -> str:
@@ -116,6 +128,7 @@ class SweepOptions:
     save_images: bool = False  # also write every cell's images to images/<cell>/
     fid_batch_size: int = 32
     num_workers: int | None = None
+    grids: tuple[Path, list[str]] | None = None  # with save_images: (steps folder, image names) for step grids
     code_patches: Any = None  # CodePatches for the guidance; default: the transformer file's, else the VQGAN's
     overwrite: bool = False
     any_vqgan: bool = False
@@ -229,6 +242,8 @@ def run_grid(plan: SweepPlan, ready: Prepared, tmp: Path) -> SweepRun:
     ctx = _Context(ready.transformer, ready.vqgan, patches, plan.settings, plan.reference, fid, o.kid, dev)
     encode_seconds = ctx.encode(plan.data, o.batch_size, o.fid_batch_size, o.num_workers)
     names = [f.stem + ".png" for f in plan.data.files]
+    if o.save_images:
+        ctx.grids = (tmp / "steps", names)
     rows = _run_cells(ctx, plan.cells, names, tmp / "images" if o.save_images else None)
     return SweepRun(rows, fid, encode_seconds, ready)
 
@@ -243,7 +258,7 @@ def report_sweep(plan: SweepPlan, run: SweepRun, tmp: Path) -> SweepResult:
     if fid is not None and fid.stats is not None and plan.reference.kind != "npz":
         files["ref_fid_stats"] = str(out / fid.stats.name)
     if o.save_images:
-        files["images"] = str(out / "images")
+        files["images"], files["steps"] = str(out / "images"), str(out / "steps")
     result = SweepResult(
         output=str(out),
         count=len(plan.data),
@@ -331,6 +346,8 @@ def _run_cells(ctx: _Context, cells, names: list[str], save_to: Path | None) -> 
                 first, pred = done[key]
                 same = _cell_name(first["sampler"], first["schedule"], first["total_iter"], first["sweet_spot"])
                 row = {**first, "sampler": sampler, "schedule": schedule, "total_iter": t, "same_as": same}
+                if ctx.grids is not None:  # the same images: the same step grids
+                    shutil.copytree(ctx.grids[0] / same, ctx.grids[0] / _cell_name(sampler, schedule, t, s))
                 bar.advance(n)
             else:
                 row, pred = ctx.run_cell(sampler, schedule, t, s, bar)
@@ -359,6 +376,7 @@ class _Context:
     holes: np.ndarray | None = None  # (N,H,W) bool, for the hole scores
     fid_batch_size: int = 32
     num_workers: int | None = None
+    grids: tuple[Path, list[str]] | None = None  # with save_images: (steps folder, image names) for step grids
 
     def encode(self, data, batch_size: int, fid_batch_size: int, num_workers: int | None) -> float:
         """VQGAN-encode every batch once (encoding does not depend on the cell); returns the seconds it took.
@@ -385,8 +403,11 @@ class _Context:
         outs = []
         for images_u8, holes, ids, encoded in self.batches:
             images = images_u8.float().div_(255.0)
-            res = decode_inputs(self.transformer, self.vqgan, images, holes, encoded, cell, ids, (), self.patches)
+            rows = [r for r, i in enumerate(ids.tolist()) if i < GRID_IMAGES] if self.grids else []
+            res = decode_inputs(self.transformer, self.vqgan, images, holes, encoded, cell, ids, rows, self.patches)
             outs.append(to_uint8(res.images))  # a device sync: the timing is honest on CUDA too
+            for r in rows:
+                self._save_grids(res, images, r, int(ids[r]), _cell_name(sampler, schedule, t, s))
             bar.advance(len(ids))
         seconds = time.perf_counter() - start
         pred = np.concatenate(outs)
@@ -408,3 +429,13 @@ class _Context:
             )
             row["fid"], row["kid"] = r["fid"], r.get("kid")
         return row, pred
+
+    def _save_grids(self, res, images: torch.Tensor, row: int, index: int, cell: str) -> None:
+        """The step grids of batch ``row`` (image ``index``) as inpaint writes them: steps/<cell>/<name>_mask.png
+        (white = known, black = still masked, before and after each step) and <name>_image.png (input, each step,
+        result)."""
+        folder, names = self.grids
+        stem, size = Path(names[index]).stem, images.shape[-1]
+        save_grid([[mask_tile(m, size) for m in res.step_masks[row]]], folder / cell / f"{stem}_mask.png", scale=2)
+        tiles = to_uint8(torch.stack([images[row], *res.step_images[row], res.images[row]]))
+        save_grid([list(tiles)], folder / cell / f"{stem}_image.png", scale=2)

@@ -158,4 +158,14 @@ def rank_cells(
             note += " (so no KID either)"
     for r in rows:
         r["best"] = r is best
-    return key, best, note
+    return key, best, note + _ties(rows, best, key)
+
+
+def _ties(rows, best: dict, key: str) -> str:
+    """The note's words on cells whose score equals the best's exactly (a cell that reuses another's images,
+    ``same_as``, is not a tie of its own): the first in grid order is the one marked best."""
+    tied = [r for r in rows if r is not best and not r.get("same_as") and r[key] is not None and r[key] == best[key]]
+    if not tied:
+        return ""
+    names = ", ".join(f"{r['schedule']} T{r['total_iter']} S{r['sweet_spot']}" for r in [best, *tied])
+    return f"; {len(tied) + 1} cells tie for the best {key} ({names}): the first is marked best"
