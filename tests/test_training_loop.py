@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.training.loop import ModelEMA, WarmupCosine, adamw_param_groups, epoch_order
+from maskgit_cli.training.optim import ModelEMA, WarmupCosine, adamw_param_groups, epoch_order
 from maskgit_cli.training.state import Checkpointer
 from maskgit_cli.weights import read_tensors
 
@@ -113,7 +113,7 @@ def test_a_full_disk_stops_with_one_error_and_keeps_the_last_checkpoint(tmp_path
     from safetensors import SafetensorError
 
     from maskgit_cli import weights
-    from maskgit_cli.training.loop import SaveError
+    from maskgit_cli.training.run import SaveError
 
     real = weights.save_file
 
