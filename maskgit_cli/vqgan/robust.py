@@ -35,10 +35,9 @@ from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_precision, seed_everything
 from maskgit_cli.training.loop import fit
-from maskgit_cli.training.optim import WarmupCosine, make_adamw, seeded_generator
 from maskgit_cli.vqgan.model import VQGAN
 from maskgit_cli.vqgan.tokens import COPY_KINDS, context_counts
-from maskgit_cli.vqgan.train import FineTuneSettings, evaluate_vqgan, image_batch, start_fine_tuning
+from maskgit_cli.vqgan.train import FineTuneSettings, FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
 from maskgit_cli.weights import model_fingerprint, save_model
 
 
@@ -81,21 +80,14 @@ def step_holes(bank: torch.Tensor, step: int, rows: int) -> torch.Tensor:
     return bank[(step * rows + torch.arange(rows)) % len(bank)]
 
 
-class RobustTask:
-    """One `robust-vqgan` run, as a :class:`~maskgit_cli.training.TrainTask`."""
+class RobustTask(FineTuneTask):
+    """One `robust-vqgan` run, as a :class:`~maskgit_cli.training.TrainTask`: the student's encoder and
+    ``quant_conv`` learn."""
 
     def __init__(self, cfg: RobustConfig, student: VQGAN, teacher: VQGAN, train, val, device, total_steps: int):
-        self.cfg, self.model, self.teacher, self.device = cfg, student, teacher, device
-        self.train, self.val = train.to(device), (val.to(device) if val is not None else None)
-        for p in student.parameters():
-            p.requires_grad_(False)
-        trained = [*student.encoder.parameters(), *student.quant_conv.parameters()]
-        for p in trained:
-            p.requires_grad_(True)
-        self.optimizer = make_adamw(torch.nn.ModuleList([student.encoder, student.quant_conv]), cfg.lr,
-                                    cfg.weight_decay, cfg.betas)  # fmt: skip
-        self.schedule = WarmupCosine(cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
-        self.gen = seeded_generator(cfg.seed, 0x0B57, device=device)  # flips
+        trained = torch.nn.ModuleList([student.encoder, student.quant_conv])
+        super().__init__(cfg, student, trained, train, val, device, total_steps, stream=0x0B57)
+        self.teacher = teacher
         self.size, self.latent = student.config.img_resolution, student.config.latent_resolution
         self.bank = mask_bank(cfg.mask_seed, min(MASK_BANK, total_steps * cfg.batch_size), self.size).to(device)
         self.val_holes = mask_bank(cfg.mask_seed + 1, len(val), self.size).to(device) if val is not None else None
@@ -122,15 +114,7 @@ class RobustTask:
         clean = F.mse_loss(z_clean, target)
         masked = (((z_masked - target) ** 2) * outside).sum() / (outside.sum() * target.shape[1]).clamp_min(1)
         loss = clean + cfg.masked_weight * masked
-        if not torch.isfinite(loss):
-            return {"loss": loss.item()}
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_([*student.encoder.parameters(), *student.quant_conv.parameters()],
-                                           cfg.grad_clip)  # fmt: skip
-        self.optimizer.step()
-        return {"loss": loss.item(), "clean": clean.item(), "masked": masked.item(), "lr": lr}
+        return self.learn(loss, clean=clean.item(), masked=masked.item(), lr=lr)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -142,15 +126,6 @@ class RobustTask:
         scores = evaluate_vqgan(student, self.val, self.cfg.val_batch_size, self.device, "fp32")
         self.model.train()
         return {"fidelity": fidelity, "clean_kept": kept, "psnr": scores["psnr"], "usage": scores["usage"]}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.gen.get_state()}  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["generator"])
 
     def export(self, path: Path, metadata: dict[str, str]) -> None:
         self.model.config = replace(self.model.config, hole_blind=self.cfg.hole_blind)

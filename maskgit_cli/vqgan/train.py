@@ -145,6 +145,15 @@ def image_batch(
     return torch.where(mirrored[:, None, None, None], x.flip(-1), x), mirrored
 
 
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params, grad_clip: float) -> None:
+    """One optimizer step on ``loss``, the gradient norm of ``params`` clipped to ``grad_clip`` first (0: not)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+
+
 def _names_digest(files: list[Path]) -> str:
     return hashlib.sha256("\n".join(f.name for f in files).encode()).hexdigest()[:16]
 
@@ -209,11 +218,7 @@ class VQGANTask:
 
         if not torch.isfinite(loss):  # keep the weights clean; fit() stops with a message
             return {"loss": loss.item()}
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        descend(self.optimizer, loss, model.parameters(), cfg.grad_clip)
         self._ema_update(z.detach().float(), codes)
 
         if gan_on:
@@ -396,6 +401,38 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
 
 # ---------------------------------------------------------------------------------------------------------
 # What the fine-tuners of a trained VQGAN (robust-vqgan, tune-decoder) share
+
+
+class FineTuneTask:
+    """What the tasks of the fine-tuners share: a copy of a trained VQGAN of which the modules ``trained`` alone
+    learn (AdamW, warmup-cosine LR), the images on the device, and the generator of the flips (stream ``stream``).
+    A subclass adds its own ``train_step``, ``evaluate`` and ``export``."""
+
+    def __init__(self, cfg: FineTuneSettings, model: VQGAN, trained: nn.Module, train, val, device, total: int, stream):
+        self.cfg, self.model, self.trained, self.device = cfg, model, trained, device
+        self.train, self.val = train.to(device), (val.to(device) if val is not None else None)
+        model.requires_grad_(False)
+        trained.requires_grad_(True)
+        self.optimizer = make_adamw(trained, cfg.lr, cfg.weight_decay, cfg.betas)
+        self.schedule = WarmupCosine(cfg.lr, total, cfg.warmup_steps, cfg.min_lr_ratio)
+        self.gen = seeded_generator(cfg.seed, stream, device=device)  # flips
+
+    def learn(self, loss: torch.Tensor, **values: float) -> dict[str, float]:
+        """One optimizer step of the trained modules on ``loss``, unless it is NaN/inf (the weights stay clean and
+        fit() stops with a message); returns the step's values to log, the loss first."""
+        if not torch.isfinite(loss):
+            return {"loss": loss.item()}
+        descend(self.optimizer, loss, self.trained.parameters(), self.cfg.grad_clip)
+        return {"loss": loss.item(), **values}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.gen.get_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
 
 
 @dataclass

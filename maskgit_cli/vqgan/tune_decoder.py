@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -25,9 +24,8 @@ from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log, progress_bar
 from maskgit_cli.runtime import autocast, resolve_precision, seed_everything, vqgan_autocast
 from maskgit_cli.training.loop import fit
-from maskgit_cli.training.optim import WarmupCosine, make_adamw, seeded_generator
 from maskgit_cli.vqgan.model import VQGAN
-from maskgit_cli.vqgan.train import FineTuneSettings, evaluate_vqgan, image_batch, start_fine_tuning
+from maskgit_cli.vqgan.train import FineTuneSettings, FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
 from maskgit_cli.weights import save_model, token_fingerprint
 
 
@@ -71,20 +69,13 @@ def encode_all(model: VQGAN, images_u8: torch.Tensor, flip: bool, batch_size: in
     return torch.stack(views)
 
 
-class TuneDecoderTask:
-    """One `tune-decoder` run, as a :class:`~maskgit_cli.training.TrainTask`."""
+class TuneDecoderTask(FineTuneTask):
+    """One `tune-decoder` run, as a :class:`~maskgit_cli.training.TrainTask`: ``post_quant_conv`` and the decoder
+    learn, from the codes of the training images (and of their mirror images with ``flip``)."""
 
     def __init__(self, cfg: TuneDecoderConfig, model: VQGAN, source_tokens: str, train, val, device, total: int):
-        self.cfg, self.model, self.device, self.source_tokens = cfg, model, device, source_tokens
-        self.train, self.val = train.to(device), (val.to(device) if val is not None else None)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        trained = trained_modules(model)
-        for p in trained.parameters():
-            p.requires_grad_(True)
-        self.optimizer = make_adamw(trained, cfg.lr, cfg.weight_decay, cfg.betas)
-        self.schedule = WarmupCosine(cfg.lr, total, cfg.warmup_steps, cfg.min_lr_ratio)
-        self.gen = seeded_generator(cfg.seed, 0xDEC0, device=device)  # flips
+        super().__init__(cfg, model, trained_modules(model), train, val, device, total, stream=0xDEC0)
+        self.source_tokens = source_tokens
         self.codes = encode_all(model, self.train, cfg.flip)
 
     def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
@@ -101,14 +92,7 @@ class TuneDecoderTask:
         l1 = (recon - x).abs().mean()
         l2 = ((recon - x) ** 2).mean()
         loss = cfg.l1_weight * l1 + cfg.l2_weight * l2
-        if not torch.isfinite(loss):  # keep the weights clean; fit() stops with a message
-            return {"loss": loss.item()}
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(trained_modules(model).parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        return {"loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "lr": lr}
+        return self.learn(loss, l1=l1.item(), l2=l2.item(), lr=lr)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -117,15 +101,6 @@ class TuneDecoderTask:
         s = evaluate_vqgan(self.model, self.val, self.cfg.val_batch_size, self.device, "fp32")
         self.model.train()
         return {"psnr": s["psnr"], "ssim": s["ssim"]}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.gen.get_state()}  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["generator"])
 
     def export(self, path: Path, metadata: dict[str, str]) -> None:
         self.model.config = replace(self.model.config, tokens_of=self.source_tokens)
