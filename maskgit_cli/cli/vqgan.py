@@ -34,8 +34,12 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per V
 TrainImagesArg = Annotated[
     Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
 ]
-FlipOpt = Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. \\[default: flip]")]
-ResizeFlag = Annotated[bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")]
+TrainFlipOpt = Annotated[
+    bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. \\[default: flip]")
+]
+TrainResizeOpt = Annotated[
+    bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
+]
 
 
 def report_run(s: dict, as_json: bool, val_line) -> None:
@@ -126,8 +130,8 @@ def train_vqgan_cmd(
     gan_weight: Annotated[
         float | None, typer.Option("--gan-weight", help="Weight of the adversarial loss. \\[default: 0.1]")
     ] = None,
-    flip: FlipOpt = None,
-    resize: ResizeFlag = None,
+    flip: TrainFlipOpt = None,
+    resize: TrainResizeOpt = None,
     loop: dict | None = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -290,8 +294,8 @@ def robust_vqgan_cmd():
             ],
             None,
         ),
-        "flip": (FlipOpt, None),
-        "resize": (ResizeFlag, None),
+        "flip": (TrainFlipOpt, None),
+        "resize": (TrainResizeOpt, None),
     },
     loop_help={
         "epochs": "Epochs. \\[default: none, --max-steps decides]",
