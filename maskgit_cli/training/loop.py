@@ -275,7 +275,9 @@ class _Loop:
     """One call of :func:`fit`: where the run stands (position, best score, last validation, last save) and the
     steps of its loop, in the order they run."""
 
-    def __init__(self, task, run: RunDir, num_items: int, cfg: LoopConfig, resume: bool, unit: str, is_main: bool):
+    def __init__(
+        self, task: TrainTask, run: RunDir, num_items: int, cfg: LoopConfig, resume: bool, unit: str, is_main: bool
+    ):
         self.task, self.run, self.cfg, self.unit, self.is_main = task, run, cfg, unit, is_main
         self.num_items = num_items
         self.steps_per_epoch = cfg.steps_per_epoch(num_items)
