@@ -255,7 +255,7 @@ class ToyTask:
     """Linear regression with noise from the global torch RNG (so RNG restore matters)."""
 
     def __init__(self, n=40, total=20, nan_at=None, signal_at=None):
-        from maskgit_cli.training.loop import WarmupCosine, make_adamw
+        from maskgit_cli.training.optim import WarmupCosine, make_adamw
 
         torch.manual_seed(0)
         self.x = torch.randn(n, 4)
@@ -266,7 +266,7 @@ class ToyTask:
         self.nan_at, self.signal_at = nan_at, signal_at
 
     def train_step(self, indices, step):
-        from maskgit_cli.training.loop import set_lr
+        from maskgit_cli.training.optim import set_lr
 
         if step == self.signal_at:
             os.kill(os.getpid(), self.signal_at_kind)

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.training.loop import ModelEMA, WarmupCosine, adamw_param_groups, epoch_order
+from maskgit_cli.training.optim import ModelEMA, WarmupCosine, adamw_param_groups, epoch_order
 from maskgit_cli.training.state import Checkpointer
 from maskgit_cli.weights import read_tensors
 
@@ -21,6 +21,8 @@ def test_schedule_param_groups_ema_and_order():
     assert s(60) == pytest.approx(0.55) and s(110) == pytest.approx(0.1)
     model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 4), nn.LayerNorm(4))
     decay, no_decay = adamw_param_groups(model, 0.1)
+    opt = torch.optim.AdamW([decay, {**no_decay, "lr_scale": 0.5}])
+    assert s.apply(opt, 60) == s(60) and [g["lr"] for g in opt.param_groups] == [s(60), 0.5 * s(60)]
     assert {p.ndim for p in decay["params"]} == {2} and len(decay["params"]) == 2
     assert {p.ndim for p in no_decay["params"]} == {1} and no_decay["weight_decay"] == 0
     ema = ModelEMA(model, 0.5)
@@ -113,7 +115,7 @@ def test_a_full_disk_stops_with_one_error_and_keeps_the_last_checkpoint(tmp_path
     from safetensors import SafetensorError
 
     from maskgit_cli import weights
-    from maskgit_cli.training.loop import SaveError
+    from maskgit_cli.training.run import SaveError
 
     real = weights.save_file
 

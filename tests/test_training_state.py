@@ -11,7 +11,7 @@ import torch.nn as nn
 from safetensors import safe_open
 
 from maskgit_cli import weights
-from maskgit_cli.training.loop import make_adamw
+from maskgit_cli.training.optim import make_adamw
 from maskgit_cli.training.state import Checkpointer, capture_rng, restore_rng
 
 

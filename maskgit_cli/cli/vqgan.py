@@ -13,6 +13,7 @@ from maskgit_cli.cli.common import (
     Device,
     DeviceOpt,
     JsonOpt,
+    OptionGroup,
     Precision,
     ResumeOpt,
     VQGANPreset,
@@ -29,6 +30,16 @@ from maskgit_cli.errors import MaskgitError
 VqganOpt = Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")]
 ResizeOpt = Annotated[bool, typer.Option("--resize", help="Resize images of another size instead of failing.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per VQGAN batch.")]
+# The VQGAN trainers' inputs (None: not given, the run's own when resuming).
+TrainImagesArg = Annotated[
+    Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
+]
+TrainFlipOpt = Annotated[
+    bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. \\[default: flip]")
+]
+TrainResizeOpt = Annotated[
+    bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
+]
 
 
 def report_run(s: dict, as_json: bool, val_line) -> None:
@@ -100,9 +111,7 @@ def convert_vqgan_cmd(
     }
 )
 def train_vqgan_cmd(
-    images: Annotated[
-        Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
-    ] = None,
+    images: TrainImagesArg = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-emoji64.")] = None,
     val: Annotated[
         Path | None, typer.Option("--val", help="Validation images: PSNR/SSIM/codebook usage; picks best.safetensors.")
@@ -121,12 +130,8 @@ def train_vqgan_cmd(
     gan_weight: Annotated[
         float | None, typer.Option("--gan-weight", help="Weight of the adversarial loss. \\[default: 0.1]")
     ] = None,
-    flip: Annotated[
-        bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. \\[default: flip]")
-    ] = None,
-    resize: Annotated[
-        bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
-    ] = None,
+    flip: TrainFlipOpt = None,
+    resize: TrainResizeOpt = None,
     loop: dict | None = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -173,44 +178,87 @@ def train_vqgan_cmd(
     )
 
 
-@command("robust-vqgan", STAGE1)
-@LOOP.add(
-    help={
+def fine_tuner(name: str, *, vqgan: str, run: str, val: str, options: dict, loop_help: dict[str, str], val_line):
+    """Register ``name``, the command of a fine-tuner of a trained VQGAN (robust-vqgan, tune-decoder): the training
+    images, ``--vqgan`` (help ``vqgan``), ``-o`` (a run folder such as ``run``), ``--val`` (help ``val``), --resume,
+    the trainer's own ``options`` (name: (annotated type, default), as an :class:`OptionGroup` takes them) and the
+    loop's (``loop_help``: help for the defaults that differ), --json. It reports ``val_line(last validation,
+    summary)``. The decorated function gives the command's help and returns the trainer's (config class, function).
+    """
+    inputs = OptionGroup(
+        "inputs",
+        {
+            "vqgan": (Annotated[Path | None, typer.Option("--vqgan", help=vqgan)], None),
+            "output": (Annotated[Path | None, typer.Option("-o", "--output", help=f"Run folder, e.g. {run}.")], None),
+            "val": (Annotated[Path | None, typer.Option("--val", help=val)], None),
+        },
+    )
+
+    def decorate(trainer):
+        def cmd(
+            images: TrainImagesArg = None,
+            inputs: dict | None = None,
+            resume: ResumeOpt = None,
+            own: dict | None = None,
+            loop: dict | None = None,
+            as_json: JsonOpt = False,
+        ) -> None:
+            from maskgit_cli.training.run import resolve_run
+
+            config_cls, train = trainer()
+            data = {"vqgan": inputs["vqgan"], "train_dir": images, "val_dir": inputs["val"]}
+            settings = given({**loop, **own})
+            r = resolve_run(config_cls, name, settings, output=inputs["output"], resume=resume, data=data)
+            if r.data["train_dir"] is None or r.data["vqgan"] is None:
+                raise MaskgitError("give the training images, --vqgan FILE and -o runs/NAME, or --resume RUN")
+            s = train(r.data["vqgan"], r.data["train_dir"], r.data["val_dir"], r.output, r.config, resume=r.resume)
+            report_run(s, as_json, lambda v: val_line(v, s))
+
+        cmd.__doc__ = trainer.__doc__
+        command(name, STAGE1)(LOOP.add(help=loop_help)(OptionGroup("own", options).add()(inputs.add()(cmd))))
+        return trainer
+
+    return decorate
+
+
+@fine_tuner(
+    "robust-vqgan",
+    vqgan="The trained VQGAN to make mask-robust (taken from the run).",
+    run="runs/vqgan-robust",
+    val="Validation images: context fidelity, clean tokens kept, PSNR; picks best.",
+    options={
+        "hole_blind": (
+            Annotated[
+                bool | None,
+                typer.Option(
+                    "--hole-blind/--no-hole-blind",
+                    help="Encode images with holes with normalization and attention over the known pixels only "
+                    "(recorded in the VQGAN; inpaint then encodes that way). \\[default: hole-blind]",
+                ),
+            ],
+            None,
+        ),
+        "masked_weight": (
+            Annotated[
+                float | None,
+                typer.Option("--masked-weight", min=0.0, help="Weight of the masked-context term. \\[default: 1.0]"),
+            ],
+            None,
+        ),
+    },
+    loop_help={
         "epochs": "Epochs. \\[default: none, --max-steps decides]",
         "max_steps": "Fine-tuning steps. \\[default: 2000]",
         "batch_size": "Images per step. \\[default: 16]",
         "lr": "Peak learning rate of the encoder. \\[default: 1e-4]",
         "warmup_steps": "Linear warmup steps. \\[default: 100]",
-    }
+    },
+    val_line=lambda v, s: (
+        f"last validation: context fidelity {v['fidelity']:.1%}, clean tokens kept {v['clean_kept']:.1%}, "
+        f"PSNR {v['psnr']:.2f} dB; best fidelity {s['best_fidelity']:.1%} at step {s['best_step']}"
+    ),
 )
-def robust_vqgan_cmd(
-    images: Annotated[
-        Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
-    ] = None,
-    vqgan: Annotated[
-        Path | None, typer.Option("--vqgan", help="The trained VQGAN to make mask-robust (taken from the run).")
-    ] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-robust.")] = None,
-    val: Annotated[
-        Path | None,
-        typer.Option("--val", help="Validation images: context fidelity, clean tokens kept, PSNR; picks best."),
-    ] = None,
-    resume: ResumeOpt = None,
-    hole_blind: Annotated[
-        bool | None,
-        typer.Option(
-            "--hole-blind/--no-hole-blind",
-            help="Encode images with holes with normalization and attention over the known pixels only (recorded "
-            "in the VQGAN; inpaint then encodes that way). \\[default: hole-blind]",
-        ),
-    ] = None,
-    masked_weight: Annotated[
-        float | None,
-        typer.Option("--masked-weight", min=0.0, help="Weight of the masked-context term. \\[default: 1.0]"),
-    ] = None,
-    loop: dict | None = None,
-    as_json: JsonOpt = False,
-) -> None:
+def robust_vqgan_cmd():
     """Make a VQGAN's tokens mask-robust: fine-tune its encoder so that filling holes changes no token outside the
     region inpainting regenerates (codebook and decoder frozen; clean images keep their tokens).
 
@@ -219,72 +267,50 @@ def robust_vqgan_cmd(
 
     [bold]Example[/bold]: maskgit robust-vqgan data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors --val data/emoji64/val -o runs/vqgan-robust
     """
-    from maskgit_cli.training.run import resolve_run
     from maskgit_cli.vqgan.robust import RobustConfig, robust_vqgan
 
-    options = given({**loop, "hole_blind": hole_blind, "masked_weight": masked_weight})
-    run = resolve_run(
-        RobustConfig,
-        "robust-vqgan",
-        options,
-        output=output,
-        resume=resume,
-        data={"vqgan": vqgan, "train_dir": images, "val_dir": val},
-    )
-    if run.data["train_dir"] is None or run.data["vqgan"] is None:
-        raise MaskgitError("give the training images, --vqgan FILE and -o runs/NAME, or --resume RUN")
-    s = robust_vqgan(
-        run.data["vqgan"], run.data["train_dir"], run.data["val_dir"], run.output, run.config, resume=run.resume
-    )
-    report_run(
-        s,
-        as_json,
-        lambda v: (
-            f"last validation: context fidelity {v['fidelity']:.1%}, clean tokens kept {v['clean_kept']:.1%}, "
-            f"PSNR {v['psnr']:.2f} dB; best fidelity {s['best_fidelity']:.1%} at step {s['best_step']}"
+    return RobustConfig, robust_vqgan
+
+
+@fine_tuner(
+    "tune-decoder",
+    vqgan="The trained VQGAN whose decoder to fine-tune (taken from the run).",
+    run="runs/vqgan-decoder",
+    val="Validation images: PSNR/SSIM; picks best.safetensors.",
+    options={
+        "l1_weight": (
+            Annotated[
+                float | None,
+                typer.Option("--l1-weight", min=0.0, help="Weight of the L1 pixel loss. \\[default: 1]"),
+            ],
+            None,
         ),
-    )
-
-
-@command("tune-decoder", STAGE1)
-@LOOP.add(
-    help={
+        "l2_weight": (
+            Annotated[
+                float | None,
+                typer.Option(
+                    "--l2-weight", min=0.0, help="Weight of the L2 pixel loss (what PSNR measures). \\[default: 1]"
+                ),
+            ],
+            None,
+        ),
+        "flip": (TrainFlipOpt, None),
+        "resize": (TrainResizeOpt, None),
+    },
+    loop_help={
         "epochs": "Epochs. \\[default: none, --max-steps decides]",
         "max_steps": "Fine-tuning steps. \\[default: 2000]",
         "batch_size": "Images per step. \\[default: 16]",
         "lr": "Peak learning rate of the decoder. \\[default: 5e-4]",
         "warmup_steps": "Linear warmup steps. \\[default: 50]",
         "seed": "Seed of the data order and flips. \\[default: 0]",
-    }
+    },
+    val_line=lambda v, s: (
+        f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}; best PSNR {s['best_psnr']:.2f} dB "
+        f"at step {s['best_step']} (the source VQGAN: {s['source_psnr']:.2f} dB)"
+    ),
 )
-def tune_decoder_cmd(
-    images: Annotated[
-        Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
-    ] = None,
-    vqgan: Annotated[
-        Path | None, typer.Option("--vqgan", help="The trained VQGAN whose decoder to fine-tune (taken from the run).")
-    ] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run folder, e.g. runs/vqgan-decoder.")] = None,
-    val: Annotated[
-        Path | None, typer.Option("--val", help="Validation images: PSNR/SSIM; picks best.safetensors.")
-    ] = None,
-    resume: ResumeOpt = None,
-    l1_weight: Annotated[
-        float | None, typer.Option("--l1-weight", min=0.0, help="Weight of the L1 pixel loss. \\[default: 1]")
-    ] = None,
-    l2_weight: Annotated[
-        float | None,
-        typer.Option("--l2-weight", min=0.0, help="Weight of the L2 pixel loss (what PSNR measures). \\[default: 1]"),
-    ] = None,
-    flip: Annotated[
-        bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. \\[default: flip]")
-    ] = None,
-    resize: Annotated[
-        bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
-    ] = None,
-    loop: dict | None = None,
-    as_json: JsonOpt = False,
-) -> None:
+def tune_decoder_cmd():
     """Sharpen a VQGAN's reconstructions without changing its tokens: fine-tune the decoder alone (encoder and
     codebook frozen), so token caches and transformers trained on the VQGAN stay valid with the new file.
 
@@ -293,31 +319,9 @@ def tune_decoder_cmd(
 
     [bold]Example[/bold]: maskgit tune-decoder data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors --val data/emoji64/val -o runs/vqgan-decoder
     """
-    from maskgit_cli.training.run import resolve_run
     from maskgit_cli.vqgan.tune_decoder import TuneDecoderConfig, tune_decoder
 
-    options = given({**loop, "l1_weight": l1_weight, "l2_weight": l2_weight, "flip": flip, "resize": resize})
-    run = resolve_run(
-        TuneDecoderConfig,
-        "tune-decoder",
-        options,
-        output=output,
-        resume=resume,
-        data={"vqgan": vqgan, "train_dir": images, "val_dir": val},
-    )
-    if run.data["train_dir"] is None or run.data["vqgan"] is None:
-        raise MaskgitError("give the training images, --vqgan FILE and -o runs/NAME, or --resume RUN")
-    s = tune_decoder(
-        run.data["vqgan"], run.data["train_dir"], run.data["val_dir"], run.output, run.config, resume=run.resume
-    )
-    report_run(
-        s,
-        as_json,
-        lambda v: (
-            f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}; best PSNR {s['best_psnr']:.2f} dB "
-            f"at step {s['best_step']} (the source VQGAN: {s['source_psnr']:.2f} dB)"
-        ),
-    )
+    return TuneDecoderConfig, tune_decoder
 
 
 @command("reconstruct", STAGE1)

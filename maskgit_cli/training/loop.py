@@ -10,8 +10,9 @@ everything around it, the same way for every model:
 - **Data order**: epoch ``e`` visits the items in the order ``epoch_order(seed, e, n)``, a permutation drawn
   from a ``torch.Generator`` seeded by (seed, e), in full batches (the last partial batch is dropped).
   A run resumed mid-epoch therefore continues with exactly the batches it would have seen.
-- **Learning rate**: a pure function of the step (:class:`WarmupCosine`), so the schedule's whole state is
-  the step counter and a resumed run continues the schedule instead of restarting it.
+- **Learning rate**: a pure function of the step (:class:`~maskgit_cli.training.optim.WarmupCosine`, which the
+  task applies), so the schedule's whole state is the step counter and a resumed run continues the schedule
+  instead of restarting it.
 - **Checkpoints** (:class:`Checkpointer`): one self-contained ``state.safetensors`` without pickle: every
   tensor (model weights, optimizer moments, EMA weights, RNG states as uint8 tensors) is a safetensors
   tensor, and the nesting around them (optimizer param groups, step, epoch, position inside the epoch,
@@ -23,7 +24,8 @@ everything around it, the same way for every model:
   :class:`MaskgitError` and leaves the last good checkpoint untouched. A run stopped before its first
   validation also exports its model as ``best.safetensors`` (metadata ``val = "none yet"``), so the later
   steps have a model file to load; the first validation replaces it.
-- **Write errors** (a full disk, no permission): :class:`SaveError`, one line naming the file; the previous
+- **Write errors** (a full disk, no permission): :class:`~maskgit_cli.training.run.SaveError`, one line naming
+  the file; the previous
   checkpoint stays whole (atomic writes) and resumable.
 - **One training per run folder**: the folder is locked (:meth:`RunDir.start`) until :func:`fit` returns.
 - **Logging**: a Rich progress bar (img/s and the current loss), ``metrics.jsonl`` and ``curves.png``.
@@ -35,27 +37,23 @@ returns from ``state_dict`` (or in the global torch/numpy/python RNGs, which the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import re
 import signal
 import sys
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
 
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import Bar, log, progress_bar
-from maskgit_cli.training.run import MetricsLogger, RunDir, json_value
+from maskgit_cli.training.optim import epoch_order
+from maskgit_cli.training.run import MetricsLogger, RunDir, json_value, writing
 from maskgit_cli.training.state import Checkpointer, capture_rng, restore_rng
 from maskgit_cli.viz import plot_curves
 
@@ -73,7 +71,7 @@ class TrainTask(Protocol):
         """Train on the items ``indices`` (a batch of dataset positions) at global ``step`` (0-based).
 
         Returns floats to log; ``"loss"`` is required and checked for NaN/inf. Set the learning rate from
-        ``step`` (e.g. with :class:`WarmupCosine` and :func:`set_lr`)."""
+        ``step`` (e.g. with :meth:`~maskgit_cli.training.optim.WarmupCosine.apply`)."""
 
     def evaluate(self) -> dict[str, float]:
         """Validation metrics (may be empty). Must not consume the training RNGs."""
@@ -86,90 +84,6 @@ class TrainTask(Protocol):
 
     def export(self, path: Path, metadata: dict[str, str]) -> None:
         """Write the model file other commands load (e.g. with ``weights.save_model``)."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Seeds, data order, learning rate, optimizer
-
-
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 63-bit seed for the stream named by ``keys`` (e.g. (seed, epoch)); independent streams per key."""
-    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF, *(int(k) & 0xFFFFFFFF for k in keys)]
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0]) & (2**63 - 1)
-
-
-def seeded_generator(seed: int, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(derive_seed(seed, *keys))
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The order in which epoch ``epoch`` visits ``n`` items: a permutation seeded by (seed, epoch)."""
-    return torch.randperm(n, generator=seeded_generator(seed, 0xDA7A, epoch))
-
-
-@dataclass
-class WarmupCosine:
-    """Linear warmup from 0 to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr`` at
-    ``total_steps``. A pure function of the step: ``schedule(step) -> lr``."""
-
-    lr: float
-    total_steps: int
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.1
-
-    def __call__(self, step: int) -> float:
-        if self.warmup_steps > 0 and step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        span = max(1, self.total_steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every param group's lr (times the group's optional ``lr_scale``)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-
-
-def adamw_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay only on matrices, conv kernels and embeddings (ndim >= 2); none on biases and norms."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
-
-
-def make_adamw(model: torch.nn.Module, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.99)):
-    """AdamW over :func:`adamw_param_groups`; the fused CUDA kernel when the model is on a GPU."""
-    fused = next(model.parameters()).is_cuda
-    return torch.optim.AdamW(adamw_param_groups(model, weight_decay), lr=lr, betas=tuple(betas), fused=fused or None)
-
-
-class ModelEMA:
-    """Exponential moving average of a model's floating-point weights (kept in fp32), for evaluation/export."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            if k in self.shadow:
-                self.shadow[k].lerp_(v.detach().float(), 1.0 - self.decay)
-
-    def averaged_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """The model's state dict with the averaged weights in place of the live ones (original dtypes)."""
-        return {k: self.shadow[k].to(v.dtype) if k in self.shadow else v for k, v in model.state_dict().items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "shadow": self.shadow}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.decay = state["decay"]
-        self.shadow = {k: v.float().clone() for k, v in state["shadow"].items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -216,36 +130,6 @@ class InterruptGuard:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Write errors
-
-
-class SaveError(MaskgitError, OSError):
-    """A file of the run could not be written (a full disk, no permission): a user-facing error (one line on the
-    command line) that is also an OSError, what it is underneath."""
-
-
-def _write_error_reason(e: BaseException) -> str:
-    """'No space left on device' from an OSError or a safetensors write error ('... (os error 28)')."""
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    found = re.search(r"os error (\d+)", str(e))
-    return os.strerror(int(found[1])) if found else (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-@contextlib.contextmanager
-def _writing(path: Path, step: int, kept: str):
-    """Turn a failed write of ``path`` (at ``step``) into a :class:`SaveError` saying what is ``kept``."""
-    try:
-        yield
-    except (OSError, SafetensorError) as e:
-        if isinstance(e, MaskgitError):
-            raise
-        raise SaveError(
-            f"{path}: cannot write it at step {step} ({_write_error_reason(e)}); training stopped and {kept}"
-        ) from e
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -269,6 +153,10 @@ class LoopConfig:
         """The loop part of a trainer's settings (any object with the loop's fields, e.g. a TrainConfig)."""
         names = [f.name for f in dataclasses.fields(cls) if f.name not in ("best_metric", "best_mode")]
         return cls(**{n: getattr(settings, n) for n in names}, best_metric=best_metric, best_mode=best_mode)
+
+    def is_better(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` of the best metric beats ``best`` (None: nothing to beat yet)."""
+        return best is None or (value > best if self.best_mode == "max" else value < best)
 
     def steps_per_epoch(self, n: int) -> int:
         return n // self.batch_size
@@ -321,16 +209,27 @@ class _Position:
     batch: int = 0  # batches of the current epoch done
 
 
-def _fmt(values: dict[str, Any], keys: tuple[str, ...] | None = None) -> str:
-    parts = []
-    for k, v in values.items():
-        if keys is not None and k not in keys:
-            continue
-        if isinstance(v, float):
-            parts.append(f"{k} {v:.4g}")
-        else:
-            parts.append(f"{k} {v}")
-    return " ".join(parts)
+@dataclass
+class _Window:
+    """The step values since the last train record of metrics.jsonl: their sums, the steps, the training seconds."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, values: dict[str, float], seconds: float) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.steps += 1
+        self.seconds += seconds
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.steps for k, v in self.sums.items()}
+
+
+def _fmt(values: dict[str, Any]) -> str:
+    """'loss 0.1234 acc 0.5': floats with 4 significant digits."""
+    return " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
 
 
 def fit(
@@ -352,175 +251,220 @@ def fit(
     lock-step but writes no file, log line or progress bar.
     """
     try:
-        return _fit(task, run, num_items, cfg, resume, description, unit, is_main)
+        loop = _Loop(task, run, num_items, cfg, resume, unit, is_main)
+        items_left = (loop.total - loop.pos.step) * cfg.batch_size
+        bar_context = progress_bar(items_left, description, unit) if is_main else nullcontext(Bar(None, None))
+        with InterruptGuard() as guard, bar_context as bar:
+            while loop.pos.step < loop.total:
+                if guard.signum is not None:
+                    return loop.interrupted(guard.signum)
+                if cfg.stop_at is not None and loop.pos.step >= cfg.stop_at:
+                    return loop.stopped()
+                indices = loop.next_batch()
+                loss = loop.train_step(indices)
+                bar.advance(len(indices))
+                bar.update(info=f"step {loop.pos.step}/{loop.total} loss {loss:.4f}")
+                loop.log_train()
+                loop.evaluate_and_save()
+        return loop.result("finished")
     finally:
         run.unlock()
 
 
-def _fit(
-    task: TrainTask,
-    run: RunDir,
-    num_items: int,
-    cfg: LoopConfig,
-    resume: bool,
-    description: str,
-    unit: str,
-    is_main: bool,
-) -> FitResult:
-    say = log if is_main else (lambda _message: None)
-    spe = cfg.steps_per_epoch(num_items)
-    total = cfg.total_steps(num_items)
-    ckpt = Checkpointer(run.state)
-    pos, best, best_step, last_eval = _Position(), None, None, {}
-    if resume:
-        state = ckpt.load()
-        task.load_state_dict(state["task"])
-        loop = state["loop"]
-        pos = _Position(loop["step"], loop["epoch"], loop["batch"])
-        best, best_step, last_eval = loop["best"], loop["best_step"], loop["last_eval"]
+class _Loop:
+    """One call of :func:`fit`: where the run stands (position, best score, last validation, last save) and the
+    steps of its loop, in the order they run."""
+
+    def __init__(
+        self, task: TrainTask, run: RunDir, num_items: int, cfg: LoopConfig, resume: bool, unit: str, is_main: bool
+    ):
+        self.task, self.run, self.cfg, self.unit, self.is_main = task, run, cfg, unit, is_main
+        self.num_items = num_items
+        self.steps_per_epoch = cfg.steps_per_epoch(num_items)
+        self.total = cfg.total_steps(num_items)
+        self.checkpointer = Checkpointer(run.state)
+        self.pos = _Position()
+        self.best: float | None = None  # the best value of cfg.best_metric so far ...
+        self.best_step: int | None = None  # ... and its step
+        self.last_eval: dict[str, float] = {}
+        self.saved_step: int | None = None  # the step state.safetensors holds (None: none saved)
+        if resume:
+            self.resume()
+        self.metrics = (
+            MetricsLogger(run.metrics, keep_until_step=self.pos.step if resume else None) if is_main else None
+        )
+        self.window = _Window()
+        self.order_epoch, self.order = -1, None  # the data order of one epoch, drawn when it starts
+        self.t_start = time.perf_counter()
+        self.last_plot = -math.inf  # when curves.png was last drawn (drawing takes ~0.5 s: at most once a minute)
+        self.tty = sys.stderr.isatty()
+
+    def say(self, message: str) -> None:
+        if self.is_main:
+            log(message)
+
+    def record(self, kind: str, step: int, **values: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.log(kind, step, **values)
+
+    def resume(self) -> None:
+        """Restore the task, the loop's position and scores, and the RNGs from the run's state file."""
+        state = self.checkpointer.load()
+        self.task.load_state_dict(state["task"])
+        saved = state["loop"]
+        self.pos = _Position(saved["step"], saved["epoch"], saved["batch"])
+        self.best, self.best_step, self.last_eval = saved["best"], saved["best_step"], saved["last_eval"]
+        self.saved_step = self.pos.step
         restore_rng(state["rng"])
-        if loop.get("total_steps") not in (None, total):
-            say(
-                f"run length changed from {loop['total_steps']} to {total} steps: the learning-rate schedule "
+        if saved.get("total_steps") not in (None, self.total):
+            self.say(
+                f"run length changed from {saved['total_steps']} to {self.total} steps: the learning-rate schedule "
                 "follows the new length from here on"
             )
-        say(f"resuming {run.path} at step {pos.step}/{total} (epoch {pos.epoch + 1}, batch {pos.batch}/{spe})")
-    metrics = MetricsLogger(run.metrics, keep_until_step=pos.step if resume else None) if is_main else None
+        pos = self.pos
+        self.say(
+            f"resuming {self.run.path} at step {pos.step}/{self.total} (epoch {pos.epoch + 1}, batch {pos.batch}/"
+            f"{self.steps_per_epoch})"
+        )
 
-    def record(kind: str, step: int, **values: Any) -> None:
-        if metrics is not None:
-            metrics.log(kind, step, **values)
+    def next_batch(self) -> torch.Tensor:
+        """The dataset positions of the next step, in its epoch's order (the next epoch after the last full batch)."""
+        pos, size = self.pos, self.cfg.batch_size
+        if pos.batch >= self.steps_per_epoch:
+            pos.epoch, pos.batch = pos.epoch + 1, 0
+        if self.order_epoch != pos.epoch:
+            self.order_epoch, self.order = pos.epoch, epoch_order(self.cfg.seed, pos.epoch, self.num_items)
+        return self.order[pos.batch * size : (pos.batch + 1) * size]
 
-    saved_step = pos.step if resume else None
-    t_start = time.perf_counter()
-    last_plot = [-math.inf]  # when curves.png was last drawn (drawing takes ~0.5 s: at most once a minute)
-    tty = sys.stderr.isatty()
+    def train_step(self, indices: torch.Tensor) -> float:
+        """One step of the task; its values join the log window. Returns the loss; a NaN/inf loss stops the run."""
+        t0 = time.perf_counter()
+        values = self.task.train_step(indices, self.pos.step)
+        seconds = time.perf_counter() - t0
+        loss = float(values["loss"])
+        if not math.isfinite(loss):
+            kept = (
+                f"the last good checkpoint (step {self.saved_step}) is kept in {self.run.state}"
+                if self.saved_step
+                else "no checkpoint had been saved yet"
+            )
+            raise MaskgitError(
+                f"loss is {loss} at step {self.pos.step + 1} (epoch {self.pos.epoch + 1}): training "
+                f"stopped; {kept}. Try a lower --lr or --precision fp32"
+            )
+        self.pos.step, self.pos.batch = self.pos.step + 1, self.pos.batch + 1
+        self.window.add(values, seconds)
+        return loss
 
-    def kept() -> str:
+    def log_train(self) -> None:
+        """Every ``log_every`` steps and at the last: the window's means as a train record of metrics.jsonl (and a
+        line on stderr when it is not a terminal, where the progress bar shows them)."""
+        pos, window = self.pos, self.window
+        if pos.step % self.cfg.log_every and pos.step != self.total:
+            return
+        means = window.means()
+        speed = window.steps * self.cfg.batch_size / max(window.seconds, 1e-9)  # training steps only
+        self.record("train", pos.step, epoch=pos.epoch, **means, **{f"{self.unit}_per_s": speed})
+        if not self.tty:
+            self.say(f"step {pos.step}/{self.total} epoch {pos.epoch + 1}: {_fmt(means)} ({speed:.1f} {self.unit}/s)")
+        self.window = _Window()
+
+    def evaluate_and_save(self) -> None:
+        """Validate and save every ``eval_every`` steps (0: at the end of every epoch) and at the end; save alone
+        every ``save_every`` steps."""
+        cfg, step = self.cfg, self.pos.step
+        epoch_end = self.pos.batch == self.steps_per_epoch
+        if (cfg.eval_every and step % cfg.eval_every == 0) or (not cfg.eval_every and epoch_end) or step >= self.total:
+            self.evaluate()
+            self.save()
+        elif cfg.save_every and step % cfg.save_every == 0:
+            self.save()
+
+    def evaluate(self) -> None:
+        """The task's validation: a val record and line; a new best ``best_metric`` exports best.safetensors."""
+        self.last_eval = {k: json_value(v) for k, v in self.task.evaluate().items()}
+        if not self.last_eval:
+            return
+        pos, metric = self.pos, self.cfg.best_metric
+        self.record("val", pos.step, epoch=pos.epoch, **self.last_eval)
+        line = f"step {pos.step}/{self.total} epoch {pos.epoch + 1}: val {_fmt(self.last_eval)}"
+        value = self.last_eval.get(metric) if metric else None
+        if value is not None and self.cfg.is_better(value, self.best):
+            with writing(self.run.best, pos.step, self.kept()):
+                self.task.export(self.run.best, {"step": str(pos.step), f"val_{metric}": repr(value)})
+            self.best, self.best_step = value, pos.step
+            line += f"  (new best {metric})"
+        self.say(line)
+        if time.perf_counter() - self.last_plot > PLOT_INTERVAL_S:
+            self.draw_curves()
+
+    def kept(self) -> str:
         """What a failed write leaves: the state file as it was last saved."""
-        if saved_step:
-            return f"{run.state} still holds step {saved_step} (continue with --resume)"
+        if self.saved_step:
+            return f"{self.run.state} still holds step {self.saved_step} (continue with --resume)"
         return "no checkpoint had been saved yet"
 
-    def save() -> None:
-        nonlocal saved_step
-        if saved_step == pos.step:
-            return
-        loop_state = {
+    def loop_state(self) -> dict[str, Any]:
+        """The loop's part of the state file (JSON values)."""
+        pos = self.pos
+        return {
             "step": pos.step,
             "epoch": pos.epoch,
             "batch": pos.batch,
-            "best": best,
-            "best_step": best_step,
-            "last_eval": last_eval,
-            "total_steps": total,
+            "best": self.best,
+            "best_step": self.best_step,
+            "last_eval": self.last_eval,
+            "total_steps": self.total,
         }
-        if is_main:
-            with _writing(run.state, pos.step, kept()):
-                ckpt.save({"task": task.state_dict(), "loop": loop_state, "rng": capture_rng()}, pos.step)
-            saved_step = pos.step
+
+    def save(self) -> None:
+        """Write the state file, then last.safetensors (its model); nothing when this step is saved already."""
+        pos = self.pos
+        if self.saved_step == pos.step:
+            return
+        if self.is_main:
+            with writing(self.run.state, pos.step, self.kept()):
+                state = {"task": self.task.state_dict(), "loop": self.loop_state(), "rng": capture_rng()}
+                self.checkpointer.save(state, pos.step)
+            self.saved_step = pos.step
             # The state file is complete in itself; last.safetensors is its exported model, written after it.
-            with _writing(run.last, pos.step, kept()):
-                task.export(run.last, {"step": str(pos.step), "epoch": str(pos.epoch)})
-        saved_step = pos.step
+            with writing(self.run.last, pos.step, self.kept()):
+                self.task.export(self.run.last, {"step": str(pos.step), "epoch": str(pos.epoch)})
+        self.saved_step = pos.step
 
-    def export_unvalidated_best() -> None:
-        """A run that stops before its first validation still leaves a best.safetensors (its current model)."""
-        if is_main and cfg.best_metric and best is None and saved_step == pos.step:
-            with _writing(run.best, pos.step, kept()):
-                task.export(run.best, {"step": str(pos.step), "epoch": str(pos.epoch), "val": "none yet"})
-
-    def evaluate() -> None:
-        nonlocal best, best_step, last_eval
-        last_eval = {k: json_value(v) for k, v in task.evaluate().items()}
-        if not last_eval:
+    def draw_curves(self) -> None:
+        if not self.is_main or not self.run.metrics.is_file():  # nothing to plot yet
             return
-        record("val", pos.step, epoch=pos.epoch, **last_eval)
-        line = f"step {pos.step}/{total} epoch {pos.epoch + 1}: val {_fmt(last_eval)}"
-        value = last_eval.get(cfg.best_metric) if cfg.best_metric else None
-        if value is not None and (best is None or (value > best if cfg.best_mode == "max" else value < best)):
-            with _writing(run.best, pos.step, kept()):
-                task.export(run.best, {"step": str(pos.step), f"val_{cfg.best_metric}": repr(value)})
-            best, best_step = value, pos.step
-            line += f"  (new best {cfg.best_metric})"
-        say(line)
-        if time.perf_counter() - last_plot[0] > PLOT_INTERVAL_S:
-            draw_curves()
-
-    def draw_curves() -> None:
-        if not is_main or not run.metrics.is_file():  # nothing to plot yet
-            return
-        last_plot[0] = time.perf_counter()
+        self.last_plot = time.perf_counter()
         try:
-            plot_curves(run.metrics, run.curves)
+            plot_curves(self.run.metrics, self.run.curves)
         except Exception as e:  # a plot must never stop training
-            say(f"warning: could not draw {run.curves}: {e}")
+            self.say(f"warning: could not draw {self.run.curves}: {e}")
 
-    def result(status: str, exit_code: int = 0) -> FitResult:
+    def result(self, status: str, exit_code: int = 0) -> FitResult:
+        """Save, draw the curves and sum up. A run stopped before its first validation also exports its current
+        model as best.safetensors (metadata ``val = "none yet"``), so that the later steps have one to load."""
+        pos = self.pos
         if pos.step > 0:
-            save()
-            export_unvalidated_best()
-        draw_curves()
-        return FitResult(
-            status, pos.step, total, pos.epoch, exit_code, best, best_step, last_eval, time.perf_counter() - t_start
+            self.save()
+            if self.is_main and self.cfg.best_metric and self.best is None:
+                with writing(self.run.best, pos.step, self.kept()):
+                    self.task.export(self.run.best, {"step": str(pos.step), "epoch": str(pos.epoch), "val": "none yet"})
+        self.draw_curves()
+        seconds = time.perf_counter() - self.t_start
+        return FitResult(status, pos.step, self.total, pos.epoch, exit_code, self.best, self.best_step, self.last_eval,
+                         seconds)  # fmt: skip
+
+    def stopped(self) -> FitResult:
+        """``stop_at`` reached: what an interruption does, without the signal."""
+        r = self.result("stopped")
+        self.say(f"stopped at step {self.pos.step} (--stop-at); continue with --resume")
+        return r
+
+    def interrupted(self, signum: int) -> FitResult:
+        """SIGINT/SIGTERM received: the step finished, save; exit code 128 + the signal's number."""
+        r = self.result("interrupted", 128 + signum)
+        self.say(
+            f"{signal.Signals(signum).name}: saved a resumable checkpoint at step {self.pos.step} in {self.run.state}"
         )
-
-    window: dict[str, float] = {}  # sums of the step values since the last train record
-    window_steps, window_seconds = 0, 0.0
-    order_epoch, order = -1, None
-    n_items = (total - pos.step) * cfg.batch_size
-    bar_context = progress_bar(n_items, description, unit) if is_main else nullcontext(Bar(None, None))
-    with InterruptGuard() as guard, bar_context as bar:
-        while pos.step < total:
-            if guard.signum is not None:
-                name = signal.Signals(guard.signum).name
-                r = result("interrupted", 128 + guard.signum)
-                say(f"{name}: saved a resumable checkpoint at step {pos.step} in {run.state}")
-                return r
-            if cfg.stop_at is not None and pos.step >= cfg.stop_at:
-                r = result("stopped")
-                say(f"stopped at step {pos.step} (--stop-at); continue with --resume")
-                return r
-            if pos.batch >= spe:
-                pos.epoch, pos.batch = pos.epoch + 1, 0
-            if order_epoch != pos.epoch:
-                order_epoch, order = pos.epoch, epoch_order(cfg.seed, pos.epoch, num_items)
-            indices = order[pos.batch * cfg.batch_size : (pos.batch + 1) * cfg.batch_size]
-
-            t0 = time.perf_counter()
-            values = task.train_step(indices, pos.step)
-            window_seconds += time.perf_counter() - t0
-            loss = float(values["loss"])
-            if not math.isfinite(loss):
-                kept = (
-                    f"the last good checkpoint (step {saved_step}) is kept in {run.state}"
-                    if saved_step
-                    else "no checkpoint had been saved yet"
-                )
-                raise MaskgitError(
-                    f"loss is {loss} at step {pos.step + 1} (epoch {pos.epoch + 1}): training "
-                    f"stopped; {kept}. Try a lower --lr or --precision fp32"
-                )
-            pos.step, pos.batch = pos.step + 1, pos.batch + 1
-            bar.advance(len(indices))
-            bar.update(info=f"step {pos.step}/{total} loss {loss:.4f}")
-
-            for k, v in values.items():
-                window[k] = window.get(k, 0.0) + float(v)
-            window_steps += 1
-            if pos.step % cfg.log_every == 0 or pos.step == total:
-                means = {k: v / window_steps for k, v in window.items()}
-                speed = window_steps * cfg.batch_size / max(window_seconds, 1e-9)  # training steps only
-                record("train", pos.step, epoch=pos.epoch, **means, **{f"{unit}_per_s": speed})
-                if not tty:
-                    say(f"step {pos.step}/{total} epoch {pos.epoch + 1}: {_fmt(means)} ({speed:.1f} {unit}/s)")
-                window, window_steps, window_seconds = {}, 0, 0.0
-
-            epoch_end = pos.batch == spe
-            done = pos.step >= total
-            if (cfg.eval_every and pos.step % cfg.eval_every == 0) or (not cfg.eval_every and epoch_end) or done:
-                evaluate()
-                save()
-            elif cfg.save_every and pos.step % cfg.save_every == 0:
-                save()
-    return result("finished")
+        return r

@@ -1,5 +1,6 @@
-"""A training run's folder ``runs/NAME/`` and its settings: config.json (checked on resume), metrics.jsonl,
-and how the settings of a run are resolved from the command line, a TOML file and the run being resumed.
+"""A training run's folder ``runs/NAME/`` and its settings: config.json (checked on resume), metrics.jsonl, the
+one-line errors of a file that cannot be written, and how the settings of a run are resolved from the command line,
+a TOML file and the run being resumed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from maskgit_cli.errors import MaskgitError, require_file
 from maskgit_cli.viz import read_jsonl
@@ -215,6 +218,32 @@ def naming(path: Path):
         if isinstance(e, MaskgitError) or e.filename == str(path):
             raise
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+
+
+class SaveError(MaskgitError, OSError):
+    """A file of the run could not be written (a full disk, no permission): a user-facing error (one line on the
+    command line) that is also an OSError, what it is underneath."""
+
+
+def _write_error_reason(e: BaseException) -> str:
+    """'No space left on device' from an OSError or a safetensors write error ('... (os error 28)')."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    found = re.search(r"os error (\d+)", str(e))
+    return os.strerror(int(found[1])) if found else (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+@contextlib.contextmanager
+def writing(path: Path, step: int, kept: str):
+    """Turn a failed write of ``path`` (at ``step``) into a :class:`SaveError` saying what is ``kept``."""
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        if isinstance(e, MaskgitError):
+            raise
+        raise SaveError(
+            f"{path}: cannot write it at step {step} ({_write_error_reason(e)}); training stopped and {kept}"
+        ) from e
 
 
 def json_value(v: Any) -> Any:

@@ -37,15 +37,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from maskgit_cli.choices import LOSS_ON, PRECISIONS, check_choice
+from maskgit_cli.choices import LOSS_ON, check_choice
 from maskgit_cli.data.masks import dilate_token_mask
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
 from maskgit_cli.schedules import parse_mask_ratio, training_mask
 from maskgit_cli.training import run as training_run
-from maskgit_cli.training.loop import LoopConfig, ModelEMA, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
+from maskgit_cli.training.loop import LoopConfig, fit
+from maskgit_cli.training.optim import ModelEMA, WarmupCosine, make_adamw, seeded_generator
 from maskgit_cli.training.run import RunDir, config_dict
+from maskgit_cli.training.settings import TrainSettings, at_least_one
 from maskgit_cli.transformer.model import PRESETS, MaskGITTransformer, forbid_mask_token, get_preset, mask_tokens
 from maskgit_cli.vqgan.code_patches import stored_with
 from maskgit_cli.vqgan.tokens import TokenCache, check_same_vqgan, load_token_cache
@@ -53,53 +55,37 @@ from maskgit_cli.weights import config_to_json, save_tensors
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainSettings):
     """All hyper-parameters of a transformer training run (saved to runs/NAME/config.json)."""
 
     preset: str = "small"
     epochs: int | None = 40
-    max_steps: int | None = None
     batch_size: int = 64  # global batch (split across ranks under torchrun)
     lr: float = 4e-4
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 200
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0  # max gradient norm (0 = off)
     accum_grad: int = 1  # micro-batches per optimizer step (batch_size is split into them)
     mask_ratio: str = "cosine"
     loss_on: str = "masked"  # masked | all
     label_smoothing: float = 0.1
     dropout: float | None = None  # None = the preset's
-    precision: str = "auto"  # bf16 where the hardware has it (runtime.native_bf16), else fp32
     compile: bool = False
     ema: float = 0.0  # EMA decay of the weights (0 = off)
     dilate: int = 1  # token-mask rings for --val-masks and masked copies (as `maskgit inpaint --dilate`)
     copies_ratio: float = 0.0  # share of the grids trained on a masked copy (tokenize --masked-copies)
-    seed: int = 0
-    eval_every: int = 0
-    save_every: int = 0
-    log_every: int = 10
-    stop_at: int | None = None
-    device: str = "auto"
     val_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
         if self.preset not in PRESETS:
             raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(PRESETS)}")
-        check_choice(self.precision, PRECISIONS, "--precision")
+        super().__post_init__()
         check_choice(self.loss_on, LOSS_ON, "--loss-on")
         parse_mask_ratio(self.mask_ratio)
-        for name in ("batch_size", "accum_grad", "log_every", "val_batch_size"):
-            if getattr(self, name) < 1:
-                raise MaskgitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        at_least_one(self, "accum_grad")
         if self.batch_size % self.accum_grad:
             raise MaskgitError(f"--batch-size {self.batch_size} is not divisible by --accum-grad {self.accum_grad}")
         if not 0 <= self.ema < 1:
             raise MaskgitError(f"--ema {self.ema}: expected a decay in [0, 1), e.g. 0.999")
-        if self.lr <= 0:
-            raise MaskgitError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.copies_ratio <= 1:
             raise MaskgitError(f"--copies-ratio {self.copies_ratio}: expected a share in [0, 1]")
 
@@ -184,8 +170,7 @@ class TransformerTask:
     def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.cfg
         self.model.train()
-        lr = self.schedule(step)
-        set_lr(self.optimizer, lr)
+        lr = self.schedule.apply(self.optimizer, step)
         mine = indices[self.rank :: self.world]  # this rank's share of the global batch
         micro = mine.chunk(cfg.accum_grad)
         total_loss, correct, n_masked = 0.0, 0, 0

@@ -30,58 +30,32 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from maskgit_cli.choices import PRECISIONS, check_choice
 from maskgit_cli.data.masks import dilate_token_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
-from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
-from maskgit_cli.training import run as training_run
-from maskgit_cli.training.loop import LoopConfig, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
-from maskgit_cli.training.run import RunDir, config_dict
+from maskgit_cli.runtime import autocast, resolve_precision, seed_everything
+from maskgit_cli.training.loop import fit
 from maskgit_cli.vqgan.model import VQGAN
 from maskgit_cli.vqgan.tokens import COPY_KINDS, context_counts
-from maskgit_cli.vqgan.train import evaluate_vqgan, load_images_uint8
-from maskgit_cli.weights import load_model, model_fingerprint, save_model
+from maskgit_cli.vqgan.train import FineTuneSettings, FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
+from maskgit_cli.weights import model_fingerprint, save_model
 
 
 @dataclass
-class RobustConfig:
+class RobustConfig(FineTuneSettings):
     """All settings of a `robust-vqgan` run (saved to runs/NAME/config.json)."""
 
-    epochs: int | None = None
-    max_steps: int | None = 2000
-    batch_size: int = 16
     lr: float = 1e-4
-    min_lr_ratio: float = 0.1
     warmup_steps: int = 100
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
     masked_weight: float = 1.0  # weight of the masked-context term against the clean term
     dilate: int = 1  # rings around the holes' tokens that are regenerated anyway (inpaint's --dilate)
     hole_blind: bool = True  # encode masked images hole-blind (and record it in the exported config)
-    flip: bool = True
     mask_seed: int = 0
-    precision: str = "auto"
-    seed: int = 0
-    eval_every: int = 0
-    save_every: int = 0
-    log_every: int = 10
-    stop_at: int | None = None
-    device: str = "auto"
-    resize: bool = False
-    val_batch_size: int = 128
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
-        check_choice(self.precision, PRECISIONS, "--precision")
+        super().__post_init__()
         if self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
-        if self.lr <= 0:
-            raise MaskgitError(f"--lr must be positive, got {self.lr}")
-
-
-RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir", "data.vqgan")
 
 
 MASK_BANK = 4096  # masks drawn once per run (about 1 ms each on a CPU), then taken in turn
@@ -106,21 +80,14 @@ def step_holes(bank: torch.Tensor, step: int, rows: int) -> torch.Tensor:
     return bank[(step * rows + torch.arange(rows)) % len(bank)]
 
 
-class RobustTask:
-    """One `robust-vqgan` run, as a :class:`~maskgit_cli.training.TrainTask`."""
+class RobustTask(FineTuneTask):
+    """One `robust-vqgan` run, as a :class:`~maskgit_cli.training.TrainTask`: the student's encoder and
+    ``quant_conv`` learn."""
 
     def __init__(self, cfg: RobustConfig, student: VQGAN, teacher: VQGAN, train, val, device, total_steps: int):
-        self.cfg, self.model, self.teacher, self.device = cfg, student, teacher, device
-        self.train, self.val = train.to(device), (val.to(device) if val is not None else None)
-        for p in student.parameters():
-            p.requires_grad_(False)
-        trained = [*student.encoder.parameters(), *student.quant_conv.parameters()]
-        for p in trained:
-            p.requires_grad_(True)
-        self.optimizer = make_adamw(torch.nn.ModuleList([student.encoder, student.quant_conv]), cfg.lr,
-                                    cfg.weight_decay, cfg.betas)  # fmt: skip
-        self.schedule = WarmupCosine(cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
-        self.gen = seeded_generator(cfg.seed, 0x0B57, device=device)  # flips
+        trained = torch.nn.ModuleList([student.encoder, student.quant_conv])
+        super().__init__(cfg, student, trained, train, val, device, total_steps, stream=0x0B57)
+        self.teacher = teacher
         self.size, self.latent = student.config.img_resolution, student.config.latent_resolution
         self.bank = mask_bank(cfg.mask_seed, min(MASK_BANK, total_steps * cfg.batch_size), self.size).to(device)
         self.val_holes = mask_bank(cfg.mask_seed + 1, len(val), self.size).to(device) if val is not None else None
@@ -132,12 +99,8 @@ class RobustTask:
     def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
         cfg, student = self.cfg, self.model
         student.train()
-        lr = self.schedule(step)
-        set_lr(self.optimizer, lr)
-        x = self.train[indices.to(self.device)].float().div_(255.0)
-        if cfg.flip:
-            flip = torch.rand(len(x), generator=self.gen, device=self.device) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        lr = self.schedule.apply(self.optimizer, step)
+        x, _ = image_batch(self.train, indices, self.gen, cfg.flip)
         holes = step_holes(self.bank, step, len(x))
         with torch.no_grad():
             target = student.codebook.lookup(self.teacher.encode(x))  # (B,D,h,w), the teacher's codes of x
@@ -151,15 +114,7 @@ class RobustTask:
         clean = F.mse_loss(z_clean, target)
         masked = (((z_masked - target) ** 2) * outside).sum() / (outside.sum() * target.shape[1]).clamp_min(1)
         loss = clean + cfg.masked_weight * masked
-        if not torch.isfinite(loss):
-            return {"loss": loss.item()}
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_([*student.encoder.parameters(), *student.quant_conv.parameters()],
-                                           cfg.grad_clip)  # fmt: skip
-        self.optimizer.step()
-        return {"loss": loss.item(), "clean": clean.item(), "masked": masked.item(), "lr": lr}
+        return self.learn(loss, clean=clean.item(), masked=masked.item(), lr=lr)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -171,15 +126,6 @@ class RobustTask:
         scores = evaluate_vqgan(student, self.val, self.cfg.val_batch_size, self.device, "fp32")
         self.model.train()
         return {"fidelity": fidelity, "clean_kept": kept, "psnr": scores["psnr"], "usage": scores["usage"]}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.gen.get_state()}  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["generator"])
 
     def export(self, path: Path, metadata: dict[str, str]) -> None:
         self.model.config = replace(self.model.config, hole_blind=self.cfg.hole_blind)
@@ -220,30 +166,9 @@ def measure_context_fidelity(
 
 def robust_vqgan(vqgan_path, train_dir, val_dir, run_dir, cfg: RobustConfig, resume: bool = False) -> dict[str, Any]:
     """Fine-tune the encoder of the VQGAN file ``vqgan_path`` on ``train_dir`` into the run folder ``run_dir``."""
-    device = resolve_device(cfg.device)
-    teacher = load_model(vqgan_path, "vqgan", device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    size = teacher.config.img_resolution
-    train, _ = load_images_uint8(train_dir, size, cfg.resize, "training images")
-    val = load_images_uint8(val_dir, size, cfg.resize, "validation images")[0] if val_dir is not None else None
-    loop = LoopConfig.of(cfg, "fidelity" if val is not None else None)
-    total = loop.total_steps(len(train))
-    run = RunDir(run_dir)
-    run_config = {
-        "trainer": "robust-vqgan",
-        "train": config_dict(cfg),
-        "model": config_dict(teacher.config),
-        "data": {
-            "vqgan": str(vqgan_path),
-            "vqgan_sha256": model_fingerprint(teacher),
-            "train_dir": str(train_dir),
-            "train_images": len(train),
-            "val_dir": str(val_dir) if val_dir else None,
-        },  # fmt: skip
-    }
-    run.start(run_config, resume, may_differ=RESUME_MAY_DIFFER)
-    with run:
+    tuning = start_fine_tuning("robust-vqgan", vqgan_path, train_dir, val_dir, run_dir, cfg, resume, "fidelity")
+    teacher, train, val, total, device = tuning.source, tuning.train, tuning.val, tuning.total, tuning.device
+    with tuning.run:  # unlocked when fit returns, or when something fails before it
         seed_everything(cfg.seed)
         student = copy.deepcopy(teacher)
         task = RobustTask(cfg, student, teacher, train, val, device, total)
@@ -253,5 +178,5 @@ def robust_vqgan(vqgan_path, train_dir, val_dir, run_dir, cfg: RobustConfig, res
             f"parameters), {len(train)} train / {0 if val is None else len(val)} val images, {total} steps of "
             f"{cfg.batch_size} on {device} ({resolve_precision(cfg.precision, device)}{blind})"
         )
-        result = fit(task, run, len(train), loop, resume=resume, description="robust-vqgan", unit="img")
-    return {**result.summary(run), "best_fidelity": result.best}
+        result = fit(task, tuning.run, len(train), tuning.loop, resume=resume, description="robust-vqgan", unit="img")
+    return {**result.summary(tuning.run), "best_fidelity": result.best}

@@ -37,33 +37,35 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from maskgit_cli.choices import PRECISIONS, check_choice
 from maskgit_cli.data.images import list_images, load_image, to_uint8
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.metrics import codebook_usage, psnr, ssim
 from maskgit_cli.progress import log, progress_bar
 from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
 from maskgit_cli.training import run as training_run
-from maskgit_cli.training.loop import LoopConfig, WarmupCosine, fit, make_adamw, seeded_generator, set_lr
+from maskgit_cli.training.loop import LoopConfig, fit
+from maskgit_cli.training.optim import WarmupCosine, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
+from maskgit_cli.training.settings import TrainSettings
 from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
-from maskgit_cli.weights import save_model
+from maskgit_cli.weights import load_model, model_fingerprint, save_model
 
 
 @dataclass
-class TrainVQGANConfig:
+class VQGANTrainSettings(TrainSettings):
+    """What every VQGAN trainer (train-vqgan, robust-vqgan, tune-decoder) adds to the loop's settings: how it
+    takes its images."""
+
+    flip: bool = True  # random horizontal flips
+    resize: bool = False  # resize images of another size instead of failing
+
+
+@dataclass
+class TrainVQGANConfig(VQGANTrainSettings):
     """All hyper-parameters of a VQGAN training run (saved to runs/NAME/config.json)."""
 
     preset: str = "local"  # a VQGAN_PRESETS name
     epochs: int | None = 30
-    max_steps: int | None = None  # whichever of epochs/max_steps comes first
-    batch_size: int = 16
-    lr: float = 5e-4
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 200
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0  # max gradient norm (0 = off)
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     beta: float | None = None  # commitment weight; None = the preset's (0.25)
@@ -76,31 +78,26 @@ class TrainVQGANConfig:
     disc_channels: int = 32
     disc_layers: int = 2
     disc_lr: float | None = None  # None = lr
-    flip: bool = True  # random horizontal flips
-    precision: str = "auto"  # bf16 (autocast) | fp32 | auto: bf16 where the hardware has it, else fp32
-    seed: int = 0
-    eval_every: int = 0  # steps; 0 = every epoch
-    save_every: int = 0  # steps; 0 = at every evaluation
-    log_every: int = 10
-    stop_at: int | None = None
-    device: str = "auto"
-    resize: bool = False  # resize images of another size instead of failing
-    val_batch_size: int = 128
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
         if self.preset not in VQGAN_PRESETS:
             raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(VQGAN_PRESETS)}")
-        check_choice(self.precision, PRECISIONS, "--precision")
-        for name in ("batch_size", "restart_every", "log_every", "val_batch_size"):
-            if getattr(self, name) < 1:
-                raise MaskgitError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise MaskgitError(f"--lr must be positive, got {self.lr}")
+        super().__post_init__()
+        if self.restart_every < 1:
+            raise MaskgitError(f"restart_every must be at least 1, got {self.restart_every}")
+
+
+@dataclass
+class FineTuneSettings(VQGANTrainSettings):
+    """A fine-tuner's settings (robust-vqgan, tune-decoder): --max-steps decides its length."""
+
+    epochs: int | None = None
+    max_steps: int | None = 2000
 
 
 # Keys of config.json that may change when resuming: they do not change the trained weights.
 RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir")
+FINE_TUNE_RESUME_MAY_DIFFER = (*RESUME_MAY_DIFFER, "data.vqgan")
 
 
 class PatchDiscriminator(nn.Module):
@@ -134,6 +131,27 @@ def load_images_uint8(folder, size: int, resize: bool, what: str) -> tuple[torch
             arrays[i] = load_image(f, size, resize)
             bar.advance(1)
     return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous(), files
+
+
+def image_batch(
+    images_u8: torch.Tensor, indices: torch.Tensor, gen: torch.Generator, flip: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A training batch: the images ``indices`` of ``images_u8`` in [0,1], each mirrored with probability 1/2 when
+    ``flip`` (drawn from ``gen``); and which were mirrored (None without ``flip``)."""
+    x = images_u8[indices.to(images_u8.device)].float().div_(255.0)
+    if not flip:
+        return x, None
+    mirrored = torch.rand(len(x), generator=gen, device=gen.device) < 0.5
+    return torch.where(mirrored[:, None, None, None], x.flip(-1), x), mirrored
+
+
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params, grad_clip: float) -> None:
+    """One optimizer step on ``loss``, the gradient norm of ``params`` clipped to ``grad_clip`` first (0: not)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
 
 
 def _names_digest(files: list[Path]) -> str:
@@ -173,12 +191,8 @@ class VQGANTask:
     def train_step(self, indices: torch.Tensor, step: int) -> dict[str, float]:
         cfg, model = self.cfg, self.model
         model.train()
-        lr = self.schedule(step)
-        set_lr(self.optimizer, lr)
-        x = self.train[indices.to(self.device)].float().div_(255.0)
-        if cfg.flip:
-            flip = torch.rand(len(x), generator=self.gen, device=self.device) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        lr = self.schedule.apply(self.optimizer, step)
+        x, _ = image_batch(self.train, indices, self.gen, cfg.flip)
 
         with autocast(self.device, cfg.precision):
             z = model.encode_latents(x)
@@ -204,11 +218,7 @@ class VQGANTask:
 
         if not torch.isfinite(loss):  # keep the weights clean; fit() stops with a message
             return {"loss": loss.item()}
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        descend(self.optimizer, loss, model.parameters(), cfg.grad_clip)
         self._ema_update(z.detach().float(), codes)
 
         if gan_on:
@@ -387,3 +397,83 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
         "best": str(run.best) if run.best.exists() else None,
         "parameters": model.num_params(),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the fine-tuners of a trained VQGAN (robust-vqgan, tune-decoder) share
+
+
+class FineTuneTask:
+    """What the tasks of the fine-tuners share: a copy of a trained VQGAN of which the modules ``trained`` alone
+    learn (AdamW, warmup-cosine LR), the images on the device, and the generator of the flips (stream ``stream``).
+    A subclass adds its own ``train_step``, ``evaluate`` and ``export``."""
+
+    def __init__(self, cfg: FineTuneSettings, model: VQGAN, trained: nn.Module, train, val, device, total: int, stream):
+        self.cfg, self.model, self.trained, self.device = cfg, model, trained, device
+        self.train, self.val = train.to(device), (val.to(device) if val is not None else None)
+        model.requires_grad_(False)
+        trained.requires_grad_(True)
+        self.optimizer = make_adamw(trained, cfg.lr, cfg.weight_decay, cfg.betas)
+        self.schedule = WarmupCosine(cfg.lr, total, cfg.warmup_steps, cfg.min_lr_ratio)
+        self.gen = seeded_generator(cfg.seed, stream, device=device)  # flips
+
+    def learn(self, loss: torch.Tensor, **values: float) -> dict[str, float]:
+        """One optimizer step of the trained modules on ``loss``, unless it is NaN/inf (the weights stay clean and
+        fit() stops with a message); returns the step's values to log, the loss first."""
+        if not torch.isfinite(loss):
+            return {"loss": loss.item()}
+        descend(self.optimizer, loss, self.trained.parameters(), self.cfg.grad_clip)
+        return {"loss": loss.item(), **values}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.gen.get_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
+
+
+@dataclass
+class FineTuning:
+    """A fine-tuner's inputs, loaded and checked, and its run folder, started (locked until ``fit`` returns)."""
+
+    source: VQGAN  # the VQGAN file's model, frozen: the fine-tuner trains a copy of it
+    source_sha256: str  # its fingerprint (weights.model_fingerprint)
+    train: torch.Tensor  # uint8 (N,3,H,W)
+    val: torch.Tensor | None
+    loop: LoopConfig
+    total: int  # steps
+    run: RunDir
+    device: torch.device
+
+
+def start_fine_tuning(
+    trainer: str, vqgan_path, train_dir, val_dir, run_dir, cfg: FineTuneSettings, resume: bool, best_metric: str
+) -> FineTuning:
+    """Load the VQGAN file ``vqgan_path`` and the images, then start (or resume) the run folder ``run_dir`` of
+    ``trainer``; ``best_metric`` (a validation key) picks best.safetensors when there are validation images."""
+    device = resolve_device(cfg.device)
+    source = load_model(vqgan_path, "vqgan", device).eval().requires_grad_(False)
+    size = source.config.img_resolution
+    train, _ = load_images_uint8(train_dir, size, cfg.resize, "training images")
+    val = load_images_uint8(val_dir, size, cfg.resize, "validation images")[0] if val_dir is not None else None
+    loop = LoopConfig.of(cfg, best_metric if val is not None else None)
+    total = loop.total_steps(len(train))
+    source_sha256 = model_fingerprint(source)
+    run = RunDir(run_dir)
+    run_config = {
+        "trainer": trainer,
+        "train": config_dict(cfg),
+        "model": config_dict(source.config),
+        "data": {
+            "vqgan": str(vqgan_path),
+            "vqgan_sha256": source_sha256,
+            "train_dir": str(train_dir),
+            "train_images": len(train),
+            "val_dir": str(val_dir) if val_dir else None,
+        },
+    }
+    run.start(run_config, resume, may_differ=FINE_TUNE_RESUME_MAY_DIFFER)
+    return FineTuning(source, source_sha256, train, val, loop, total, run, device)
