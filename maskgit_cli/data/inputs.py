@@ -157,7 +157,8 @@ def _numpy(mask) -> np.ndarray:
 
 
 def _bool_mask(mask, name: str, keyword: str) -> np.ndarray:
-    values = _numpy(mask) if mask is not None else np.asarray(None)
+    """A mask given as ``known=`` or ``holes=``: it must be bool, whose True the keyword explains."""
+    values = _numpy(mask)
     if values.dtype != np.bool_:
         meaning = "known" if keyword == "known" else "hole"
         raise MaskgitError(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskgit_cli.choices import TOKEN_RULES
-from maskgit_cli.data.inputs import (  # noqa: F401 - GRAY: imported from here by the modules that predate inputs.py
+from maskgit_cli.data.inputs import (  # noqa: F401 - GRAY: serve.py imports it from here, for one release
     GRAY,
     HOLE,
     KNOWN,
@@ -35,7 +35,8 @@ from maskgit_cli.errors import MaskgitError, require_file
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-# The torch form of :func:`~maskgit_cli.data.inputs.holes_gray`, under the name vqgan/ and the tests import.
+# :func:`~maskgit_cli.data.inputs.holes_gray` under its old name: vqgan/model.py, vqgan/robust.py and
+# tests/test_vqgan_tokens.py import it from here, for one release.
 fill_holes = holes_gray
 
 
