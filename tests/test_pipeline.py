@@ -57,12 +57,15 @@ def test_python_and_cli_give_the_same_pixels(pipe, cli, tmp_path):
 
 def test_samples_steps_and_input_kinds(pipe):
     image = np.array(Image.open(DATA / "masked_image" / "image_001.png").convert("RGB"))
-    mask = np.asarray(Image.open(DATA / "mask64" / "mask_001.png")) == 255  # bool: True = known
-    samples = pipe(image, mask, num_samples=3)
+    lab = np.asarray(Image.open(DATA / "mask64" / "mask_001.png"))
+    mask = lab == 255  # bool: True = known
+    samples = pipe(image, known=mask, num_samples=3)
     assert len(samples) == 3 and len({np.asarray(s).tobytes() for s in samples}) > 1
-    again = pipe(torch.from_numpy(image).permute(2, 0, 1).float() / 255, mask, num_samples=3)
+    again = pipe(torch.from_numpy(image).permute(2, 0, 1).float() / 255, known=mask, num_samples=3)
     assert all((np.asarray(a) == np.asarray(b)).all() for a, b in zip(samples, again))  # tensor input, same seeds
-    out = pipe(image, mask, return_steps=True, sweet_spot=3)
+    for same in (pipe(image, lab, num_samples=3), pipe(image, holes=torch.from_numpy(~mask), num_samples=3)):
+        assert all((np.asarray(a) == np.asarray(b)).all() for a, b in zip(samples, same))  # every form of one mask
+    out = pipe(image, known=mask, return_steps=True, sweet_spot=3)
     assert len(out.images) == 1 and len(out.step_images[0]) == 3 and len(out.step_masks[0]) == 4
     assert out.step_masks[0][-1].getextrema() == (255, 255)  # nothing masked after the last step
 
@@ -71,12 +74,24 @@ def test_bad_inputs_are_one_clear_error(pipe):
     image = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(MaskgitError, match="image 0: the image is 32x32, but the model inpaints 64x64 images"):
         pipe(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8), fit="none")
-    with pytest.raises(MaskgitError, match=r"mask 0 is \(32, 32\) but its image is \(64, 64\)"):
+    with pytest.raises(MaskgitError, match="mask 0 is 32x32 but its image is 64x64: they must be the same size"):
         pipe(image, np.zeros((32, 32), np.uint8))
     with pytest.raises(MaskgitError, match="only the values 0 and 1"):
         pipe(image, np.eye(64, dtype=np.uint8))
     with pytest.raises(MaskgitError, match="2 images but 3 masks"):
         pipe([image, image], [np.zeros((64, 64), np.uint8)] * 3)
+    known = np.ones((64, 64), bool)
+    with pytest.raises(MaskgitError) as e:  # a bare bool mask: which keyword says what True means
+        pipe(image, known)
+    assert str(e.value) == (
+        "mask 0 is a bool mask: say what True means, known=MASK (True = known) or holes=MASK (True = hole)"
+    )
+    with pytest.raises(MaskgitError, match="mask 0: holes= takes a bool mask"):
+        pipe(image, holes=np.zeros((64, 64), np.uint8))
+    with pytest.raises(MaskgitError, match="give one of mask=, known= and holes=, not mask= and known="):
+        pipe(image, np.zeros((64, 64), np.uint8), known=known)
+    with pytest.raises(MaskgitError, match="mask 0 is 32x64 but its image is 64x64"):
+        pipe(image, known=np.ones((64, 32), bool))
     with pytest.raises(MaskgitError, match="--sampling"):
         pipe(image, np.zeros((64, 64), np.uint8), sampling="bogus")
 
@@ -117,7 +132,7 @@ def test_crop_windows_hold_each_group_with_context():
 
 def test_any_size_errors_are_one_clear_line(make_photo, pipe):
     image = make_photo(120, 90)
-    with pytest.raises(MaskgitError, match=r"mask 0 is \(80, 120\) but its image is \(90, 120\)"):
+    with pytest.raises(MaskgitError, match="mask 0 is 80x120 but its image is 90x120: they must be the same size"):
         pipe(image, np.zeros((120, 80), np.uint8))
     with pytest.raises(MaskgitError, match="fit crop or resize takes any size"):
         pipe(image, np.zeros((120, 90), np.uint8), fit="none")
@@ -135,12 +150,16 @@ def test_on_step_shows_every_step_as_it_happens(pipe):
     image = Image.open(DATA / "masked_image" / "image_002.png")
     mask = Image.open(DATA / "mask64" / "mask_002.png")
     seen = []
-    result = pipe(image, mask, total_iter=6, on_step=lambda t, images, masks: seen.append((t, images, masks)))
+    result = pipe(image, mask, total_iter=6, on_step=lambda *args: seen.append(args))
     assert [t for t, *_ in seen] == [1, 2, 3, 4, 5, 6]
-    assert all(len(images) == len(masks) == 1 and images[0].size == (64, 64) for _, images, masks in seen)
+    assert all(len(images) == len(masks) == len(n) == 1 and images[0].size == (64, 64) for _, images, masks, n in seen)
     assert seen[-1][2][0].getextrema() == (255, 255)  # nothing masked after the last step
     assert seen[0][2][0].getextrema() == (0, 255)  # some tokens still masked after the first
+    for _, _, masks, still_masked in seen:  # the counts are the black tokens (4x4 pixels) of the mask pictures
+        assert still_masked == [int((np.asarray(masks[0]) == 0).sum()) // 16]
     out = pipe(image, mask, total_iter=6, return_steps=True)
+    filled = pipe.fill([np.asarray(image.convert("RGB"))], [np.asarray(mask) < 128], total_iter=6)[0]
+    assert [n for *_, n in seen] == [[c] for c in filled.still_masked]  # what report.json records
     assert (np.asarray(out.images[0]) == np.asarray(result)).all()  # watching changes nothing
     assert (np.asarray(out.step_images[0][2]) == np.asarray(seen[2][1][0])).all()
 
@@ -150,8 +169,10 @@ def test_any_size_steps_and_alpha_holes(make_photo, pipe):
     mask[10:20, 10:30] = 0
     mask[90:110, 120:150] = 0
     rgba = Image.fromarray(np.dstack([photo, mask]))  # transparent = hole
-    out = pipe(rgba, return_steps=True, total_iter=4)
+    seen = []
+    out = pipe(rgba, return_steps=True, total_iter=4, on_step=lambda t, images, masks, n: seen.append(n))
     assert out.images[0].size == (160, 120) and len(out.windows[0]) == 2
+    assert len(seen) == 4 and all(len(n) == 2 for n in seen) and seen[-1] == [0, 0]  # one count per window
     assert len(out.step_images[0]) == 4 and out.step_images[0][0].size == (2 + 2 * (64 + 2), 64 + 4)  # two windows
     assert (np.asarray(out.images[0]) == np.asarray(pipe(photo, mask, total_iter=4))).all()  # alpha = that mask
     with pytest.raises(MaskgitError, match="image 0 has no transparent pixels"):

@@ -143,9 +143,14 @@ def load_image(path: str | Path, size: int | None = None, resize: bool = False) 
     return np.asarray(img, dtype=np.uint8).copy()
 
 
+def to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any shape) -> float32 in [0,1], the same shape: the one uint8 -> [0,1] conversion."""
+    return pixels.float().div_(255.0)
+
+
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (H,W,3) or (B,H,W,3) -> float (3,H,W) / (B,3,H,W) in [0,1]."""
-    t = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    t = to_unit(torch.from_numpy(np.ascontiguousarray(images)))
     return t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
 
 

@@ -6,11 +6,7 @@ the seed and i. Format: see :mod:`maskgit_cli.data.masks` (0 = hole, 255 = known
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +16,7 @@ from PIL import Image, ImageDraw
 from maskgit_cli.choices import MASK_KINDS
 from maskgit_cli.data.images import list_images, load_image
 from maskgit_cli.data.masks import HOLE, KNOWN, apply_mask
+from maskgit_cli.data.outputs import FolderWriter, blocker, writing
 from maskgit_cli.errors import MaskgitError
 
 # Hole-fraction range kept by construction for ``stroke`` and ``box`` masks (the lab's example mask: 23.6%).
@@ -167,8 +164,6 @@ def generate_mask(kind: str, rng: np.random.Generator, size: int = 64) -> np.nda
 def generate_mask_for(kind: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A mask of ``kind`` for an image of any (height, width): drawn square at the longer side, then resized
     (nearest) to the image; the same as :func:`generate_mask` for a square image."""
-    from PIL import Image
-
     mask = generate_mask(kind, rng, size=max(height, width))
     if mask.shape != (height, width):
         mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
@@ -191,77 +186,6 @@ def mask_name(index: int, count: int) -> str:
     return f"mask_{index:0{digits}d}.png"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-class _Stage:
-    """The files for one output folder, written into a temporary folder and moved into place together.
-
-    A new folder is staged as a sibling (``.NAME.XXXX.tmp``) and renamed into place; an existing one is staged
-    inside itself and its files are then moved in one by one (renames within one folder). A write error is a
-    MaskgitError naming the output folder; :meth:`discard` removes whatever is left of the stage (and
-    :meth:`undo` a new folder already moved into place).
-    """
-
-    def __init__(self, target: Path):
-        self.target = target
-        self.new = not target.is_dir()
-        self.made = [a for a in target.parents if not a.exists()][::-1]  # missing parents, outermost first
-        self.names: list[str] = []
-        self.folder: Path | None = None
-        self.committed = False
-
-    def open(self) -> None:
-        with self._errors(0):
-            if self.new:
-                self.target.parent.mkdir(parents=True, exist_ok=True)
-            where = self.target.parent if self.new else self.target
-            self.folder = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=where))
-
-    @contextlib.contextmanager
-    def _errors(self, moved: int):
-        try:
-            yield
-        except OSError as e:
-            done = f"{moved} of its {len(self.names)} files were replaced" if moved else "nothing was written"
-            raise MaskgitError(f"{self.target}: cannot write the masks there ({e.strerror or e}); {done}.") from e
-
-    def write(self, name: str, pixels: np.ndarray) -> None:
-        with self._errors(0):
-            Image.fromarray(pixels).save(self.folder / name, **PNG_OPTIONS)
-        self.names.append(name)
-
-    def commit(self) -> None:
-        if self.new:
-            with self._errors(0):
-                os.chmod(self.folder, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
-                os.replace(self.folder, self.target)
-            self.folder, self.committed = None, True
-            return
-        for moved, name in enumerate(self.names):
-            with self._errors(moved):
-                os.replace(self.folder / name, self.target / name)
-        self.committed = True
-
-    def undo(self) -> None:
-        """Remove a new folder this stage moved into place (when a later stage fails)."""
-        if self.new and self.committed:
-            shutil.rmtree(self.target, ignore_errors=True)
-            self.committed = False
-
-    def discard(self) -> None:
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
-        if not self.committed:
-            for folder in reversed(self.made):  # parents this stage created, innermost first
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-
-
 def write_masks(
     images_dir: str | Path,
     out_dir: str | Path,
@@ -277,9 +201,10 @@ def write_masks(
     With ``masked_out``, the masked images (holes gray 128, RGB PNG) are written there under the input image's
     file stem with a ``.png`` suffix (the same name for PNG inputs).
 
-    Every file is first written into a temporary folder (beside a new output folder, inside an existing one)
-    and moved into place once all of them are complete: an error (a bad image, a full disk, no permission)
-    leaves the output folders as they were, without a mix of old and new masks.
+    Every file is first written into a staging folder (beside a new output folder, inside an existing one)
+    and moved into place once all of them are complete (:class:`~maskgit_cli.data.outputs.FolderWriter`, merging):
+    an error (a bad image, a full disk, no permission) leaves the output folders as they were, without a mix of
+    old and new masks; an existing folder keeps its other files.
 
     Returns a summary dict: ``count``, ``kind``, ``seed``, ``images_dir``, ``out_dir``, ``masked_out``,
     ``first``/``last`` mask names, ``hole_fraction`` (``mean``, ``min``, ``max``).
@@ -305,11 +230,11 @@ def write_masks(
     for target, option in targets:
         if target.exists() and target.resolve() == images_dir.resolve():
             raise MaskgitError(f"The {option} {target} must differ from the image folder {images_dir}.")
-        if target.exists() and not target.is_dir():
+        stop = blocker(target)
+        if stop == target:
             raise MaskgitError(f"The {option} {target} exists and is not a folder.")
-        blocker = next((a for a in target.parents if a.exists()), None)
-        if not target.exists() and blocker is not None and not blocker.is_dir():
-            raise MaskgitError(f"The {option} {target} cannot be made: {blocker} is a file, not a folder.")
+        if stop is not None:
+            raise MaskgitError(f"The {option} {target} cannot be made: {stop} is a file, not a folder.")
 
     n = len(images)
     names = [mask_name(i, n) for i in range(n)]
@@ -321,11 +246,9 @@ def write_masks(
                 "would break the name-order pairing; remove them or choose another folder."
             )
 
-    stages = [_Stage(target) for target, _ in targets]
-    try:
-        for stage in stages:
-            stage.open()
-        fractions = []
+    writers = [FolderWriter(target, merge=True, what="the masks") for target, _ in targets]
+    fractions = []
+    with writing(*writers):
         for i, (path, name) in enumerate(zip(images, names, strict=True)):
             image = load_image(path)
             h, w = image.shape[:2]
@@ -333,18 +256,9 @@ def write_masks(
                 raise MaskgitError(f"{path}: image is {w}x{h}; masks need square images")
             mask = generate_mask(kind, mask_rng(seed, i), size=w)
             fractions.append(float(np.count_nonzero(mask == HOLE)) / mask.size)
-            stages[0].write(name, mask)
+            writers[0].save(name, mask, **PNG_OPTIONS)
             if masked_dir is not None:
-                stages[1].write(path.stem + ".png", apply_mask(image, mask))
-        for stage in stages:
-            stage.commit()
-    except BaseException:
-        for stage in stages:
-            stage.undo()
-        raise
-    finally:
-        for stage in reversed(stages):  # a later stage may sit in a folder an earlier one created
-            stage.discard()
+                writers[1].save(path.stem + ".png", apply_mask(image, mask), **PNG_OPTIONS)
 
     frac = np.asarray(fractions)
     return {

@@ -1,7 +1,9 @@
-"""The lab's inpainting masks (docs/data.md, "Masks"): pixel masks, and the tokens they make the decoder regenerate.
+"""The lab's inpainting masks (docs/data.md, "Masks"): mask files, and the tokens they make the decoder regenerate.
 
 A *pixel mask* is a ``uint8`` array of shape ``(H, W)`` with values {0, 255}: 0 (black) = hole to inpaint,
-255 (white) = known pixel. Holes in masked images are filled with gray (128, 128, 128).
+255 (white) = known pixel; holes in masked images are gray (128, 128, 128). The convention and the conversion of
+every other form (alpha channels, bool masks with ``known=``/``holes=``, tensors) live in
+:mod:`maskgit_cli.data.inputs`.
 
 A *token mask* is a torch ``bool`` tensor ``(B, h, w)``: ``True`` = the token must be generated. Each token
 covers a ``patch x patch`` pixel block (4x4 for the lab's 64x64 images and 16x16 latents).
@@ -18,14 +20,24 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskgit_cli.choices import TOKEN_RULES
+from maskgit_cli.data.inputs import (  # noqa: F401 - GRAY: serve.py imports it from here, for one release
+    GRAY,
+    HOLE,
+    KNOWN,
+    alpha_mask,
+    check_same_size,
+    check_zero_one,
+    holes_gray,
+    known_pixels,
+)
 from maskgit_cli.errors import MaskgitError, require_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-HOLE = 0
-KNOWN = 255
-GRAY = 128  # fill of holes in the lab's masked images (docs/data.md, "Masks")
+# :func:`~maskgit_cli.data.inputs.holes_gray` under its old name: vqgan/model.py, vqgan/robust.py and
+# tests/test_vqgan_tokens.py import it from here, for one release.
+fill_holes = holes_gray
 
 
 # --------------------------------------------------------------------------------------------------
@@ -33,38 +45,16 @@ GRAY = 128  # fill of holes in the lab's masked images (docs/data.md, "Masks")
 # --------------------------------------------------------------------------------------------------
 
 
-def known_pixels(mask: np.ndarray) -> np.ndarray:
-    """Boolean ``(H, W)`` array, True where the pixel is known (lab mask value >= 128; bool masks as-is)."""
-    mask = np.asarray(mask)
-    if mask.dtype == np.bool_:
-        return mask
-    return mask >= 128
-
-
-def apply_mask(image_uint8_hwc: np.ndarray, mask: np.ndarray, fill: int = GRAY) -> np.ndarray:
-    """Return a copy of ``image`` (``uint8`` HWC or HW) with the mask's holes set to ``fill`` (lab: gray 128).
+def apply_mask(image_uint8_hwc: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Return a copy of ``image`` (``uint8`` HWC or HW) with the mask's holes gray 128, like the lab's masked images.
 
     ``mask`` is a lab mask (``uint8``, 0 = hole, 255 = known; values >= 128 count as known) or a ``bool``
     array with True = known.
     """
     image = np.asarray(image_uint8_hwc)
     known = known_pixels(mask)
-    if known.ndim != 2 or image.shape[:2] != known.shape:
-        raise MaskgitError(f"Mask size {known.shape[::-1]} differs from the image size {image.shape[1::-1]}.")
-    out = image.copy()
-    out[~known] = fill
-    return out
-
-
-def alpha_mask(img) -> np.ndarray | None:
-    """The alpha channel of a PIL image as a lab mask ``uint8 (H, W)`` {0, 255} (alpha >= 128 = known, so alpha 0
-    = hole, the convention of image editors' erasers), or None when the image has no transparency at all."""
-    if "A" not in img.getbands() and "transparency" not in img.info:
-        return None
-    alpha = np.asarray(img.convert("RGBA"))[..., 3]
-    if alpha.min() == 255:
-        return None
-    return np.where(alpha >= 128, KNOWN, HOLE).astype(np.uint8)
+    check_same_size(known.shape, image.shape)
+    return holes_gray(image, ~known)
 
 
 def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
@@ -72,7 +62,7 @@ def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np
 
     8-bit grayscale is the lab format; RGB/RGBA/P/LA/1-bit files are converted to grayscale first, 16-bit and
     float ones scaled to 8 bits like images (:func:`maskgit_cli.data.images.to_8bit`). A file with transparent
-    pixels is read by its alpha channel instead (:func:`alpha_mask`: alpha 0 = hole).
+    pixels is read by its alpha channel instead (:func:`~maskgit_cli.data.inputs.alpha_mask`: alpha 0 = hole).
     ``size`` (``int`` for a square or ``(height, width)``) checks the dimensions; ``None`` accepts any size.
     Raises :class:`MaskgitError` naming the file when it is missing, unreadable (a decompression bomb included),
     of the wrong size, or a 0/1 mask (values only 0 and 1, some 1: it would be all hole).
@@ -93,11 +83,7 @@ def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np
         raise MaskgitError(f"Mask file {path}: not a readable image ({type(exc).__name__}: {exc})") from None
     arr = np.asarray(gray, dtype=np.uint8)
     # 0/1 masks (a common way to save binary masks) would read as all hole: check the file's own integer values
-    raw = np.asarray(img) if img.mode.startswith("I") else arr
-    if raw.size and int(raw.max()) == 1 and int(raw.min()) >= 0:
-        raise MaskgitError(
-            f"Mask file {path} holds only the values 0 and 1; lab masks use 0 = hole and 255 = known (multiply by 255)."
-        )
+    check_zero_one(np.asarray(img) if img.mode.startswith("I") else arr, f"Mask file {path}", "multiply by 255")
     _check_size(path, arr, size)
     return np.where(arr >= 128, KNOWN, HOLE).astype(np.uint8)
 
@@ -155,12 +141,6 @@ def dilate_token_mask(mask: torch.Tensor, k: int) -> torch.Tensor:
     x = mask.unsqueeze(0) if squeeze else mask
     pooled = F.max_pool2d(x.unsqueeze(1).float(), kernel_size=2 * k + 1, stride=1, padding=k).squeeze(1) > 0
     return pooled[0] if squeeze else pooled
-
-
-def fill_holes(images: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
-    """Images (B,3,H,W) in [0,1] with their holes (B,H,W) bool set to the lab's gray: what inpainting encodes (and
-    what ``tokenize --masked-copies`` encodes, so training sees the same)."""
-    return images.masked_fill(holes[:, None].expand_as(images), GRAY / 255.0)
 
 
 def token_mask_for(holes: torch.Tensor, latent: int, rule: str = "any", dilate: int = 0) -> torch.Tensor:

@@ -5,8 +5,9 @@
     result = pipe(image, mask)                         # PIL image(s) in, PIL image(s) out
 
 Images are PIL images, uint8 numpy arrays (H,W,3) or float tensors (3,H,W) in [0,1], or lists of them, of any
-size; masks follow the lab's convention (0 = hole, 255 = known; or bool arrays/tensors with True = known), or come
-as the image's own alpha channel (alpha 0 = hole) when ``mask`` is None. The models are loaded once by
+size; masks follow the lab's convention (0 = hole, 255 = known), come as the image's own alpha channel (alpha 0 =
+hole) when no mask is given, or are bool arrays/tensors given as ``known=`` (True = known) or ``holes=`` (True =
+hole); :mod:`maskgit_cli.data.inputs` turns them all into holes. The models are loaded once by
 :meth:`Inpainter.from_pretrained` and the code patches for guidance computed once per pipeline.
 
 `maskgit inpaint` (:func:`maskgit_cli.decoding.folders.inpaint_folder`) and `maskgit serve` call
@@ -26,10 +27,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
+from PIL import Image
 
 from maskgit_cli.choices import FITS, check_choice
-from maskgit_cli.data.images import to_rgb, to_tensor, to_uint8
-from maskgit_cli.data.masks import GRAY, alpha_mask, fill_holes, known_pixels
+from maskgit_cli.data.images import to_tensor, to_uint8
+from maskgit_cli.data.inputs import holes_gray, pair_inputs
 from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch, mask_tile, prepare_models, with_defaults
 from maskgit_cli.errors import MaskgitError
 
@@ -105,32 +107,36 @@ class Inpainter:
         return_steps: bool = False,
         fit: str = "auto",
         on_step: Callable | None = None,
+        *,
+        known=None,
+        holes=None,
         **settings,
     ):
-        """Inpaint ``image`` where ``mask`` says hole; a list of images (and masks) gives a list of results.
+        """Inpaint ``image`` where its mask says hole; a list of images (and masks) gives a list of results.
 
-        ``mask``: one per image, or one for all; None reads each image's alpha channel (alpha 0 = hole).
+        The mask, one per image or one for all (:mod:`maskgit_cli.data.inputs`): ``mask`` a lab mask (0 = hole,
+        255 = known) or a PIL image (its alpha channel if it has transparent pixels); ``known`` a bool mask, True =
+        known; ``holes`` a bool mask, True = hole; none of them: each image's alpha channel (alpha 0 = hole). A bool
+        mask given as ``mask`` is refused: its keyword says what True means.
         ``num_samples`` > 1 gives that many results per input, from different random streams (seed, seed+1, ...).
         ``settings`` override the pipeline's defaults for this call (e.g. ``schedule="square"``, ``seed=3``).
         ``fit``: how an image of another size than the model's is inpainted: ``crop`` (a window around each group
         of holes, with context; the default for images larger than the model), ``resize`` (the whole image; the
         default for smaller ones) or ``none`` (model-size images only). Known pixels are always returned unchanged
-        (unless ``composite=False``). ``on_step(step, images, masks)`` is called after every decoding step, as it
-        happens, with the step (1-based) and PIL images of every window's prediction and token mask.
+        (unless ``composite=False``). ``on_step(step, images, masks, still_masked)`` is called after every decoding
+        step of every sample, as it happens, with the step (1-based), PIL images of every window's prediction and
+        token mask (white = known, black = still masked), and the tokens still masked in each of those windows
+        (a list of ints, one per image in ``images``).
         """
-        single = not isinstance(image, (list, tuple))
-        images = [image] if single else list(image)
-        masks = mask if isinstance(mask, (list, tuple)) else [mask] * len(images)
-        if len(masks) != len(images):
-            raise MaskgitError(f"{len(images)} images but {len(masks)} masks: give one mask per image")
         if num_samples < 1:
             raise MaskgitError(f"num_samples {num_samples}: must be at least 1")
-        pixels = [_pixels(x, i) for i, x in enumerate(images)]
-        holes = [_holes(m, x, p.shape[:2], i) for i, (m, x, p) in enumerate(zip(masks, images, pixels))]
+        single, pixels, hole_masks = pair_inputs(image, mask, known, holes)
         watch = None if on_step is None else _pil_step_callback(on_step)
-        record = range(len(images)) if return_steps else ()
-        per_sample = [self.fill(pixels, holes, k, None, record, fit, watch, **settings) for k in range(num_samples)]
-        results = [per_sample[k][i] for i in range(len(images)) for k in range(num_samples)]
+        record = range(len(pixels)) if return_steps else ()
+        per_sample = [
+            self.fill(pixels, hole_masks, k, None, record, fit, watch, **settings) for k in range(num_samples)
+        ]
+        results = [per_sample[k][i] for i in range(len(pixels)) for k in range(num_samples)]
         pil = [_pil(r.image) for r in results]
         if return_steps:
             steps = [[_pil(side_by_side(w)) for w in zip(*r.step_images)] for r in results]
@@ -148,57 +154,53 @@ class Inpainter:
         record: Sequence[int] = (),
         fit: str = "auto",
         on_step: Callable | None = None,
+        names: Sequence[str] | None = None,
         **settings,
     ) -> list[Filled]:
         """Inpaint uint8 (H,W,3) ``images`` where ``holes`` (H,W) bool are True: one batch through the models.
 
         ``sample``: the random streams of seed + sample. ``ids``: the images' numbers for the random streams
         (default 0, 1, ...; a folder passes each file's index, so a result does not depend on the batch it is in).
-        ``record``: indices of the images whose per-step images and masks are kept. ``on_step(t, images, masks)``:
-        after every step, the (R,3,size,size) predictions and (R,h,w) token masks of the recorded images' windows
-        (all windows when none are recorded). Every model-size image is one window; any other size is cut into
-        windows by ``fit`` (:func:`fit_windows`).
+        ``record``: indices of the images whose per-step images and masks are kept. ``on_step(step, images, masks,
+        still_masked)``: after every step (1-based), the (R,3,size,size) predictions, (R,h,w) token masks and the
+        R counts of tokens still masked of the recorded images' windows (all windows when none are recorded).
+        Every model-size image is one window; any other size is cut into windows by ``fit`` (:func:`fit_windows`;
+        this is where ``fit`` is checked). ``names``: what errors call the images (default "image 0", ...).
         """
         check_choice(fit, FITS, "fit")
         s = self._settings(sample, settings)
         ids = list(range(len(images))) if ids is None else list(ids)
-        size = self.size
-        jobs = []  # (image index, window index, (y0, x0, h, w, own holes), model-size pixels, model-size holes)
-        for i, (px, hl) in enumerate(zip(images, holes)):
-            try:
-                windows = windows_for(px.shape[:2], hl, size, fit)
-            except MaskgitError as e:
-                raise MaskgitError(f"image {i}: {e}") from None
-            for w, window in enumerate(windows):
-                crop, crop_holes = _to_model_size(px, hl, window, size)
-                jobs.append((i, w, window, crop, crop_holes))
+        names = [f"image {i}" for i in range(len(images))] if names is None else list(names)
+        jobs = self._jobs(images, holes, fit, names)
         filled = [Filled(px.copy(), 0, [], [], [], []) for px in images]
         if not jobs:
             return filled
-        pixels = to_tensor(np.stack([j[3] for j in jobs])).to(self.device)
-        hole_t = torch.from_numpy(np.stack([j[4] for j in jobs])).to(self.device)
-        window_ids = torch.tensor([ids[i] + (w << 32) for i, w, *_ in jobs], device=self.device)
-        rows = [r for r, (i, *_) in enumerate(jobs) if i in set(record)]
+        pixels = to_tensor(np.stack([j.pixels for j in jobs])).to(self.device)
+        hole_t = torch.from_numpy(np.stack([j.holes for j in jobs])).to(self.device)
+        window_ids = torch.tensor([ids[j.image] + (j.index << 32) for j in jobs], device=self.device)
+        rows = [r for r, j in enumerate(jobs) if j.image in set(record)]
         patches = self._patches(s)
+        watch = None if on_step is None else _counting(on_step)
         batch = inpaint_batch(
-            self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, on_step
+            self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, watch
         )
         decoded = to_uint8(batch.images)
-        inputs = to_uint8(fill_holes(pixels, hole_t))
-        for r, (i, _, window, *_) in enumerate(jobs):
-            f = filled[i]
-            _paste(f.image, decoded[r], window, size, s.composite)
-            y0, x0, h, w, _ = window
-            f.windows.append((x0, y0, w, h))
-            f.inputs.append(inputs[r])
-            f.outputs.append(decoded[r])
-            f.tokens_generated += int(batch.token_masks[r].sum())
-            counts = batch.still_masked[r].tolist()
-            f.still_masked = [a + b for a, b in zip(f.still_masked, counts)] if f.still_masked else counts
-            if r in batch.step_images:
-                f.step_images.append(list(to_uint8(torch.stack(batch.step_images[r]))))
-                f.step_masks.append([mask_tile(m, size) for m in batch.step_masks[r]])
+        inputs = to_uint8(holes_gray(pixels, hole_t))
+        for r, job in enumerate(jobs):
+            _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, s.composite)
         return filled
+
+    def _jobs(self, images, holes, fit: str, names: list[str]) -> list[_Job]:
+        """Every window of every image, at the model's size (:func:`windows_for`, once per image)."""
+        jobs = []
+        for i, (px, hl) in enumerate(zip(images, holes)):
+            try:
+                windows = windows_for(px.shape[:2], hl, self.size, fit)
+            except MaskgitError as e:
+                raise MaskgitError(f"{names[i]}: {e}") from None
+            for w, window in enumerate(windows):
+                jobs.append(_Job(i, w, window, *_to_model_size(px, hl, window, self.size)))
+        return jobs
 
     def _settings(self, sample: int, overrides: dict) -> InpaintSettings:
         """The settings of one call: the pipeline's, with ``overrides`` and the seed of ``sample``."""
@@ -218,6 +220,32 @@ class Inpainter:
             transformer, vqgan, code_patches, any_vqgan = self._sources
             self.ready = prepare_models(transformer, vqgan, self.device, s, code_patches, any_vqgan)
         return self.ready.guide.patches
+
+
+@dataclass
+class _Job:
+    """One window of one image, as the model inpaints it."""
+
+    image: int  # the image's index in the batch
+    index: int  # the window's index in the image
+    window: tuple  # (y0, x0, height, width, own holes), see fit_windows
+    pixels: np.ndarray  # (size,size,3) uint8
+    holes: np.ndarray  # (size,size) bool
+
+
+def _add_window(f: Filled, window, batch, r: int, decoded: np.ndarray, shown: np.ndarray, size: int, composite: bool):
+    """Window ``r`` of the batch into its image's :class:`Filled`: pasted, listed, its counts added."""
+    _paste(f.image, decoded, window, size, composite)
+    y0, x0, h, w, _ = window
+    f.windows.append((x0, y0, w, h))
+    f.inputs.append(shown)
+    f.outputs.append(decoded)
+    f.tokens_generated += int(batch.token_masks[r].sum())
+    counts = batch.still_masked[r].tolist()
+    f.still_masked = [a + b for a, b in zip(f.still_masked, counts)] if f.still_masked else counts
+    if r in batch.step_images:
+        f.step_images.append(list(to_uint8(torch.stack(batch.step_images[r]))))
+        f.step_masks.append([mask_tile(m, size) for m in batch.step_masks[r]])
 
 
 def windows_for(shape: tuple[int, int], holes: np.ndarray, size: int, fit: str) -> list:
@@ -267,14 +295,11 @@ def _to_model_size(pixels: np.ndarray, holes: np.ndarray, window, size: int) -> 
     """A window's pixels (bicubic) and holes at the model's size; a model pixel is a hole wherever any of the
     pixels it stands for is one. Holes are made gray first, so what lies under them never leaks into the known
     pixels around them when resizing (the result does not depend on it)."""
-    from PIL import Image
-
     y0, x0, h, w, _ = window
     crop, hole = pixels[y0 : y0 + h, x0 : x0 + w], holes[y0 : y0 + h, x0 : x0 + w]
     if (h, w) == (size, size):
         return crop, hole
-    crop = np.where(hole[..., None], np.uint8(GRAY), crop)
-    crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
+    crop = np.asarray(Image.fromarray(holes_gray(crop, hole)).resize((size, size), Image.BICUBIC))
     hole = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize((size, size), Image.BOX)) > 0
     return crop, hole
 
@@ -282,8 +307,6 @@ def _to_model_size(pixels: np.ndarray, holes: np.ndarray, window, size: int) -> 
 def _paste(out: np.ndarray, result: np.ndarray, window, size: int, composite: bool) -> None:
     """Put a window's model-size ``result`` back into ``out`` (H,W,3): resized to the window, into the window's own
     holes only with ``composite`` (every known pixel stays as it was), over the whole window without."""
-    from PIL import Image
-
     y0, x0, h, w, own = window
     if (h, w) != (size, size):
         result = np.asarray(Image.fromarray(result).resize((w, h), Image.BICUBIC))
@@ -300,58 +323,23 @@ def _flat(s: InpaintSettings) -> dict:
     return {**options, **asdict(s.decode)}
 
 
-def _pixels(x, i: int) -> np.ndarray:
-    """One input image as uint8 (H,W,3): PIL (any mode), uint8 (H,W,3) array, or float (3,H,W) tensor in [0,1]."""
-    from PIL import Image
+def _counting(on_step: Callable) -> Callable:
+    """:meth:`Inpainter.fill`'s ``on_step(step, images, masks, still_masked)`` (step 1-based, the tokens still masked
+    per window) over :func:`~maskgit_cli.decoding.inpaint.inpaint_batch`'s ``on_step(t, images, masks)``."""
 
-    if isinstance(x, Image.Image):
-        return np.array(to_rgb(x))
-    if isinstance(x, np.ndarray):
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] not in (3, 4):
-            raise MaskgitError(f"image {i}: expected uint8 (H,W,3) pixels, got {x.dtype} {x.shape}")
-        return np.ascontiguousarray(x[..., :3])
-    if isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == 3:
-        return to_uint8(x[None].float())[0]
-    raise MaskgitError(f"image {i}: expected a PIL image, a uint8 (H,W,3) array or a (3,H,W) tensor")
+    def hook(t: int, images: torch.Tensor, token_masks: torch.Tensor) -> None:
+        on_step(t + 1, images, token_masks, token_masks.flatten(1).sum(1).tolist())
 
-
-def _holes(m, image, shape: tuple[int, int], i: int) -> np.ndarray:
-    """One mask as bool (H,W), True = hole: a lab mask (0 = hole), a bool mask (True = known), or None: the alpha
-    channel of ``image`` (a PIL image or an (H,W,4) array; alpha 0 = hole)."""
-    from PIL import Image
-
-    if m is None:
-        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
-            image = Image.fromarray(image, "RGBA")
-        m = alpha_mask(image) if isinstance(image, Image.Image) else None
-        if m is None:
-            raise MaskgitError(
-                f"image {i} has no transparent pixels: give a mask (0 = hole), or make the holes transparent"
-            )
-    if isinstance(m, Image.Image):
-        alpha = alpha_mask(m)
-        m = alpha if alpha is not None else np.asarray(m.convert("L"))
-    if isinstance(m, torch.Tensor):
-        m = m.cpu().numpy()
-    m = np.asarray(m)
-    if m.ndim != 2 or m.shape != tuple(shape):
-        raise MaskgitError(
-            f"mask {i} is {m.shape[::-1]} but its image is {tuple(shape)[::-1]} (width, height): they must match"
-        )
-    if m.dtype != np.bool_ and m.size and m.max() == 1:
-        raise MaskgitError(
-            f"mask {i} holds only the values 0 and 1; lab masks use 0 = hole and 255 = known (or pass a bool "
-            "mask, True = known)"
-        )
-    return ~known_pixels(m)
+    return hook
 
 
 def _pil_step_callback(on_step: Callable) -> Callable:
-    """``on_step(step, images, masks)`` with PIL images, from :meth:`Inpainter.fill`'s tensors."""
+    """``on_step(step, images, masks, still_masked)`` with PIL images, from :meth:`Inpainter.fill`'s tensors."""
 
-    def hook(t: int, images: torch.Tensor, token_masks: torch.Tensor) -> None:
+    def hook(t: int, images: torch.Tensor, token_masks: torch.Tensor, still_masked: list[int]) -> None:
         size = images.shape[-1]
-        on_step(t + 1, [_pil(a) for a in to_uint8(images)], [_pil(mask_tile(m, size)) for m in token_masks])
+        pictures = [_pil(a) for a in to_uint8(images)]
+        on_step(t, pictures, [_pil(mask_tile(m, size)) for m in token_masks], still_masked)
 
     return hook
 
@@ -364,6 +352,4 @@ def side_by_side(tiles) -> np.ndarray:
 
 
 def _pil(array: np.ndarray):
-    from PIL import Image
-
     return Image.fromarray(array)

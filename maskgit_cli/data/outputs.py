@@ -1,0 +1,184 @@
+"""Output folders, written whole or not at all: the guard every command that writes a folder runs first
+(:func:`check_output_folder`) and the writer that puts a folder in place only once it is complete
+(:class:`FolderWriter`; :func:`writing` for several folders that appear together).
+
+`maskgit inpaint` and `sweep` replace a folder whole (never mixing two runs' results); `maskgit masks` adds its
+files to an existing folder, each replacing its namesake, and keeps the others. Either way an interruption, a bad
+input or a full disk leaves every output folder as it was, and no staging folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskgit_cli.errors import MaskgitError
+
+
+def blocker(output: Path) -> Path | None:
+    """What keeps ``output`` from being a folder: itself when it is a file, or the nearest existing folder above it
+    when that is a file; None when nothing does."""
+    if output.exists() and not output.is_dir():
+        return output
+    above = next((p for p in output.parents if p.exists()), None)
+    return above if above is not None and not above.is_dir() else None
+
+
+def check_output_folder(output, overwrite: bool, inputs=()) -> Path:
+    """The output folder of a command that writes a whole folder of results (inpaint, sweep).
+
+    A folder that already holds files is refused (results of two runs must never mix), unless ``overwrite``, which
+    replaces it whole once the new results are complete. A folder that is, or holds, one of the ``inputs`` is
+    refused in any case.
+    """
+    out = Path(output)
+    stop = blocker(out)
+    if stop == out:
+        raise MaskgitError(f"-o {out}: exists and is not a folder")
+    if stop is not None:
+        raise MaskgitError(f"-o {out}: {stop} is a file, not a folder")
+    resolved = out.resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        item = Path(item).resolve()
+        if item == resolved or resolved in item.parents:
+            raise MaskgitError(f"-o {out}: holds the input {item}; choose another output folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        first = sorted(p.name for p in out.iterdir())[0]
+        raise MaskgitError(
+            f"-o {out}: already holds results (e.g. {first}); pass --overwrite to replace the whole folder, or "
+            "choose another output folder (results of two runs are never mixed)"
+        )
+    return out
+
+
+class FolderWriter:
+    """One output folder, written into a staging folder and put in place only when complete.
+
+    ``merge`` False (inpaint, sweep): the staging folder, beside the output, replaces the output folder whole.
+    ``merge`` True (`maskgit masks`): into an existing folder the staged files (:meth:`save`) move one by one,
+    each replacing its namesake, the folder's other files kept (the staging folder sits inside it: renames within
+    one file system); a new folder is put in place whole. Parent folders the writer made are removed again when it
+    fails.
+
+    ``what`` (e.g. "the masks"): an OSError becomes one MaskgitError naming the output folder, what could not be
+    written and how much was replaced; without it the OSError goes on, naming the file at its real place.
+
+    ``with FolderWriter(out) as tmp:`` writes into ``tmp`` and commits when the block ends without an error.
+    """
+
+    def __init__(self, output, merge: bool = False, what: str | None = None):
+        self.output = Path(output)
+        self.new = not self.output.is_dir()
+        self.merge = merge and not self.new
+        self.what = what
+        home = self.output if self.merge else self.output.parent
+        self.tmp = home / f".{self.output.name}.partial-{os.getpid()}"
+        self.made = [p for p in self.output.parents if not p.exists()][::-1]  # missing parents, outermost first
+        self.names: list[str] = []  # the files staged with save(), in order
+        self.committed = False
+
+    def __enter__(self) -> Path:
+        try:
+            return self.open()
+        except BaseException:
+            self.discard()
+            raise
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+            elif self.what is None and isinstance(exc, OSError) and str(exc.filename).startswith(str(self.tmp)):
+                exc.filename = str(self.output) + str(exc.filename)[len(str(self.tmp)) :]  # name the real place
+        finally:
+            self.discard()
+
+    def open(self) -> Path:
+        """Make the (empty) staging folder and return it."""
+        with self._errors():
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp.mkdir()
+        return self.tmp
+
+    def save(self, name: str, pixels: np.ndarray, **options) -> None:
+        """Stage the image file ``name`` (``options``: PIL's writer options)."""
+        with self._errors():
+            Image.fromarray(pixels).save(self.tmp / name, **options)
+        self.names.append(name)
+
+    def commit(self) -> None:
+        """Put the staged folder (or, merging, its files) in place."""
+        if self.merge:
+            for moved, name in enumerate(self.names):
+                with self._errors(moved):
+                    os.replace(self.tmp / name, self.output / name)
+        else:
+            with self._errors():
+                self._replace()
+        self.committed = True
+
+    def _replace(self) -> None:
+        """The staging folder becomes the output folder; a previous one is moved aside first and put back if that
+        fails, removed once it worked."""
+        old = self.output.with_name(f".{self.output.name}.old-{os.getpid()}")
+        moved = False
+        try:
+            if self.output.exists():
+                os.replace(self.output, old)
+                moved = True
+            os.replace(self.tmp, self.output)
+        except OSError:
+            if moved and not self.output.exists():
+                os.replace(old, self.output)  # put the previous results back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+    def undo(self) -> None:
+        """Remove a new folder this writer put in place (when a folder written together with it fails)."""
+        if self.new and self.committed:
+            shutil.rmtree(self.output, ignore_errors=True)
+            self.committed = False
+
+    def discard(self) -> None:
+        """Remove what is left of the staging folder, and, if nothing was put in place, the parents made for it."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self.committed:
+            for folder in reversed(self.made):  # innermost first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+    @contextlib.contextmanager
+    def _errors(self, moved: int = 0):
+        if self.what is None:
+            yield
+            return
+        try:
+            yield
+        except OSError as e:
+            done = f"{moved} of its {len(self.names)} files were replaced" if moved else "nothing was written"
+            raise MaskgitError(f"{self.output}: cannot write {self.what} there ({e.strerror or e}); {done}.") from e
+
+
+@contextlib.contextmanager
+def writing(*writers: FolderWriter):
+    """Several folders that appear together (masks and masked images): yields their staging folders; all are put
+    in place once the block ends without an error, else none (a new one already in place is removed again)."""
+    try:
+        yield [w.open() for w in writers]
+        for w in writers:
+            w.commit()
+    except BaseException:
+        for w in writers:
+            w.undo()
+        raise
+    finally:
+        for w in reversed(writers):  # a later folder may sit in one an earlier one created
+            w.discard()
