@@ -141,7 +141,9 @@ LAYERS = [
     {"decoding"},
     {"evaluation"},
     {"bench"},
-    {"serve"},  # the browser page (maskgit serve) over decoding's Inpainter
+    # the front ends: web/, the browser page (maskgit serve) over decoding's Inpainter (serve.py: its old import path),
+    # then cli/, which starts it
+    {"web", "serve"},
     {"cli", "__main__", "__init__"},  # __init__: the lazy `from maskgit_cli import Inpainter`
 ]
 

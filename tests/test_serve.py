@@ -1,6 +1,7 @@
-"""`maskgit serve` (maskgit_cli/serve.py): the page's inputs and messages, the step stream, a server on a free port
-called with gradio_client (the same pixels as Inpainter, known pixels kept, bad input a message), and the page in a
-real browser (Debian's chromium driven by Playwright): open an image, paint a stroke, Inpaint, the result appears."""
+"""`maskgit serve` (maskgit_cli/web/, the page; maskgit_cli/serve.py keeps its old import path): the page's inputs
+and messages, the step stream, a server on a free port called with gradio_client (the same pixels as Inpainter, known
+pixels kept, bad input a message), and the page in a real browser (Debian's chromium driven by Playwright): open an
+image, paint a stroke, Inpaint, the result appears."""
 
 import io
 import json
@@ -22,16 +23,9 @@ from PIL import Image, ImageDraw
 
 from maskgit_cli.data.mask_generator import generate_mask, mask_rng
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.serve import (
-    MASK_SOURCES,
-    PageSettings,
-    check_port,
-    editor_image,
-    generated_mask,
-    page_mask,
-    read_upload,
-    run_steps,
-)
+from maskgit_cli.web.inputs import MASK_SOURCES, PageSettings, editor_image, generated_mask, page_mask, read_upload
+from maskgit_cli.web.server import check_port
+from maskgit_cli.web.streaming import Step, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 EMOJI = ROOT / "data" / "emoji64" / "test"
@@ -94,25 +88,44 @@ def test_uploads_unreadable_and_too_large(tmp_path):
 
 def test_page_settings_from_the_controls():
     s = PageSettings.from_page("square", 6.0, 0, "halton", "25", 3.0, 2, "crop")
-    assert s.decoding() == {"schedule": "square", "total_iter": 6, "sweet_spot": None, "sampler": "halton",
-                            "pixel_guidance": 25.0, "seed": 3}  # fmt: skip
+    # only what the page sets goes to the library: sweet spot 0 (all T) and an empty temperature or blend are the
+    # pipeline's (serve --lab sets blend none)
+    assert s.decoding == {"schedule": "square", "total_iter": 6, "sampler": "halton", "pixel_guidance": 25.0,
+                          "seed": 3}  # fmt: skip
     assert (s.num_samples, s.fit) == (2, "crop")
-    assert PageSettings.from_page("cosine", 8, 5, "confidence", None, None, None, "auto").sweet_spot == 5
-    # temperature and blend: the pipeline's unless set (serve --lab sets blend none)
-    assert "blend" not in s.decoding() and "temperature" not in s.decoding()
-    both = PageSettings.from_page("cosine", 8, 0, "confidence", 50, 0, 1, "auto", "1", "none").decoding()
+    assert s.call() == {"num_samples": 2, "fit": "crop", **s.decoding}
+    assert PageSettings.from_page("cosine", 8, 5, "confidence", None, None, None, "auto").decoding["sweet_spot"] == 5
+    both = PageSettings.from_page("cosine", 8, 0, "confidence", 50, 0, 1, "auto", "1", "none").decoding
     assert (both["temperature"], both["blend"]) == (1.0, "none")
     for args, message in (
         (("cosine", "eight", 0, "confidence", 50, 0, 1, "auto"), "T \\(total iterations\\) 'eight': not a number"),
         (("cosine", 8, 1.5, "confidence", 50, 0, 1, "auto"), "sweet spot 1.5: a whole number is needed"),
         (("cosine", 8, 0, "confidence", 50, 0, 9, "auto"), "samples 9: between 1 and 8"),
-        (("cosine", 8, 0, "confidence", 50, 0, 1, "stretch"), "fit 'stretch': expected one of auto"),
         (("cosine", 8, 0, "confidence", float("nan"), 0, 1, "auto"), "guidance nan: not a finite number"),
-        (("cosine", 8, 0, "confidence", 50, 0, 1, "auto", 0, None), "temperature 0: must be > 0"),
-        (("cosine", 8, 0, "confidence", 50, 0, 1, "auto", None, "smooth"), "blend 'smooth': expected one of poisson"),
     ):
         with pytest.raises(MaskgitError, match=message):
             PageSettings.from_page(*args)
+
+
+def test_the_library_checks_the_pages_settings():
+    """The page restates no default and no rule: the library's settings take the pipeline's defaults where the page
+    sets nothing, and refuse a bad value with their own one-line error naming the option."""
+    from maskgit_cli.decoding.inpaint import InpaintSettings
+
+    defaults = {"total_iter": 12, "temperature": 0.7, "blend": "none", "sweet_spot": 4}
+    used = PageSettings.from_page("square", 6, 0, "halton", 25, 3, 1, "auto").resolve(defaults)
+    want = InpaintSettings.from_options(**{**defaults, "schedule": "square", "total_iter": 6, "sampler": "halton",
+                                           "pixel_guidance": 25.0, "seed": 3})  # fmt: skip
+    assert used == want and (used.decode.temperature, used.blend, used.decode.sweet_spot) == (0.7, "none", 4)
+    assert PageSettings.from_page("cosine", 8, 0, "confidence", 50, 0, 1, "auto").resolve({}) == InpaintSettings()
+    for args, message in (
+        (("cosine", 8, 0, "confidence", 50, 0, 1, "auto", 0, None), "^--temperature 0.0: must be a finite number > 0"),
+        (("cosine", 8, 0, "confidence", 50, 0, 1, "auto", None, "smooth"), "^--blend smooth: expected one of poisson"),
+        (("spiral", 8, 0, "confidence", 50, 0, 1, "auto"), "spiral"),
+        (("cosine", 8, 9, "confidence", 50, 0, 1, "auto"), "^--sweet-spot 9: must be between 1 and --total-iter"),
+    ):
+        with pytest.raises(MaskgitError, match=message):
+            PageSettings.from_page(*args).resolve({})
 
 
 def test_the_command_listens_on_127_0_0_1_port_7860_by_default(cli):
@@ -157,8 +170,6 @@ def _emoji(name: str) -> np.ndarray:
 
 @pytest.mark.slow
 def test_run_steps_streams_every_step_then_the_inpainters_pixels(pipe):
-    from maskgit_cli.serve import Step, _still_masked
-
     image, mask = _emoji("image_002.png"), generated_mask("box", 0, 64, 64)
     events = list(run_steps(pipe, image, mask, num_samples=2, total_iter=5, seed=1))
     steps, results = events[:-1], events[-1]
@@ -166,6 +177,9 @@ def test_run_steps_streams_every_step_then_the_inpainters_pixels(pipe):
     assert [(s.sample, s.step) for s in steps] == [(k, t) for k in range(2) for t in range(1, 6)]
     assert all(s.image.size == (64, 64) and s.mask.size == (64, 64) for s in steps)
     assert np.asarray(steps[0].mask).min() == 0 and np.asarray(steps[4].mask).min() == 255  # all known at the end
+    for k in range(2):  # the tokens still masked after every step, as the Inpainter counts them
+        want = pipe.fill([image], [mask == 0], k, total_iter=5, seed=1)[0].still_masked
+        assert [s.still_masked for s in steps if s.sample == k] == want
     direct = pipe(image, mask, num_samples=2, total_iter=5, seed=1)
     assert len(results) == 2 and all((np.asarray(a) == np.asarray(b)).all() for a, b in zip(results, direct))
 
@@ -176,7 +190,7 @@ def test_run_steps_streams_every_step_then_the_inpainters_pixels(pipe):
     events = list(run_steps(pipe, wide, np.where(holes, 0, 255).astype(np.uint8), total_iter=4))
     filled = pipe.fill([wide], [holes], total_iter=4)[0]
     assert len(filled.windows) == 2 and all(s.image.size == (64 * 2 + 6, 68) for s in events[:-1])
-    assert [_still_masked(s.mask, 4) for s in events[:-1]] == filled.still_masked
+    assert [s.still_masked for s in events[:-1]] == filled.still_masked
     assert (np.asarray(events[-1][0]) == filled.image).all()
 
     stream = run_steps(pipe, image, mask, total_iter=16)  # the page stops listening: the decode stops too
@@ -186,6 +200,8 @@ def test_run_steps_streams_every_step_then_the_inpainters_pixels(pipe):
 
     with pytest.raises(MaskgitError, match="too small to inpaint"):
         list(run_steps(pipe, image[:10, :10], mask[:10, :10]))
+    with pytest.raises(MaskgitError, match="^fit stretch: expected one of auto"):  # the Inpainter's own check
+        list(run_steps(pipe, image, mask, fit="stretch"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def serve_cmd(
 
     [bold]The lab's weights[/bold]: maskgit serve --transformer lab-transformer.safetensors --vqgan lab-vqgan.safetensors --lab
     """
-    from maskgit_cli.serve import serve
+    from maskgit_cli.web.server import serve
 
     def ready(url, folder) -> None:
         out(f"serving on {url} (Ctrl-C stops; uploads in {folder}, removed at exit)")

@@ -1,0 +1,208 @@
+"""What the page's controls hold, read into what the library takes: pixels, a lab mask and the decoding settings.
+
+Images come from an uploaded file or the image editor (transparency flattened on white, as everywhere in the
+package) and are refused over the page's pixel limit; the mask is the brush's drawing or a generated mask kind. The
+decoding controls are read as numbers and passed straight to the library's settings, which check them
+(:meth:`PageSettings.resolve`): the page holds no second copy of their defaults or rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskgit_cli.choices import MASK_KINDS, check_choice
+from maskgit_cli.data.images import read_image, to_rgb
+from maskgit_cli.data.mask_generator import generate_mask_for, mask_rng
+from maskgit_cli.data.masks import GRAY, HOLE, KNOWN
+from maskgit_cli.decoding.inpaint import InpaintSettings
+from maskgit_cli.errors import MaskgitError
+
+# The largest image the page takes (width x height): 4096 x 4096. Larger ones are refused before decoding.
+MAX_PIXELS = 4096 * 4096
+# Where the mask comes from: drawn with the brush, or generated (maskgit_cli.data.mask_generator).
+MASK_SOURCES = ("brush", *MASK_KINDS)
+# The emoji64 test images of a checkout (absent from an installed package: the picker is then hidden).
+EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "emoji64" / "test"
+MAX_SAMPLES = 8
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images and masks
+
+
+def read_upload(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An uploaded image file as uint8 (H,W,3) (transparency flattened on white, as everywhere in the package):
+    one-line MaskgitErrors for an unreadable file and for one over ``max_pixels`` (refused from its header)."""
+    width, height = _read_named(path, header=True).size
+    check_pixels(width, height, max_pixels)
+    return np.array(to_rgb(_read_named(path)), dtype=np.uint8)
+
+
+def _read_named(path, header: bool = False):
+    """:func:`read_image`, its errors naming the file alone (the page does not show the server's folders)."""
+    try:
+        return read_image(path, header=header)
+    except MaskgitError as e:
+        raise MaskgitError(str(e).replace(str(path), Path(path).name)) from None
+
+
+def check_pixels(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
+    if width * height > max_pixels:
+        raise MaskgitError(
+            f"the image is {width}x{height} = {width * height:,} pixels, more than the page's limit of "
+            f"{max_pixels:,}: use a smaller image (or `maskgit inpaint` for large ones)"
+        )
+
+
+def editor_image(value, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """The image editor's value -> (pixels uint8 (H,W,3), drawn bool (H,W): True where the brush painted).
+
+    ``value``: Gradio's ImageEditor dict (``background``, ``layers``, ``composite``) of uint8 arrays (RGBA, or
+    RGB/L). The background's transparency is flattened on white; a pixel is drawn where any layer is not
+    transparent."""
+    background = value.get("background") if isinstance(value, dict) else None
+    if background is None:
+        raise MaskgitError("no image: open an image file, drop one on the editor, or pick an emoji64 test image")
+    background = np.asarray(background)
+    h, w = background.shape[:2]
+    check_pixels(w, h, max_pixels)
+    mode = {2: "L", 3: "RGB", 4: "RGBA"}[background.shape[2] if background.ndim == 3 else 2]
+    pixels = np.array(to_rgb(Image.fromarray(background.astype(np.uint8), mode)), dtype=np.uint8)
+    drawn = np.zeros((h, w), dtype=bool)
+    for layer in value.get("layers") or []:
+        if layer is not None:
+            drawn |= _painted(np.asarray(layer), h, w)
+    return pixels, drawn
+
+
+def _painted(layer: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Where one drawing layer of the editor was painted: not transparent, or not black for a layer without alpha."""
+    if layer.shape[:2] != (h, w):
+        raise MaskgitError(
+            f"the drawing is {layer.shape[1]}x{layer.shape[0]} but the image is {w}x{h}: draw on the image again"
+        )
+    if layer.ndim == 3 and layer.shape[2] == 4:
+        return layer[..., 3] > 0
+    return (layer.reshape(h, w, -1) > 0).any(axis=2)
+
+
+def generated_mask(kind: str, seed: int, height: int, width: int) -> np.ndarray:
+    """Mask ``kind`` of ``mask_rng(seed, 0)`` for an image of (height, width), as `maskgit inpaint --mask-kind KIND
+    --mask-seed SEED` makes it for the first image of a folder. Lab format: 0 = hole, 255 = known."""
+    return generate_mask_for(kind, mask_rng(seed, 0), height, width)
+
+
+def page_mask(source: str, drawn: np.ndarray, mask_seed: int = 0) -> np.ndarray:
+    """The lab mask (0 = hole, 255 = known) for the image: the brush's drawing, or a generated mask kind."""
+    check_choice(source, MASK_SOURCES, "mask")
+    h, w = drawn.shape
+    if source == "brush":
+        if not drawn.any():
+            raise MaskgitError(
+                "the mask is empty: paint over what to inpaint with the brush, or pick a generated mask "
+                f"({', '.join(MASK_KINDS)})"
+            )
+        return np.where(drawn, HOLE, KNOWN).astype(np.uint8)
+    return generated_mask(source, mask_seed, h, w)
+
+
+def masked_preview(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The input as the model sees it: holes gray."""
+    out = pixels.copy()
+    out[mask < 128] = GRAY
+    return out
+
+
+def example_names() -> list[str]:
+    """The emoji64 test images of this checkout (sorted), or [] for an installed package."""
+    if not EXAMPLES.is_dir():
+        return []
+    return sorted(p.name for p in EXAMPLES.iterdir() if p.suffix.lower() == ".png")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass
+class PageSettings:
+    """One request's settings as the page's controls set them.
+
+    ``decoding``: the decoding options given on the page, flat as :meth:`InpaintSettings.from_options` takes them;
+    an option left out is the pipeline's (`maskgit serve`'s options, ``--lab`` included). The library checks them
+    (:meth:`resolve`). ``num_samples`` and ``fit``: the Inpainter call's own arguments."""
+
+    decoding: dict
+    num_samples: int
+    fit: str
+
+    @classmethod
+    def from_page(
+        cls,
+        schedule,
+        total_iter,
+        sweet_spot,
+        sampler,
+        pixel_guidance,
+        seed,
+        num_samples,
+        fit,
+        temperature=None,
+        blend=None,
+    ) -> PageSettings:
+        """From the controls' raw values (numbers may come as floats, strings or None): one-line errors naming a
+        control whose value is not a number. An empty box: sweet spot 0 (all T steps), guidance 0 (off), seed 0,
+        one sample; temperature and blend the pipeline's."""
+        decoding = {
+            "schedule": str(schedule),
+            "total_iter": _integer(total_iter, "T (total iterations)"),
+            "sweet_spot": _integer(sweet_spot, "sweet spot", 0) or None,  # 0: all T steps
+            "sampler": str(sampler),
+            "pixel_guidance": _number(pixel_guidance, "guidance", 0.0),
+            "seed": _integer(seed, "seed", 0),
+            "temperature": None if temperature in (None, "") else _number(temperature, "temperature"),
+            "blend": None if blend in (None, "") else str(blend),
+        }
+        samples = _integer(num_samples, "samples", 1)
+        if not 1 <= samples <= MAX_SAMPLES:
+            raise MaskgitError(f"samples {samples}: between 1 and {MAX_SAMPLES}")
+        return cls({k: v for k, v in decoding.items() if v is not None}, samples, str(fit))
+
+    def resolve(self, defaults: dict) -> InpaintSettings:
+        """The library's settings of this request: ``defaults`` (the pipeline's, flat) with the page's options over
+        them. :class:`InpaintSettings` checks every value (one-line errors naming the option)."""
+        return InpaintSettings.from_options(**{**defaults, **self.decoding})
+
+    def call(self) -> dict:
+        """The keyword arguments of the Inpainter call: samples, fit and the decoding options."""
+        return {"num_samples": self.num_samples, "fit": self.fit, **self.decoding}
+
+
+def mask_seed_from(value) -> int:
+    """The mask seed control's value (empty: 0)."""
+    return _integer(value, "mask seed", 0)
+
+
+def _number(value, name: str, default: float | None = None) -> float:
+    if value is None or value == "":
+        if default is None:
+            raise MaskgitError(f"{name}: a number is needed")
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MaskgitError(f"{name} {value!r}: not a number") from None
+    if not np.isfinite(number):
+        raise MaskgitError(f"{name} {value!r}: not a finite number")
+    return number
+
+
+def _integer(value, name: str, default: int | None = None) -> int:
+    number = _number(value, name, None if default is None else float(default))
+    if number != int(number):
+        raise MaskgitError(f"{name} {value!r}: a whole number is needed")
+    return int(number)
