@@ -20,6 +20,8 @@ NOT_MODULES = {
     # test_cuda: the package's CUDA paths (training, inpainting, resume, torchrun, tokens) on a GPU, across modules
     "test_cuda": PACKAGE,
     "test_gpu_check": ROOT / "tools" / "gpu_check.sh",
+    # test_lab_reference: `--lab` against an independent reference of the lab's loop (docs/lab.md), across modules
+    "test_lab_reference": ROOT / "docs" / "lab.md",
 }
 
 
