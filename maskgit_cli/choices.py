@@ -28,6 +28,9 @@ RANKINGS = ("logp", "p")
 # How many tokens stay masked after a step: clamped = the official floor(N * gamma) clamped to [1, still - 1], the
 # last step run filling all; floor = the lab's floor(N * gamma) without the clamp (docs/lab.md).
 COUNT_RULES = ("clamped", "floor")
+# How result pixels become bytes: even = round half to even (torch.round); half-up = floor(255 x + 0.5), as the lab's
+# torchvision save_image writes them.
+ROUNDINGS = ("even", "half-up")
 TOKEN_RULES = ("any", "majority")  # pixel -> token rule: any = the lab's
 BLENDS = ("poisson", "none")  # how composited holes meet the known pixels: Poisson blending, or pasted as decoded
 MASK_KINDS = ("stroke", "box", "half", "outpaint")

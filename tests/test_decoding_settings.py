@@ -38,10 +38,11 @@ OTHER = {
     "seed": 7,
     "composite": False,
     "blend": "none",
+    "rounding": "half-up",
 }
 LAB_OTHER = {"normalization": "train", "sampling": "sample", "composite": True, "blend": "poisson", "dilate": 1,
              "pixel_guidance": 3.0, "temperature": 0.75, "ranking": "logp", "counts": "clamped",
-             "precision": "auto"}  # fmt: skip
+             "precision": "auto", "rounding": "even"}  # fmt: skip
 
 
 def test_every_option_is_covered_here_and_in_the_order():

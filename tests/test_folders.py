@@ -226,8 +226,13 @@ def test_lab_mode_is_the_labs_inference_with_its_folders(
     assert settings["dilate"] == 0 and settings["pixel_guidance"] == 0 and settings["normalization"] == "test"
     assert settings["vqgan_mean"] == [0.45, 0.4, 0.35] and settings["vqgan_std"] == [0.3, 0.28, 0.26]
     assert settings["layout"] == "lab" and "test_results" in r.stdout
-    # an imga grid holds the masked input and one image per step run (3), 2x scaled 64x64 tiles with 2-px gaps
-    assert read(out / "imga" / "test_0.png").shape[1] == 2 + 4 * (128 + 2)
+    # the lab's pictures (docs/lab.md): imga has T + 1 = 9 tiles of 64x64, seven to a row, 2-px black borders, the
+    # tiles of the steps not run (4..8) black; mask_scheduling has T = 8 tiles of 16x16 in one row
+    imga = read(out / "imga" / "test_0.png")
+    assert imga.shape == (2 + 2 * 66, 2 + 7 * 66, 3) and not imga[2 + 66 :, 2 + 66 :].any()
+    assert imga[2:66, 2 + 3 * 66 : 66 + 3 * 66].any() and not imga[2:66, 2 + 4 * 66 :].any()
+    masks_picture = read(out / "mask_scheduling" / "test_0.png")
+    assert masks_picture.shape == (20, 2 + 8 * 18, 3) and not masks_picture[:, 2 + 3 * 18 :].any()
     # any single lab setting can still be given
     r = run(cli, images, masks, tiny_transformer_file, lab_vqgan_file, tmp_path / "b", "--lab", "--dilate", "1",
             "--sampling", "sample", "--layout", "ours", "--grids", "none")  # fmt: skip

@@ -139,10 +139,11 @@ def test_lab_pictures_equal_torchvision_save_image(tmp_path, T, S):
     save_image(maska, tmp_path / "mask.png", nrow=10)
     save_image(imga, tmp_path / "imga.png", nrow=7)
     save_image(images[-1], tmp_path / "final.png", nrow=1)
-    assert np.array_equal(mask_picture(masks, T), np.asarray(Image.open(tmp_path / "mask.png").convert("RGB")))
     assert np.array_equal(
-        image_picture(masked_input, images, T), np.asarray(Image.open(tmp_path / "imga.png").convert("RGB"))
+        mask_picture([m.numpy() for m in masks], T), np.asarray(Image.open(tmp_path / "mask.png").convert("RGB"))
     )
+    ours = image_picture(lab_bytes(masked_input), [lab_bytes(x) for x in images], T)
+    assert np.array_equal(ours, np.asarray(Image.open(tmp_path / "imga.png").convert("RGB")))
     assert np.array_equal(lab_bytes(images[-1]), np.asarray(Image.open(tmp_path / "final.png").convert("RGB")))
 
 
@@ -160,3 +161,74 @@ def test_lab_with_the_wrong_vqgan_names_the_vqgan_first(cli, make_test_set, tiny
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1
     assert lines[0].startswith("Error: the transformer was trained on the tokens of VQGAN abababababab, but --vqgan")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("T", "S"), [(8, s) for s in range(1, 9)] + [(25, 1), (25, 12), (25, 25)])
+def test_lab_inpaint_equals_the_reference_on_every_token_and_pixel(cli, make_test_set, tiny_vqgan, tmp_path, T, S):
+    """`maskgit inpaint --lab` writes what the lab's loop writes: test_results, mask_scheduling and imga, pixel for
+    pixel (the reference decodes each step with the lab's decode, de-normalizes by hand and saves with torchvision's
+    save_image, one image at a time)."""
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    from maskgit_cli.data.images import load_image, to_tensor
+    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+    from maskgit_cli.vqgan.model import VQGAN
+    from maskgit_cli.weights import save_model
+
+    make_test_set(tmp_path, 3)
+    config = dataclasses.replace(tiny_vqgan.config, test_mean=(0.45, 0.4, 0.35), test_std=(0.3, 0.28, 0.26))
+    vq = VQGAN(config).eval()
+    vq.load_state_dict(tiny_vqgan.state_dict())
+    torch.manual_seed(1)
+    transformer = MaskGITTransformer(get_preset("tiny", num_codebook_vectors=64)).eval()
+    with torch.no_grad():
+        transformer.tok_emb.weight.normal_(0, 1.0)
+    save_model(tmp_path / "v.safetensors", vq, "vqgan")
+    save_model(tmp_path / "t.safetensors", transformer, "transformer")
+    out = tmp_path / "out"
+    r = cli("inpaint", "--images", tmp_path / "masked_image", "--masks", tmp_path / "mask64", "--transformer",
+            tmp_path / "t.safetensors", "--vqgan", tmp_path / "v.safetensors", "-o", out, "--lab", "--total-iter",
+            str(T), "--sweet-spot", str(S), "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 0, r.output
+
+    vq.use_normalization("test")
+    mean, std = torch.tensor(config.test_mean).view(3, 1, 1), torch.tensor(config.test_std).view(3, 1, 1)
+    ref = tmp_path / "ref"
+    for i, (image_file, mask_file) in enumerate(
+        zip(sorted((tmp_path / "masked_image").iterdir()), sorted((tmp_path / "mask64").iterdir()))
+    ):
+        image = to_tensor(load_image(image_file))[None]
+        z_indices = vq.encode(image).view(1, -1)
+        mask = torch.from_numpy(np.asarray(Image.open(mask_file)) == 255).float()[None, None]
+        pooled = torch.nn.functional.avg_pool2d(torch.nn.functional.avg_pool2d(mask, 2, 2), 2, 2)
+        mask_b = (pooled != 1).view(1, -1)  # the lab's rule: a token is kept only if all 16 pixels are known
+        _, predictions, masks = lab_inpainting(
+            transformer, z_indices, mask_b, T, S, LAB_GAMMA["cosine"], lambda step, i=i: lab_noise(0, i, step, 256)
+        )
+        maska, imga = torch.zeros(T, 3, 16, 16), torch.zeros(T + 1, 3, 64, 64)
+        imga[0] = image[0]
+        for step, (predicted, mask_bc) in enumerate(zip(predictions, masks)):
+            mask_image = torch.ones(3, 16, 16)
+            indices = torch.nonzero(mask_bc.view(1, 16, 16), as_tuple=False)
+            mask_image[:, indices[:, 1], indices[:, 2]] = 0
+            maska[step] = mask_image
+            with torch.no_grad():
+                z_q = vq.codebook.embedding(predicted).view(1, 16, 16, -1).permute(0, 3, 1, 2)
+                decoded_img = vq.decoder(vq.post_quant_conv(z_q))
+            imga[step + 1] = dec_img_ori = decoded_img[0] * std + mean
+        for folder in ("test_results", "mask_scheduling", "imga"):
+            (ref / folder).mkdir(parents=True, exist_ok=True)
+        save_image(dec_img_ori, ref / "test_results" / f"image_{i:03d}.png", nrow=1)
+        save_image(maska, ref / "mask_scheduling" / f"test_{i}.png", nrow=10)
+        save_image(imga, ref / "imga" / f"test_{i}.png", nrow=7)
+    for folder in ("test_results", "mask_scheduling", "imga"):
+        names = sorted(p.name for p in (ref / folder).iterdir())
+        assert names == sorted(p.name for p in (out / folder).iterdir())
+        for name in names:
+            theirs, ours = (np.asarray(Image.open(root / folder / name).convert("RGB")) for root in (ref, out))
+            assert theirs.shape == ours.shape and np.array_equal(theirs, ours), (folder, name)

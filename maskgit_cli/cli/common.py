@@ -23,7 +23,15 @@ from typing import Annotated, Any, get_type_hints
 import typer
 
 from maskgit_cli import choices
-from maskgit_cli.decoding.settings import LAB_SETTINGS, option_fields, option_help, setting_field, setting_owner
+from maskgit_cli.decoding.settings import (
+    LAB_OUTPUT,
+    LAB_SETTINGS,
+    OutputSettings,
+    option_fields,
+    option_help,
+    setting_field,
+    setting_owner,
+)
 from maskgit_cli.errors import MaskgitError
 
 app = typer.Typer(
@@ -67,6 +75,7 @@ TokenRule = _choice("TokenRule", choices.TOKEN_RULES)
 Blend = _choice("Blend", choices.BLENDS)
 Ranking = _choice("Ranking", choices.RANKINGS)
 CountRule = _choice("CountRule", choices.COUNT_RULES)
+Rounding = _choice("Rounding", choices.ROUNDINGS)
 MaskKind = _choice("MaskKind", choices.MASK_KINDS)
 FidMode = _choice("FidMode", choices.FID_MODES)
 SweepMetric = _choice("SweepMetric", choices.SWEEP_METRICS)
@@ -259,7 +268,18 @@ def default_help(cls, name: str, lab: dict[str, Any] | None = None) -> str:
 
 def _choice_of(values) -> type[StrEnum]:
     """The Typer choice built from one of :mod:`maskgit_cli.choices`' tuples."""
-    enums = (Schedule, Sampling, Sampler, TokenRule, DecodePrecision, Normalization, Blend, Ranking, CountRule)
+    enums = (
+        Schedule,
+        Sampling,
+        Sampler,
+        TokenRule,
+        DecodePrecision,
+        Normalization,
+        Blend,
+        Ranking,
+        CountRule,
+        Rounding,
+    )
     return next(e for e in enums if tuple(m.value for m in e) == tuple(values))
 
 
@@ -299,15 +319,15 @@ DECODE = OptionGroup(
         **{f.name: setting_option(f.name) for f in option_fields() if f.name not in STEPS.options},
         "batch_size": (
             Annotated[
-                int,
+                int | None,
                 _opt(
                     "--batch-size",
                     min=1,
                     help="Images decoded together: the tokens do not depend on it (a pixel may round one level "
-                    "differently in the VQGAN).",
+                    f"differently in the VQGAN). {default_help(OutputSettings, 'batch_size', LAB_OUTPUT)}",
                 ),
             ],
-            64,
+            None,
         ),
     },
 )

@@ -41,6 +41,11 @@ def _inputs(inputs: dict) -> dict:
     return {ours: inputs[option] for option, ours in names.items()}
 
 
+def _batch_size(settings) -> int:
+    """--batch-size when not given: the lab's one image at a time with --lab, else OutputSettings'."""
+    return LAB_OUTPUT["batch_size"] if settings.lab else OutputSettings.batch_size
+
+
 @command("inpaint", INPAINT)
 @INPUTS.add()
 @STEPS.add()
@@ -106,6 +111,7 @@ def inpaint_cmd(
 
     batch_size = decode.pop("batch_size")
     settings = InpaintSettings.from_options(**steps, **decode)
+    batch_size = batch_size or _batch_size(settings)
     s = inpaint_folder(
         inputs["transformer"],
         inputs["vqgan"],
@@ -224,6 +230,7 @@ def sweep_cmd(
     ss = parse_int_list(sweet_spots, "--sweet-spot", "1,2,3")
     batch_size = decode.pop("batch_size")
     settings = InpaintSettings.from_options(schedule=names[0], total_iter=max(ts), **decode)
+    batch_size = batch_size or _batch_size(settings)
     r = run_sweep(
         inputs["transformer"],
         inputs["vqgan"],

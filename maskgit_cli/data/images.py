@@ -154,9 +154,12 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (B,3,H,W) in [0,1] -> uint8 (B,H,W,3), rounded."""
-    return images.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+def to_uint8(images: torch.Tensor, rounding: str = "even") -> np.ndarray:
+    """float (B,3,H,W) in [0,1] -> uint8 (B,H,W,3): round(255 x) half to even, or with ``rounding="half-up"``
+    floor(255 x + 0.5) as torchvision's ``save_image`` (the lab's pictures) writes them."""
+    x = images.detach().float().clamp(0, 1).mul(255)
+    x = x.add_(0.5).floor_() if rounding == "half-up" else x.round()
+    return x.byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_image(array: np.ndarray, path: str | Path) -> None:

@@ -24,6 +24,7 @@ from maskgit_cli.data.input_folder import InpaintInputs  # also imported from he
 from maskgit_cli.data.inputs import holes_gray
 from maskgit_cli.data.outputs import FolderWriter, check_output_folder  # the same: sweep's old import path
 from maskgit_cli.decoding.inpaint import InpaintSettings, auto_dilate, with_defaults
+from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
 from maskgit_cli.decoding.pipeline import Inpainter
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
@@ -137,7 +138,7 @@ def inpaint_folder(
     pipe = Inpainter(transformer, vqgan, device, any_vqgan, code_patches, settings)
     data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, pipe.size, any_size=fit != "none")
     grid_rows = set(parse_grids(grids or ("all" if layout == "lab" else "8"), len(data)))
-    results = _Results(Layout(layout), pipe.size, num_samples)
+    results = _Results(Layout(layout), pipe.size, num_samples, settings.decode.total_iter)
     start = time.perf_counter()
     with FolderWriter(out) as tmp, progress_bar(len(data), "inpaint", unit="img") as bar:
         for items in _batches(data, batch_size, num_workers):
@@ -191,6 +192,7 @@ class _Results:
     where: Layout
     size: int  # the model's
     num_samples: int
+    total_iter: int  # T: the lab's pictures have a tile per step, run or not
     rows: list[dict] = field(default_factory=list)  # report.json's entry of every image
     overview: list = field(default_factory=list)  # (input, result) of the first 16 images
     sheet: list = field(default_factory=list)  # input and every sample of the first 8 images (num_samples > 1)
@@ -208,7 +210,9 @@ class _Results:
             self.sheet.append([_thumb(a, size) for a in (shown, *(s.image for s in samples))])
         if len(self.overview) < 16:
             self.overview.append((_thumb(shown, size), _thumb(first.image, size)))
-        if first.step_images:
+        if first.step_images and self.where.name == "lab" and len(first.windows) == 1:
+            _save_lab_pictures(first, tmp, self.where, i, stem, self.total_iter)
+        elif first.step_images:
             _save_grids(first, tmp, self.where, i, stem, (pixels.shape[1], pixels.shape[0]), size)
 
     def save_sheets(self, tmp: Path) -> None:
@@ -271,6 +275,13 @@ def _thumb(pixels: np.ndarray, size: int) -> np.ndarray:
     if pixels.shape[:2] == (size, size):
         return pixels
     return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BICUBIC))
+
+
+def _save_lab_pictures(filled, tmp: Path, where: Layout, i: int, stem: str, total_iter: int) -> None:
+    """The lab's pictures of a model-size image (docs/lab.md, "The lab's pictures"): the token mask after each step
+    and the masked input then each step's image, T tiles each, black for the steps not run."""
+    save_image(mask_picture(filled.step_tokens[0][1:], total_iter), tmp / where.mask_grid(i, stem))
+    save_image(image_picture(filled.inputs[0], filled.step_images[0], total_iter), tmp / where.image_grid(i, stem))
 
 
 def _save_grids(filled, tmp: Path, where: Layout, i: int, stem: str, wh: tuple[int, int], size: int):

@@ -211,9 +211,9 @@ def decode_inputs(
     out = finish(out, images, holes, settings)
     batch = InpaintBatch(out, result.still_masked, tmask)
     for row in record_rows:
-        with amp:
-            preds = torch.stack([p[row] for p in result.step_predictions]).view(-1, latent, latent)
-            step_imgs = vqgan.decode(preds).float()
+        preds = torch.stack([p[row] for p in result.step_predictions]).view(-1, latent, latent)
+        with amp:  # at most a batch's worth at once: a batch of one decodes one step at a time, as the lab does
+            step_imgs = torch.cat([vqgan.decode(chunk).float() for chunk in preds.split(len(images))])
         step_imgs = finish(step_imgs, images[row : row + 1].expand_as(step_imgs),
                            holes[row : row + 1].expand(len(step_imgs), -1, -1), settings)  # fmt: skip
         batch.step_images[row] = list(step_imgs)

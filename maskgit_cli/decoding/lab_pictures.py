@@ -28,37 +28,37 @@ def lab_bytes(images: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).numpy() if x.dim() == 3 else x.permute(0, 2, 3, 1).numpy()
 
 
-def tile_grid(tiles: torch.Tensor, per_row: int) -> torch.Tensor:
-    """(N,C,H,W) -> (C, rows * (H+2) + 2, cols * (W+2) + 2): the tiles row by row with a 2-pixel black border,
-    as torchvision's ``make_grid`` lays them out (a single tile is returned as it is)."""
-    n, c, h, w = tiles.shape
+def tile_grid(tiles: np.ndarray, per_row: int) -> np.ndarray:
+    """(N,H,W,C) -> (rows * (H+2) + 2, cols * (W+2) + 2, C): the tiles row by row with a 2-pixel black border, as
+    torchvision's ``make_grid`` lays them out (a single tile is returned as it is)."""
+    n, h, w, c = tiles.shape
     if n == 1:
         return tiles[0]
     cols = min(per_row, n)
     rows = math.ceil(n / cols)
-    grid = torch.zeros(c, rows * (h + PADDING) + PADDING, cols * (w + PADDING) + PADDING, dtype=tiles.dtype)
+    grid = np.zeros((rows * (h + PADDING) + PADDING, cols * (w + PADDING) + PADDING, c), dtype=tiles.dtype)
     for k in range(n):
         y, x = divmod(k, cols)
         top, left = y * (h + PADDING) + PADDING, x * (w + PADDING) + PADDING
-        grid[:, top : top + h, left : left + w] = tiles[k]
+        grid[top : top + h, left : left + w] = tiles[k]
     return grid
 
 
-def mask_picture(step_masks: list[torch.Tensor], total_iter: int) -> np.ndarray:
-    """``mask_scheduling/test_{i}.png``: ``step_masks`` (h,w) bool, True = still masked after each step run; the
-    picture has ``total_iter`` tiles, black for the steps not run."""
-    h, w = step_masks[0].shape
-    tiles = torch.zeros(total_iter, 3, h, w)
+def mask_picture(step_masks: list[np.ndarray], total_iter: int) -> np.ndarray:
+    """``mask_scheduling/test_{i}.png``, uint8 (H,W,3): ``step_masks`` (h,w) bool, True = still masked after each
+    step run; ``total_iter`` tiles, black for the steps not run."""
+    h, w = np.asarray(step_masks[0]).shape
+    tiles = np.zeros((total_iter, h, w, 3), dtype=np.uint8)
     for step, masked in enumerate(step_masks):
-        tiles[step] = (~masked.cpu()).float().expand(3, h, w)
-    return lab_bytes(tile_grid(tiles, MASK_TILES_PER_ROW))
+        tiles[step] = np.where(np.asarray(masked, dtype=bool), 0, 255)[..., None]
+    return tile_grid(tiles, MASK_TILES_PER_ROW)
 
 
-def image_picture(masked_input: torch.Tensor, step_images: list[torch.Tensor], total_iter: int) -> np.ndarray:
-    """``imga/test_{i}.png``: the masked input (3,H,W) then the image decoded after each step run, in [0, 1];
-    ``total_iter`` + 1 tiles, black for the steps not run."""
-    tiles = torch.zeros(total_iter + 1, *masked_input.shape)
-    tiles[0] = masked_input.cpu().float()
+def image_picture(masked_input: np.ndarray, step_images: list[np.ndarray], total_iter: int) -> np.ndarray:
+    """``imga/test_{i}.png``, uint8 (H,W,3): the masked input (H,W,3) uint8 then the image decoded after each step
+    run (uint8, rounded as :func:`lab_bytes`); ``total_iter`` + 1 tiles, black for the steps not run."""
+    tiles = np.zeros((total_iter + 1, *masked_input.shape), dtype=np.uint8)
+    tiles[0] = masked_input
     for step, image in enumerate(step_images):
-        tiles[step + 1] = image.cpu().float()
-    return lab_bytes(tile_grid(tiles, IMAGE_TILES_PER_ROW))
+        tiles[step + 1] = image
+    return tile_grid(tiles, IMAGE_TILES_PER_ROW)

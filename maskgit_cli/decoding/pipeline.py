@@ -50,6 +50,8 @@ class Filled:
     outputs: list[np.ndarray]  # per window: what the model made of it, (size,size,3) uint8
     step_images: list[list[np.ndarray]] = field(default_factory=list)  # per window, if recorded: one per step
     step_masks: list[list[np.ndarray]] = field(default_factory=list)  # per window, if recorded: one per step + 1
+    # per window, if recorded: the token masks (h,w) bool, True = still masked, before step 1 and after every step
+    step_tokens: list[list[np.ndarray]] = field(default_factory=list)
 
 
 @dataclass
@@ -184,10 +186,10 @@ class Inpainter:
         batch = inpaint_batch(
             self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, watch
         )
-        decoded = to_uint8(batch.images)
-        inputs = to_uint8(holes_gray(pixels, hole_t))
+        decoded = to_uint8(batch.images, s.rounding)
+        inputs = to_uint8(holes_gray(pixels, hole_t), s.rounding)
         for r, job in enumerate(jobs):
-            _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, s.composite)
+            _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, s)
         return filled
 
     def _jobs(self, images, holes, fit: str, names: list[str]) -> list[_Job]:
@@ -233,9 +235,10 @@ class _Job:
     holes: np.ndarray  # (size,size) bool
 
 
-def _add_window(f: Filled, window, batch, r: int, decoded: np.ndarray, shown: np.ndarray, size: int, composite: bool):
-    """Window ``r`` of the batch into its image's :class:`Filled`: pasted, listed, its counts added."""
-    _paste(f.image, decoded, window, size, composite)
+def _add_window(f: Filled, window, batch, r: int, decoded: np.ndarray, shown: np.ndarray, size: int, s):
+    """Window ``r`` of the batch into its image's :class:`Filled`: pasted, listed, its counts added (``s``: the
+    call's :class:`InpaintSettings`)."""
+    _paste(f.image, decoded, window, size, s.composite)
     y0, x0, h, w, _ = window
     f.windows.append((x0, y0, w, h))
     f.inputs.append(shown)
@@ -244,8 +247,9 @@ def _add_window(f: Filled, window, batch, r: int, decoded: np.ndarray, shown: np
     counts = batch.still_masked[r].tolist()
     f.still_masked = [a + b for a, b in zip(f.still_masked, counts)] if f.still_masked else counts
     if r in batch.step_images:
-        f.step_images.append(list(to_uint8(torch.stack(batch.step_images[r]))))
+        f.step_images.append(list(to_uint8(torch.stack(batch.step_images[r]), s.rounding)))
         f.step_masks.append([mask_tile(m, size) for m in batch.step_masks[r]])
+        f.step_tokens.append([m.cpu().numpy() for m in batch.step_masks[r]])
 
 
 def windows_for(shape: tuple[int, int], holes: np.ndarray, size: int, fit: str) -> list:

@@ -23,6 +23,7 @@ from maskgit_cli.choices import (
     DECODE_PRECISIONS,
     NORMALIZATIONS,
     RANKINGS,
+    ROUNDINGS,
     SAMPLERS,
     SAMPLING,
     SCHEDULE_NAMES,
@@ -194,6 +195,13 @@ class InpaintSettings:
         "(the lab's test-set statistics, recorded by convert-vqgan; the lab's inference).",
         choices=NORMALIZATIONS,
     )
+    rounding: str = setting(
+        "even",
+        "--rounding",
+        "How result pixels become bytes: even (round half to even) or half-up (floor(255 x + 0.5), as the lab's "
+        "torchvision save_image).",
+        choices=ROUNDINGS,
+    )
     # made from --lab (LAB_SETTINGS, then what was given): recorded, and sweep's run-it line says so
     lab: bool = setting(
         False,
@@ -207,6 +215,7 @@ class InpaintSettings:
         _check_choice(self, "token_mask")
         _check_choice(self, "normalization")
         _check_choice(self, "blend")
+        _check_choice(self, "rounding")
         if self.dilate is not None and self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
         if not 0 <= self.pixel_guidance < math.inf:
@@ -249,8 +258,8 @@ class InpaintSettings:
 
 # The lab's inference exactly (docs/lab.md, "The lab's inference"): inputs encoded and outputs de-normalized with
 # the lab's test-set statistics, the most likely code at every step (softmax at temperature 1) ranked by p + noise,
-# floor(N * gamma) still masked after each step with no clamp, fp32 everywhere, no compositing, the any-pixel token
-# rule alone, no guidance. `--lab` sets these; any of them can still be given.
+# floor(N * gamma) still masked after each step with no clamp, fp32 everywhere, pixels rounded half up (save_image),
+# no compositing, the any-pixel token rule alone, no guidance. `--lab` sets these; any of them can still be given.
 LAB_SETTINGS = {
     "normalization": "test",
     "sampling": "argmax",
@@ -258,6 +267,7 @@ LAB_SETTINGS = {
     "ranking": "p",
     "counts": "floor",
     "precision": "fp32",
+    "rounding": "half-up",
     "composite": False,
     "blend": "none",
     "dilate": 0,
@@ -284,6 +294,7 @@ OPTION_ORDER = (
     "seed",
     "composite",
     "blend",
+    "rounding",
 )
 
 
@@ -338,7 +349,11 @@ class OutputSettings:
 
     layout: str = "ours"  # ours: images/, steps/; lab: the lab's test_results/, mask_scheduling/, imga/
     grids: str = "8"  # the images that get per-step grids: all, none, the first N, or indices i,j,k
+    # Images inpainted together. The tokens do not depend on it; the VQGAN's convolutions may round a pixel one level
+    # differently in another batch size, so --lab runs the lab's batch of one (docs/lab.md).
+    batch_size: int = 64
 
 
-# --lab writes the lab's layout, with grids for every image (the grids follow the layout: `--layout lab` alone too).
-LAB_OUTPUT = {"layout": "lab", "grids": "all"}
+# --lab writes the lab's layout, with grids for every image (the grids follow the layout: `--layout lab` alone too),
+# one image at a time as the lab's loop.
+LAB_OUTPUT = {"layout": "lab", "grids": "all", "batch_size": 1}

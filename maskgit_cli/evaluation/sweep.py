@@ -405,9 +405,9 @@ class _Context:
             images = images_u8.float().div_(255.0)
             rows = [r for r, i in enumerate(ids.tolist()) if i < GRID_IMAGES] if self.grids else []
             res = decode_inputs(self.transformer, self.vqgan, images, holes, encoded, cell, ids, rows, self.patches)
-            outs.append(to_uint8(res.images))  # a device sync: the timing is honest on CUDA too
+            outs.append(to_uint8(res.images, cell.rounding))  # a device sync: the timing is honest on CUDA too
             for r in rows:
-                self._save_grids(res, images, r, int(ids[r]), _cell_name(sampler, schedule, t, s))
+                self._save_grids(res, images, r, int(ids[r]), _cell_name(sampler, schedule, t, s), cell.rounding)
             bar.advance(len(ids))
         seconds = time.perf_counter() - start
         pred = np.concatenate(outs)
@@ -430,12 +430,12 @@ class _Context:
             row["fid"], row["kid"] = r["fid"], r.get("kid")
         return row, pred
 
-    def _save_grids(self, res, images: torch.Tensor, row: int, index: int, cell: str) -> None:
+    def _save_grids(self, res, images: torch.Tensor, row: int, index: int, cell: str, rounding: str) -> None:
         """The step grids of batch ``row`` (image ``index``) as inpaint writes them: steps/<cell>/<name>_mask.png
         (white = known, black = still masked, before and after each step) and <name>_image.png (input, each step,
         result)."""
         folder, names = self.grids
         stem, size = Path(names[index]).stem, images.shape[-1]
         save_grid([[mask_tile(m, size) for m in res.step_masks[row]]], folder / cell / f"{stem}_mask.png", scale=2)
-        tiles = to_uint8(torch.stack([images[row], *res.step_images[row], res.images[row]]))
+        tiles = to_uint8(torch.stack([images[row], *res.step_images[row], res.images[row]]), rounding)
         save_grid([list(tiles)], folder / cell / f"{stem}_image.png", scale=2)
