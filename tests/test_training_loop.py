@@ -95,7 +95,7 @@ def test_a_stop_before_the_first_validation_leaves_an_unvalidated_best(tmp_path,
     assert meta["val"] == "none yet" and meta["step"] == "2" and "val_mse" not in meta
     last = read_tensors(run.last)
     assert all(torch.equal(v, last[k]) for k, v in read_tensors(run.best).items())  # the current model
-    assert r.summary(run)["weights"] == str(run.best)
+    assert r.summary(run)["weights"] == str(run.last)  # best.safetensors is no validated best yet: not reported
     _, _, r = fit_toy(tmp_path, "a", resume=True, stop_at=4)  # stopped again, still unvalidated
     assert read_metadata(run.best)["step"] == "4" and read_metadata(run.best)["val"] == "none yet"
     _, _, r = fit_toy(tmp_path, "a", resume=True)
@@ -140,3 +140,17 @@ def test_a_full_disk_stops_with_one_error_and_keeps_the_last_checkpoint(tmp_path
     resumed, _, r = fit_toy(tmp_path, "a", resume=True)  # the folder is free and the checkpoint resumes exactly
     ref, _, _ = fit_toy(tmp_path, "ref")
     assert r.status == "finished" and torch.equal(resumed.model.weight, ref.model.weight)
+
+
+def test_epochs_count_from_one_in_the_log_metrics_and_summary(tmp_path, fit_toy, capsys):
+    """40 items in batches of 8: steps 1-5 are epoch 1, 6-10 epoch 2; the log, metrics.jsonl and the summary agree."""
+    import json
+
+    _, run, r = fit_toy(tmp_path, "a", max_steps=10, eval_every=5, log_every=5)
+    records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    assert [(x["kind"], x["step"], x["epoch"]) for x in records] == [
+        ("train", 5, 1), ("val", 5, 1), ("train", 10, 2), ("val", 10, 2)
+    ]  # fmt: skip
+    err = capsys.readouterr().err
+    assert "step 5/10 epoch 1: val" in err and "step 10/10 epoch 2: val" in err
+    assert r.summary(run)["epoch"] == 2

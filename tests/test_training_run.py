@@ -93,9 +93,12 @@ except BlockingIOError:
 
 
 def lock_is_free(run: Path) -> bool:
-    """Whether another process could take the run folder's lock now."""
+    """Whether another process could take the run folder's lock now (no lock file: a run that ended cleanly)."""
     import subprocess
     import sys
+
+    if not (run / ".lock").exists():
+        return True
 
     out = subprocess.run([sys.executable, "-c", PROBE, str(run / ".lock")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -158,7 +161,7 @@ def test_the_lock_is_held_while_training_and_released_however_fit_ends(tmp_path,
 
     fit_toy(tmp_path, "a", max_steps=4, task=Probing(total=4))
     assert seen == [False]  # held during training ...
-    assert lock_is_free(tmp_path / "a")  # ... and released when the run ended
+    assert lock_is_free(tmp_path / "a") and not (tmp_path / "a" / ".lock").exists()  # ... released, no file left
     task = toy_task(total=20, signal_at=2)
     task.signal_at_kind = signal.SIGINT
     _, _, r = fit_toy(tmp_path, "b", task=task)

@@ -187,14 +187,15 @@ class FitResult:
 
     def summary(self, run: RunDir) -> dict[str, Any]:
         """What every trainer returns about a run (the trainers add their own keys)."""
-        weights = run.best if run.best.exists() else run.last
+        # best.safetensors once a validation chose it; before any validation it is only a copy of the last model
+        weights = run.best if self.best is not None and run.best.exists() else run.last
         return {
             "run": str(run.path),
             "status": self.status,
             "exit_code": self.exit_code,
             "step": self.step,
             "total_steps": self.total_steps,
-            "epoch": self.epoch,
+            "epoch": self.epoch + 1,  # 1-based, as the log and metrics.jsonl count
             "best_step": self.best_step,
             "val": self.last_eval,
             "weights": str(weights) if weights.exists() else None,
@@ -268,7 +269,7 @@ def fit(
                 loop.evaluate_and_save()
         return loop.result("finished")
     finally:
-        run.unlock()
+        run.unlock(remove=True)  # no .lock left behind (a waiting start locks whichever file is current)
 
 
 class _Loop:
@@ -364,7 +365,7 @@ class _Loop:
             return
         means = window.means()
         speed = window.steps * self.cfg.batch_size / max(window.seconds, 1e-9)  # training steps only
-        self.record("train", pos.step, epoch=pos.epoch, **means, **{f"{self.unit}_per_s": speed})
+        self.record("train", pos.step, epoch=pos.epoch + 1, **means, **{f"{self.unit}_per_s": speed})
         if not self.tty:
             self.say(f"step {pos.step}/{self.total} epoch {pos.epoch + 1}: {_fmt(means)} ({speed:.1f} {self.unit}/s)")
         self.window = _Window()
@@ -386,7 +387,7 @@ class _Loop:
         if not self.last_eval:
             return
         pos, metric = self.pos, self.cfg.best_metric
-        self.record("val", pos.step, epoch=pos.epoch, **self.last_eval)
+        self.record("val", pos.step, epoch=pos.epoch + 1, **self.last_eval)
         line = f"step {pos.step}/{self.total} epoch {pos.epoch + 1}: val {_fmt(self.last_eval)}"
         value = self.last_eval.get(metric) if metric else None
         if value is not None and self.cfg.is_better(value, self.best):
