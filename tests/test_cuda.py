@@ -235,10 +235,9 @@ def test_vqgan_tokens_on_cuda_equal_cpu_tokens(tmp_path):
 def test_lab_rule_on_cuda_equals_the_reference_on_every_token():
     """The lab's rule (--lab: argmax, temperature 1, p + noise, floor counts, fp32) on CUDA against the independent
     reference of the lab's loop (tests/test_lab_reference.py), also run on CUDA, for T = 8 and 25, S = 1..T."""
-    from tests.test_lab_reference import LAB_GAMMA, _inputs, lab_inpainting, lab_noise, lab_settings
-
     from maskgit_cli.decoding.decode import decode_tokens
     from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+    from tests.test_lab_reference import LAB_GAMMA, _inputs, lab_inpainting, lab_noise, lab_settings
 
     torch.manual_seed(0)
     model = MaskGITTransformer(get_preset("tiny", num_codebook_vectors=64)).eval().cuda()
