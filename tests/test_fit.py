@@ -71,9 +71,10 @@ def test_a_tiny_fit_end_to_end(fitted, images):
     assert not list(runs.glob("*.probe"))
     card = read_card(model)
     assert card == s.card and card["name"] == "blobs-model"
+    names = [p.name for p in (runs / "data" / "train").iterdir()]
     assert card["trained_on"] == {"folder": str(images), "images": 18, "resolution": 64,
-                                  "files_sha256": files_sha256(p.name for p in (runs / "data" / "train").iterdir())}  # fmt: skip
-    assert card["validation"]["val_images"] == 2 and "sha256 of the file name" in card["validation"]["rule"]
+                                  "files_sha256": files_sha256(names)}  # fmt: skip
+    assert card["split"]["val_images"] == 2 and "sha256 of the file name" in card["split"]["rule"]
     assert (card["resolution"], card["tokens"], card["downsample"], card["codes"]) == (64, [16, 16], 4, 64)
     assert [st["stage"] for st in card["stages"]] == list(STAGES)
     vqgan, decoder, tokens, transformer = card["stages"]

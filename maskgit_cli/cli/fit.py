@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from maskgit_cli.cli.common import Device, DeviceOpt, JsonOpt, command, out, plain, print_json
+from maskgit_cli.cli.common import Device, DeviceOpt, JsonOpt, command, out, plain, print_json, shown_default
 from maskgit_cli.fit.settings import BUDGET_SHARES, FIT_PRESETS
 
 FIT = "Your own model"
@@ -30,7 +30,8 @@ def fit_cmd(
         Path | None,
         typer.Option(
             "--val",
-            help="Validation images. \\[default: 10% of IMAGES held out by the sha256 of the file name, at least 1]",
+            help="Validation images. "
+            + shown_default("10% of IMAGES held out by the sha256 of the file name, at least 1"),
         ),
     ] = None,
     val_masks: Annotated[
@@ -38,15 +39,15 @@ def fit_cmd(
         typer.Option(
             "--val-masks",
             help="Lab masks of the validation images, at the model's size (e.g. data/emoji64/val_mask64). "
-            "\\[default: generated stroke masks]",
+            + shown_default("generated stroke masks"),
         ),
     ] = None,
     preset: Annotated[
         FitPreset,
         typer.Option(
             "--preset",
-            help="default: `make weights`' settings (local VQGAN, small transformer; GPU-sized on CUDA); tiny: a "
-            "few steps of the tiny models (tests).",
+            help="default = the settings of `make weights` (local VQGAN, small transformer; GPU-sized on CUDA); "
+            "tiny = a few steps of the tiny models (tests).",
         ),
     ] = FitPreset.default,
     time_budget: Annotated[
@@ -56,7 +57,8 @@ def fit_cmd(
             min=0.1,
             help="Minutes for the whole fit, split over the stages ("
             + ", ".join(f"{s} {share:.0%}" for s, share in BUDGET_SHARES.items())
-            + "): each stage stops at its share with a usable model. \\[default: none, the preset's steps]",
+            + "): each stage stops at its share with a usable model. "
+            + shown_default("none, the preset's steps"),
         ),
     ] = None,
     device_name: DeviceOpt = Device.auto,

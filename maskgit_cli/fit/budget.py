@@ -4,7 +4,8 @@ The minutes are split over the stages (:data:`~maskgit_cli.fit.settings.BUDGET_S
 unused goes to the stages after it, and what it overran is taken from them (:data:`MARGIN` of the minutes is kept
 for writing the model folder). Before a training stage starts, a short
 *probe* (:data:`PROBE_STEPS` steps and one validation of the same trainer, in a scratch run folder deleted after)
-measures its setup, its seconds per step and what a validation with its checkpoint costs; the stage then gets the
+measures its setup, its seconds per step, what a validation with its checkpoint costs and what drawing its curves
+costs; the stage then gets the
 ``max_steps`` that fill its share with :data:`VALIDATIONS` validations, and its warmup scaled with it. The stage
 itself is an ordinary run with those settings (resumable exactly, ended by the loop's own ``max_steps``), so it
 always leaves a usable model.
@@ -23,7 +24,7 @@ from pathlib import Path
 from maskgit_cli.fit.settings import budget_shares
 from maskgit_cli.progress import log
 from maskgit_cli.training.run import RunDir
-from maskgit_cli.viz import read_jsonl
+from maskgit_cli.viz import plot_curves, read_jsonl
 
 PROBE_STEPS = 5
 VALIDATIONS = 2  # per budgeted stage: half way and at the end
@@ -48,11 +49,13 @@ class Clock:
 
 @dataclass
 class Probe:
-    """What a few steps of a trainer cost: before the loop, per step, and for one validation and checkpoint."""
+    """What a trainer costs: before its loop (with its first step's extra), per step, per validation (with its
+    checkpoint), and per drawing of curves.png (a run draws it at its first validation and at its end)."""
 
     setup: float
     step: float
     validation: float
+    plot: float
 
 
 def probe(run: Callable[[Path, dict], dict], options: dict, folder: Path) -> Probe:
@@ -61,18 +64,24 @@ def probe(run: Callable[[Path, dict], dict], options: dict, folder: Path) -> Pro
     shutil.rmtree(folder, ignore_errors=True)
     short = {**options, "max_steps": PROBE_STEPS, "eval_every": PROBE_STEPS, "warmup_steps": 0, "log_every": 1}
     start = time.perf_counter()
-    summary = run(folder, short)
+    loop = run(folder, short)["seconds"]
     wall = time.perf_counter() - start
-    steps = [options["batch_size"] / r["img_per_s"] for r in read_jsonl(RunDir(folder).metrics) if r["kind"] == "train"]
+    run_dir = RunDir(folder)
+    steps = [options["batch_size"] / r["img_per_s"] for r in read_jsonl(run_dir.metrics) if r["kind"] == "train"]
+    start = time.perf_counter()
+    plot_curves(run_dir.metrics, run_dir.curves)
+    plot = time.perf_counter() - start
     shutil.rmtree(folder, ignore_errors=True)
     step = statistics.median(steps)
-    return Probe(wall - summary["seconds"], step, max(0.0, summary["seconds"] - PROBE_STEPS * step))
+    validation = max(0.0, loop - sum(steps) - 2 * plot)  # curves.png was drawn twice: at the validation, at the end
+    return Probe(wall - loop + max(0.0, steps[0] - step), step, validation, plot)
 
 
 def planned(options: dict, p: Probe, seconds: float) -> dict:
-    """``options`` with the steps that fit in ``seconds`` after the probe ``p``'s setup and validations (at least
-    one), the warmup the same share of them as in ``options``, and :data:`VALIDATIONS` validations."""
-    steps = max(1, int((seconds - p.setup - VALIDATIONS * p.validation) / p.step))
+    """``options`` with the steps that fit in ``seconds`` after the probe ``p``'s setup, validations and curves (at
+    least one step), the warmup the same share of them as in ``options``, and :data:`VALIDATIONS` validations."""
+    fixed = p.setup + VALIDATIONS * p.validation + 2 * p.plot
+    steps = max(1, int((seconds - fixed) / p.step))
     warmup = round(options["warmup_steps"] * steps / options["max_steps"])
     return {**options, "max_steps": steps, "warmup_steps": warmup, "eval_every": math.ceil(steps / VALIDATIONS)}
 

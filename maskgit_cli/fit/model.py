@@ -198,7 +198,7 @@ def _card(model: Path, images, split: Split, state: FitState, dev, preset, sizin
             "files_sha256": split.files_sha256,
             "resolution": size,
         },  # fmt: skip
-        "validation": split.card(),
+        "split": split.card(),  # the training and validation images, and how the validation images were chosen
         "resolution": size,
         "tokens": [grid, grid],
         "downsample": size // grid,
