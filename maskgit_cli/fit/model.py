@@ -10,6 +10,7 @@ metadata) and the card (card.json, README.md).
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import shutil
@@ -124,12 +125,12 @@ def fit_model(
     split = make_split(images, val, val_masks, runs / "data", resolution)
     command = command or f"maskgit fit {images} -o {model}"
     inpaint = f"maskgit inpaint --model {model} --images {split.val} --mask-kind stroke -o {model}-inpainted"
-    clock = Clock(time_budget, state.seconds)
+    fit = _Fit(runs, split, dev, preset, sizing, Clock(time_budget, state.seconds))
     for stage in STAGES:
         if state.done(stage):
             log(f"== fit {stage}: done before ({state.stages[stage]['seconds']:.0f} s), skipped")
             continue
-        r = _run_stage(stage, state, split, runs, dev, preset, sizing, clock, (stop_at or {}).get(stage))
+        r = _run_stage(stage, state, fit, (stop_at or {}).get(stage))
         if r.status != "finished":
             log(f"== fit {stage}: {r.status}; run the same command again to continue")
             return FitSummary(str(model), r.status, r.exit_code, state.card_stages(), split.card(), inpaint)
@@ -139,27 +140,37 @@ def fit_model(
     return FitSummary(str(model), "finished", 0, state.card_stages(), split.card(), inpaint, card)
 
 
-def _run_stage(stage, state: FitState, split: Split, runs: Path, dev, preset, sizing, clock: Clock, stop_at):
+@dataclass
+class _Fit:
+    """What every stage of one call of :func:`fit_model` runs with."""
+
+    runs: Path  # MODEL/runs
+    split: Split
+    device: torch.device
+    preset: str
+    sizing: str
+    clock: Clock
+
+
+def _run_stage(stage: str, state: FitState, fit: _Fit, stop_at: int | None) -> StageResult:
     """One stage: its options (its share of the budget, when there is one), then the stage, recorded."""
-    number = f"{STAGES.index(stage) + 1}/{len(STAGES)}"
+    number, split, runs = f"{STAGES.index(stage) + 1}/{len(STAGES)}", fit.split, fit.runs
     if stage == "tokens":
         log(f"== fit {number} tokens: tokenize {split.train} (+ flips) and {split.val} -> {runs / 'tokens'}")
-        r = tokens_stage(split, state.stages["decoder"]["weights"], runs / "tokens", dev, stop_at)
+        r = tokens_stage(split, state.stages["decoder"]["weights"], runs / "tokens", fit.device, stop_at)
         return _finish(state, r, number)
     images = split.train_images * (2 if stage == "transformer" else 1)  # the token caches hold the flips too
-    options = {**fitted_batch(stage_options(preset, sizing, stage), images), "device": dev.type}
+    options = {**fitted_batch(stage_options(fit.preset, fit.sizing, stage), images), "device": fit.device.type}
     data = stage_data(stage, split, (state.stages.get("vqgan") or {}).get("weights"), token_caches(runs / "tokens"))
     run_dir, probe_seconds = runs / stage, 0.0
-    if clock.total is not None and not RunDir(run_dir).state.is_file():
-        start = clock.spent()
-        left = [s for s in STAGES if not state.done(s)]
-        trainer = lambda folder, o: run_trainer(stage, folder, o, data)  # noqa: E731 - the probe's trainer
-        options = budgeted(stage, trainer, options, runs / f"{stage}.probe", clock.share(stage, left))
-        probe_seconds = clock.spent() - start
-    log(
-        f"== fit {number} {stage}: `maskgit {TRAINERS[stage]}` on {images} images, {options['max_steps']} steps of "
-        f"{options['batch_size']} on {dev.type} -> {run_dir}"
-    )
+    resuming = RunDir(run_dir).state.is_file()
+    if fit.clock.total is not None and not resuming:
+        start, left = fit.clock.spent(), [s for s in STAGES if not state.done(s)]
+        trainer = functools.partial(run_trainer, stage, data=data)  # (run folder, options) -> summary
+        options = budgeted(stage, trainer, options, runs / f"{stage}.probe", fit.clock.share(stage, left))
+        probe_seconds = fit.clock.spent() - start
+    length = "resuming its run" if resuming else f"{options['max_steps']} steps of {options['batch_size']}"
+    log(f"== fit {number} {stage}: `maskgit {TRAINERS[stage]}` on {images} images, {length} -> {run_dir}")
     r = train_stage(stage, run_dir, options, data, stop_at)
     return _finish(state, r, number, probe_seconds)
 
