@@ -202,6 +202,14 @@ def card_lines(card: dict[str, Any]) -> list[tuple[str, str]]:
     if data:
         digest = f", files sha256 {str(data['files_sha256'])[:12]}" if data.get("files_sha256") else ""
         lines.append(("trained on", f"{data.get('folder')}: {_count(data.get('images'))} images{digest}"))
+    split = card.get("split") or {}
+    if split:
+        text = f"{_count(split.get('val_images'))} images: {split.get('rule')}"
+        lines.append(("validated on", text))
+    if card.get("preset"):
+        budget = card.get("time_budget_minutes")
+        text = f"preset {card['preset']}, {card.get('sizing')} sizing" + (f", {budget:g} min budget" if budget else "")
+        lines.append(("settings", text))
     if card.get("resolution"):
         tokens = "x".join(str(t) for t in card.get("tokens") or [])
         parts = [f"{card['resolution']}x{card['resolution']} images", tokens and f"{tokens} tokens",

@@ -89,7 +89,10 @@ def test_a_tiny_fit_end_to_end(fitted, images):
     assert json.loads(meta[CARD_KEY]) == card and meta["kind"] == "transformer"
     assert _same_tensors(model / "transformer.safetensors", runs / "transformer" / "best.safetensors")
     assert (model / "vqgan.safetensors").read_bytes() == (runs / "decoder" / "best.safetensors").read_bytes()
-    assert (model / "README.md").read_text().startswith(f"# blobs-model\n\n{card['note']}")
+    readme = (model / "README.md").read_text()
+    assert readme.startswith(f"# blobs-model\n\n{card['note']}")
+    assert "| validated on | 2 images: 10% of IMAGES held out by the sha256 of the file name" in readme
+    assert "| settings | preset tiny, cpu sizing |" in readme
 
 
 def test_the_command_prints_the_stages_and_the_inpaint_command_and_skips_what_is_done(cli, fitted, tmp_path):
