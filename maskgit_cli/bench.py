@@ -207,7 +207,7 @@ def bench_inpaint(
     images = torch.rand(batch_size, 3, size, size, device=device)
     holes = torch.zeros(batch_size, size, size, dtype=torch.bool, device=device)
     holes[:, size // 4 : size * 3 // 4, size // 4 : size * 3 // 4] = True  # a centre box: 25% of the pixels
-    settings = InpaintSettings(decode=DecodeSettings(schedule="cosine", total_iter=total_iter), dilate=1)
+    settings = InpaintSettings(decode=DecodeSettings(total_iter=total_iter), dilate=1)
     amp = autocast(device, settings.precision)  # the transformer's precision in inpaint_batch too
 
     def timed(fn) -> float:
@@ -226,7 +226,7 @@ def bench_inpaint(
 
     def decode_only():
         with amp:
-            decode_tokens(transformer, tokens, unknown, settings.decode)
+            decode_tokens(transformer, tokens, unknown, settings.decode, transformer.config.mask_token_id)
 
     return InpaintBench(
         str(device), preset, vqgan_preset, batch_size, total_iter, settings.precision, full, timed(decode_only)

@@ -23,7 +23,7 @@ input comes back bit-identical.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -86,7 +86,7 @@ class Inpainter:
     ):
         self.device = torch.device(device)
         self.settings = settings if settings is not None else InpaintSettings.from_options(**options)
-        self.defaults = _flat(self.settings)
+        self.defaults = self.settings.flat()
         self._sources = (transformer, vqgan, code_patches, any_vqgan)
         self.ready = prepare_models(transformer, vqgan, self.device, self.settings, code_patches, any_vqgan)
         self.size = self.ready.vqgan.config.img_resolution
@@ -319,12 +319,6 @@ def _paste(out: np.ndarray, result: np.ndarray, window, size: int, composite: bo
         region[own] = result[own]
     else:
         region[:] = result
-
-
-def _flat(s: InpaintSettings) -> dict:
-    """Settings as the flat options :meth:`InpaintSettings.from_options` takes."""
-    options = {k: v for k, v in asdict(s).items() if k != "decode"}
-    return {**options, **asdict(s.decode)}
 
 
 def _counting(on_step: Callable) -> Callable:
