@@ -33,6 +33,7 @@ from maskgit_cli.decoding.settings import (
     setting_owner,
 )
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.training.settings import TrainSettings
 
 app = typer.Typer(
     name="maskgit",
@@ -255,13 +256,16 @@ def field_default(cls, name: str) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
-def default_help(cls, name: str, lab: dict[str, Any] | None = None) -> str:
+def default_help(
+    cls, name: str, lab: dict[str, Any] | None = None, *, switch: str = "", none: str | None = None
+) -> str:
     """The ``[default: ...]`` of the field ``name`` of the dataclass ``cls``, for any command's help: its default
-    (for a None, what the field's ``default_help`` metadata says it means), then its value in ``lab`` where that
-    differs. Switches show their flag when the field's ``option`` metadata names both (``--x/--no-x``)."""
+    (for a None, what the field's ``default_help`` metadata, else ``none``, says it means), then its value in ``lab``
+    where that differs. Switches show their flag when the field's ``option`` metadata, else ``switch``, names both
+    (``--x/--no-x``)."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    value, option = field_default(cls, name), f.metadata.get("option", "")
-    text = f.metadata.get("default_help") if value is None else None
+    value, option = field_default(cls, name), f.metadata.get("option", switch)
+    text = (f.metadata.get("default_help") or none) if value is None else None
     changed = lab is not None and name in lab and lab[name] != value
     return shown_default(text or default_text(value, option), default_text(lab[name], option) if changed else None)
 
@@ -411,8 +415,8 @@ INPUTS = OptionGroup(
     },
 )
 
-# The training loop's settings, shared by train-vqgan and train. None = not given: the run's own setting when
-# resuming, else the trainer's default (each command states its defaults in the help).
+# The training loop's settings, shared by the trainers. None = not given: the run's own setting when resuming, else
+# the trainer's default (the help states those every trainer shares; each command adds its own with loop_help).
 LOOP = OptionGroup(
     "loop",
     {
@@ -436,7 +440,8 @@ LOOP = OptionGroup(
                 _opt(
                     "--precision",
                     help="bf16 autocast, fp32, or auto: bf16 where the hardware computes it natively (CUDA, CPUs with "
-                    "AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower). \\[default: auto]",
+                    "AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower). "
+                    + default_help(TrainSettings, "precision"),
                 ),
             ],
             None,
@@ -452,7 +457,14 @@ LOOP = OptionGroup(
             None,
         ),
         "log_every": (
-            Annotated[int | None, _opt("--log-every", min=1, help="Steps per metrics.jsonl record. \\[default: 10]")],
+            Annotated[
+                int | None,
+                _opt(
+                    "--log-every",
+                    min=1,
+                    help="Steps per metrics.jsonl record. " + default_help(TrainSettings, "log_every"),
+                ),
+            ],
             None,
         ),
         "stop_at": (
@@ -464,13 +476,27 @@ LOOP = OptionGroup(
         ),
         "seed": (
             Annotated[
-                int | None, _opt("--seed", help="Seed of the initial weights, data order and masks. \\[default: 0]")
+                int | None,
+                _opt(
+                    "--seed",
+                    help="Seed of the initial weights, data order and masks. " + default_help(TrainSettings, "seed"),
+                ),
             ],
             None,
         ),
         "device": (Annotated[Device | None, _opt("--device", help="auto = cuda if available, else cpu.")], None),
     },
 )
+
+# What an epochs/max_steps default of None means in a trainer's help.
+LOOP_NONE = {"epochs": "none, --max-steps decides"}
+
+
+def loop_help(config, **texts: str) -> dict[str, str]:
+    """The help of the :data:`LOOP` options ``texts`` names, for the trainer whose settings class is ``config``: each
+    text followed by that trainer's default (``LOOP.add(help=loop_help(...))``)."""
+    return {name: f"{text} {default_help(config, name, none=LOOP_NONE.get(name))}" for name, text in texts.items()}
+
 
 ResumeOpt = Annotated[
     Path | None,

@@ -23,7 +23,7 @@ to the clean image's teacher tokens, under fixed masks), the share of clean toke
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,32 +31,14 @@ import torch
 import torch.nn.functional as F
 
 from maskgit_cli.data.masks import dilate_token_mask, token_mask_for
-from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_precision, seed_everything
 from maskgit_cli.training.loop import fit
 from maskgit_cli.vqgan.model import VQGAN
+from maskgit_cli.vqgan.settings import RobustConfig
 from maskgit_cli.vqgan.tokens import COPY_KINDS, context_counts
-from maskgit_cli.vqgan.train import FineTuneSettings, FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
+from maskgit_cli.vqgan.train import FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
 from maskgit_cli.weights import model_fingerprint, save_model
-
-
-@dataclass
-class RobustConfig(FineTuneSettings):
-    """All settings of a `robust-vqgan` run (saved to runs/NAME/config.json)."""
-
-    lr: float = 1e-4
-    warmup_steps: int = 100
-    masked_weight: float = 1.0  # weight of the masked-context term against the clean term
-    dilate: int = 1  # rings around the holes' tokens that are regenerated anyway (inpaint's --dilate)
-    hole_blind: bool = True  # encode masked images hole-blind (and record it in the exported config)
-    mask_seed: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dilate < 0:
-            raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
-
 
 MASK_BANK = 4096  # masks drawn once per run (about 1 ms each on a CPU), then taken in turn
 

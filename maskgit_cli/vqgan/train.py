@@ -46,54 +46,9 @@ from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, fit
 from maskgit_cli.training.optim import WarmupCosine, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
-from maskgit_cli.training.settings import TrainSettings
 from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+from maskgit_cli.vqgan.settings import FineTuneSettings, TrainVQGANConfig
 from maskgit_cli.weights import load_model, model_fingerprint, save_model
-
-
-@dataclass
-class VQGANTrainSettings(TrainSettings):
-    """What every VQGAN trainer (train-vqgan, robust-vqgan, tune-decoder) adds to the loop's settings: how it
-    takes its images."""
-
-    flip: bool = True  # random horizontal flips
-    resize: bool = False  # resize images of another size instead of failing
-
-
-@dataclass
-class TrainVQGANConfig(VQGANTrainSettings):
-    """All hyper-parameters of a VQGAN training run (saved to runs/NAME/config.json)."""
-
-    preset: str = "local"  # a VQGAN_PRESETS name
-    epochs: int | None = 30
-    l1_weight: float = 1.0
-    l2_weight: float = 1.0
-    beta: float | None = None  # commitment weight; None = the preset's (0.25)
-    codebook_decay: float = 0.99  # EMA decay of the codebook
-    dead_code_threshold: float = 0.5  # EMA uses per batch below which a code is restarted
-    restart_every: int = 50  # steps between dead-code restarts
-    gan_start: int | None = None  # step at which the adversarial loss starts; None = no GAN
-    gan_weight: float = 0.1
-    gan_adaptive: bool = True  # scale the GAN term by |grad rec| / |grad gan| at the last decoder layer
-    disc_channels: int = 32
-    disc_layers: int = 2
-    disc_lr: float | None = None  # None = lr
-
-    def __post_init__(self) -> None:
-        if self.preset not in VQGAN_PRESETS:
-            raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(VQGAN_PRESETS)}")
-        super().__post_init__()
-        if self.restart_every < 1:
-            raise MaskgitError(f"restart_every must be at least 1, got {self.restart_every}")
-
-
-@dataclass
-class FineTuneSettings(VQGANTrainSettings):
-    """A fine-tuner's settings (robust-vqgan, tune-decoder): --max-steps decides its length."""
-
-    epochs: int | None = None
-    max_steps: int | None = 2000
-
 
 # Keys of config.json that may change when resuming: they do not change the trained weights.
 RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir")
