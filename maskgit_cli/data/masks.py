@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskgit_cli.choices import TOKEN_RULES
-from maskgit_cli.data.inputs import (  # noqa: F401 - GRAY: serve.py imports it from here, for one release
-    GRAY,
+from maskgit_cli.data.inputs import (
     HOLE,
     KNOWN,
     alpha_mask,
@@ -34,10 +33,6 @@ from maskgit_cli.errors import MaskgitError, require_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-# :func:`~maskgit_cli.data.inputs.holes_gray` under its old name: vqgan/model.py, vqgan/robust.py and
-# tests/test_vqgan_tokens.py import it from here, for one release.
-fill_holes = holes_gray
 
 
 # --------------------------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ import torch
 
 from maskgit_cli.choices import FID_MODES, SAMPLERS, SCHEDULES, SWEEP_METRICS, check_choice
 from maskgit_cli.data.images import save_image, to_uint8
-from maskgit_cli.decoding.folders import FolderWriter, InpaintInputs, check_output_folder
+from maskgit_cli.data.input_folder import InpaintInputs
+from maskgit_cli.data.outputs import FolderWriter, check_output_folder
 from maskgit_cli.decoding.inpaint import (
     Prepared,
     decode_inputs,
@@ -173,7 +174,7 @@ def run_sweep(transformer, vqgan, images_dir, ref, out_dir, **options) -> SweepR
     :class:`~maskgit_cli.decoding.settings.InpaintSettings`) gives everything but the sampler, schedule, T and S:
     token rule, dilate, composite, blend, sampling, choice temperature, seed, pixel guidance. ``out_dir`` is written
     whole or not at all and must be new or empty unless ``overwrite``
-    (:func:`~maskgit_cli.decoding.folders.check_output_folder`).
+    (:func:`~maskgit_cli.data.outputs.check_output_folder`).
     """
     plan = plan_sweep(transformer, vqgan, images_dir, ref, out_dir, SweepOptions(**options))
     o = plan.options  # the models next, once for all cells (their errors come before the output folder is made)

@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from maskgit_cli.data.inputs import holes_gray
+
 # docs/lab.md, "Normalization": torchvision Normalize statistics of the lab's cat-face training set.
 LAB_TRAIN_MEAN = (0.4816, 0.4324, 0.3845)
 LAB_TRAIN_STD = (0.2602, 0.2518, 0.2537)
@@ -468,10 +470,8 @@ class VQGAN(nn.Module):
         """The codes of images (B,3,H,W) in [0,1] with holes (B,H,W) bool, as inpainting encodes them: holes filled
         gray, hole-blind when the config says so. The one home of this rule (inpaint, tokenize --masked-copies and
         robust-vqgan use it)."""
-        from maskgit_cli.data.masks import fill_holes
-
         known = ~holes if self.config.hole_blind else None
-        return self.encode(fill_holes(images, holes), known)
+        return self.encode(holes_gray(images, holes), known)
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantized latents -> images in normalized space (what the lab's decoder outputs)."""

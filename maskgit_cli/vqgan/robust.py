@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from maskgit_cli.data.inputs import holes_gray
 from maskgit_cli.data.masks import dilate_token_mask, token_mask_for
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_precision, seed_everything
@@ -86,12 +87,10 @@ class RobustTask(FineTuneTask):
         holes = step_holes(self.bank, step, len(x))
         with torch.no_grad():
             target = student.codebook.lookup(self.teacher.encode(x))  # (B,D,h,w), the teacher's codes of x
-        from maskgit_cli.data.masks import fill_holes
-
         with autocast(self.device, cfg.precision):
             z_clean = student.encode_latents(x).float()
             known = ~holes if cfg.hole_blind else None
-            z_masked = student.encode_latents(fill_holes(x, holes), known).float()
+            z_masked = student.encode_latents(holes_gray(x, holes), known).float()
         outside = self._outside(holes).float()
         clean = F.mse_loss(z_clean, target)
         masked = (((z_masked - target) ** 2) * outside).sum() / (outside.sum() * target.shape[1]).clamp_min(1)
@@ -129,8 +128,6 @@ def measure_context_fidelity(
     share of tokens outside the regenerated region (holes + ``dilate`` rings) of the masked images equal to
     ``reference``'s tokens of the clean images, and the share of clean tokens equal to ``reference``'s.
     ``hole_blind`` None: as the model's config says."""
-    from maskgit_cli.data.masks import fill_holes
-
     latent = model.config.latent_resolution
     hole_blind = model.config.hole_blind if hole_blind is None else hole_blind
     same = outside_n = kept = total = 0
@@ -138,7 +135,7 @@ def measure_context_fidelity(
         x = images_u8[i : i + batch_size].float() / 255.0
         h = holes[i : i + batch_size]
         want = reference.encode(x)
-        got = model.encode(fill_holes(x, h), ~h if hole_blind else None)
+        got = model.encode(holes_gray(x, h), ~h if hole_blind else None)
         counts = context_counts(want, got[:, None], token_mask_for(h, latent)[:, None], dilate)
         same, outside_n = same + counts[0], outside_n + counts[1]
         kept += int((model.encode(x) == want).sum())
