@@ -29,6 +29,7 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
     PSNR ``inf`` for identical images, ``nan`` hole scores for a mask without holes.
     """
     from maskgit_cli.data.images import check_pairs, list_images, load_image
+    from maskgit_cli.data.inputs import check_same_size
     from maskgit_cli.data.masks import load_mask
     from maskgit_cli.evaluation.references import open_reference, result_files
     from maskgit_cli.metrics import psnr, ssim
@@ -58,11 +59,7 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
                     )
                 if mask_files is not None:
                     m = load_mask(mask_files[i])
-                    if m.shape != x.shape[:2]:
-                        raise MaskgitError(
-                            f"mask {mask_files[i]} is {m.shape[1]}x{m.shape[0]} but {pred_files[i]} is "
-                            f"{x.shape[1]}x{x.shape[0]}"
-                        )
+                    check_same_size(m.shape, x.shape, f"mask {mask_files[i]}", str(pred_files[i]))
                     holes.append(m == 0)
                 a.append(x)
                 b.append(y)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskgit_cli.data.images import list_images, load_image, save_image, to_uint8
+from maskgit_cli.data.images import list_images, load_image, save_image, to_uint8, to_unit
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.metrics import codebook_usage, psnr, ssim
 from maskgit_cli.progress import progress_bar
@@ -78,7 +78,7 @@ def reconstruct_folder(
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
             ref = np.stack([load_image(f, size, resize) for f in chunk])
-            x = torch.from_numpy(ref).permute(0, 3, 1, 2).to(device).float().div_(255.0)
+            x = to_unit(torch.from_numpy(ref).permute(0, 3, 1, 2).to(device))
             with autocast(device, precision):
                 idx = model.encode(x)
                 rec = to_uint8(model.decode(idx))

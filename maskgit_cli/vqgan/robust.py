@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from maskgit_cli.data.images import to_unit
 from maskgit_cli.data.inputs import holes_gray
 from maskgit_cli.data.masks import dilate_token_mask, token_mask_for
 from maskgit_cli.progress import log
@@ -132,7 +133,7 @@ def measure_context_fidelity(
     hole_blind = model.config.hole_blind if hole_blind is None else hole_blind
     same = outside_n = kept = total = 0
     for i in range(0, len(images_u8), batch_size):
-        x = images_u8[i : i + batch_size].float() / 255.0
+        x = to_unit(images_u8[i : i + batch_size])
         h = holes[i : i + batch_size]
         want = reference.encode(x)
         got = model.encode(holes_gray(x, h), ~h if hole_blind else None)

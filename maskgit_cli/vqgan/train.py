@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from maskgit_cli.data.images import list_images, load_image, to_uint8
+from maskgit_cli.data.images import list_images, load_image, to_uint8, to_unit
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.metrics import codebook_usage, psnr, ssim
 from maskgit_cli.progress import log, progress_bar
@@ -93,7 +93,7 @@ def image_batch(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A training batch: the images ``indices`` of ``images_u8`` in [0,1], each mirrored with probability 1/2 when
     ``flip`` (drawn from ``gen``); and which were mirrored (None without ``flip``)."""
-    x = images_u8[indices.to(images_u8.device)].float().div_(255.0)
+    x = to_unit(images_u8[indices.to(images_u8.device)])
     if not flip:
         return x, None
     mirrored = torch.rand(len(x), generator=gen, device=gen.device) < 0.5
@@ -285,7 +285,7 @@ def evaluate_vqgan(
     for i in range(0, len(images_u8), batch_size):
         x_u8 = images_u8[i : i + batch_size].to(device)
         with autocast(device, precision):
-            idx = model.encode(x_u8.float() / 255.0)
+            idx = model.encode(to_unit(x_u8))
             rec = model.decode(idx)
         rec_u8 = to_uint8(rec)
         ref_u8 = x_u8.permute(0, 2, 3, 1).cpu().numpy()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from maskgit_cli.data.images import to_unit
 from maskgit_cli.progress import log, progress_bar
 from maskgit_cli.runtime import autocast, resolve_precision, seed_everything, vqgan_autocast
 from maskgit_cli.training.loop import fit
@@ -45,7 +46,7 @@ def encode_all(model: VQGAN, images_u8: torch.Tensor, flip: bool, batch_size: in
         for mirrored in (False, True) if flip else (False,):
             chunks = []
             for i in range(0, len(images_u8), batch_size):
-                x = images_u8[i : i + batch_size].float() / 255.0
+                x = to_unit(images_u8[i : i + batch_size])
                 with amp:
                     chunks.append(model.encode(x.flip(-1) if mirrored else x))
                 bar.advance(len(x))
