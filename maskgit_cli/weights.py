@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from maskgit_cli import __version__
+from maskgit_cli._version import __version__
 from maskgit_cli.errors import MaskgitError, require_file
 
 AUX_PREFIX = "aux."  # tensors stored beside the weights, not part of the model's state dict

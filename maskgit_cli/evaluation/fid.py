@@ -213,7 +213,7 @@ def make_stats(
     The file holds mu, sigma, count, mode, the feature extractor's id, the image size and (unless
     ``save_features`` is off) the features themselves, which KID needs.
     """
-    from maskgit_cli import __version__
+    from maskgit_cli._version import __version__
     from maskgit_cli.weights import atomic_path
 
     inception_file(mode)
