@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -60,8 +61,6 @@ def default_weights(kind: str) -> Path:
 
 
 def _classes(kind: str) -> tuple[type, type]:
-    import importlib
-
     module, config_cls, model_cls = MODEL_KINDS[kind]
     mod = importlib.import_module(module)
     return getattr(mod, config_cls), getattr(mod, model_cls)
