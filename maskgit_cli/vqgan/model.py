@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from maskgit_cli.choices import NORMALIZATIONS, check_choice
 from maskgit_cli.data.inputs import holes_gray
+from maskgit_cli.errors import MaskgitError
 
 # docs/lab.md, "Normalization": torchvision Normalize statistics of the lab's cat-face training set.
 LAB_TRAIN_MEAN = (0.4816, 0.4324, 0.3845)
@@ -112,9 +114,6 @@ class VQGANConfig:
     def normalization(self, which: str = "train") -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(mean, std) for ``which``: "train" (what the network was trained with) or "test" (the lab's test-set
         statistics, as the lab's inference used them)."""
-        from maskgit_cli.choices import NORMALIZATIONS, check_choice
-        from maskgit_cli.errors import MaskgitError
-
         check_choice(which, NORMALIZATIONS, "--normalization")
         if which == "train":
             return self.mean, self.std

@@ -17,11 +17,15 @@ import numpy as np
 import torch
 
 from maskgit_cli.data.images import list_images, load_image, save_image, to_uint8, to_unit
+from maskgit_cli.data.masks import token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.metrics import codebook_usage, psnr, ssim
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import autocast
 from maskgit_cli.viz import save_grid
+from maskgit_cli.vqgan.model import VQGAN
+from maskgit_cli.vqgan.tokens import context_counts, masked_copy_masks
+from maskgit_cli.weights import load_model
 
 
 def default_grid_path(out_dir: str | Path) -> Path:
@@ -55,11 +59,6 @@ def reconstruct_folder(
     0 and 1 to the share of tokens outside the regenerated region that generated holes (``mask_seed``) leave as they
     were.
     """
-    from maskgit_cli.data.masks import token_mask_for
-    from maskgit_cli.vqgan.model import VQGAN
-    from maskgit_cli.vqgan.tokens import context_counts, masked_copy_masks
-    from maskgit_cli.weights import load_model
-
     device = torch.device(device)
     model = vqgan if isinstance(vqgan, VQGAN) else load_model(vqgan, "vqgan", device)
     model = model.to(device).eval()

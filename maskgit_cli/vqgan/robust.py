@@ -27,12 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from maskgit_cli.data.images import to_unit
 from maskgit_cli.data.inputs import holes_gray
-from maskgit_cli.data.masks import dilate_token_mask, token_mask_for
+from maskgit_cli.data.mask_generator import generate_mask, mask_rng
+from maskgit_cli.data.masks import HOLE, dilate_token_mask, token_mask_for
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_precision, seed_everything
 from maskgit_cli.training.loop import fit
@@ -48,11 +50,6 @@ MASK_BANK = 4096  # masks drawn once per run (about 1 ms each on a CPU), then ta
 def mask_bank(seed: int, count: int, size: int) -> torch.Tensor:
     """``count`` pixel hole masks (count,size,size) bool of the kinds ``tokenize --masked-copies`` uses: mask n is a
     pure function of (seed, n)."""
-    import numpy as np
-
-    from maskgit_cli.data.mask_generator import generate_mask, mask_rng
-    from maskgit_cli.data.masks import HOLE
-
     out = np.zeros((count, size, size), dtype=bool)
     for n in range(count):
         out[n] = generate_mask(COPY_KINDS[n % len(COPY_KINDS)], mask_rng(seed, n), size=size) == HOLE
