@@ -36,7 +36,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from maskgit_cli.data.masks import dilate_token_mask
+from maskgit_cli.data.images import check_pairs, list_images
+from maskgit_cli.data.masks import HOLE, dilate_token_mask, load_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
@@ -278,9 +279,6 @@ def _copies(cache: TokenCache, dilate: int, device, first_only: bool = False):
 
 def val_token_masks(masks_dir, val: TokenCache, dilate: int) -> torch.Tensor:
     """Token masks (N,L) for the validation cache's images from lab-format masks paired in sorted name order."""
-    from maskgit_cli.data.images import check_pairs, list_images
-    from maskgit_cli.data.masks import HOLE, load_mask, token_mask_for
-
     files = list_images(masks_dir, "mask folder")
     check_pairs(files, val.files, f"masks in --val-masks {masks_dir}", f"validation images in {val.path}")
     holes = torch.stack([torch.from_numpy(load_mask(f, val.image_size) == HOLE) for f in files])
