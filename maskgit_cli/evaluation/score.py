@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from maskgit_cli.data.images import check_pairs, list_images, load_image
+from maskgit_cli.data.inputs import check_same_size
+from maskgit_cli.data.masks import load_mask
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.evaluation.references import open_reference, result_files
+from maskgit_cli.metrics import psnr, ssim
+from maskgit_cli.progress import progress_bar
 
 CHUNK = 128  # images scored per metrics call
 
@@ -28,13 +34,6 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
     images_with_holes; ``images`` lists the per-image values (pred, ref, mask names). Non-finite values:
     PSNR ``inf`` for identical images, ``nan`` hole scores for a mask without holes.
     """
-    from maskgit_cli.data.images import check_pairs, list_images, load_image
-    from maskgit_cli.data.inputs import check_same_size
-    from maskgit_cli.data.masks import load_mask
-    from maskgit_cli.evaluation.references import open_reference, result_files
-    from maskgit_cli.metrics import psnr, ssim
-    from maskgit_cli.progress import progress_bar
-
     pred_files = result_files(pred, "PRED folder")
     reference = open_reference(ref, "REF", stats=False)
     ref_names = reference.names
