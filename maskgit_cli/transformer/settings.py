@@ -36,7 +36,7 @@ class TrainConfig(TrainSettings):
     val_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        # import torch: made settings only, not `--help`
+        # both import torch: made settings only, not `--help`
         from maskgit_cli.schedules import parse_mask_ratio
         from maskgit_cli.transformer.model import PRESETS
 
