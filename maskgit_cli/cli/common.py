@@ -415,87 +415,57 @@ INPUTS = OptionGroup(
     },
 )
 
+
+def _unset(kind, *decls: str, help: str, **kw) -> tuple[Any, None]:
+    """An :class:`OptionGroup` entry whose default None means "not given"."""
+    return Annotated[kind | None, _opt(*decls, help=help, **kw)], None
+
+
 # The training loop's settings, shared by the trainers. None = not given: the run's own setting when resuming, else
 # the trainer's default (the help states those every trainer shares; each command adds its own with loop_help).
 LOOP = OptionGroup(
     "loop",
     {
-        "epochs": (Annotated[int | None, _opt("--epochs", min=1, help="Epochs.")], None),
-        "max_steps": (
-            Annotated[
-                int | None,
-                _opt("--max-steps", min=1, help="Stop after this many optimizer steps (whichever comes first)."),
-            ],
-            None,
+        "epochs": _unset(int, "--epochs", min=1, help="Epochs."),
+        "max_steps": _unset(
+            int, "--max-steps", min=1, help="Stop after this many optimizer steps (whichever comes first)."
         ),
-        "batch_size": (Annotated[int | None, _opt("--batch-size", min=1, help="Images per step.")], None),
-        "lr": (
-            Annotated[float | None, _opt("--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine).")],
-            None,
+        "batch_size": _unset(int, "--batch-size", min=1, help="Images per step."),
+        "lr": _unset(float, "--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine)."),
+        "warmup_steps": _unset(int, "--warmup-steps", min=0, help="Linear warmup steps."),
+        "precision": _unset(
+            Precision,
+            "--precision",
+            help="bf16 autocast, fp32, or auto: bf16 where the hardware computes it natively (CUDA, CPUs with "
+            "AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower). "
+            + default_help(TrainSettings, "precision"),
         ),
-        "warmup_steps": (Annotated[int | None, _opt("--warmup-steps", min=0, help="Linear warmup steps.")], None),
-        "precision": (
-            Annotated[
-                Precision | None,
-                _opt(
-                    "--precision",
-                    help="bf16 autocast, fp32, or auto: bf16 where the hardware computes it natively (CUDA, CPUs with "
-                    "AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower). "
-                    + default_help(TrainSettings, "precision"),
-                ),
-            ],
-            None,
+        "eval_every": _unset(int, "--eval-every", min=0, help="Steps between validations; 0 = every epoch."),
+        "save_every": _unset(int, "--save-every", min=0, help="Steps between checkpoints (0 = at every validation)."),
+        "log_every": _unset(
+            int,
+            "--log-every",
+            min=1,
+            help="Steps per metrics.jsonl record. " + default_help(TrainSettings, "log_every"),
         ),
-        "eval_every": (
-            Annotated[int | None, _opt("--eval-every", min=0, help="Steps between validations; 0 = every epoch.")],
-            None,
+        "stop_at": _unset(
+            int, "--stop-at", min=1, help="Stop after step N exactly as an interruption would (resume later)."
         ),
-        "save_every": (
-            Annotated[
-                int | None, _opt("--save-every", min=0, help="Steps between checkpoints (0 = at every validation).")
-            ],
-            None,
+        "seed": _unset(
+            int,
+            "--seed",
+            help="Seed of the initial weights, data order and masks. " + default_help(TrainSettings, "seed"),
         ),
-        "log_every": (
-            Annotated[
-                int | None,
-                _opt(
-                    "--log-every",
-                    min=1,
-                    help="Steps per metrics.jsonl record. " + default_help(TrainSettings, "log_every"),
-                ),
-            ],
-            None,
-        ),
-        "stop_at": (
-            Annotated[
-                int | None,
-                _opt("--stop-at", min=1, help="Stop after step N exactly as an interruption would (resume later)."),
-            ],
-            None,
-        ),
-        "seed": (
-            Annotated[
-                int | None,
-                _opt(
-                    "--seed",
-                    help="Seed of the initial weights, data order and masks. " + default_help(TrainSettings, "seed"),
-                ),
-            ],
-            None,
-        ),
-        "device": (Annotated[Device | None, _opt("--device", help="auto = cuda if available, else cpu.")], None),
+        "device": _unset(Device, "--device", help="auto = cuda if available, else cpu."),
     },
 )
-
-# What an epochs/max_steps default of None means in a trainer's help.
-LOOP_NONE = {"epochs": "none, --max-steps decides"}
 
 
 def loop_help(config, **texts: str) -> dict[str, str]:
     """The help of the :data:`LOOP` options ``texts`` names, for the trainer whose settings class is ``config``: each
-    text followed by that trainer's default (``LOOP.add(help=loop_help(...))``)."""
-    return {name: f"{text} {default_help(config, name, none=LOOP_NONE.get(name))}" for name, text in texts.items()}
+    text followed by that trainer's default (``LOOP.add(help=loop_help(...))``); epochs None: --max-steps decides."""
+    none = {"epochs": "none, --max-steps decides"}
+    return {name: f"{text} {default_help(config, name, none=none.get(name))}" for name, text in texts.items()}
 
 
 ResumeOpt = Annotated[
