@@ -58,9 +58,13 @@ INPAINT = "Inpainting and scores"
 FILES = "Files and speed"
 
 
+_CHOICES: dict[tuple, type[StrEnum]] = {}  # each tuple's choice type (the last built, for two equal tuples)
+
+
 def _choice(name: str, values) -> type[StrEnum]:
     """A Typer choice type built from one of :mod:`maskgit_cli.choices`' tuples (Typer lists and checks them)."""
-    return StrEnum(name, {v: v for v in values})
+    _CHOICES[tuple(values)] = StrEnum(name, {v: v for v in values})
+    return _CHOICES[tuple(values)]
 
 
 Device = _choice("Device", choices.DEVICES)
@@ -272,19 +276,7 @@ def default_help(
 
 def _choice_of(values) -> type[StrEnum]:
     """The Typer choice built from one of :mod:`maskgit_cli.choices`' tuples."""
-    enums = (
-        Schedule,
-        Sampling,
-        Sampler,
-        TokenRule,
-        DecodePrecision,
-        Normalization,
-        Blend,
-        Ranking,
-        CountRule,
-        Rounding,
-    )
-    return next(e for e in enums if tuple(m.value for m in e) == tuple(values))
+    return _CHOICES[tuple(values)]
 
 
 def setting_option(name: str) -> tuple[Any, Any]:
