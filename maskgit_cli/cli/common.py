@@ -408,8 +408,8 @@ INPUTS = OptionGroup(
 )
 
 
-def _unset(kind, *decls: str, help: str, **kw) -> tuple[Any, None]:
-    """An :class:`OptionGroup` entry whose default None means "not given"."""
+def unset_option(kind, *decls: str, help: str, **kw) -> tuple[Any, None]:
+    """An :class:`OptionGroup` entry whose default None means "not given" (the settings, or a run's, decide)."""
     return Annotated[kind | None, _opt(*decls, help=help, **kw)], None
 
 
@@ -418,37 +418,39 @@ def _unset(kind, *decls: str, help: str, **kw) -> tuple[Any, None]:
 LOOP = OptionGroup(
     "loop",
     {
-        "epochs": _unset(int, "--epochs", min=1, help="Epochs."),
-        "max_steps": _unset(
+        "epochs": unset_option(int, "--epochs", min=1, help="Epochs."),
+        "max_steps": unset_option(
             int, "--max-steps", min=1, help="Stop after this many optimizer steps (whichever comes first)."
         ),
-        "batch_size": _unset(int, "--batch-size", min=1, help="Images per step."),
-        "lr": _unset(float, "--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine)."),
-        "warmup_steps": _unset(int, "--warmup-steps", min=0, help="Linear warmup steps."),
-        "precision": _unset(
+        "batch_size": unset_option(int, "--batch-size", min=1, help="Images per step."),
+        "lr": unset_option(float, "--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine)."),
+        "warmup_steps": unset_option(int, "--warmup-steps", min=0, help="Linear warmup steps."),
+        "precision": unset_option(
             Precision,
             "--precision",
             help="bf16 autocast, fp32, or auto: bf16 where the hardware computes it natively (CUDA, CPUs with "
             "AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower). "
             + default_help(TrainSettings, "precision"),
         ),
-        "eval_every": _unset(int, "--eval-every", min=0, help="Steps between validations; 0 = every epoch."),
-        "save_every": _unset(int, "--save-every", min=0, help="Steps between checkpoints (0 = at every validation)."),
-        "log_every": _unset(
+        "eval_every": unset_option(int, "--eval-every", min=0, help="Steps between validations; 0 = every epoch."),
+        "save_every": unset_option(
+            int, "--save-every", min=0, help="Steps between checkpoints (0 = at every validation)."
+        ),
+        "log_every": unset_option(
             int,
             "--log-every",
             min=1,
             help="Steps per metrics.jsonl record. " + default_help(TrainSettings, "log_every"),
         ),
-        "stop_at": _unset(
+        "stop_at": unset_option(
             int, "--stop-at", min=1, help="Stop after step N exactly as an interruption would (resume later)."
         ),
-        "seed": _unset(
+        "seed": unset_option(
             int,
             "--seed",
             help="Seed of the initial weights, data order and masks. " + default_help(TrainSettings, "seed"),
         ),
-        "device": _unset(Device, "--device", help="auto = cuda if available, else cpu."),
+        "device": unset_option(Device, "--device", help="auto = cuda if available, else cpu."),
     },
 )
 

@@ -27,6 +27,7 @@ from maskgit_cli.cli.common import (
     plain,
     print_json,
     shown_default,
+    unset_option,
 )
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.vqgan.settings import RobustConfig, TrainVQGANConfig, TuneDecoderConfig, VQGANTrainSettings
@@ -199,14 +200,33 @@ def train_vqgan_cmd(
     )
 
 
-def fine_tuner(name: str, *, vqgan: str, run: str, val: str, options: dict, loop_texts: dict[str, str], val_line):
-    """Register ``name``, the command of a fine-tuner of a trained VQGAN (robust-vqgan, tune-decoder): the training
-    images, ``--vqgan`` (help ``vqgan``), ``-o`` (a run folder such as ``run``), ``--val`` (help ``val``), --resume,
-    the trainer's own ``options`` (name: (annotated type, default), as an :class:`OptionGroup` takes them) and the
-    loop's (``loop_texts``: their help with this trainer's defaults, from :func:`loop_help`), --json. It reports
-    ``val_line(last validation, summary)``. The decorated function gives the command's help and returns the
-    trainer's (config class, function).
+def weight_option(config, name: str, text: str):
+    """The option of a loss weight, the field ``name`` of the settings class ``config`` (``--l1-weight`` for
+    ``l1_weight``): a number >= 0, help ``text`` and its default."""
+    flag = "--" + name.replace("_", "-")
+    return unset_option(float, flag, min=0.0, help=f"{text} {default_help(config, name)}")
+
+
+# The loop options' help of both fine-tuners (each adds its --lr's and may add others).
+FINE_TUNE_LOOP = {
+    "epochs": "Epochs.",
+    "max_steps": "Fine-tuning steps.",
+    "batch_size": "Images per step.",
+    "warmup_steps": "Linear warmup steps.",
+}
+
+
+def fine_tuner(
+    name: str, config, *, vqgan: str, run: str, val: str, options: dict, loop_texts: dict[str, str], val_line
+):
+    """Register ``name``, the command of a fine-tuner of a trained VQGAN (robust-vqgan, tune-decoder) whose settings
+    class is ``config``: the training images, ``--vqgan`` (help ``vqgan``), ``-o`` (a run folder such as ``run``),
+    ``--val`` (help ``val``), --resume, the trainer's own ``options`` (name: (annotated type, default), as an
+    :class:`OptionGroup` takes them) and the loop's (help: :data:`FINE_TUNE_LOOP` and ``loop_texts``, with ``config``'s
+    defaults), --json. It reports ``val_line(last validation, summary)``. The decorated function gives the
+    command's help and returns the trainer's function.
     """
+    loop_options_help = loop_help(config, **FINE_TUNE_LOOP, **loop_texts)
     inputs = OptionGroup(
         "inputs",
         {
@@ -227,17 +247,17 @@ def fine_tuner(name: str, *, vqgan: str, run: str, val: str, options: dict, loop
         ) -> None:
             from maskgit_cli.training.run import resolve_run
 
-            config_cls, train = trainer()
+            train = trainer()
             data = {"vqgan": inputs["vqgan"], "train_dir": images, "val_dir": inputs["val"]}
             settings = given({**loop, **own})
-            r = resolve_run(config_cls, name, settings, output=inputs["output"], resume=resume, data=data)
+            r = resolve_run(config, name, settings, output=inputs["output"], resume=resume, data=data)
             if r.data["train_dir"] is None or r.data["vqgan"] is None:
                 raise MaskgitError("give the training images, --vqgan FILE and -o runs/NAME, or --resume RUN")
             s = train(r.data["vqgan"], r.data["train_dir"], r.data["val_dir"], r.output, r.config, resume=r.resume)
             report_run(s, as_json, lambda v: val_line(v, s))
 
         cmd.__doc__ = trainer.__doc__
-        command(name, STAGE1)(LOOP.add(help=loop_texts)(OptionGroup("own", options).add()(inputs.add()(cmd))))
+        command(name, STAGE1)(LOOP.add(help=loop_options_help)(OptionGroup("own", options).add()(inputs.add()(cmd))))
         return trainer
 
     return decorate
@@ -245,42 +265,21 @@ def fine_tuner(name: str, *, vqgan: str, run: str, val: str, options: dict, loop
 
 @fine_tuner(
     "robust-vqgan",
+    RobustConfig,
     vqgan="The trained VQGAN to make mask-robust (taken from the run).",
     run="runs/vqgan-robust",
     val="Validation images: context fidelity, clean tokens kept, PSNR; picks best.",
     options={
-        "hole_blind": (
-            Annotated[
-                bool | None,
-                typer.Option(
-                    "--hole-blind/--no-hole-blind",
-                    help="Encode images with holes with normalization and attention over the known pixels only "
-                    "(recorded in the VQGAN; inpaint then encodes that way). "
-                    + default_help(RobustConfig, "hole_blind", switch="--hole-blind/--no-hole-blind"),
-                ),
-            ],
-            None,
+        "hole_blind": unset_option(
+            bool,
+            "--hole-blind/--no-hole-blind",
+            help="Encode images with holes with normalization and attention over the known pixels only "
+            "(recorded in the VQGAN; inpaint then encodes that way). "
+            + default_help(RobustConfig, "hole_blind", switch="--hole-blind/--no-hole-blind"),
         ),
-        "masked_weight": (
-            Annotated[
-                float | None,
-                typer.Option(
-                    "--masked-weight",
-                    min=0.0,
-                    help="Weight of the masked-context term. " + default_help(RobustConfig, "masked_weight"),
-                ),
-            ],
-            None,
-        ),
+        "masked_weight": weight_option(RobustConfig, "masked_weight", "Weight of the masked-context term."),
     },
-    loop_texts=loop_help(
-        RobustConfig,
-        epochs="Epochs.",
-        max_steps="Fine-tuning steps.",
-        batch_size="Images per step.",
-        lr="Peak learning rate of the encoder.",
-        warmup_steps="Linear warmup steps.",
-    ),
+    loop_texts={"lr": "Peak learning rate of the encoder."},
     val_line=lambda v, s: (
         f"last validation: context fidelity {v['fidelity']:.1%}, clean tokens kept {v['clean_kept']:.1%}, "
         f"PSNR {v['psnr']:.2f} dB; best fidelity {s['best_fidelity']:.1%} at step {s['best_step']}"
@@ -297,50 +296,22 @@ def robust_vqgan_cmd():
     """
     from maskgit_cli.vqgan.robust import robust_vqgan
 
-    return RobustConfig, robust_vqgan
+    return robust_vqgan
 
 
 @fine_tuner(
     "tune-decoder",
+    TuneDecoderConfig,
     vqgan="The trained VQGAN whose decoder to fine-tune (taken from the run).",
     run="runs/vqgan-decoder",
     val="Validation images: PSNR/SSIM; picks best.safetensors.",
     options={
-        "l1_weight": (
-            Annotated[
-                float | None,
-                typer.Option(
-                    "--l1-weight",
-                    min=0.0,
-                    help="Weight of the L1 pixel loss. " + default_help(TuneDecoderConfig, "l1_weight"),
-                ),
-            ],
-            None,
-        ),
-        "l2_weight": (
-            Annotated[
-                float | None,
-                typer.Option(
-                    "--l2-weight",
-                    min=0.0,
-                    help="Weight of the L2 pixel loss (what PSNR measures). "
-                    + default_help(TuneDecoderConfig, "l2_weight"),
-                ),
-            ],
-            None,
-        ),
+        "l1_weight": weight_option(TuneDecoderConfig, "l1_weight", "Weight of the L1 pixel loss."),
+        "l2_weight": weight_option(TuneDecoderConfig, "l2_weight", "Weight of the L2 pixel loss (what PSNR measures)."),
         "flip": (TrainFlipOpt, None),
         "resize": (TrainResizeOpt, None),
     },
-    loop_texts=loop_help(
-        TuneDecoderConfig,
-        epochs="Epochs.",
-        max_steps="Fine-tuning steps.",
-        batch_size="Images per step.",
-        lr="Peak learning rate of the decoder.",
-        warmup_steps="Linear warmup steps.",
-        seed="Seed of the data order and flips.",
-    ),
+    loop_texts={"lr": "Peak learning rate of the decoder.", "seed": "Seed of the data order and flips."},
     val_line=lambda v, s: (
         f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}; best PSNR {s['best_psnr']:.2f} dB "
         f"at step {s['best_step']} (the source VQGAN: {s['source_psnr']:.2f} dB)"
@@ -357,7 +328,7 @@ def tune_decoder_cmd():
     """
     from maskgit_cli.vqgan.tune_decoder import tune_decoder
 
-    return TuneDecoderConfig, tune_decoder
+    return tune_decoder
 
 
 @command("reconstruct", STAGE1)
