@@ -250,7 +250,9 @@ def test_lab_rule_on_cuda_equals_the_reference_on_every_token():
     mismatches = 0
     for T in (8, 25):
         for S in range(1, T + 1):
-            ours = decode_tokens(model, tokens, unknown, lab_settings("cosine", T, S), record=True)
+            ours = decode_tokens(
+                model, tokens, unknown, lab_settings("cosine", T, S), model.config.mask_token_id, record=True
+            )
             for i in range(len(tokens)):
                 final, _, masks = lab_inpainting(
                     model, tokens[i : i + 1], unknown[i : i + 1], T, S, LAB_GAMMA["cosine"],

@@ -90,7 +90,9 @@ def test_lab_rule_equals_the_reference_on_every_token(tiny_transformer, schedule
     L = model.config.num_image_tokens
     tokens, unknown = _inputs(4, L, model.config.num_codebook_vectors)
     for S in range(1, T + 1):
-        ours = decode_tokens(model, tokens, unknown, lab_settings(schedule, T, S), record=True)
+        ours = decode_tokens(
+            model, tokens, unknown, lab_settings(schedule, T, S), model.config.mask_token_id, record=True
+        )
         for i in range(len(tokens)):
             final, predictions, masks = lab_inpainting(
                 model, tokens[i : i + 1], unknown[i : i + 1], T, S, LAB_GAMMA[schedule],
