@@ -15,11 +15,22 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from maskgit_cli.choices import PRECISIONS, check_choice
+from maskgit_cli.data.images import default_workers
+from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
+from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.runtime import autocast
+from maskgit_cli.runtime import autocast, resolve_precision
+from maskgit_cli.schedules import training_mask_count
+from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+from maskgit_cli.transformer.train import TrainConfig, TransformerTask
+from maskgit_cli.vqgan.code_patches import vqgan_code_patches
+from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+from maskgit_cli.vqgan.tokens import TokenCache, tokenize_folder
 
 
 def _sync(device: torch.device) -> None:
@@ -68,10 +79,6 @@ def make_train_task(
     """A :class:`~maskgit_cli.transformer.train.TransformerTask` (what `maskgit train` steps) on one batch of
     random tokens already on ``device``: the step that bench_train times and tests/test_cuda.py runs on a GPU.
     The same arguments give the same initial weights and tokens."""
-    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
-    from maskgit_cli.transformer.train import TrainConfig, TransformerTask
-    from maskgit_cli.vqgan.tokens import TokenCache
-
     device = torch.device(device)
     cfg = TrainConfig(
         preset=preset, batch_size=batch_size, precision=precision, compile=compile, warmup_steps=0, seed=seed
@@ -89,8 +96,6 @@ def make_train_task(
 def _predicted_share(task) -> float:
     """The share of positions a training step sends through the head: the masked ones when the loss is on them
     (the mean of the mask-ratio draws, e.g. 0.64 for cosine), else all."""
-    from maskgit_cli.schedules import training_mask_count
-
     if task.cfg.loss_on != "masked":
         return 1.0
     n = task.model.config.num_image_tokens
@@ -128,8 +133,6 @@ def bench_train(
     """Time `maskgit train`'s own training step (:meth:`TransformerTask.train_step`: masks, forward, loss,
     backward, clipping, AdamW) on random tokens already on the device (no data loading). ``precision`` auto is
     resolved first (bf16 where the hardware has it), and the peak is measured in the precision used."""
-    from maskgit_cli.runtime import resolve_precision
-
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     batch_size = batch_size or (256 if device.type == "cuda" else 32)
@@ -188,12 +191,6 @@ def bench_inpaint(
     rounds: int = 3,
 ) -> InpaintBench:
     """img/s of inpainting random images with randomly initialised models (speed does not depend on weights)."""
-    from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
-    from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch
-    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
-    from maskgit_cli.vqgan.code_patches import vqgan_code_patches
-    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
-
     device = torch.device(device)
     if vqgan_preset not in VQGAN_PRESETS:
         raise MaskgitError(f"--vqgan-preset {vqgan_preset}: expected one of {', '.join(VQGAN_PRESETS)}")
@@ -207,7 +204,7 @@ def bench_inpaint(
     images = torch.rand(batch_size, 3, size, size, device=device)
     holes = torch.zeros(batch_size, size, size, dtype=torch.bool, device=device)
     holes[:, size // 4 : size * 3 // 4, size // 4 : size * 3 // 4] = True  # a centre box: 25% of the pixels
-    settings = InpaintSettings(decode=DecodeSettings(schedule="cosine", total_iter=total_iter), dilate=1)
+    settings = InpaintSettings(decode=DecodeSettings(total_iter=total_iter), dilate=1)
     amp = autocast(device, settings.precision)  # the transformer's precision in inpaint_batch too
 
     def timed(fn) -> float:
@@ -226,7 +223,7 @@ def bench_inpaint(
 
     def decode_only():
         with amp:
-            decode_tokens(transformer, tokens, unknown, settings.decode)
+            decode_tokens(transformer, tokens, unknown, settings.decode, transformer.config.mask_token_id)
 
     return InpaintBench(
         str(device), preset, vqgan_preset, batch_size, total_iter, settings.precision, full, timed(decode_only)
@@ -251,9 +248,6 @@ class TokenizeBench:
 def write_random_pngs(folder, n: int, size: int = 64, seed: int = 0) -> list[Path]:
     """n PNGs of uniform RGB noise: the worst case for PNG decoding (noise does not compress), so the img/s
     measured on them is a floor for real images such as the emoji."""
-    import numpy as np
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -278,10 +272,6 @@ def bench_tokenize(
 
     One warm-up call on ``batch_size`` other images first (CUDA context, cuDNN plans), then one timed call over the
     whole folder; the loader's worker start-up is part of the timed call, as it is of every `maskgit tokenize`."""
-    from maskgit_cli.data.images import default_workers
-    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
-    from maskgit_cli.vqgan.tokens import tokenize_folder
-
     device = torch.device(device)
     if vqgan_preset not in VQGAN_PRESETS:
         raise MaskgitError(f"--vqgan-preset {vqgan_preset}: expected one of {', '.join(VQGAN_PRESETS)}")

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+
 from maskgit_cli.errors import MaskgitError
 
 CARD_FILE = "card.json"
@@ -133,7 +135,7 @@ def names_a_model(value) -> bool:
 def hub_snapshot(repo_id: str, cache_dir=None, download: bool = False) -> Path:
     """The folder of ``repo_id``'s files in the Hugging Face cache (through ``huggingface_hub``)."""
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # optional: installed with the web extra
     except ImportError:
         raise MaskgitError(
             f"{repo_id}: no such folder; a Hugging Face Hub id needs huggingface_hub (pip install 'maskgit-cli[web]')"
@@ -177,8 +179,6 @@ def card_for(transformer) -> dict[str, Any]:
 def card_in_metadata(path: Path) -> dict[str, Any]:
     """The card `fit` stored in a weights file's metadata ({} when none or unreadable)."""
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="numpy") as f:
             text = (f.metadata() or {}).get(CARD_KEY)
     except Exception:  # noqa: BLE001 - a file that cannot be read has no card; loading it says why

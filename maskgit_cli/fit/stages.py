@@ -13,11 +13,13 @@ from typing import Any
 from maskgit_cli.fit.settings import TOKENS, TRAINERS
 from maskgit_cli.fit.split import Split
 from maskgit_cli.training.run import RunDir, resolve_run
-from maskgit_cli.transformer.train import TrainConfig, train_transformer
+from maskgit_cli.transformer.settings import TrainConfig
+from maskgit_cli.transformer.train import train_transformer
 from maskgit_cli.viz import read_jsonl
+from maskgit_cli.vqgan.settings import TrainVQGANConfig, TuneDecoderConfig
 from maskgit_cli.vqgan.tokens import tokenize_folder
-from maskgit_cli.vqgan.train import TrainVQGANConfig, train_vqgan
-from maskgit_cli.vqgan.tune_decoder import TuneDecoderConfig, tune_decoder
+from maskgit_cli.vqgan.train import train_vqgan
+from maskgit_cli.vqgan.tune_decoder import tune_decoder
 from maskgit_cli.weights import read_metadata, read_shapes
 
 SMALL_FOLDER = 512  # images: tokenized in this process (starting decoding workers costs more than it saves)

@@ -18,6 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from maskgit_cli.choices import NORMALIZATIONS, check_choice
+from maskgit_cli.data.inputs import holes_gray
+from maskgit_cli.errors import MaskgitError
+
 # docs/lab.md, "Normalization": torchvision Normalize statistics of the lab's cat-face training set.
 LAB_TRAIN_MEAN = (0.4816, 0.4324, 0.3845)
 LAB_TRAIN_STD = (0.2602, 0.2518, 0.2537)
@@ -110,9 +114,6 @@ class VQGANConfig:
     def normalization(self, which: str = "train") -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(mean, std) for ``which``: "train" (what the network was trained with) or "test" (the lab's test-set
         statistics, as the lab's inference used them)."""
-        from maskgit_cli.choices import NORMALIZATIONS, check_choice
-        from maskgit_cli.errors import MaskgitError
-
         check_choice(which, NORMALIZATIONS, "--normalization")
         if which == "train":
             return self.mean, self.std
@@ -468,10 +469,8 @@ class VQGAN(nn.Module):
         """The codes of images (B,3,H,W) in [0,1] with holes (B,H,W) bool, as inpainting encodes them: holes filled
         gray, hole-blind when the config says so. The one home of this rule (inpaint, tokenize --masked-copies and
         robust-vqgan use it)."""
-        from maskgit_cli.data.masks import fill_holes
-
         known = ~holes if self.config.hole_blind else None
-        return self.encode(fill_holes(images, holes), known)
+        return self.encode(holes_gray(images, holes), known)
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantized latents -> images in normalized space (what the lab's decoder outputs)."""
