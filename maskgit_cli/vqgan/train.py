@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ from maskgit_cli.training.loop import LoopConfig, fit
 from maskgit_cli.training.optim import WarmupCosine, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
 from maskgit_cli.training.settings import TrainSettings
-from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS, VQGANConfig, vqgan_preset
+from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, check_resolution, size_note
 from maskgit_cli.weights import load_model, model_fingerprint, save_model
 
 
@@ -65,6 +66,10 @@ class TrainVQGANConfig(VQGANTrainSettings):
     """All hyper-parameters of a VQGAN training run (saved to runs/NAME/config.json)."""
 
     preset: str = "local"  # a VQGAN_PRESETS name
+    # The images' side R and the pixels f of a token's side (the token grid is R/f); None = 64 and 4, the lab's
+    # (None, not the number, so that runs saved before these settings existed resume as they were).
+    resolution: int | None = field(default=None, metadata={"default_help": str(DEFAULT_RESOLUTION)})
+    downsample: int | None = field(default=None, metadata={"default_help": str(DEFAULT_DOWNSAMPLE)})
     epochs: int | None = 30
     l1_weight: float = 1.0
     l2_weight: float = 1.0
@@ -85,6 +90,16 @@ class TrainVQGANConfig(VQGANTrainSettings):
         super().__post_init__()
         if self.restart_every < 1:
             raise MaskgitError(f"restart_every must be at least 1, got {self.restart_every}")
+        check_resolution(*self.size)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(resolution, downsample), the defaults filled in."""
+        return (self.resolution or DEFAULT_RESOLUTION, self.downsample or DEFAULT_DOWNSAMPLE)
+
+    def model_config(self) -> VQGANConfig:
+        """The VQGAN this run trains: the preset at the run's resolution and downsampling."""
+        return vqgan_preset(self.preset, *self.size)
 
 
 @dataclass
@@ -355,7 +370,7 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
     validation metrics, paths of the weights, wall time and speed.
     """
     device = resolve_device(cfg.device)
-    model_cfg = VQGAN_PRESETS[cfg.preset]
+    model_cfg = cfg.model_config()
     size = model_cfg.img_resolution
     train, train_files = load_images_uint8(train_dir, size, cfg.resize, "training images")
     val, val_files = (
@@ -383,10 +398,11 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
         seed_everything(cfg.seed)
         model = VQGAN(model_cfg).to(device)
         task = VQGANTask(cfg, model, train, val, device, total)
+        precision = resolve_precision(cfg.precision, device)
         log(
             f"train-vqgan: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters, "
-            f"{model_cfg.num_codebook_vectors} codes), {len(train)} train / {len(val_files)} val images, "
-            f"{total} steps of {cfg.batch_size} on {device} ({resolve_precision(cfg.precision, device)})"
+            f"{model_cfg.num_codebook_vectors} codes{size_note(model_cfg)}), {len(train)} train / "
+            f"{len(val_files)} val images, {total} steps of {cfg.batch_size} on {device} ({precision})"
         )
         result = fit(task, run, len(train), loop, resume=resume, description="train-vqgan", unit="img")
 
