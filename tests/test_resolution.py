@@ -70,6 +70,20 @@ def test_the_local_encoder_reads_f_by_f_patches():
     assert changed.nonzero().tolist() == [[5, 2]]
 
 
+def test_code_patches_decoded_from_a_vqgan_are_f_by_f():
+    from maskgit_cli.vqgan.code_patches import vqgan_code_patches
+
+    torch.manual_seed(0)
+    for size, grid in [((32, 4), 8), ((128, 4), 16)]:
+        model = VQGAN(vqgan_preset("tiny", *size)).eval()
+        patches = vqgan_code_patches(model)
+        f = size[1]
+        assert patches.shape == (64, 3, f, f)
+        c = grid // 2 * f  # the centre patch of a grid filled with code 5 (16x16 tokens at most)
+        one = model.decode(torch.full((1, grid, grid), 5))[0, :, c : c + f, c : c + f]
+        assert torch.allclose(patches[5], one, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "resolution, downsample, message",
     [
