@@ -44,6 +44,25 @@ TrainResizeOpt = Annotated[
 ]
 
 
+def _size_option(flag: str, help: str, default: int):
+    """One of train-vqgan's size options (None: not given; the run's own when resuming, else ``default``)."""
+    return Annotated[int | None, typer.Option(flag, help=f"{help} {shown_default(str(default))}")]
+
+
+ResolutionOpt = _size_option(
+    "--resolution",
+    f"Image side R: the VQGAN encodes R x R images ({', '.join(map(str, RESOLUTIONS))}); other sizes are refused, "
+    "or resized with --resize.",
+    DEFAULT_RESOLUTION,
+)
+DownsampleOpt = _size_option(
+    "--downsample",
+    f"Pixels f of a token's side ({', '.join(map(str, DOWNSAMPLES))}): the token grid is R/f x R/f (16x16 for 64x64 "
+    "images at 4).",
+    DEFAULT_DOWNSAMPLE,
+)
+
+
 def report_run(s: dict, as_json: bool, val_line) -> None:
     """A stage-1 trainer's summary ``s``: as JSON, or its status line, ``val_line(last validation)`` when it validated,
     and the weights it wrote; then exit with its code (130/143 after an interruption)."""
@@ -126,22 +145,8 @@ def train_vqgan_cmd(
             help="VQGAN preset: local (each token encoded from its own f x f patch: holes change no other token; the default weights'), small (an image-wide encoder, as the lab's), base, lab, tiny. \\[default: local]",
         ),
     ] = None,
-    resolution: Annotated[
-        int | None,
-        typer.Option(
-            "--resolution",
-            help=f"Image side R: the VQGAN encodes R x R images ({', '.join(map(str, RESOLUTIONS))}); other sizes "
-            "are refused, or resized with --resize. " + shown_default(str(DEFAULT_RESOLUTION)),
-        ),
-    ] = None,
-    downsample: Annotated[
-        int | None,
-        typer.Option(
-            "--downsample",
-            help=f"Pixels f of a token's side ({', '.join(map(str, DOWNSAMPLES))}): the token grid is R/f x R/f "
-            "(16x16 for 64x64 images at 4). " + shown_default(str(DEFAULT_DOWNSAMPLE)),
-        ),
-    ] = None,
+    resolution: ResolutionOpt = None,
+    downsample: DownsampleOpt = None,
     gan_start: Annotated[
         int | None, typer.Option("--gan-start", min=0, help="Add the PatchGAN loss from this step (default: no GAN).")
     ] = None,
