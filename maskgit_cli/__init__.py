@@ -1,6 +1,6 @@
 """maskgit: MaskGIT image inpainting end to end (VQGAN tokens, masked token training, iterative decoding, FID)."""
 
-__version__ = "0.1.0"
+from maskgit_cli._version import __version__ as __version__  # the version's home is _version.py
 
 
 def __getattr__(name: str):

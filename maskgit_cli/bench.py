@@ -15,12 +15,23 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from maskgit_cli.choices import PRECISIONS, check_choice
+from maskgit_cli.data.images import default_workers
+from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
+from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.runtime import autocast
+from maskgit_cli.runtime import autocast, resolve_precision
+from maskgit_cli.schedules import training_mask_count
+from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+from maskgit_cli.transformer.train import TrainConfig, TransformerTask
+from maskgit_cli.vqgan.code_patches import vqgan_code_patches
+from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS, vqgan_preset
 from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION
+from maskgit_cli.vqgan.tokens import TokenCache, tokenize_folder
 
 
 def _sync(device: torch.device) -> None:
@@ -71,10 +82,6 @@ def make_train_task(
     random tokens already on ``device``: the step that bench_train times and tests/test_cuda.py runs on a GPU.
     The same arguments give the same initial weights and tokens. ``grid``: the token grid's side (None: the
     preset's, 16x16), e.g. 32 for a VQGAN of 128x128 images at downsample 4."""
-    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
-    from maskgit_cli.transformer.train import TrainConfig, TransformerTask
-    from maskgit_cli.vqgan.tokens import TokenCache
-
     device = torch.device(device)
     cfg = TrainConfig(
         preset=preset, batch_size=batch_size, precision=precision, compile=compile, warmup_steps=0, seed=seed
@@ -92,8 +99,6 @@ def make_train_task(
 def _predicted_share(task) -> float:
     """The share of positions a training step sends through the head: the masked ones when the loss is on them
     (the mean of the mask-ratio draws, e.g. 0.64 for cosine), else all."""
-    from maskgit_cli.schedules import training_mask_count
-
     if task.cfg.loss_on != "masked":
         return 1.0
     n = task.model.config.num_image_tokens
@@ -133,8 +138,6 @@ def bench_train(
     backward, clipping, AdamW) on random tokens already on the device (no data loading). ``precision`` auto is
     resolved first (bf16 where the hardware has it), and the peak is measured in the precision used. ``grid``: the
     token grid's side (None: the preset's, 16x16)."""
-    from maskgit_cli.runtime import resolve_precision
-
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     batch_size = batch_size or (256 if device.type == "cuda" else 32)
@@ -196,12 +199,6 @@ def bench_inpaint(
 ) -> InpaintBench:
     """img/s of inpainting random images with randomly initialised models (speed does not depend on weights), the
     VQGAN preset at ``resolution`` and ``downsample`` (:func:`~maskgit_cli.vqgan.model.vqgan_preset`)."""
-    from maskgit_cli.decoding.decode import DecodeSettings, decode_tokens
-    from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch
-    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
-    from maskgit_cli.vqgan.code_patches import vqgan_code_patches
-    from maskgit_cli.vqgan.model import VQGAN
-
     device = torch.device(device)
     vcfg = _vqgan_config(vqgan_preset, resolution, downsample)
     tcfg = get_preset(preset, num_codebook_vectors=vcfg.num_codebook_vectors, num_image_tokens=vcfg.tokens_per_image)
@@ -213,7 +210,7 @@ def bench_inpaint(
     images = torch.rand(batch_size, 3, size, size, device=device)
     holes = torch.zeros(batch_size, size, size, dtype=torch.bool, device=device)
     holes[:, size // 4 : size * 3 // 4, size // 4 : size * 3 // 4] = True  # a centre box: 25% of the pixels
-    settings = InpaintSettings(decode=DecodeSettings(schedule="cosine", total_iter=total_iter), dilate=1)
+    settings = InpaintSettings(decode=DecodeSettings(total_iter=total_iter), dilate=1)
     amp = autocast(device, settings.precision)  # the transformer's precision in inpaint_batch too
 
     def timed(fn) -> float:
@@ -232,7 +229,7 @@ def bench_inpaint(
 
     def decode_only():
         with amp:
-            decode_tokens(transformer, tokens, unknown, settings.decode)
+            decode_tokens(transformer, tokens, unknown, settings.decode, transformer.config.mask_token_id)
 
     return InpaintBench(
         str(device), preset, vqgan_preset, batch_size, total_iter, settings.precision, full, timed(decode_only)
@@ -241,8 +238,6 @@ def bench_inpaint(
 
 def _vqgan_config(name: str, resolution: int, downsample: int):
     """The VQGAN preset ``name`` (``--vqgan-preset``) at ``resolution`` and ``downsample``."""
-    from maskgit_cli.vqgan.model import VQGAN_PRESETS, vqgan_preset
-
     if name not in VQGAN_PRESETS:
         raise MaskgitError(f"--vqgan-preset {name}: expected one of {', '.join(VQGAN_PRESETS)}")
     return vqgan_preset(name, resolution, downsample)
@@ -266,9 +261,6 @@ class TokenizeBench:
 def write_random_pngs(folder, n: int, size: int = 64, seed: int = 0) -> list[Path]:
     """n PNGs of uniform RGB noise: the worst case for PNG decoding (noise does not compress), so the img/s
     measured on them is a floor for real images such as the emoji."""
-    import numpy as np
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -296,10 +288,6 @@ def bench_tokenize(
 
     One warm-up call on ``batch_size`` other images first (CUDA context, cuDNN plans), then one timed call over the
     whole folder; the loader's worker start-up is part of the timed call, as it is of every `maskgit tokenize`."""
-    from maskgit_cli.data.images import default_workers
-    from maskgit_cli.vqgan.model import VQGAN
-    from maskgit_cli.vqgan.tokens import tokenize_folder
-
     device = torch.device(device)
     cfg = _vqgan_config(vqgan_preset, resolution, downsample)
     batch_size = batch_size or (256 if device.type == "cuda" else 32)

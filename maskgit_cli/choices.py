@@ -7,6 +7,8 @@ each library module uses these lists and not a copy.
 
 from __future__ import annotations
 
+from maskgit_cli.errors import MaskgitError
+
 DEVICES = ("auto", "cpu", "cuda")
 
 # Autocast precisions of training and decoding: auto = bf16 where the hardware computes it natively (CUDA, CPUs with
@@ -49,7 +51,5 @@ TRANSFORMER_PRESET_NAMES = ("small", "base", "lab", "tiny")
 def check_choice(value: str, choices, option: str) -> str:
     """``value`` if it is one of ``choices``, else a one-line MaskgitError naming ``option`` and the choices."""
     if value not in choices:
-        from maskgit_cli.errors import MaskgitError
-
         raise MaskgitError(f"{option} {value}: expected one of {', '.join(choices)}")
     return value

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 SEPARATOR = (160, 160, 160)  # mid gray: visible between white-background emoji and dark photos alike
 
@@ -69,8 +70,6 @@ def save_grid(
 ) -> Path:
     """:func:`make_grid` written as a PNG at ``path`` (parent folders created), under ``title`` (lines of black
     text on a white band) when one is given. Returns the path."""
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid(rows, pad=pad, color=color, scale=scale)
@@ -82,8 +81,6 @@ def save_grid(
 
 def _text_band(text: str, width: int) -> np.ndarray:
     """Lines of black text on a white (H,width,3) band, in Pillow's built-in font (no font files needed)."""
-    from PIL import Image, ImageDraw, ImageFont
-
     font = ImageFont.load_default()
     lines = text.splitlines()
     line_height = 12
@@ -113,6 +110,7 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, keys: Sequence[s
     """Plot every numeric field of a metrics.jsonl against ``step``: one panel per field, one line per record
     ``kind`` (train, val, ...), so e.g. train and val ``loss`` share a panel. Returns None when there is nothing
     to plot yet."""
+    # matplotlib only here, where a curve is drawn: every user of the grids above would pay its import otherwise
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

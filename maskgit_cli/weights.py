@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -30,7 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from maskgit_cli import __version__
+from maskgit_cli._version import __version__
 from maskgit_cli.errors import MaskgitError, require_file
 
 AUX_PREFIX = "aux."  # tensors stored beside the weights, not part of the model's state dict
@@ -60,8 +61,6 @@ def default_weights(kind: str) -> Path:
 
 
 def _classes(kind: str) -> tuple[type, type]:
-    import importlib
-
     module, config_cls, model_cls = MODEL_KINDS[kind]
     mod = importlib.import_module(module)
     return getattr(mod, config_cls), getattr(mod, model_cls)

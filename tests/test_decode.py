@@ -10,6 +10,7 @@ from maskgit_cli.errors import MaskgitError
 from maskgit_cli.schedules import expected_counts
 
 L, V = 256, 64
+MASK_ID = V  # tiny_transformer's mask id: the id after its V codes
 
 
 def make_batch(seed=0, sizes=(256, 200, 37, 5, 1, 0)):
@@ -25,7 +26,7 @@ def make_batch(seed=0, sizes=(256, 200, 37, 5, 1, 0)):
 @pytest.mark.parametrize("T", [1, 4, 8])
 def test_counts_follow_the_formula_for_full_and_partial_masks(tiny_transformer, schedule, T):
     tokens, unknown = make_batch()
-    res = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(schedule=schedule, total_iter=T))
+    res = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(schedule=schedule, total_iter=T), MASK_ID)
     for i, n in enumerate(unknown.sum(1).tolist()):
         assert res.still_masked[i].tolist() == expected_counts(schedule, T, n), (schedule, T, n)
 
@@ -34,7 +35,7 @@ def test_counts_follow_the_formula_for_full_and_partial_masks(tiny_transformer, 
 def test_sweet_spot_runs_s_steps_and_fills_everything_at_the_last(tiny_transformer, sweet_spot):
     tokens, unknown = make_batch()
     s = DecodeSettings(schedule="square", total_iter=8, sweet_spot=sweet_spot)
-    res = decode_tokens(tiny_transformer, tokens, unknown, s)
+    res = decode_tokens(tiny_transformer, tokens, unknown, s, MASK_ID)
     assert res.still_masked.shape == (len(tokens), sweet_spot)
     for i, n in enumerate(unknown.sum(1).tolist()):
         assert res.still_masked[i].tolist() == expected_counts("square", 8, n)[: sweet_spot - 1] + [0]
@@ -43,7 +44,7 @@ def test_sweet_spot_runs_s_steps_and_fills_everything_at_the_last(tiny_transform
 def test_known_tokens_never_change_and_no_mask_id(tiny_transformer):
     tokens, unknown = make_batch()
     for sampling in ("sample", "argmax"):
-        res = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(sampling=sampling), record=True)
+        res = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(sampling=sampling), MASK_ID, record=True)
         assert torch.equal(res.tokens[~unknown], tokens[~unknown])
         assert int(res.tokens.max()) < V and int(res.tokens.min()) >= 0
         for pred in res.step_predictions:
@@ -55,9 +56,9 @@ def test_known_tokens_never_change_and_no_mask_id(tiny_transformer):
 
 def test_seed_determinism(tiny_transformer):
     tokens, unknown = make_batch()
-    a = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=1)).tokens
-    b = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=1)).tokens
-    c = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=2)).tokens
+    a = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=1), MASK_ID).tokens
+    b = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=1), MASK_ID).tokens
+    c = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=2), MASK_ID).tokens
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -65,9 +66,11 @@ def test_batch_equals_one_at_a_time(tiny_transformer):
     tokens, unknown = make_batch(sizes=(256, 120, 37, 9))
     ids = torch.tensor([10, 11, 12, 13])
     s = DecodeSettings(schedule="cosine", total_iter=6, seed=7)
-    batch = decode_tokens(tiny_transformer, tokens, unknown, s, image_ids=ids)
+    batch = decode_tokens(tiny_transformer, tokens, unknown, s, MASK_ID, image_ids=ids)
     for i in range(len(tokens)):
-        one = decode_tokens(tiny_transformer, tokens[i : i + 1], unknown[i : i + 1], s, image_ids=ids[i : i + 1])
+        one = decode_tokens(
+            tiny_transformer, tokens[i : i + 1], unknown[i : i + 1], s, MASK_ID, image_ids=ids[i : i + 1]
+        )
         assert torch.equal(one.tokens[0], batch.tokens[i])
         assert torch.equal(one.still_masked[0], batch.still_masked[i])
 
@@ -75,8 +78,8 @@ def test_batch_equals_one_at_a_time(tiny_transformer):
 def test_argmax_does_not_depend_on_the_seed_without_gumbel_noise(tiny_transformer):
     tokens, unknown = make_batch()
     s = dict(sampling="argmax", choice_temperature=0.0)
-    a = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=1, **s)).tokens
-    b = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=2, **s)).tokens
+    a = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=1, **s), MASK_ID).tokens
+    b = decode_tokens(tiny_transformer, tokens, unknown, DecodeSettings(seed=2, **s), MASK_ID).tokens
     assert torch.equal(a, b)
 
 
@@ -117,31 +120,36 @@ def test_halton_sampler_decodes_with_its_counts_known_tokens_fixed_and_batch_fre
     tokens, unknown = make_batch(sizes=(256, 120, 37, 1, 0))
     ids = torch.tensor([10, 11, 12, 13, 14])
     s = DecodeSettings(schedule="square", total_iter=6, sweet_spot=sweet_spot, sampler="halton", seed=7)
-    batch = decode_tokens(tiny_transformer, tokens, unknown, s, image_ids=ids, record=True)
+    batch = decode_tokens(tiny_transformer, tokens, unknown, s, MASK_ID, image_ids=ids, record=True)
     for i, n in enumerate(unknown.sum(1).tolist()):
         assert batch.still_masked[i].tolist() == halton_counts(s.steps, n)
     assert torch.equal(batch.tokens[~unknown], tokens[~unknown]) and int(batch.tokens.max()) < V
     assert all(int(p.max()) < V and torch.equal(p[~unknown], tokens[~unknown]) for p in batch.step_predictions)
     for i in range(len(tokens)):
-        one = decode_tokens(tiny_transformer, tokens[i : i + 1], unknown[i : i + 1], s, image_ids=ids[i : i + 1])
+        one = decode_tokens(
+            tiny_transformer, tokens[i : i + 1], unknown[i : i + 1], s, MASK_ID, image_ids=ids[i : i + 1]
+        )
         assert torch.equal(one.tokens[0], batch.tokens[i])
     # the schedule and T play no part: only the steps run
     other = DecodeSettings(schedule="cosine", total_iter=8, sweet_spot=s.steps, sampler="halton", seed=7)
-    assert torch.equal(decode_tokens(tiny_transformer, tokens, unknown, other, image_ids=ids).tokens, batch.tokens)
+    assert torch.equal(
+        decode_tokens(tiny_transformer, tokens, unknown, other, MASK_ID, image_ids=ids).tokens, batch.tokens
+    )
     # and it is not the confidence sampler's result
     if s.steps > 1:
         conf = DecodeSettings(schedule="square", total_iter=6, sweet_spot=sweet_spot, seed=7)
         assert not torch.equal(
-            decode_tokens(tiny_transformer, tokens, unknown, conf, image_ids=ids).tokens, batch.tokens
+            decode_tokens(tiny_transformer, tokens, unknown, conf, MASK_ID, image_ids=ids).tokens, batch.tokens
         )
 
 
 def test_any_callable_is_a_model_given_the_mask_id(tiny_transformer):
     """decode_tokens takes the mask id (as google-research's MaskGIT decode does): a function of ids -> logits with
-    no config decodes as the transformer does; without the id, the transformer's own config gives it."""
+    no config decodes as the transformer does."""
     tokens, unknown = make_batch(sizes=(200, 37))
     s = DecodeSettings(schedule="cosine", total_iter=4, seed=3)
     mask_id = tiny_transformer.config.mask_token_id
+    assert mask_id == MASK_ID
     seen = []
 
     def logits(ids):
@@ -149,5 +157,5 @@ def test_any_callable_is_a_model_given_the_mask_id(tiny_transformer):
         return tiny_transformer(ids)
 
     res = decode_tokens(logits, tokens, unknown, s, mask_id)
-    assert torch.equal(res.tokens, decode_tokens(tiny_transformer, tokens, unknown, s).tokens)
+    assert torch.equal(res.tokens, decode_tokens(tiny_transformer, tokens, unknown, s, MASK_ID).tokens)
     assert seen[0] == int(unknown.sum()) and len(seen) == 4

@@ -89,7 +89,9 @@ def test_strong_guidance_decides_tokens_whose_pixels_are_known():
     tokens = torch.randint(0, 32, (3, 16))
     tmask = torch.zeros(3, 4, 4, dtype=torch.bool)
     tmask[:, 0:3, 0:4] = True
-    out = decode_tokens(model, tokens, tmask.flatten(1), DecodeSettings(total_iter=4), logit_bias=bias).tokens
+    out = decode_tokens(
+        model, tokens, tmask.flatten(1), DecodeSettings(total_iter=4), model.config.mask_token_id, logit_bias=bias
+    ).tokens
     fully_known = ~to_patches(holes[:, None].float(), 4).bool().any(-1)  # (B,L)
     regenerated_known = tmask.flatten(1) & fully_known
     assert regenerated_known.sum() == 3 * 10
@@ -105,7 +107,7 @@ def test_guidance_off_is_the_plain_decoder(tiny_vqgan):
     holes[:, 10:30, 20:50] = True
     off = InpaintSettings(pixel_guidance=0, precision="fp32", blend="none")  # decode_tokens below runs fp32
     enc = encode_inputs(tiny_vqgan, images, holes, off)
-    plain = decode_tokens(model, enc.tokens, enc.token_masks.flatten(1), off.decode)
+    plain = decode_tokens(model, enc.tokens, enc.token_masks.flatten(1), off.decode, model.config.mask_token_id)
     res = decode_inputs(model, tiny_vqgan, images, holes, enc, off, record_rows=(0,))
     expected = tiny_vqgan.decode(plain.tokens.view(-1, 16, 16))
     torch.testing.assert_close(res.images[0][holes[0].expand(3, -1, -1)], expected[0][holes[0].expand(3, -1, -1)])

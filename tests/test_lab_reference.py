@@ -90,7 +90,9 @@ def test_lab_rule_equals_the_reference_on_every_token(tiny_transformer, schedule
     L = model.config.num_image_tokens
     tokens, unknown = _inputs(4, L, model.config.num_codebook_vectors)
     for S in range(1, T + 1):
-        ours = decode_tokens(model, tokens, unknown, lab_settings(schedule, T, S), record=True)
+        ours = decode_tokens(
+            model, tokens, unknown, lab_settings(schedule, T, S), model.config.mask_token_id, record=True
+        )
         for i in range(len(tokens)):
             final, predictions, masks = lab_inpainting(
                 model, tokens[i : i + 1], unknown[i : i + 1], T, S, LAB_GAMMA[schedule],
@@ -232,3 +234,35 @@ def test_lab_inpaint_equals_the_reference_on_every_token_and_pixel(cli, make_tes
         for name in names:
             theirs, ours = (np.asarray(Image.open(root / folder / name).convert("RGB")) for root in (ref, out))
             assert theirs.shape == ours.shape and np.array_equal(theirs, ours), (folder, name)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (tools/gpu_check.sh)")
+def test_lab_rule_on_cuda_equals_the_reference_on_every_token():
+    """The lab's rule (--lab: argmax, temperature 1, p + noise, floor counts, fp32) on CUDA against the independent
+    reference of the lab's loop (tests/test_lab_reference.py), also run on CUDA, for T = 8 and 25, S = 1..T."""
+    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+
+    torch.manual_seed(0)
+    model = MaskGITTransformer(get_preset("tiny", num_codebook_vectors=64)).eval().cuda()
+    with torch.no_grad():
+        model.tok_emb.weight.normal_(0, 1.0)
+    torch.backends.cuda.matmul.allow_tf32 = False  # the lab's fp32
+    torch.backends.cudnn.allow_tf32 = False
+    L = model.config.num_image_tokens
+    tokens, unknown = (x.cuda() for x in _inputs(4, L, 64))
+    mismatches = 0
+    for T in (8, 25):
+        for S in range(1, T + 1):
+            ours = decode_tokens(
+                model, tokens, unknown, lab_settings("cosine", T, S), model.config.mask_token_id, record=True
+            )
+            for i in range(len(tokens)):
+                final, _, masks = lab_inpainting(
+                    model, tokens[i : i + 1], unknown[i : i + 1], T, S, LAB_GAMMA["cosine"],
+                    lambda step, i=i: lab_noise(0, i, step, L).cuda(),
+                )  # fmt: skip
+                mismatches += int(not torch.equal(ours.tokens[i], final[0]))
+                mismatches += sum(int(not torch.equal(ours.step_masks[s][i], masks[s][0])) for s in range(S))
+    print(f"lab rule on CUDA: {mismatches} mismatching grids or masks")
+    assert mismatches == 0

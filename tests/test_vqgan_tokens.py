@@ -270,7 +270,8 @@ def test_decompression_bomb_fails_one_line_or_is_skipped(tmp_path, image_dir, ti
 
 
 def test_masked_copies_are_what_inpainting_encodes(tmp_path, image_dir, tiny_vqgan, tiny_vqgan_file, cli):
-    from maskgit_cli.data.masks import fill_holes, token_mask_for
+    from maskgit_cli.data.inputs import holes_gray
+    from maskgit_cli.data.masks import token_mask_for
     from maskgit_cli.vqgan.tokens import context_fidelity, masked_copy_masks
 
     out = tmp_path / "c.tokens"
@@ -286,7 +287,7 @@ def test_masked_copies_are_what_inpainting_encodes(tmp_path, image_dir, tiny_vqg
         assert holes.any() and not torch.equal(holes[:, 0], holes[:, 1])  # every copy has its own holes
         x = images.flip(-1) if view else images
         for k in range(2):
-            want = tiny_vqgan.encode(fill_holes(x, holes[:, k]))  # exactly the holes inpainting would fill
+            want = tiny_vqgan.encode(holes_gray(x, holes[:, k]))  # exactly the holes inpainting would fill
             assert torch.equal(cache.masked_tokens[rows, k], want)
             assert torch.equal(cache.masked_holes[rows, k], token_mask_for(holes[:, k], 16))
     fidelity = context_fidelity(cache.tokens, cache.masked_tokens, cache.masked_holes)

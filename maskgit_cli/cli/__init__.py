@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from maskgit_cli import __version__
+from maskgit_cli._version import __version__
 from maskgit_cli.cli.common import FILES, app, bench_app
 
 

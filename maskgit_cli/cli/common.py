@@ -33,6 +33,7 @@ from maskgit_cli.decoding.settings import (
     setting_owner,
 )
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.training.settings import TrainSettings
 
 app = typer.Typer(
     name="maskgit",
@@ -57,9 +58,13 @@ INPAINT = "Inpainting and scores"
 FILES = "Files and speed"
 
 
+_CHOICES: dict[tuple, type[StrEnum]] = {}  # each tuple's choice type (the last built, for two equal tuples)
+
+
 def _choice(name: str, values) -> type[StrEnum]:
     """A Typer choice type built from one of :mod:`maskgit_cli.choices`' tuples (Typer lists and checks them)."""
-    return StrEnum(name, {v: v for v in values})
+    _CHOICES[tuple(values)] = StrEnum(name, {v: v for v in values})
+    return _CHOICES[tuple(values)]
 
 
 Device = _choice("Device", choices.DEVICES)
@@ -255,32 +260,23 @@ def field_default(cls, name: str) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
-def default_help(cls, name: str, lab: dict[str, Any] | None = None) -> str:
+def default_help(
+    cls, name: str, lab: dict[str, Any] | None = None, *, switch: str = "", none: str | None = None
+) -> str:
     """The ``[default: ...]`` of the field ``name`` of the dataclass ``cls``, for any command's help: its default
-    (for a None, what the field's ``default_help`` metadata says it means), then its value in ``lab`` where that
-    differs. Switches show their flag when the field's ``option`` metadata names both (``--x/--no-x``)."""
+    (for a None, what the field's ``default_help`` metadata, else ``none``, says it means), then its value in ``lab``
+    where that differs. Switches show their flag when the field's ``option`` metadata, else ``switch``, names both
+    (``--x/--no-x``)."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    value, option = field_default(cls, name), f.metadata.get("option", "")
-    text = f.metadata.get("default_help") if value is None else None
+    value, option = field_default(cls, name), f.metadata.get("option", switch)
+    text = (f.metadata.get("default_help") or none) if value is None else None
     changed = lab is not None and name in lab and lab[name] != value
     return shown_default(text or default_text(value, option), default_text(lab[name], option) if changed else None)
 
 
 def _choice_of(values) -> type[StrEnum]:
     """The Typer choice built from one of :mod:`maskgit_cli.choices`' tuples."""
-    enums = (
-        Schedule,
-        Sampling,
-        Sampler,
-        TokenRule,
-        DecodePrecision,
-        Normalization,
-        Blend,
-        Ranking,
-        CountRule,
-        Rounding,
-    )
-    return next(e for e in enums if tuple(m.value for m in e) == tuple(values))
+    return _CHOICES[tuple(values)]
 
 
 def setting_option(name: str) -> tuple[Any, Any]:
@@ -411,66 +407,60 @@ INPUTS = OptionGroup(
     },
 )
 
-# The training loop's settings, shared by train-vqgan and train. None = not given: the run's own setting when
-# resuming, else the trainer's default (each command states its defaults in the help).
+
+def unset_option(kind, *decls: str, help: str, **kw) -> tuple[Any, None]:
+    """An :class:`OptionGroup` entry whose default None means "not given" (the settings, or a run's, decide)."""
+    return Annotated[kind | None, _opt(*decls, help=help, **kw)], None
+
+
+# The training loop's settings, shared by the trainers. None = not given: the run's own setting when resuming, else
+# the trainer's default (the help states those every trainer shares; each command adds its own with loop_help).
 LOOP = OptionGroup(
     "loop",
     {
-        "epochs": (Annotated[int | None, _opt("--epochs", min=1, help="Epochs.")], None),
-        "max_steps": (
-            Annotated[
-                int | None,
-                _opt("--max-steps", min=1, help="Stop after this many optimizer steps (whichever comes first)."),
-            ],
-            None,
+        "epochs": unset_option(int, "--epochs", min=1, help="Epochs."),
+        "max_steps": unset_option(
+            int, "--max-steps", min=1, help="Stop after this many optimizer steps (whichever comes first)."
         ),
-        "batch_size": (Annotated[int | None, _opt("--batch-size", min=1, help="Images per step.")], None),
-        "lr": (
-            Annotated[float | None, _opt("--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine).")],
-            None,
+        "batch_size": unset_option(int, "--batch-size", min=1, help="Images per step."),
+        "lr": unset_option(float, "--lr", min=0.0, help="Peak learning rate (AdamW, warmup then cosine)."),
+        "warmup_steps": unset_option(int, "--warmup-steps", min=0, help="Linear warmup steps."),
+        "precision": unset_option(
+            Precision,
+            "--precision",
+            help="bf16 autocast, fp32, or auto: bf16 where the hardware computes it natively (CUDA, CPUs with "
+            "AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower). "
+            + default_help(TrainSettings, "precision"),
         ),
-        "warmup_steps": (Annotated[int | None, _opt("--warmup-steps", min=0, help="Linear warmup steps.")], None),
-        "precision": (
-            Annotated[
-                Precision | None,
-                _opt(
-                    "--precision",
-                    help="bf16 autocast, fp32, or auto: bf16 where the hardware computes it natively (CUDA, CPUs with "
-                    "AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower). \\[default: auto]",
-                ),
-            ],
-            None,
+        "eval_every": unset_option(int, "--eval-every", min=0, help="Steps between validations; 0 = every epoch."),
+        "save_every": unset_option(
+            int, "--save-every", min=0, help="Steps between checkpoints (0 = at every validation)."
         ),
-        "eval_every": (
-            Annotated[int | None, _opt("--eval-every", min=0, help="Steps between validations; 0 = every epoch.")],
-            None,
+        "log_every": unset_option(
+            int,
+            "--log-every",
+            min=1,
+            help="Steps per metrics.jsonl record. " + default_help(TrainSettings, "log_every"),
         ),
-        "save_every": (
-            Annotated[
-                int | None, _opt("--save-every", min=0, help="Steps between checkpoints (0 = at every validation).")
-            ],
-            None,
+        "stop_at": unset_option(
+            int, "--stop-at", min=1, help="Stop after step N exactly as an interruption would (resume later)."
         ),
-        "log_every": (
-            Annotated[int | None, _opt("--log-every", min=1, help="Steps per metrics.jsonl record. \\[default: 10]")],
-            None,
+        "seed": unset_option(
+            int,
+            "--seed",
+            help="Seed of the initial weights, data order and masks. " + default_help(TrainSettings, "seed"),
         ),
-        "stop_at": (
-            Annotated[
-                int | None,
-                _opt("--stop-at", min=1, help="Stop after step N exactly as an interruption would (resume later)."),
-            ],
-            None,
-        ),
-        "seed": (
-            Annotated[
-                int | None, _opt("--seed", help="Seed of the initial weights, data order and masks. \\[default: 0]")
-            ],
-            None,
-        ),
-        "device": (Annotated[Device | None, _opt("--device", help="auto = cuda if available, else cpu.")], None),
+        "device": unset_option(Device, "--device", help="auto = cuda if available, else cpu."),
     },
 )
+
+
+def loop_help(config, **texts: str) -> dict[str, str]:
+    """The help of the :data:`LOOP` options ``texts`` names, for the trainer whose settings class is ``config``: each
+    text followed by that trainer's default (``LOOP.add(help=loop_help(...))``); epochs None: --max-steps decides."""
+    none = {"epochs": "none, --max-steps decides"}
+    return {name: f"{text} {default_help(config, name, none=none.get(name))}" for name, text in texts.items()}
+
 
 ResumeOpt = Annotated[
     Path | None,

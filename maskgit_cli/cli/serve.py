@@ -1,4 +1,4 @@
-"""The browser page: serve (runs :func:`maskgit_cli.serve.serve`)."""
+"""The browser page: serve (runs :func:`maskgit_cli.web.server.serve`)."""
 
 from __future__ import annotations
 

@@ -16,22 +16,26 @@ from maskgit_cli.cli.common import (
     ResumeOpt,
     TransformerPreset,
     command,
+    default_help,
     given,
+    loop_help,
     out,
     plain,
     print_json,
 )
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.transformer.settings import TrainConfig
 
 
 @command("train", STAGE2)
 @LOOP.add(
-    help={
-        "epochs": "Epochs (passes over the token grids). \\[default: 40]",
-        "batch_size": "Global batch (split across torchrun processes). \\[default: 64]",
-        "lr": "Peak learning rate (AdamW, warmup then cosine decay). \\[default: 4e-4]",
-        "warmup_steps": "Linear warmup steps. \\[default: 200]",
-    }
+    help=loop_help(
+        TrainConfig,
+        epochs="Epochs (passes over the token grids).",
+        batch_size="Global batch (split across torchrun processes).",
+        lr="Peak learning rate (AdamW, warmup then cosine decay).",
+        warmup_steps="Linear warmup steps.",
+    )
 )
 def train_cmd(
     train_tokens: Annotated[
@@ -66,34 +70,54 @@ def train_cmd(
         TransformerPreset | None,
         typer.Option(
             "--preset",
-            help="Model size: tiny, small (2-core CPU), base (GPU, 26M), lab (the lab's 72.7M). \\[default: small]",
+            help="Model size: tiny, small (2-core CPU), base (GPU, 26M), lab (the lab's 72.7M). "
+            + default_help(TrainConfig, "preset"),
         ),
     ] = None,
     accum_grad: Annotated[
-        int | None, typer.Option("--accum-grad", min=1, help="Micro-batches per optimizer step. \\[default: 1]")
+        int | None,
+        typer.Option(
+            "--accum-grad",
+            min=1,
+            help="Micro-batches per optimizer step. " + default_help(TrainConfig, "accum_grad"),
+        ),
     ] = None,
     weight_decay: Annotated[
         float | None,
-        typer.Option("--weight-decay", min=0.0, help="AdamW decay on matrices and embeddings only. \\[default: 0.05]"),
+        typer.Option(
+            "--weight-decay",
+            min=0.0,
+            help="AdamW decay on matrices and embeddings only. " + default_help(TrainConfig, "weight_decay"),
+        ),
     ] = None,
     grad_clip: Annotated[
-        float | None, typer.Option("--grad-clip", min=0.0, help="Max gradient norm, 0 = off. \\[default: 1.0]")
+        float | None,
+        typer.Option(
+            "--grad-clip", min=0.0, help="Max gradient norm, 0 = off. " + default_help(TrainConfig, "grad_clip")
+        ),
     ] = None,
     mask_ratio: Annotated[
         str | None,
         typer.Option(
             "--mask-ratio",
-            help="cosine (paper: r~U\\[0,1), ceil(gamma(r)*N) masked; any schedule name) or uniform:a,b (the lab seed's). \\[default: cosine]",
+            help="cosine (paper: r~U\\[0,1), ceil(gamma(r)*N) masked; any schedule name) or uniform:a,b (the lab seed's). "
+            + default_help(TrainConfig, "mask_ratio"),
         ),
     ] = None,
     loss_on: Annotated[
-        LossOn | None, typer.Option("--loss-on", help="masked (paper) or all positions. \\[default: masked]")
+        LossOn | None,
+        typer.Option("--loss-on", help="masked (paper) or all positions. " + default_help(TrainConfig, "loss_on")),
     ] = None,
     label_smoothing: Annotated[
-        float | None, typer.Option("--label-smoothing", min=0.0, max=1.0, help="\\[default: 0.1]")
+        float | None,
+        typer.Option("--label-smoothing", min=0.0, max=1.0, help=default_help(TrainConfig, "label_smoothing")),
     ] = None,
     compile: Annotated[
-        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model. \\[default: no]")
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the model. " + default_help(TrainConfig, "compile", switch="--compile/--no-compile"),
+        ),
     ] = None,
     ema: Annotated[
         float | None,
@@ -111,7 +135,8 @@ def train_cmd(
             min=0.0,
             max=1.0,
             help="Share of the grids trained on what inpainting sees: a masked copy's tokens as input (needs "
-            "`tokenize --masked-copies`), its dilated holes to predict, the clean tokens as targets. \\[default: 0]",
+            "`tokenize --masked-copies`), its dilated holes to predict, the clean tokens as targets. "
+            + default_help(TrainConfig, "copies_ratio"),
         ),
     ] = None,
     loop: dict | None = None,
@@ -129,7 +154,7 @@ def train_cmd(
     [bold]Several GPUs[/bold]: torchrun --nproc-per-node 4 -m maskgit_cli train runs/train.tokens -o runs/big --preset base
     """
     from maskgit_cli.training.run import resolve_run
-    from maskgit_cli.transformer.train import TrainConfig, train_transformer
+    from maskgit_cli.transformer.train import train_transformer
 
     options = given(
         {

@@ -18,16 +18,20 @@ from maskgit_cli.cli.common import (
     ResumeOpt,
     VQGANPreset,
     command,
+    default_help,
     device,
     floats3,
     given,
+    loop_help,
     out,
     plain,
     print_json,
     shown_default,
+    unset_option,
 )
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, DOWNSAMPLES, RESOLUTIONS
+from maskgit_cli.vqgan.resolution import DOWNSAMPLES, RESOLUTIONS
+from maskgit_cli.vqgan.settings import RobustConfig, TrainVQGANConfig, TuneDecoderConfig, VQGANTrainSettings
 
 VqganOpt = Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")]
 ResizeOpt = Annotated[bool, typer.Option("--resize", help="Resize images of another size instead of failing.")]
@@ -37,29 +41,31 @@ TrainImagesArg = Annotated[
     Path | None, typer.Argument(help="Folder of training images (taken from the run when resuming).")
 ]
 TrainFlipOpt = Annotated[
-    bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips. \\[default: flip]")
+    bool | None,
+    typer.Option(
+        "--flip/--no-flip",
+        help="Random horizontal flips. " + default_help(VQGANTrainSettings, "flip", switch="--flip/--no-flip"),
+    ),
 ]
 TrainResizeOpt = Annotated[
     bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
 ]
 
 
-def _size_option(flag: str, help: str, default: int):
-    """One of train-vqgan's size options (None: not given; the run's own when resuming, else ``default``)."""
-    return Annotated[int | None, typer.Option(flag, help=f"{help} {shown_default(str(default))}")]
+def _size_option(name: str, help: str):
+    """One of train-vqgan's size options, ``--NAME`` (None: not given; the run's own when resuming)."""
+    return Annotated[int | None, typer.Option(f"--{name}", help=f"{help} {default_help(TrainVQGANConfig, name)}")]
 
 
 ResolutionOpt = _size_option(
-    "--resolution",
+    "resolution",
     f"Image side R: the VQGAN encodes R x R images ({', '.join(map(str, RESOLUTIONS))}); other sizes are refused, "
     "or resized with --resize.",
-    DEFAULT_RESOLUTION,
 )
 DownsampleOpt = _size_option(
-    "--downsample",
+    "downsample",
     f"Pixels f of a token's side ({', '.join(map(str, DOWNSAMPLES))}): the token grid is R/f x R/f (16x16 for 64x64 "
     "images at 4).",
-    DEFAULT_DOWNSAMPLE,
 )
 
 
@@ -83,20 +89,23 @@ def convert_vqgan_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="The lab's VQGAN.pt (a plain state_dict).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .safetensors file.")],
     config: Annotated[
-        Path | None, typer.Option("--config", help="The lab's VQGAN.yml (default: the lab's architecture).")
+        Path | None, typer.Option("--config", help="The lab's VQGAN.yml. " + shown_default("the lab's architecture"))
     ] = None,
     mean: Annotated[
-        str | None, typer.Option("--mean", help="Normalization mean R,G,B (default: the lab's train mean).")
+        str | None, typer.Option("--mean", help="Normalization mean R,G,B. " + shown_default("the lab's train mean"))
     ] = None,
-    std: Annotated[str | None, typer.Option("--std", help="Normalization std R,G,B (default: the lab's).")] = None,
+    std: Annotated[
+        str | None, typer.Option("--std", help="Normalization std R,G,B. " + shown_default("the lab's"))
+    ] = None,
     test_mean: Annotated[
         str | None,
         typer.Option(
-            "--test-mean", help="The lab's test-set mean R,G,B, used by --normalization test (default: the lab's)."
+            "--test-mean",
+            help="The lab's test-set mean R,G,B, used by --normalization test. " + shown_default("the lab's"),
         ),
     ] = None,
     test_std: Annotated[
-        str | None, typer.Option("--test-std", help="The lab's test-set std R,G,B (default: the lab's).")
+        str | None, typer.Option("--test-std", help="The lab's test-set std R,G,B. " + shown_default("the lab's"))
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -123,13 +132,14 @@ def convert_vqgan_cmd(
 
 @command("train-vqgan", STAGE1)
 @LOOP.add(
-    help={
-        "epochs": "Epochs. \\[default: 30, unless --max-steps is given]",
-        "batch_size": "Images per step. \\[default: 16]",
-        "lr": "Peak learning rate (AdamW, warmup then cosine). \\[default: 5e-4]",
-        "warmup_steps": "Linear warmup steps. \\[default: 200]",
-        "seed": "Seed of the initial weights, data order and flips. \\[default: 0]",
-    }
+    help=loop_help(
+        TrainVQGANConfig,
+        epochs="Epochs, unless --max-steps is given.",
+        batch_size="Images per step.",
+        lr="Peak learning rate (AdamW, warmup then cosine).",
+        warmup_steps="Linear warmup steps.",
+        seed="Seed of the initial weights, data order and flips.",
+    )
 )
 def train_vqgan_cmd(
     images: TrainImagesArg = None,
@@ -142,16 +152,25 @@ def train_vqgan_cmd(
         VQGANPreset | None,
         typer.Option(
             "--preset",
-            help="VQGAN preset: local (each token encoded from its own f x f patch: holes change no other token; the default weights'), small (an image-wide encoder, as the lab's), base, lab, tiny. \\[default: local]",
+            help="VQGAN preset: local (each token encoded from its own f x f patch: holes change no other token; the default weights'), small (an image-wide encoder, as the lab's), base, lab, tiny. "
+            + default_help(TrainVQGANConfig, "preset"),
         ),
     ] = None,
     resolution: ResolutionOpt = None,
     downsample: DownsampleOpt = None,
     gan_start: Annotated[
-        int | None, typer.Option("--gan-start", min=0, help="Add the PatchGAN loss from this step (default: no GAN).")
+        int | None,
+        typer.Option(
+            "--gan-start",
+            min=0,
+            help="Add the PatchGAN loss from this step. " + default_help(TrainVQGANConfig, "gan_start", none="no GAN"),
+        ),
     ] = None,
     gan_weight: Annotated[
-        float | None, typer.Option("--gan-weight", help="Weight of the adversarial loss. \\[default: 0.1]")
+        float | None,
+        typer.Option(
+            "--gan-weight", help="Weight of the adversarial loss. " + default_help(TrainVQGANConfig, "gan_weight")
+        ),
     ] = None,
     flip: TrainFlipOpt = None,
     resize: TrainResizeOpt = None,
@@ -169,7 +188,7 @@ def train_vqgan_cmd(
     [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/val -o runs/vqgan-emoji64 --preset local --max-steps 4000
     """
     from maskgit_cli.training.run import resolve_run
-    from maskgit_cli.vqgan.train import TrainVQGANConfig, train_vqgan
+    from maskgit_cli.vqgan.train import train_vqgan
 
     options = given(
         {
@@ -204,13 +223,33 @@ def train_vqgan_cmd(
     )
 
 
-def fine_tuner(name: str, *, vqgan: str, run: str, val: str, options: dict, loop_help: dict[str, str], val_line):
-    """Register ``name``, the command of a fine-tuner of a trained VQGAN (robust-vqgan, tune-decoder): the training
-    images, ``--vqgan`` (help ``vqgan``), ``-o`` (a run folder such as ``run``), ``--val`` (help ``val``), --resume,
-    the trainer's own ``options`` (name: (annotated type, default), as an :class:`OptionGroup` takes them) and the
-    loop's (``loop_help``: help for the defaults that differ), --json. It reports ``val_line(last validation,
-    summary)``. The decorated function gives the command's help and returns the trainer's (config class, function).
+def weight_option(config, name: str, text: str):
+    """The option of a loss weight, the field ``name`` of the settings class ``config`` (``--l1-weight`` for
+    ``l1_weight``): a number >= 0, help ``text`` and its default."""
+    flag = "--" + name.replace("_", "-")
+    return unset_option(float, flag, min=0.0, help=f"{text} {default_help(config, name)}")
+
+
+# The loop options' help of both fine-tuners (each adds its --lr's and may add others).
+FINE_TUNE_LOOP = {
+    "epochs": "Epochs.",
+    "max_steps": "Fine-tuning steps.",
+    "batch_size": "Images per step.",
+    "warmup_steps": "Linear warmup steps.",
+}
+
+
+def fine_tuner(
+    name: str, config, *, vqgan: str, run: str, val: str, options: dict, loop_texts: dict[str, str], val_line
+):
+    """Register ``name``, the command of a fine-tuner of a trained VQGAN (robust-vqgan, tune-decoder) whose settings
+    class is ``config``: the training images, ``--vqgan`` (help ``vqgan``), ``-o`` (a run folder such as ``run``),
+    ``--val`` (help ``val``), --resume, the trainer's own ``options`` (name: (annotated type, default), as an
+    :class:`OptionGroup` takes them) and the loop's (help: :data:`FINE_TUNE_LOOP` and ``loop_texts``, with ``config``'s
+    defaults), --json. It reports ``val_line(last validation, summary)``. The decorated function gives the
+    command's help and returns the trainer's function.
     """
+    loop_options_help = loop_help(config, **FINE_TUNE_LOOP, **loop_texts)
     inputs = OptionGroup(
         "inputs",
         {
@@ -231,17 +270,17 @@ def fine_tuner(name: str, *, vqgan: str, run: str, val: str, options: dict, loop
         ) -> None:
             from maskgit_cli.training.run import resolve_run
 
-            config_cls, train = trainer()
+            train = trainer()
             data = {"vqgan": inputs["vqgan"], "train_dir": images, "val_dir": inputs["val"]}
             settings = given({**loop, **own})
-            r = resolve_run(config_cls, name, settings, output=inputs["output"], resume=resume, data=data)
+            r = resolve_run(config, name, settings, output=inputs["output"], resume=resume, data=data)
             if r.data["train_dir"] is None or r.data["vqgan"] is None:
                 raise MaskgitError("give the training images, --vqgan FILE and -o runs/NAME, or --resume RUN")
             s = train(r.data["vqgan"], r.data["train_dir"], r.data["val_dir"], r.output, r.config, resume=r.resume)
             report_run(s, as_json, lambda v: val_line(v, s))
 
         cmd.__doc__ = trainer.__doc__
-        command(name, STAGE1)(LOOP.add(help=loop_help)(OptionGroup("own", options).add()(inputs.add()(cmd))))
+        command(name, STAGE1)(LOOP.add(help=loop_options_help)(OptionGroup("own", options).add()(inputs.add()(cmd))))
         return trainer
 
     return decorate
@@ -249,36 +288,21 @@ def fine_tuner(name: str, *, vqgan: str, run: str, val: str, options: dict, loop
 
 @fine_tuner(
     "robust-vqgan",
+    RobustConfig,
     vqgan="The trained VQGAN to make mask-robust (taken from the run).",
     run="runs/vqgan-robust",
     val="Validation images: context fidelity, clean tokens kept, PSNR; picks best.",
     options={
-        "hole_blind": (
-            Annotated[
-                bool | None,
-                typer.Option(
-                    "--hole-blind/--no-hole-blind",
-                    help="Encode images with holes with normalization and attention over the known pixels only "
-                    "(recorded in the VQGAN; inpaint then encodes that way). \\[default: hole-blind]",
-                ),
-            ],
-            None,
+        "hole_blind": unset_option(
+            bool,
+            "--hole-blind/--no-hole-blind",
+            help="Encode images with holes with normalization and attention over the known pixels only "
+            "(recorded in the VQGAN; inpaint then encodes that way). "
+            + default_help(RobustConfig, "hole_blind", switch="--hole-blind/--no-hole-blind"),
         ),
-        "masked_weight": (
-            Annotated[
-                float | None,
-                typer.Option("--masked-weight", min=0.0, help="Weight of the masked-context term. \\[default: 1.0]"),
-            ],
-            None,
-        ),
+        "masked_weight": weight_option(RobustConfig, "masked_weight", "Weight of the masked-context term."),
     },
-    loop_help={
-        "epochs": "Epochs. \\[default: none, --max-steps decides]",
-        "max_steps": "Fine-tuning steps. \\[default: 2000]",
-        "batch_size": "Images per step. \\[default: 16]",
-        "lr": "Peak learning rate of the encoder. \\[default: 1e-4]",
-        "warmup_steps": "Linear warmup steps. \\[default: 100]",
-    },
+    loop_texts={"lr": "Peak learning rate of the encoder."},
     val_line=lambda v, s: (
         f"last validation: context fidelity {v['fidelity']:.1%}, clean tokens kept {v['clean_kept']:.1%}, "
         f"PSNR {v['psnr']:.2f} dB; best fidelity {s['best_fidelity']:.1%} at step {s['best_step']}"
@@ -293,44 +317,24 @@ def robust_vqgan_cmd():
 
     [bold]Example[/bold]: maskgit robust-vqgan data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors --val data/emoji64/val -o runs/vqgan-robust
     """
-    from maskgit_cli.vqgan.robust import RobustConfig, robust_vqgan
+    from maskgit_cli.vqgan.robust import robust_vqgan
 
-    return RobustConfig, robust_vqgan
+    return robust_vqgan
 
 
 @fine_tuner(
     "tune-decoder",
+    TuneDecoderConfig,
     vqgan="The trained VQGAN whose decoder to fine-tune (taken from the run).",
     run="runs/vqgan-decoder",
     val="Validation images: PSNR/SSIM; picks best.safetensors.",
     options={
-        "l1_weight": (
-            Annotated[
-                float | None,
-                typer.Option("--l1-weight", min=0.0, help="Weight of the L1 pixel loss. \\[default: 1]"),
-            ],
-            None,
-        ),
-        "l2_weight": (
-            Annotated[
-                float | None,
-                typer.Option(
-                    "--l2-weight", min=0.0, help="Weight of the L2 pixel loss (what PSNR measures). \\[default: 1]"
-                ),
-            ],
-            None,
-        ),
+        "l1_weight": weight_option(TuneDecoderConfig, "l1_weight", "Weight of the L1 pixel loss."),
+        "l2_weight": weight_option(TuneDecoderConfig, "l2_weight", "Weight of the L2 pixel loss (what PSNR measures)."),
         "flip": (TrainFlipOpt, None),
         "resize": (TrainResizeOpt, None),
     },
-    loop_help={
-        "epochs": "Epochs. \\[default: none, --max-steps decides]",
-        "max_steps": "Fine-tuning steps. \\[default: 2000]",
-        "batch_size": "Images per step. \\[default: 16]",
-        "lr": "Peak learning rate of the decoder. \\[default: 5e-4]",
-        "warmup_steps": "Linear warmup steps. \\[default: 50]",
-        "seed": "Seed of the data order and flips. \\[default: 0]",
-    },
+    loop_texts={"lr": "Peak learning rate of the decoder.", "seed": "Seed of the data order and flips."},
     val_line=lambda v, s: (
         f"last validation: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}; best PSNR {s['best_psnr']:.2f} dB "
         f"at step {s['best_step']} (the source VQGAN: {s['source_psnr']:.2f} dB)"
@@ -345,9 +349,9 @@ def tune_decoder_cmd():
 
     [bold]Example[/bold]: maskgit tune-decoder data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors --val data/emoji64/val -o runs/vqgan-decoder
     """
-    from maskgit_cli.vqgan.tune_decoder import TuneDecoderConfig, tune_decoder
+    from maskgit_cli.vqgan.tune_decoder import tune_decoder
 
-    return TuneDecoderConfig, tune_decoder
+    return tune_decoder
 
 
 @command("reconstruct", STAGE1)
@@ -356,7 +360,8 @@ def reconstruct_cmd(
     vqgan: VqganOpt,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the reconstructions (same file names).")],
     grid: Annotated[
-        Path | None, typer.Option("--grid", help="Originals | reconstructions grid PNG (default: OUTPUT-grid.png).")
+        Path | None,
+        typer.Option("--grid", help="Originals | reconstructions grid PNG. " + shown_default("OUTPUT-grid.png")),
     ] = None,
     batch_size: BatchOpt = 64,
     precision: Annotated[
@@ -409,7 +414,7 @@ def tokenize_cmd(
     ] = False,
     resize: ResizeOpt = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=0, help="Image decoding processes (default: by core count).")
+        int | None, typer.Option("--workers", min=0, help="Image decoding processes. " + shown_default("by core count"))
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing token cache.")] = False,
     masked_copies: Annotated[

@@ -6,6 +6,7 @@ lab (:func:`check_pairs`; docs/data.md, "The lab's files").
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,8 +234,6 @@ def image_loader(
 
 def default_workers() -> int:
     """Decode workers: leave a core to the main process; none on tiny machines."""
-    import os
-
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if n <= 2 else min(8, n - 1)
 

@@ -13,16 +13,15 @@ a bool mask, with its keyword                           ``holes=`` True     ``kn
 A bool mask says nothing by itself, so it comes with the keyword that says what True means (``known=`` or
 ``holes=``); one given as ``mask=`` is refused. Inside the package holes are bool (H,W) arrays, True = hole, and
 the model sees them gray (:data:`GRAY`, :func:`holes_gray`), as the lab's masked images do.
-
-torch is imported only when a tensor is given: importing this module (and :mod:`maskgit_cli.data.masks`) stays
-cheap.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
 
+from maskgit_cli.data.images import to_rgb, to_uint8
 from maskgit_cli.errors import MaskgitError
 
 HOLE = 0
@@ -87,10 +86,6 @@ def check_zero_one(values: np.ndarray, name: str, hint: str) -> None:
 def as_pixels(x, name: str = "image 0") -> np.ndarray:
     """One input image as uint8 (H,W,3): a PIL image (any mode; transparency on white), a uint8 (H,W,3) or (H,W,4)
     array, or a float (3,H,W) tensor in [0,1]."""
-    import torch
-
-    from maskgit_cli.data.images import to_rgb, to_uint8
-
     if isinstance(x, Image.Image):
         return np.array(to_rgb(x))
     if isinstance(x, np.ndarray):
@@ -149,8 +144,6 @@ def pair_inputs(image, mask=None, known=None, holes=None) -> tuple[bool, list[np
 
 def _numpy(mask) -> np.ndarray:
     """An array or a tensor (on any device) as a numpy array."""
-    import torch
-
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     return np.asarray(mask)

@@ -9,20 +9,21 @@ A *token mask* is a torch ``bool`` tensor ``(B, h, w)``: ``True`` = the token mu
 covers a ``patch x patch`` pixel block: the VQGAN's downsampling factor (4x4 for the lab's 64x64 images and 16x16
 latents; :func:`token_mask_for` takes it from the grid).
 
-Everything here is pure numpy/Pillow except the token-mask functions, which import torch lazily so that
-importing this module stays cheap. Generated masks (stroke, box, ...) live in :mod:`maskgit_cli.data.mask_generator`.
+Pixel masks are numpy/Pillow, token masks torch. Generated masks (stroke, box, ...) live in
+:mod:`maskgit_cli.data.mask_generator`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from maskgit_cli.choices import TOKEN_RULES
-from maskgit_cli.data.inputs import (  # noqa: F401 - GRAY: serve.py imports it from here, for one release
-    GRAY,
+from maskgit_cli.data.images import read_image, to_8bit
+from maskgit_cli.data.inputs import (
     HOLE,
     KNOWN,
     alpha_mask,
@@ -32,14 +33,6 @@ from maskgit_cli.data.inputs import (  # noqa: F401 - GRAY: serve.py imports it 
     known_pixels,
 )
 from maskgit_cli.errors import MaskgitError, require_file
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-# :func:`~maskgit_cli.data.inputs.holes_gray` under its old name: vqgan/model.py, vqgan/robust.py and
-# tests/test_vqgan_tokens.py import it from here, for one release.
-fill_holes = holes_gray
-
 
 # --------------------------------------------------------------------------------------------------
 # applying / loading masks
@@ -68,8 +61,6 @@ def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np
     Raises :class:`MaskgitError` naming the file when it is missing, unreadable (a decompression bomb included),
     of the wrong size, or a 0/1 mask (values only 0 and 1, some 1: it would be all hole).
     """
-    from maskgit_cli.data.images import read_image, to_8bit
-
     path = Path(path)
     require_file(path, "Mask file")
     img = read_image(path, "Mask file")
@@ -110,8 +101,6 @@ def pixel_to_token_mask(hole: torch.Tensor, patch: int = 4, rule: str = "any") -
     ``patch*patch`` pixels is a hole. ``rule="majority"``: only if MORE than half of its pixels are holes.
     A 2-D ``(H, W)`` input gives a 2-D ``(h, w)`` output.
     """
-    import torch
-
     if rule not in TOKEN_RULES:
         raise MaskgitError(f"Unknown token mask rule {rule!r}; choose one of: {', '.join(TOKEN_RULES)}.")
     squeeze = hole.dim() == 2
@@ -132,8 +121,6 @@ def dilate_token_mask(mask: torch.Tensor, k: int) -> torch.Tensor:
 
     ``mask`` is ``bool (B, h, w)`` (or ``(h, w)``); the result has the same shape and dtype.
     """
-    import torch.nn.functional as F
-
     if k < 0:
         raise MaskgitError(f"Token mask dilation must be >= 0, got {k}.")
     if k == 0:

@@ -46,7 +46,7 @@ def decode_tokens(
     tokens: torch.Tensor,
     unknown: torch.Tensor,
     settings: DecodeSettings,
-    mask_id: int | None = None,
+    mask_id: int,
     image_ids: torch.Tensor | None = None,
     record: bool = False,
     logit_bias: torch.Tensor | None = None,
@@ -54,7 +54,7 @@ def decode_tokens(
 ) -> DecodeResult:
     """Fill the ``unknown`` (B,L) positions of ``tokens`` (B,L) iteratively with ``model``, any callable from ids
     (B,L) to logits (B,L,V+1); ``mask_id`` is the id it reads as "masked" (as google-research's MaskGIT ``decode``
-    takes it). None = ``model.config.mask_token_id``, a :class:`~maskgit_cli.transformer.model.MaskGITTransformer`'s.
+    takes it): a :class:`~maskgit_cli.transformer.model.MaskGITTransformer`'s is ``model.config.mask_token_id``.
 
     ``image_ids`` (B,) identify the images for the random streams (default 0..B-1); pass dataset indices to
     make results independent of batching. ``logit_bias`` (B,L,V): known-pixel guidance. ``on_step(t, predicted,
@@ -64,7 +64,6 @@ def decode_tokens(
     if tokens.shape != unknown.shape or tokens.dim() != 2:
         raise ValueError(f"tokens {tuple(tokens.shape)} and unknown {tuple(unknown.shape)} must both be (B,L)")
     check_total_iter(settings.total_iter, tokens.shape[1])
-    mask_id = model.config.mask_token_id if mask_id is None else mask_id
     B = tokens.shape[0]
     image_ids = torch.arange(B) if image_ids is None else image_ids
     image_ids = image_ids.to(device=tokens.device, dtype=torch.int64)

@@ -20,9 +20,9 @@ from PIL import Image
 
 from maskgit_cli.choices import LAYOUTS, check_choice
 from maskgit_cli.data.images import default_workers, save_image
-from maskgit_cli.data.input_folder import InpaintInputs  # also imported from here by evaluation/sweep.py, for now
+from maskgit_cli.data.input_folder import InpaintInputs
 from maskgit_cli.data.inputs import holes_gray
-from maskgit_cli.data.outputs import FolderWriter, check_output_folder  # the same: sweep's old import path
+from maskgit_cli.data.outputs import FolderWriter, check_output_folder
 from maskgit_cli.decoding.inpaint import InpaintSettings, auto_dilate, with_defaults
 from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
 from maskgit_cli.decoding.pipeline import Inpainter

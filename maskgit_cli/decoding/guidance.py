@@ -20,7 +20,10 @@ from pathlib import Path
 
 import torch
 
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.progress import log
 from maskgit_cli.vqgan.code_patches import CodePatches, to_patches, vqgan_code_patches
+from maskgit_cli.weights import model_fingerprint, read_metadata, read_tensors, save_tensors, token_fingerprint
 
 
 def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.Tensor, strength: float) -> torch.Tensor:
@@ -41,9 +44,6 @@ def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.T
 def code_patches_for(vqgan, given: CodePatches, vqgan_sha256: str | None = None) -> CodePatches:
     """``given`` patches, checked against the VQGAN they will be compared with (shape; the VQGAN they were made
     with, when recorded; ``vqgan_sha256``: the VQGAN's token fingerprint, if already computed)."""
-    from maskgit_cli.errors import MaskgitError
-    from maskgit_cli.weights import token_fingerprint
-
     cfg = vqgan.config
     p = cfg.img_resolution // cfg.latent_resolution
     expected = (cfg.num_codebook_vectors, cfg.image_channels, p, p)
@@ -65,9 +65,6 @@ def fallback_code_patches(vqgan, transformer, transformer_path, vqgan_sha256: st
     checkpoint without ``--tokens``): 1,024 decodes, minutes for the lab's VQGAN on a CPU, so they are computed once
     and cached beside the transformer file (``NAME.code-patches.safetensors``), keyed by both models' fingerprints
     and the normalization. An unwritable folder only costs the cache."""
-    from maskgit_cli.progress import log
-    from maskgit_cli.weights import model_fingerprint, read_metadata, read_tensors, save_tensors
-
     key = {
         "transformer_sha256": model_fingerprint(transformer),
         "vqgan_sha256": vqgan_sha256,

@@ -33,8 +33,9 @@ from maskgit_cli.decoding.settings import LAB_SETTINGS as LAB_SETTINGS  # re-exp
 from maskgit_cli.decoding.settings import InpaintSettings
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.runtime import autocast, vqgan_autocast
-from maskgit_cli.vqgan.code_patches import CodePatches, vqgan_code_patches
+from maskgit_cli.vqgan.code_patches import CodePatches, read_code_patches, vqgan_code_patches
 from maskgit_cli.vqgan.resolution import check_partners
+from maskgit_cli.weights import default_weights, load_model, model_fingerprint, read_metadata, token_fingerprint
 
 
 @dataclass
@@ -58,8 +59,6 @@ def check_models(transformer, vqgan) -> None:
 
 def with_defaults(transformer, vqgan):
     """``(transformer, vqgan)`` with None replaced by the shipped emoji64 weights files (both, or the missing one)."""
-    from maskgit_cli.weights import default_weights
-
     transformer = default_weights("transformer") if transformer is None else transformer
     return transformer, default_weights("vqgan") if vqgan is None else vqgan
 
@@ -93,9 +92,6 @@ def prepare_models(
     Without stored code patches, guidance decodes them from the VQGAN once and caches them beside the transformer
     file (:func:`maskgit_cli.decoding.guidance.fallback_code_patches`).
     """
-    from maskgit_cli.vqgan.code_patches import read_code_patches
-    from maskgit_cli.weights import load_model, model_fingerprint, read_metadata, token_fingerprint
-
     transformer_path, recorded = None, None
     if isinstance(transformer, (str, Path)):
         transformer_path = Path(transformer)

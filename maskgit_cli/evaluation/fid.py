@@ -27,12 +27,16 @@ Counts and sizes
 
 Tests inject a small feature extractor (``feature_extractor=`` or the module-level
 :data:`FEATURE_EXTRACTOR_OVERRIDE`), never the real Inception.
+
+torch, torchvision, clean-fid and the modules that import torch (data.images, runtime, weights) are imported inside
+the functions that use them: a wrong path, size or Inception file is reported at once, before they load (seconds).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +44,11 @@ from typing import Any
 
 import numpy as np
 
+from maskgit_cli._version import __version__
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.evaluation.inception import inception_file, load_inception, resolve_inception
 from maskgit_cli.evaluation.references import ImageSet, RefStats, open_images, open_reference
+from maskgit_cli.progress import log, progress_bar
 
 FEATURE_EXTRACTOR_OVERRIDE: Callable | None = None
 """When set, used instead of Inception wherever no ``feature_extractor`` is passed (tests set it with
@@ -57,7 +63,7 @@ STATS_FORMAT = "maskgit-fid-stats-1"
 
 
 def _dataset(images: ImageSet, fn_resize):
-    import torch
+    import torch  # lazy: the module docstring says why
     import torchvision
 
     from maskgit_cli.data.images import load_image
@@ -90,7 +96,7 @@ def _dataset(images: ImageSet, fn_resize):
 
 
 def _collate(items):
-    import torch
+    import torch  # lazy: the module docstring says why
 
     for item in items:
         if isinstance(item, str):
@@ -99,9 +105,7 @@ def _collate(items):
 
 
 def _resizer(mode: str):
-    import warnings
-
-    from cleanfid.resize import build_resizer
+    from cleanfid.resize import build_resizer  # lazy: the module docstring says why
 
     with warnings.catch_warnings():  # clean-fid's PyTorch resizer sets a global "ignore" filter
         return build_resizer(mode)
@@ -116,11 +120,10 @@ def extract_features(
     num_workers: int | None = None,
 ) -> np.ndarray:
     """(N,D) float features of ``images``: clean-fid's resize for ``mode``, then ``model`` batch by batch."""
-    import torch
+    import torch  # lazy: the module docstring says why
     from cleanfid.fid import get_batch_features
 
     from maskgit_cli.data.images import default_workers
-    from maskgit_cli.progress import progress_bar
 
     device = torch.device("cpu") if device is None else torch.device(device)
     loader = torch.utils.data.DataLoader(
@@ -177,7 +180,7 @@ def _find_extractor(mode, feature_extractor, inception) -> _Extractor:
 
 
 def _resolve_device(device):
-    import torch
+    import torch  # lazy: the module docstring says why
 
     from maskgit_cli.runtime import resolve_device
 
@@ -213,8 +216,7 @@ def make_stats(
     The file holds mu, sigma, count, mode, the feature extractor's id, the image size and (unless
     ``save_features`` is off) the features themselves, which KID needs.
     """
-    from maskgit_cli import __version__
-    from maskgit_cli.weights import atomic_path
+    from maskgit_cli.weights import atomic_path  # lazy: the module docstring says why
 
     inception_file(mode)
     extractor = _find_extractor(mode, feature_extractor, inception)
@@ -258,9 +260,7 @@ def make_stats(
 
 
 def _frechet(mu1, sigma1, mu2, sigma2) -> float:
-    import warnings
-
-    from cleanfid.fid import frechet_distance
+    from cleanfid.fid import frechet_distance  # lazy: the module docstring says why
 
     try:
         # it prints a note on singular products (keep stdout for results); newer SciPy warns about its sqrtm call
@@ -273,7 +273,7 @@ def _frechet(mu1, sigma1, mu2, sigma2) -> float:
 
 
 def _kid(feats1: np.ndarray, feats2: np.ndarray, seed: int = 0) -> float:
-    from cleanfid.fid import kernel_distance
+    from cleanfid.fid import kernel_distance  # lazy: the module docstring says why
 
     state = np.random.get_state()  # kernel_distance draws subsets from numpy's global RNG: make it repeatable
     np.random.seed(seed)
@@ -299,8 +299,6 @@ def compute_fid(
     Returns a dict: fid, kid (when asked), mode, comparable_to_lab, pred/ref and their counts, ref_kind,
     image_size, feature_extractor, feature_dim, weights (file used, or "custom extractor"), warnings.
     """
-    from maskgit_cli.progress import log
-
     inception_file(mode)
     extractor = _find_extractor(mode, feature_extractor, inception)
     dev = _resolve_device(device)

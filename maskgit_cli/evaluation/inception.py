@@ -5,7 +5,8 @@
 ``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``), else a download into that cache - tried
 only when a half-second TCP probe of the download host succeeds and ``MASKGIT_NO_DOWNLOAD`` is not 1.
 Otherwise one :class:`MaskgitError` line names the file, its sha256 and where to put it. The weights are
-resolved before torch or clean-fid is imported, so that error comes back at once.
+resolved before torch or clean-fid is imported, so that error comes back at once: they (and weights, which imports
+torch) are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import urllib.parse
+import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from maskgit_cli.choices import FID_MODES
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.progress import log
 
 ENV_INCEPTION = "MASKGIT_INCEPTION"
 ENV_NO_DOWNLOAD = "MASKGIT_NO_DOWNLOAD"
@@ -124,11 +130,7 @@ def _describe(spec: InceptionFile) -> str:
 
 
 def _download(spec: InceptionFile, dest: Path) -> None:
-    import shutil
-    import urllib.request
-
-    from maskgit_cli.progress import log
-    from maskgit_cli.weights import atomic_path
+    from maskgit_cli.weights import atomic_path  # lazy: the module docstring says why
 
     log(f"downloading {spec.url} -> {dest}")
     try:
@@ -191,10 +193,7 @@ def _wrong_file(path: Path, spec: InceptionFile, e: BaseException) -> MaskgitErr
 
 def load_inception(mode: str, path: str | Path, device) -> Callable:
     """clean-fid's feature network for ``mode`` built from ``path``: float (B,3,299,299) in [0,255] -> (B,2048)."""
-    import tempfile
-    import warnings
-
-    import torch
+    import torch  # lazy: the module docstring says why
 
     spec = inception_file(mode)
     path = Path(path)
@@ -228,7 +227,7 @@ def load_inception(mode: str, path: str | Path, device) -> Callable:
 
         return clean_fn
 
-    import cleanfid.inception_pytorch as ip
+    import cleanfid.inception_pytorch as ip  # lazy: the module docstring says why
 
     def load_local(url, *args, **kwargs):
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -3,10 +3,15 @@
 A source is a folder of images (sorted, not recursive, read like the rest of maskgit: transparency composited
 onto white), the lab's ``test_gt.csv`` (:mod:`maskgit_cli.data.lab_csv`), a statistics ``.npz`` from
 ``maskgit fid-stats`` (FID only: it holds no images), or, from Python, a uint8 (N,H,W,3) array.
+
+:mod:`maskgit_cli.evaluation.fid` opens its sources before torch loads (its errors come at once), so
+:mod:`maskgit_cli.data.images`, which imports torch, is imported inside the functions that read pixels.
 """
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +43,7 @@ class ImageSet:
 
     def load(self, i: int) -> np.ndarray:
         """Image ``i`` as uint8 (H,W,3)."""
-        from maskgit_cli.data.images import load_image
+        from maskgit_cli.data.images import load_image  # lazy: the module docstring says why
 
         return load_image(self.files[i]) if self.files is not None else self.array[i]
 
@@ -51,9 +56,7 @@ def result_files(folder: str | Path, what: str = "image folder") -> list[Path]:
     """A folder's images, sorted; the results folder of `maskgit inpaint --num-samples N` (N > 1) holds N files per
     image (NAME_0.png ... NAME_{N-1}.png): its report.json beside it names sample 0 of each, and those are the ones
     scored, so that FID and PSNR pair one result with one reference."""
-    import json
-
-    from maskgit_cli.data.images import list_images
+    from maskgit_cli.data.images import list_images  # lazy: the module docstring says why
 
     files = list_images(folder, what)
     report = Path(folder).parent / "report.json"
@@ -75,7 +78,7 @@ def result_files(folder: str | Path, what: str = "image folder") -> list[Path]:
 def scan_folder(folder: str | Path, what: str = "image folder") -> ImageSet:
     """List a folder's images (:func:`result_files`) and check (from the headers) that they are readable and share
     one size."""
-    from maskgit_cli.data.images import read_image
+    from maskgit_cli.data.images import read_image  # lazy: the module docstring says why
 
     files = result_files(folder, what)
     size = None
@@ -140,8 +143,6 @@ def _is_npz(path: Path) -> bool:
 
 def load_stats(path: str | Path) -> RefStats:
     """A statistics file from :func:`make_stats` (or any npz with ``mu`` and ``sigma``, e.g. pytorch-fid's)."""
-    import zipfile
-
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from maskgit_cli.data.images import check_pairs, list_images, load_image
+from maskgit_cli.data.inputs import check_same_size
+from maskgit_cli.data.masks import load_mask
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.evaluation.references import open_reference, result_files
+from maskgit_cli.metrics import psnr, ssim
+from maskgit_cli.progress import progress_bar
 
 CHUNK = 128  # images scored per metrics call
 
@@ -28,12 +34,6 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
     images_with_holes; ``images`` lists the per-image values (pred, ref, mask names). Non-finite values:
     PSNR ``inf`` for identical images, ``nan`` hole scores for a mask without holes.
     """
-    from maskgit_cli.data.images import check_pairs, list_images, load_image
-    from maskgit_cli.data.masks import load_mask
-    from maskgit_cli.evaluation.references import open_reference, result_files
-    from maskgit_cli.metrics import psnr, ssim
-    from maskgit_cli.progress import progress_bar
-
     pred_files = result_files(pred, "PRED folder")
     reference = open_reference(ref, "REF", stats=False)
     ref_names = reference.names
@@ -58,11 +58,7 @@ def score_folders(pred, ref, masks=None) -> dict[str, Any]:
                     )
                 if mask_files is not None:
                     m = load_mask(mask_files[i])
-                    if m.shape != x.shape[:2]:
-                        raise MaskgitError(
-                            f"mask {mask_files[i]} is {m.shape[1]}x{m.shape[0]} but {pred_files[i]} is "
-                            f"{x.shape[1]}x{x.shape[0]}"
-                        )
+                    check_same_size(m.shape, x.shape, f"mask {mask_files[i]}", str(pred_files[i]))
                     holes.append(m == 0)
                 a.append(x)
                 b.append(y)

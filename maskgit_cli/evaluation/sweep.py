@@ -37,8 +37,9 @@ import numpy as np
 import torch
 
 from maskgit_cli.choices import FID_MODES, SAMPLERS, SCHEDULES, SWEEP_METRICS, check_choice
-from maskgit_cli.data.images import save_image, to_uint8
-from maskgit_cli.decoding.folders import FolderWriter, InpaintInputs, check_output_folder
+from maskgit_cli.data.images import save_image, to_uint8, to_unit
+from maskgit_cli.data.input_folder import InpaintInputs
+from maskgit_cli.data.outputs import FolderWriter, check_output_folder
 from maskgit_cli.decoding.inpaint import (
     Prepared,
     decode_inputs,
@@ -173,7 +174,7 @@ def run_sweep(transformer, vqgan, images_dir, ref, out_dir, **options) -> SweepR
     :class:`~maskgit_cli.decoding.settings.InpaintSettings`) gives everything but the sampler, schedule, T and S:
     token rule, dilate, composite, blend, sampling, choice temperature, seed, pixel guidance. ``out_dir`` is written
     whole or not at all and must be new or empty unless ``overwrite``
-    (:func:`~maskgit_cli.decoding.folders.check_output_folder`).
+    (:func:`~maskgit_cli.data.outputs.check_output_folder`).
     """
     plan = plan_sweep(transformer, vqgan, images_dir, ref, out_dir, SweepOptions(**options))
     o = plan.options  # the models next, once for all cells (their errors come before the output folder is made)
@@ -389,7 +390,7 @@ class _Context:
             for pixels, hole, ids in loader:  # uint8 (B,H,W,3), bool (B,H,W)
                 pixels = pixels.permute(0, 3, 1, 2).contiguous().to(self.device)
                 hole, ids = hole.to(self.device), ids.to(self.device)
-                encoded = encode_inputs(self.vqgan, pixels.float().div(255.0), hole, self.settings)
+                encoded = encode_inputs(self.vqgan, to_unit(pixels), hole, self.settings)
                 self.batches.append((pixels, hole, ids, encoded))
                 holes.append(hole.cpu().numpy())
                 bar.advance(len(ids))
@@ -402,7 +403,7 @@ class _Context:
         start = time.perf_counter()
         outs = []
         for images_u8, holes, ids, encoded in self.batches:
-            images = images_u8.float().div_(255.0)
+            images = to_unit(images_u8)
             rows = [r for r, i in enumerate(ids.tolist()) if i < GRID_IMAGES] if self.grids else []
             res = decode_inputs(self.transformer, self.vqgan, images, holes, encoded, cell, ids, rows, self.patches)
             outs.append(to_uint8(res.images, cell.rounding))  # a device sync: the timing is honest on CUDA too

@@ -8,6 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
+from maskgit_cli.evaluation.score import finite_or_none
+from maskgit_cli.weights import atomic_path
+
 CSV_COLUMNS = (
     "sampler",
     "schedule",
@@ -44,16 +49,12 @@ class SweepResult:
 
 
 def result_dict(result: SweepResult) -> dict[str, Any]:
-    from maskgit_cli.evaluation.score import finite_or_none
-
     d = asdict(result)
     d["skipped"] = [{"total_iter": t, "sweet_spot": s} for t, s in result.skipped]
     return finite_or_none(d)
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    from maskgit_cli.weights import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
@@ -86,6 +87,7 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
     """The ranking metric per schedule: vs T (best sweet spot per T) when several T were swept, else a bar per
     schedule; plus the metric vs sweet spot at the best T when several sweet spots were swept. Best cell starred.
     """
+    # matplotlib only here, where the plot is drawn (about 0.5 s to import), as in viz.plot_curves
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -222,8 +224,6 @@ _COLUMNS = (
 
 def render_table(result: SweepResult, console) -> None:
     """A Rich table of the cells (best row highlighted) on ``console``."""
-    from rich.table import Table
-
     rows = result.cells
     has = {k: any(r[k] is not None for r in rows) for k in ("fid", "kid", "psnr_hole", "ssim_hole", "psnr", "ssim")}
     caption = None

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import torch
 
+from maskgit_cli.choices import QKV_ORDERS, check_choice
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.transformer.model import MaskGITTransformer, TransformerConfig, get_preset
-from maskgit_cli.weights import load_torch_state_dict
+from maskgit_cli.vqgan.code_patches import stored_with
+from maskgit_cli.vqgan.tokens import load_token_cache
+from maskgit_cli.weights import load_model, load_torch_state_dict, save_model, token_fingerprint
 
 # The lab template (NYCU DLP Lab3 "MaskGIT for image inpainting": ``models/VQGAN_Transformer/transformer.py``
 # and ``modules/layers.py``, seen in many public student copies) fixes every key except the attention
@@ -377,11 +380,6 @@ def convert_lab_transformer_file(
     of the training images) the file also stores every code's mean patch for known-pixel guidance and the VQGAN's
     token fingerprint; with ``vqgan`` (the VQGAN file the student trained on) it records that VQGAN's fingerprint,
     so that inpaint refuses another one. Returns a summary (``vqgan_sha256`` None: nothing recorded)."""
-    from maskgit_cli.choices import QKV_ORDERS, check_choice
-    from maskgit_cli.vqgan.code_patches import stored_with
-    from maskgit_cli.vqgan.tokens import load_token_cache
-    from maskgit_cli.weights import save_model
-
     check_choice(fused_qkv_order, QKV_ORDERS, "--qkv-order")
     aux, meta, cache = {}, {}, None
     if tokens is not None:
@@ -409,8 +407,6 @@ def convert_lab_transformer_file(
 def _recorded_vqgan(vqgan, model, from_tokens: str | None, tokens) -> str:
     """The token fingerprint of the ``--vqgan`` file, which must have the transformer's codes and agree with the token
     cache's fingerprint when both are given."""
-    from maskgit_cli.weights import load_model, token_fingerprint
-
     vq = load_model(vqgan, "vqgan")
     if vq.config.num_codebook_vectors != model.config.num_codebook_vectors:
         raise MaskgitError(

@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from maskgit_cli import runtime
 from maskgit_cli.errors import MaskgitError
 
 
@@ -213,9 +214,7 @@ class MatmulAttention(torch.autograd.Function):
 def cpu_prefers_matmul_attention() -> bool:
     """Is this a CPU where :class:`MatmulAttention` trains faster than SDPA: AVX512-BF16 and no AMX (AMD EPYC), the
     kind where it was measured faster. With AMX (Intel Xeon) SDPA's own kernels are faster (docs/machines.md)."""
-    from maskgit_cli.runtime import cpu_flags
-
-    flags = cpu_flags()
+    flags = runtime.cpu_flags()
     return "avx512_bf16" in flags and "amx_bf16" not in flags
 
 

@@ -30,66 +30,28 @@ import contextlib
 import copy
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from maskgit_cli.choices import LOSS_ON, check_choice
-from maskgit_cli.data.masks import dilate_token_mask
+from maskgit_cli.data.images import check_pairs, list_images
+from maskgit_cli.data.masks import HOLE, dilate_token_mask, load_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
-from maskgit_cli.schedules import parse_mask_ratio, training_mask
+from maskgit_cli.schedules import training_mask
 from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, fit
 from maskgit_cli.training.optim import ModelEMA, WarmupCosine, make_adamw, seeded_generator
 from maskgit_cli.training.run import RunDir, config_dict
-from maskgit_cli.training.settings import TrainSettings, at_least_one
-from maskgit_cli.transformer.model import PRESETS, MaskGITTransformer, forbid_mask_token, get_preset, mask_tokens
+from maskgit_cli.transformer.model import MaskGITTransformer, forbid_mask_token, get_preset, mask_tokens
+from maskgit_cli.transformer.settings import TrainConfig
 from maskgit_cli.vqgan.code_patches import stored_with
 from maskgit_cli.vqgan.resolution import cache_text, tokens_text
 from maskgit_cli.vqgan.tokens import TokenCache, check_made_by, check_same_grid, check_same_vqgan, load_token_cache
 from maskgit_cli.weights import config_to_json, save_tensors
-
-
-@dataclass
-class TrainConfig(TrainSettings):
-    """All hyper-parameters of a transformer training run (saved to runs/NAME/config.json)."""
-
-    preset: str = "small"
-    epochs: int | None = 40
-    batch_size: int = 64  # global batch (split across ranks under torchrun)
-    lr: float = 4e-4
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    accum_grad: int = 1  # micro-batches per optimizer step (batch_size is split into them)
-    mask_ratio: str = "cosine"
-    loss_on: str = "masked"  # masked | all
-    label_smoothing: float = 0.1
-    dropout: float | None = None  # None = the preset's
-    compile: bool = False
-    ema: float = 0.0  # EMA decay of the weights (0 = off)
-    dilate: int = 1  # token-mask rings for --val-masks and masked copies (as `maskgit inpaint --dilate`)
-    copies_ratio: float = 0.0  # share of the grids trained on a masked copy (tokenize --masked-copies)
-    val_batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(PRESETS)}")
-        super().__post_init__()
-        check_choice(self.loss_on, LOSS_ON, "--loss-on")
-        parse_mask_ratio(self.mask_ratio)
-        at_least_one(self, "accum_grad")
-        if self.batch_size % self.accum_grad:
-            raise MaskgitError(f"--batch-size {self.batch_size} is not divisible by --accum-grad {self.accum_grad}")
-        if not 0 <= self.ema < 1:
-            raise MaskgitError(f"--ema {self.ema}: expected a decay in [0, 1), e.g. 0.999")
-        if not 0 <= self.copies_ratio <= 1:
-            raise MaskgitError(f"--copies-ratio {self.copies_ratio}: expected a share in [0, 1]")
-
 
 # config.json keys that may change on resume: they do not change the trained weights.
 RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "train.compile", "data.train", "data.val", "data.val_masks")
@@ -318,9 +280,6 @@ def _copies(cache: TokenCache, dilate: int, device, first_only: bool = False):
 
 def val_token_masks(masks_dir, val: TokenCache, dilate: int) -> torch.Tensor:
     """Token masks (N,L) for the validation cache's images from lab-format masks paired in sorted name order."""
-    from maskgit_cli.data.images import check_pairs, list_images
-    from maskgit_cli.data.masks import HOLE, load_mask, token_mask_for
-
     files = list_images(masks_dir, "mask folder")
     check_pairs(files, val.files, f"masks in --val-masks {masks_dir}", f"validation images in {val.path}")
     holes = torch.stack([torch.from_numpy(load_mask(f, val.image_size) == HOLE) for f in files])

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from maskgit_cli.progress import progress_bar
+from maskgit_cli.runtime import vqgan_autocast
+from maskgit_cli.weights import read_aux_tensors, read_metadata
+
 CODE_PATCHES_KEY = "aux.code_patches"  # (V,3,p,p) float32 in a transformer file
 
 
@@ -75,9 +79,6 @@ PATCH_GRID = 16
 def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
     """(V,3,p,p): the centre patch of the image the VQGAN decodes from a grid filled with one code (p: the VQGAN's
     downsampling factor)."""
-    from maskgit_cli.progress import progress_bar
-    from maskgit_cli.runtime import vqgan_autocast
-
     cfg = vqgan.config
     h, p = min(cfg.latent_resolution, PATCH_GRID), cfg.img_resolution // cfg.latent_resolution
     device = next(vqgan.parameters()).device
@@ -103,8 +104,6 @@ def stored_with(cache) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 def read_code_patches(path) -> CodePatches | None:
     """The code patches stored in a transformer file by ``maskgit train``, or None (older or converted files)."""
-    from maskgit_cli.weights import read_aux_tensors, read_metadata
-
     aux = read_aux_tensors(path)
     if CODE_PATCHES_KEY not in aux:
         return None

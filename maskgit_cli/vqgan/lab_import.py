@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import yaml
+
 from maskgit_cli.errors import MaskgitError, require_file
 from maskgit_cli.vqgan.model import LAB_TEST_MEAN, LAB_TEST_STD, VQGAN, VQGANConfig
 from maskgit_cli.weights import load_state_dict_strict, load_torch_state_dict, model_fingerprint, save_model
@@ -24,8 +26,6 @@ _YML_KEYS = (
 
 def read_vqgan_yml(path) -> VQGANConfig:
     """The lab's VQGAN.yml (`model_param` section) -> VQGANConfig with the lab's other structural defaults."""
-    import yaml
-
     path = Path(path)
     require_file(path)
     try:

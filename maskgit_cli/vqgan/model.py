@@ -18,6 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from maskgit_cli.choices import NORMALIZATIONS, check_choice
+from maskgit_cli.data.inputs import holes_gray
+from maskgit_cli.errors import MaskgitError
 from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, scale_preset
 
 # docs/lab.md, "Normalization": torchvision Normalize statistics of the lab's cat-face training set.
@@ -112,9 +115,6 @@ class VQGANConfig:
     def normalization(self, which: str = "train") -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(mean, std) for ``which``: "train" (what the network was trained with) or "test" (the lab's test-set
         statistics, as the lab's inference used them)."""
-        from maskgit_cli.choices import NORMALIZATIONS, check_choice
-        from maskgit_cli.errors import MaskgitError
-
         check_choice(which, NORMALIZATIONS, "--normalization")
         if which == "train":
             return self.mean, self.std
@@ -188,8 +188,6 @@ VQGAN_PRESETS: dict[str, VQGANConfig] = {
 def vqgan_preset(name: str, resolution: int = DEFAULT_RESOLUTION, downsample: int = DEFAULT_DOWNSAMPLE) -> VQGANConfig:
     """Preset ``name`` for ``resolution`` x ``resolution`` images and tokens of ``downsample`` x ``downsample``
     pixels (:func:`~maskgit_cli.vqgan.resolution.scale_preset`); the defaults give ``VQGAN_PRESETS[name]``."""
-    from maskgit_cli.errors import MaskgitError
-
     if name not in VQGAN_PRESETS:
         raise MaskgitError(f"--preset {name}: expected one of {', '.join(VQGAN_PRESETS)}")
     return scale_preset(VQGAN_PRESETS[name], resolution, downsample)
@@ -480,10 +478,8 @@ class VQGAN(nn.Module):
         """The codes of images (B,3,H,W) in [0,1] with holes (B,H,W) bool, as inpainting encodes them: holes filled
         gray, hole-blind when the config says so. The one home of this rule (inpaint, tokenize --masked-copies and
         robust-vqgan use it)."""
-        from maskgit_cli.data.masks import fill_holes
-
         known = ~holes if self.config.hole_blind else None
-        return self.encode(fill_holes(images, holes), known)
+        return self.encode(holes_gray(images, holes), known)
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantized latents -> images in normalized space (what the lab's decoder outputs)."""

@@ -16,12 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskgit_cli.data.images import list_images, load_image, save_image, to_uint8
+from maskgit_cli.data.images import list_images, load_image, save_image, to_uint8, to_unit
+from maskgit_cli.data.masks import token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.metrics import codebook_usage, psnr, ssim
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import autocast
 from maskgit_cli.viz import save_grid
+from maskgit_cli.vqgan.model import VQGAN
+from maskgit_cli.vqgan.tokens import context_counts, masked_copy_masks
+from maskgit_cli.weights import load_model
 
 
 def default_grid_path(out_dir: str | Path) -> Path:
@@ -55,11 +59,6 @@ def reconstruct_folder(
     0 and 1 to the share of tokens outside the regenerated region that generated holes (``mask_seed``) leave as they
     were.
     """
-    from maskgit_cli.data.masks import token_mask_for
-    from maskgit_cli.vqgan.model import VQGAN
-    from maskgit_cli.vqgan.tokens import context_counts, masked_copy_masks
-    from maskgit_cli.weights import load_model
-
     device = torch.device(device)
     model = vqgan if isinstance(vqgan, VQGAN) else load_model(vqgan, "vqgan", device)
     model = model.to(device).eval()
@@ -78,7 +77,7 @@ def reconstruct_folder(
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
             ref = np.stack([load_image(f, size, resize) for f in chunk])
-            x = torch.from_numpy(ref).permute(0, 3, 1, 2).to(device).float().div_(255.0)
+            x = to_unit(torch.from_numpy(ref).permute(0, 3, 1, 2).to(device))
             with autocast(device, precision):
                 idx = model.encode(x)
                 rec = to_uint8(model.decode(idx))

@@ -23,40 +23,26 @@ to the clean image's teacher tokens, under fixed masks), the share of clean toke
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskgit_cli.data.masks import dilate_token_mask, token_mask_for
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.data.images import to_unit
+from maskgit_cli.data.inputs import holes_gray
+from maskgit_cli.data.mask_generator import generate_mask, mask_rng
+from maskgit_cli.data.masks import HOLE, dilate_token_mask, token_mask_for
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import autocast, resolve_precision, seed_everything
 from maskgit_cli.training.loop import fit
 from maskgit_cli.vqgan.model import VQGAN
+from maskgit_cli.vqgan.settings import RobustConfig
 from maskgit_cli.vqgan.tokens import COPY_KINDS, context_counts
-from maskgit_cli.vqgan.train import FineTuneSettings, FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
+from maskgit_cli.vqgan.train import FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
 from maskgit_cli.weights import model_fingerprint, save_model
-
-
-@dataclass
-class RobustConfig(FineTuneSettings):
-    """All settings of a `robust-vqgan` run (saved to runs/NAME/config.json)."""
-
-    lr: float = 1e-4
-    warmup_steps: int = 100
-    masked_weight: float = 1.0  # weight of the masked-context term against the clean term
-    dilate: int = 1  # rings around the holes' tokens that are regenerated anyway (inpaint's --dilate)
-    hole_blind: bool = True  # encode masked images hole-blind (and record it in the exported config)
-    mask_seed: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dilate < 0:
-            raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
-
 
 MASK_BANK = 4096  # masks drawn once per run (about 1 ms each on a CPU), then taken in turn
 
@@ -64,11 +50,6 @@ MASK_BANK = 4096  # masks drawn once per run (about 1 ms each on a CPU), then ta
 def mask_bank(seed: int, count: int, size: int) -> torch.Tensor:
     """``count`` pixel hole masks (count,size,size) bool of the kinds ``tokenize --masked-copies`` uses: mask n is a
     pure function of (seed, n)."""
-    import numpy as np
-
-    from maskgit_cli.data.mask_generator import generate_mask, mask_rng
-    from maskgit_cli.data.masks import HOLE
-
     out = np.zeros((count, size, size), dtype=bool)
     for n in range(count):
         out[n] = generate_mask(COPY_KINDS[n % len(COPY_KINDS)], mask_rng(seed, n), size=size) == HOLE
@@ -104,12 +85,10 @@ class RobustTask(FineTuneTask):
         holes = step_holes(self.bank, step, len(x))
         with torch.no_grad():
             target = student.codebook.lookup(self.teacher.encode(x))  # (B,D,h,w), the teacher's codes of x
-        from maskgit_cli.data.masks import fill_holes
-
         with autocast(self.device, cfg.precision):
             z_clean = student.encode_latents(x).float()
             known = ~holes if cfg.hole_blind else None
-            z_masked = student.encode_latents(fill_holes(x, holes), known).float()
+            z_masked = student.encode_latents(holes_gray(x, holes), known).float()
         outside = self._outside(holes).float()
         clean = F.mse_loss(z_clean, target)
         masked = (((z_masked - target) ** 2) * outside).sum() / (outside.sum() * target.shape[1]).clamp_min(1)
@@ -147,16 +126,14 @@ def measure_context_fidelity(
     share of tokens outside the regenerated region (holes + ``dilate`` rings) of the masked images equal to
     ``reference``'s tokens of the clean images, and the share of clean tokens equal to ``reference``'s.
     ``hole_blind`` None: as the model's config says."""
-    from maskgit_cli.data.masks import fill_holes
-
     latent = model.config.latent_resolution
     hole_blind = model.config.hole_blind if hole_blind is None else hole_blind
     same = outside_n = kept = total = 0
     for i in range(0, len(images_u8), batch_size):
-        x = images_u8[i : i + batch_size].float() / 255.0
+        x = to_unit(images_u8[i : i + batch_size])
         h = holes[i : i + batch_size]
         want = reference.encode(x)
-        got = model.encode(fill_holes(x, h), ~h if hole_blind else None)
+        got = model.encode(holes_gray(x, h), ~h if hole_blind else None)
         counts = context_counts(want, got[:, None], token_mask_for(h, latent)[:, None], dilate)
         same, outside_n = same + counts[0], outside_n + counts[1]
         kept += int((model.encode(x) == want).sum())

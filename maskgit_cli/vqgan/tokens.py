@@ -22,18 +22,31 @@ the metadata) is the share of tokens outside the dilated holes that stay equal.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from maskgit_cli.data.images import ImageFolder, image_loader
+from maskgit_cli.data.images import ImageFolder, image_loader, list_images
+from maskgit_cli.data.mask_generator import generate_mask, mask_rng
+from maskgit_cli.data.masks import HOLE, dilate_token_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import vqgan_autocast
 from maskgit_cli.vqgan.code_patches import PatchStats
+from maskgit_cli.vqgan.model import VQGANConfig
 from maskgit_cli.vqgan.resolution import cache_text
-from maskgit_cli.weights import config_to_json, load_model, read_metadata, read_tensors, save_tensors, token_fingerprint
+from maskgit_cli.weights import (
+    config_from_json,
+    config_to_json,
+    load_model,
+    read_metadata,
+    read_tensors,
+    save_tensors,
+    token_fingerprint,
+)
 
 
 @dataclass
@@ -94,8 +107,6 @@ def tokenize_folder(
     An existing ``output`` is replaced only with ``overwrite``, and never when it is an input (checked first).
     ``masked_copies`` K > 0: also the tokens of K masked copies of every row (:func:`masked_copy_masks`).
     """
-    import time
-
     if masked_copies < 0:
         raise MaskgitError(f"--masked-copies {masked_copies}: must be >= 0")
     check_output(output, images_dir, vqgan, overwrite)
@@ -171,11 +182,6 @@ COPY_KINDS = ("stroke", "stroke", "box")
 def masked_copy_masks(indices: list[int], view: int, copies: int, seed: int, size: int) -> torch.Tensor:
     """Pixel holes (B,K,size,size) bool of the ``copies`` masked copies of dataset images ``indices`` (``view`` 1:
     their flips): a pure function of (seed, image index, view, copy), so batching and skipped files change nothing."""
-    import numpy as np
-
-    from maskgit_cli.data.mask_generator import generate_mask, mask_rng
-    from maskgit_cli.data.masks import HOLE
-
     out = np.zeros((len(indices), copies, size, size), dtype=bool)
     for b, i in enumerate(indices):
         for k in range(copies):
@@ -187,8 +193,6 @@ def masked_copy_masks(indices: list[int], view: int, copies: int, seed: int, siz
 def _encode_masked(vqgan, images: torch.Tensor, holes: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (B,K,h,w) int16, token holes (B,K,h,w) bool) of the images encoded with each copy's holes exactly as
     inpainting encodes them (:meth:`~maskgit_cli.vqgan.model.VQGAN.encode_masked`)."""
-    from maskgit_cli.data.masks import token_mask_for
-
     B, K = holes.shape[:2]
     many = images.repeat_interleave(K, 0)
     flat = holes.flatten(0, 1)
@@ -205,8 +209,6 @@ def context_counts(
     """(tokens outside the regenerated region equal to the clean image's, tokens outside it) over masked copies
     ``masked_tokens`` (N,K,h,w) of the clean ``tokens`` (N,h,w) whose holes touch ``masked_holes`` (N,K,h,w); the
     regenerated region is the holes' tokens and ``dilate`` rings (inpainting's ``--dilate``)."""
-    from maskgit_cli.data.masks import dilate_token_mask
-
     regenerated = dilate_token_mask(masked_holes.flatten(0, 1), dilate).view_as(masked_holes)
     same = masked_tokens.long() == tokens.long()[:, None]
     outside = ~regenerated
@@ -226,8 +228,6 @@ def context_fidelity(
 def check_output(output, images_dir, vqgan, overwrite: bool = False) -> None:
     """Refuse, before any work, an ``-o`` that is a folder, that is an input (the ``--vqgan`` file or an image of
     ``images_dir``, even with ``overwrite``), or that exists without ``overwrite``."""
-    from maskgit_cli.data.images import list_images
-
     output = Path(output)
     if output.is_dir():
         example = output / "train.tokens"
@@ -347,9 +347,6 @@ def check_token_cache(cache: TokenCache, meta: dict[str, str]) -> None:
     """A loaded cache's tokens against its own metadata (one MaskgitError naming the cache and the problem):
     rows = files (x2 with flips), the grid = the VQGAN's latent resolution, every id a code (0..V-1; the
     transformer's mask id V is not data), the code patch stats one row per code."""
-    from maskgit_cli.vqgan.model import VQGANConfig
-    from maskgit_cli.weights import config_from_json
-
     path, tokens, v = cache.path, cache.tokens, cache.num_codebook_vectors
 
     def bad(problem: str):

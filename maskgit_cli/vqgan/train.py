@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from maskgit_cli.data.images import list_images, load_image, to_uint8
+from maskgit_cli.data.images import list_images, load_image, to_uint8, to_unit
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.metrics import codebook_usage, psnr, ssim
 from maskgit_cli.progress import log, progress_bar
@@ -46,69 +46,10 @@ from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, fit
 from maskgit_cli.training.optim import WarmupCosine, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
-from maskgit_cli.training.settings import TrainSettings
-from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS, VQGANConfig, vqgan_preset
-from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, check_resolution, size_note
+from maskgit_cli.vqgan.model import VQGAN, vqgan_preset
+from maskgit_cli.vqgan.resolution import size_note
+from maskgit_cli.vqgan.settings import FineTuneSettings, TrainVQGANConfig
 from maskgit_cli.weights import load_model, model_fingerprint, save_model
-
-
-@dataclass
-class VQGANTrainSettings(TrainSettings):
-    """What every VQGAN trainer (train-vqgan, robust-vqgan, tune-decoder) adds to the loop's settings: how it
-    takes its images."""
-
-    flip: bool = True  # random horizontal flips
-    resize: bool = False  # resize images of another size instead of failing
-
-
-@dataclass
-class TrainVQGANConfig(VQGANTrainSettings):
-    """All hyper-parameters of a VQGAN training run (saved to runs/NAME/config.json)."""
-
-    preset: str = "local"  # a VQGAN_PRESETS name
-    # The images' side R and the pixels f of a token's side (the token grid is R/f); None = 64 and 4, the lab's
-    # (None, not the number, so that runs saved before these settings existed resume as they were).
-    resolution: int | None = field(default=None, metadata={"default_help": str(DEFAULT_RESOLUTION)})
-    downsample: int | None = field(default=None, metadata={"default_help": str(DEFAULT_DOWNSAMPLE)})
-    epochs: int | None = 30
-    l1_weight: float = 1.0
-    l2_weight: float = 1.0
-    beta: float | None = None  # commitment weight; None = the preset's (0.25)
-    codebook_decay: float = 0.99  # EMA decay of the codebook
-    dead_code_threshold: float = 0.5  # EMA uses per batch below which a code is restarted
-    restart_every: int = 50  # steps between dead-code restarts
-    gan_start: int | None = None  # step at which the adversarial loss starts; None = no GAN
-    gan_weight: float = 0.1
-    gan_adaptive: bool = True  # scale the GAN term by |grad rec| / |grad gan| at the last decoder layer
-    disc_channels: int = 32
-    disc_layers: int = 2
-    disc_lr: float | None = None  # None = lr
-
-    def __post_init__(self) -> None:
-        if self.preset not in VQGAN_PRESETS:
-            raise MaskgitError(f"--preset {self.preset}: expected one of {', '.join(VQGAN_PRESETS)}")
-        super().__post_init__()
-        if self.restart_every < 1:
-            raise MaskgitError(f"restart_every must be at least 1, got {self.restart_every}")
-        check_resolution(*self.size)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(resolution, downsample), the defaults filled in."""
-        return (self.resolution or DEFAULT_RESOLUTION, self.downsample or DEFAULT_DOWNSAMPLE)
-
-    def model_config(self) -> VQGANConfig:
-        """The VQGAN this run trains: the preset at the run's resolution and downsampling."""
-        return vqgan_preset(self.preset, *self.size)
-
-
-@dataclass
-class FineTuneSettings(VQGANTrainSettings):
-    """A fine-tuner's settings (robust-vqgan, tune-decoder): --max-steps decides its length."""
-
-    epochs: int | None = None
-    max_steps: int | None = 2000
-
 
 # Keys of config.json that may change when resuming: they do not change the trained weights.
 RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "data.train_dir", "data.val_dir")
@@ -153,7 +94,7 @@ def image_batch(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A training batch: the images ``indices`` of ``images_u8`` in [0,1], each mirrored with probability 1/2 when
     ``flip`` (drawn from ``gen``); and which were mirrored (None without ``flip``)."""
-    x = images_u8[indices.to(images_u8.device)].float().div_(255.0)
+    x = to_unit(images_u8[indices.to(images_u8.device)])
     if not flip:
         return x, None
     mirrored = torch.rand(len(x), generator=gen, device=gen.device) < 0.5
@@ -345,7 +286,7 @@ def evaluate_vqgan(
     for i in range(0, len(images_u8), batch_size):
         x_u8 = images_u8[i : i + batch_size].to(device)
         with autocast(device, precision):
-            idx = model.encode(x_u8.float() / 255.0)
+            idx = model.encode(to_unit(x_u8))
             rec = model.decode(idx)
         rec_u8 = to_uint8(rec)
         ref_u8 = x_u8.permute(0, 2, 3, 1).cpu().numpy()
@@ -370,7 +311,7 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
     validation metrics, paths of the weights, wall time and speed.
     """
     device = resolve_device(cfg.device)
-    model_cfg = cfg.model_config()
+    model_cfg = vqgan_preset(cfg.preset, *cfg.size)
     size = model_cfg.img_resolution
     train, train_files = load_images_uint8(train_dir, size, cfg.resize, "training images")
     val, val_files = (

@@ -15,34 +15,19 @@ SSIM of the uint8 reconstructions (as `train-vqgan` reports them); ``best.safete
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.data.images import to_unit
 from maskgit_cli.progress import log, progress_bar
 from maskgit_cli.runtime import autocast, resolve_precision, seed_everything, vqgan_autocast
 from maskgit_cli.training.loop import fit
 from maskgit_cli.vqgan.model import VQGAN
-from maskgit_cli.vqgan.train import FineTuneSettings, FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
+from maskgit_cli.vqgan.settings import TuneDecoderConfig
+from maskgit_cli.vqgan.train import FineTuneTask, evaluate_vqgan, image_batch, start_fine_tuning
 from maskgit_cli.weights import save_model, token_fingerprint
-
-
-@dataclass
-class TuneDecoderConfig(FineTuneSettings):
-    """All settings of a `tune-decoder` run (saved to runs/NAME/config.json)."""
-
-    warmup_steps: int = 50
-    l1_weight: float = 1.0
-    l2_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.l1_weight < 0 or self.l2_weight < 0 or self.l1_weight + self.l2_weight == 0:
-            raise MaskgitError(
-                f"--l1-weight {self.l1_weight} / --l2-weight {self.l2_weight}: must be >= 0 and not both 0"
-            )
 
 
 def trained_modules(model: VQGAN) -> torch.nn.ModuleList:
@@ -61,7 +46,7 @@ def encode_all(model: VQGAN, images_u8: torch.Tensor, flip: bool, batch_size: in
         for mirrored in (False, True) if flip else (False,):
             chunks = []
             for i in range(0, len(images_u8), batch_size):
-                x = images_u8[i : i + batch_size].float() / 255.0
+                x = to_unit(images_u8[i : i + batch_size])
                 with amp:
                     chunks.append(model.encode(x.flip(-1) if mirrored else x))
                 bar.advance(len(x))

@@ -16,8 +16,8 @@ from PIL import Image
 
 from maskgit_cli.choices import MASK_KINDS, check_choice
 from maskgit_cli.data.images import read_image, to_rgb
+from maskgit_cli.data.inputs import HOLE, KNOWN, holes_gray, known_pixels
 from maskgit_cli.data.mask_generator import generate_mask_for, mask_rng
-from maskgit_cli.data.masks import GRAY, HOLE, KNOWN
 from maskgit_cli.decoding.inpaint import InpaintSettings
 from maskgit_cli.errors import MaskgitError
 
@@ -111,10 +111,8 @@ def page_mask(source: str, drawn: np.ndarray, mask_seed: int = 0) -> np.ndarray:
 
 
 def masked_preview(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The input as the model sees it: holes gray."""
-    out = pixels.copy()
-    out[mask < 128] = GRAY
-    return out
+    """The input as the model sees it: the holes of its lab ``mask`` gray."""
+    return holes_gray(pixels, ~known_pixels(mask))
 
 
 def example_names() -> list[str]:

@@ -78,7 +78,7 @@ class OutputPanel:
 
 def build_page(page: Page, title: str = "maskgit serve", log: Callable[[str], None] | None = None):
     """The Gradio Blocks of the page (not launched). ``log`` gets a line for every message shown on the page."""
-    import gradio as gr
+    import gradio as gr  # the optional web extra: imported once the server has checked that it is installed
 
     log = log or (lambda text: None)
     # Gradio's copies of uploads and results: those over a day old are removed every hour (all of them at exit).

@@ -85,6 +85,8 @@ def check_port(host: str, port: int) -> None:
 
 
 def _import_gradio():
+    """Gradio, the optional web extra, imported here only: a missing extra is one error line, and its analytics are
+    off before it loads."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio
