@@ -29,7 +29,8 @@ from maskgit_cli.schedules import training_mask_count
 from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
 from maskgit_cli.transformer.train import TrainConfig, TransformerTask
 from maskgit_cli.vqgan.code_patches import vqgan_code_patches
-from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS, vqgan_preset
+from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION
 from maskgit_cli.vqgan.tokens import TokenCache, tokenize_folder
 
 
@@ -75,21 +76,23 @@ def make_train_task(
     compile: bool = False,
     total_steps: int = 10,
     seed: int = 0,
+    grid: int | None = None,
 ):
     """A :class:`~maskgit_cli.transformer.train.TransformerTask` (what `maskgit train` steps) on one batch of
     random tokens already on ``device``: the step that bench_train times and tests/test_cuda.py runs on a GPU.
-    The same arguments give the same initial weights and tokens."""
+    The same arguments give the same initial weights and tokens. ``grid``: the token grid's side (None: the
+    preset's, 16x16), e.g. 32 for a VQGAN of 128x128 images at downsample 4."""
     device = torch.device(device)
     cfg = TrainConfig(
         preset=preset, batch_size=batch_size, precision=precision, compile=compile, warmup_steps=0, seed=seed
     )
-    model_cfg = get_preset(preset)
+    model_cfg = get_preset(preset) if grid is None else get_preset(preset, num_image_tokens=grid * grid)
     torch.manual_seed(seed)
     model = MaskGITTransformer(model_cfg).to(device)
     g = torch.Generator().manual_seed(seed)
     side = int(model_cfg.num_image_tokens**0.5)
     tokens = torch.randint(0, model_cfg.num_codebook_vectors, (batch_size, side, side), generator=g)
-    cache = TokenCache(tokens, [], "", {}, 64, model_cfg.num_codebook_vectors, False)
+    cache = TokenCache(tokens, [], "", {}, side * 4, model_cfg.num_codebook_vectors, False)  # image size: unused
     return TransformerTask(cfg, model, cache, None, None, device, total_steps=total_steps)
 
 
@@ -129,15 +132,17 @@ def bench_train(
     compile: bool = False,
     steps: int | None = None,
     warmup: int = 3,
+    grid: int | None = None,
 ) -> TrainBench:
     """Time `maskgit train`'s own training step (:meth:`TransformerTask.train_step`: masks, forward, loss,
     backward, clipping, AdamW) on random tokens already on the device (no data loading). ``precision`` auto is
-    resolved first (bf16 where the hardware has it), and the peak is measured in the precision used."""
+    resolved first (bf16 where the hardware has it), and the peak is measured in the precision used. ``grid``: the
+    token grid's side (None: the preset's, 16x16)."""
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     batch_size = batch_size or (256 if device.type == "cuda" else 32)
     steps = steps or (20 if device.type == "cuda" else 5)
-    task = make_train_task(preset, device, batch_size, precision, compile, total_steps=warmup + steps)
+    task = make_train_task(preset, device, batch_size, precision, compile, total_steps=warmup + steps, grid=grid)
     model = task.model
     indices = torch.arange(batch_size)
     for step in range(warmup):
@@ -189,12 +194,13 @@ def bench_inpaint(
     batch_size: int | None = None,
     total_iter: int = 8,
     rounds: int = 3,
+    resolution: int = DEFAULT_RESOLUTION,
+    downsample: int = DEFAULT_DOWNSAMPLE,
 ) -> InpaintBench:
-    """img/s of inpainting random images with randomly initialised models (speed does not depend on weights)."""
+    """img/s of inpainting random images with randomly initialised models (speed does not depend on weights), the
+    VQGAN preset at ``resolution`` and ``downsample`` (:func:`~maskgit_cli.vqgan.model.vqgan_preset`)."""
     device = torch.device(device)
-    if vqgan_preset not in VQGAN_PRESETS:
-        raise MaskgitError(f"--vqgan-preset {vqgan_preset}: expected one of {', '.join(VQGAN_PRESETS)}")
-    vcfg = VQGAN_PRESETS[vqgan_preset]
+    vcfg = _vqgan_config(vqgan_preset, resolution, downsample)
     tcfg = get_preset(preset, num_codebook_vectors=vcfg.num_codebook_vectors, num_image_tokens=vcfg.tokens_per_image)
     torch.manual_seed(0)
     transformer = MaskGITTransformer(tcfg).to(device).eval()
@@ -228,6 +234,13 @@ def bench_inpaint(
     return InpaintBench(
         str(device), preset, vqgan_preset, batch_size, total_iter, settings.precision, full, timed(decode_only)
     )
+
+
+def _vqgan_config(name: str, resolution: int, downsample: int):
+    """The VQGAN preset ``name`` (``--vqgan-preset``) at ``resolution`` and ``downsample``."""
+    if name not in VQGAN_PRESETS:
+        raise MaskgitError(f"--vqgan-preset {name}: expected one of {', '.join(VQGAN_PRESETS)}")
+    return vqgan_preset(name, resolution, downsample)
 
 
 @dataclass
@@ -266,16 +279,17 @@ def bench_tokenize(
     images: int | None = None,
     folder=None,
     workers: int | None = None,
+    resolution: int = DEFAULT_RESOLUTION,
+    downsample: int = DEFAULT_DOWNSAMPLE,
 ) -> TokenizeBench:
     """img/s of `maskgit tokenize` on ``folder`` (default: ``images`` random PNGs written to a temporary folder)
-    with a randomly initialised VQGAN of ``vqgan_preset`` (speed does not depend on weights).
+    with a randomly initialised VQGAN of ``vqgan_preset`` at ``resolution`` and ``downsample`` (speed does not depend
+    on weights).
 
     One warm-up call on ``batch_size`` other images first (CUDA context, cuDNN plans), then one timed call over the
     whole folder; the loader's worker start-up is part of the timed call, as it is of every `maskgit tokenize`."""
     device = torch.device(device)
-    if vqgan_preset not in VQGAN_PRESETS:
-        raise MaskgitError(f"--vqgan-preset {vqgan_preset}: expected one of {', '.join(VQGAN_PRESETS)}")
-    cfg = VQGAN_PRESETS[vqgan_preset]
+    cfg = _vqgan_config(vqgan_preset, resolution, downsample)
     batch_size = batch_size or (256 if device.type == "cuda" else 32)
     workers = default_workers() if workers is None else workers
     torch.manual_seed(0)

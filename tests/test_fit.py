@@ -178,3 +178,23 @@ def test_the_default_preset_has_make_weights_settings():
     options = stage_options("default", "cpu", "transformer")
     assert (options["mask_ratio"], options["label_smoothing"], options["copies_ratio"]) == ("cosine", 0.1, 0.0)
     assert (options["precision"], options["seed"]) == ("auto", 0)
+
+
+def test_a_fit_at_32x32_inpaints_any_size(images, tmp_path, make_photo):
+    import numpy as np
+
+    from maskgit_cli.decoding.pipeline import Inpainter
+
+    s = fit_model(images, tmp_path / "m32", preset="tiny", resolution=32, device="cpu")
+    card = s.card
+    assert (card["resolution"], card["tokens"], card["downsample"]) == (32, [8, 8], 4)
+    assert card["trained_on"]["resolution"] == 32
+    pipe = Inpainter.from_pretrained(tmp_path / "m32", device="cpu", total_iter=4)
+    assert (pipe.size, pipe.grid, pipe.card) == (32, 8, card)
+    image, holes = make_photo(97, 131), np.zeros((97, 131), bool)
+    holes[30:60, 40:90] = True
+    out = np.asarray(pipe(image, holes=holes))
+    assert out.shape == image.shape and (out[~holes] == image[~holes]).all()
+    with pytest.raises(MaskgitError, match=r"^--resolution 48: expected a power of two"):
+        fit_model(images, tmp_path / "m48", preset="tiny", resolution=48, device="cpu")
+    assert not (tmp_path / "m48").exists()

@@ -297,12 +297,12 @@ def test_convert_cli_stores_code_patches(tmp_path, cli):
 def test_convert_records_the_vqgan_or_warns(tmp_path, cli):
     """A transformer converted with --vqgan records that VQGAN (inpaint then refuses another one); without --vqgan or
     --tokens nothing is recorded, and the command says so."""
-    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+    from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS, vqgan_preset
     from maskgit_cli.weights import model_fingerprint, read_metadata, save_model
 
     torch.save(_source("qkv+proj").state_dict(), tmp_path / "epoch_best.pt")
     torch.manual_seed(0)
-    vqgan = VQGAN(replace(VQGAN_PRESETS["tiny"], num_codebook_vectors=CODES))
+    vqgan = VQGAN(replace(vqgan_preset("tiny", 32, 8), num_codebook_vectors=CODES))  # 4x4 tokens, as the checkpoint
     save_model(tmp_path / "vq.safetensors", vqgan, "vqgan")
     out = tmp_path / "t.safetensors"
     r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", out, "--heads", HEADS,
@@ -315,4 +315,10 @@ def test_convert_records_the_vqgan_or_warns(tmp_path, cli):
     r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", tmp_path / "w.safetensors", "--heads", HEADS,
             "--vqgan", tmp_path / "vq64.safetensors")  # fmt: skip
     assert r.exit_code == 1 and "64 codes, but the checkpoint predicts 20" in r.stderr
+    save_model(
+        tmp_path / "vq16.safetensors", VQGAN(replace(VQGAN_PRESETS["tiny"], num_codebook_vectors=CODES)), "vqgan"
+    )
+    r = cli("convert-transformer", tmp_path / "epoch_best.pt", "-o", tmp_path / "w.safetensors", "--heads", HEADS,
+            "--vqgan", tmp_path / "vq16.safetensors")  # fmt: skip
+    assert r.exit_code == 1 and "the transformer expects 4x4 tokens (16) but the VQGAN makes 16x16" in r.stderr
     assert not (tmp_path / "w.safetensors").exists()

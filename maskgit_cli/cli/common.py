@@ -52,7 +52,7 @@ bench_app = typer.Typer(
 
 # Help panels, in pipeline order.
 DATA = "Data"
-STAGE1 = "Stage 1: VQGAN (images <-> 16x16 tokens)"
+STAGE1 = "Stage 1: VQGAN (images <-> token grids)"
 STAGE2 = "Stage 2: transformer (masked visual token modeling)"
 INPAINT = "Inpainting and scores"
 FILES = "Files and speed"

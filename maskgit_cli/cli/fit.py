@@ -12,6 +12,7 @@ import typer
 
 from maskgit_cli.cli.common import Device, DeviceOpt, JsonOpt, command, out, plain, print_json, shown_default
 from maskgit_cli.fit.settings import BUDGET_SHARES, FIT_PRESETS
+from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, DOWNSAMPLES, RESOLUTIONS
 
 FIT = "Your own model"
 FitPreset = StrEnum("FitPreset", {v: v for v in FIT_PRESETS})
@@ -50,6 +51,22 @@ def fit_cmd(
             "tiny = a few steps of the tiny models (tests).",
         ),
     ] = FitPreset.default,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            "--resolution",
+            help=f"Image side R of the model ({', '.join(map(str, RESOLUTIONS))}): images of other sizes are resized "
+            "to R x R. " + shown_default(str(DEFAULT_RESOLUTION)),
+        ),
+    ] = None,
+    downsample: Annotated[
+        int | None,
+        typer.Option(
+            "--downsample",
+            help=f"Pixels f of a token's side ({', '.join(map(str, DOWNSAMPLES))}): the token grid is R/f x R/f. "
+            + shown_default(str(DEFAULT_DOWNSAMPLE)),
+        ),
+    ] = None,
     time_budget: Annotated[
         float | None,
         typer.Option(
@@ -74,6 +91,8 @@ def fit_cmd(
 
     [bold]Example[/bold]: maskgit fit photos/cats -o models/cats --time-budget 120
 
+    [bold]At 128x128[/bold]: maskgit fit photos/cats -o models/cats128 --resolution 128 --downsample 8
+
     [bold]emoji64 as `make weights`[/bold]: maskgit fit data/emoji64/train --val data/emoji64/val --val-masks data/emoji64/val_mask64 -o models/emoji64
     """
     from maskgit_cli.fit.model import fit_model, summary_dict
@@ -84,6 +103,8 @@ def fit_cmd(
         val=val,
         val_masks=val_masks,
         preset=plain(preset),
+        resolution=resolution,
+        downsample=downsample,
         time_budget=time_budget,
         device=plain(device_name),
         command=shlex.join(["maskgit", *sys.argv[1:]]) if sys.argv[1:2] == ["fit"] else None,

@@ -30,6 +30,7 @@ from maskgit_cli.cli.common import (
     unset_option,
 )
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.vqgan.resolution import DOWNSAMPLES, RESOLUTIONS
 from maskgit_cli.vqgan.settings import RobustConfig, TrainVQGANConfig, TuneDecoderConfig, VQGANTrainSettings
 
 VqganOpt = Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")]
@@ -49,6 +50,23 @@ TrainFlipOpt = Annotated[
 TrainResizeOpt = Annotated[
     bool | None, typer.Option("--resize", help="Resize images of another size instead of failing.")
 ]
+
+
+def _size_option(name: str, help: str):
+    """One of train-vqgan's size options, ``--NAME`` (None: not given; the run's own when resuming)."""
+    return Annotated[int | None, typer.Option(f"--{name}", help=f"{help} {default_help(TrainVQGANConfig, name)}")]
+
+
+ResolutionOpt = _size_option(
+    "resolution",
+    f"Image side R: the VQGAN encodes R x R images ({', '.join(map(str, RESOLUTIONS))}); other sizes are refused, "
+    "or resized with --resize.",
+)
+DownsampleOpt = _size_option(
+    "downsample",
+    f"Pixels f of a token's side ({', '.join(map(str, DOWNSAMPLES))}): the token grid is R/f x R/f (16x16 for 64x64 "
+    "images at 4).",
+)
 
 
 def report_run(s: dict, as_json: bool, val_line) -> None:
@@ -134,10 +152,12 @@ def train_vqgan_cmd(
         VQGANPreset | None,
         typer.Option(
             "--preset",
-            help="VQGAN preset: local (each token encoded from its own 4x4 patch: holes change no other token; the default weights'), small (an image-wide encoder, as the lab's), base, lab, tiny. "
+            help="VQGAN preset: local (each token encoded from its own f x f patch: holes change no other token; the default weights'), small (an image-wide encoder, as the lab's), base, lab, tiny. "
             + default_help(TrainVQGANConfig, "preset"),
         ),
     ] = None,
+    resolution: ResolutionOpt = None,
+    downsample: DownsampleOpt = None,
     gan_start: Annotated[
         int | None,
         typer.Option(
@@ -162,7 +182,8 @@ def train_vqgan_cmd(
     Writes runs/NAME/: last.safetensors and best.safetensors (by validation PSNR; load them with --vqgan),
     state.safetensors (exact --resume), metrics.jsonl, curves.png and config.json. Ctrl-C (or SIGTERM) finishes
     the step, saves and exits 130 (143); --resume RUN then continues bit for bit (on CPU). --max-steps/--epochs
-    may be changed when resuming (the LR schedule follows the new length).
+    may be changed when resuming (the LR schedule follows the new length). --resolution R and --downsample f make a
+    model at the resolution of the data: R x R images, R/f x R/f tokens (every later stage takes the grid from it).
 
     [bold]Example[/bold]: maskgit train-vqgan data/emoji64/train --val data/emoji64/val -o runs/vqgan-emoji64 --preset local --max-steps 4000
     """
@@ -173,6 +194,8 @@ def train_vqgan_cmd(
         {
             **loop,
             "preset": plain(preset),
+            "resolution": resolution,
+            "downsample": downsample,
             "gan_start": gan_start,
             "gan_weight": gan_weight,
             "flip": flip,
@@ -408,7 +431,8 @@ def tokenize_cmd(
     device_name: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
 ) -> None:
-    """Encode an image folder into a cached token index file (N,16,16) for training.
+    """Encode an image folder into a cached token index file (N,h,w) for training: the VQGAN's token grid (16x16
+    for 64x64 images).
 
     [bold]Example[/bold]: maskgit tokenize data/emoji64/train --vqgan weights/vqgan-emoji64.safetensors -o runs/train.tokens --flip
     """

@@ -6,7 +6,8 @@ every other form (alpha channels, bool masks with ``known=``/``holes=``, tensors
 :mod:`maskgit_cli.data.inputs`.
 
 A *token mask* is a torch ``bool`` tensor ``(B, h, w)``: ``True`` = the token must be generated. Each token
-covers a ``patch x patch`` pixel block (4x4 for the lab's 64x64 images and 16x16 latents).
+covers a ``patch x patch`` pixel block: the VQGAN's downsampling factor (4x4 for the lab's 64x64 images and 16x16
+latents; :func:`token_mask_for` takes it from the grid).
 
 Pixel masks are numpy/Pillow, token masks torch. Generated masks (stroke, box, ...) live in
 :mod:`maskgit_cli.data.mask_generator`.

@@ -34,6 +34,7 @@ from maskgit_cli.decoding.settings import InpaintSettings
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.runtime import autocast, vqgan_autocast
 from maskgit_cli.vqgan.code_patches import CodePatches, read_code_patches, vqgan_code_patches
+from maskgit_cli.vqgan.resolution import check_partners
 from maskgit_cli.weights import default_weights, load_model, model_fingerprint, read_metadata, token_fingerprint
 
 
@@ -53,11 +54,7 @@ def check_models(transformer, vqgan) -> None:
             f"the transformer predicts {t.num_codebook_vectors} codes but the VQGAN has "
             f"{v.num_codebook_vectors}: they were not trained together"
         )
-    if t.num_image_tokens != v.tokens_per_image:
-        raise MaskgitError(
-            f"the transformer expects {t.num_image_tokens} tokens per image but the VQGAN makes "
-            f"{v.latent_resolution}x{v.latent_resolution}"
-        )
+    check_partners(t, v)
 
 
 def with_defaults(transformer, vqgan):
@@ -248,7 +245,8 @@ def inpaint_batch(
 
 
 def mask_tile(token_mask: torch.Tensor, size: int) -> np.ndarray:
-    """Token mask (h,w) True = masked -> (size,size) uint8, white = known, black = still masked (the lab's)."""
+    """Token mask (h,w) True = masked -> (size,size) uint8, white = known, black = still masked (the lab's): each
+    token a (size/h) x (size/h) block, the VQGAN's patch at the model's size."""
     m = (~token_mask).to(torch.uint8).mul(255).cpu().numpy()
     k = size // m.shape[0]
     return m.repeat(k, 0).repeat(k, 1)

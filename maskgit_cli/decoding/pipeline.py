@@ -38,7 +38,7 @@ from maskgit_cli.model_card import card_for, names_a_model, resolve_model
 from maskgit_cli.runtime import resolve_device
 from maskgit_cli.viz import make_grid
 
-MIN_SIDE = 16  # the token grid's side: a smaller image has fewer pixels than tokens
+MIN_SIDE = 16  # the default weights' token grid side: a smaller image has fewer pixels than tokens
 
 
 @dataclass
@@ -92,7 +92,8 @@ class Inpainter:
         self.defaults = self.settings.flat()
         self._sources = (transformer, vqgan, code_patches, any_vqgan)
         self.ready = prepare_models(transformer, vqgan, self.device, self.settings, code_patches, any_vqgan)
-        self.size = self.ready.vqgan.config.img_resolution
+        self.size = self.ready.vqgan.config.img_resolution  # a window's side: the VQGAN's images
+        self.grid = self.ready.vqgan.config.latent_resolution  # its token grid's side
         self.card = card_for(transformer)  # the model card (maskgit_cli.model_card): what it knows; {} when none
 
     @classmethod
@@ -209,7 +210,7 @@ class Inpainter:
         jobs = []
         for i, (px, hl) in enumerate(zip(images, holes)):
             try:
-                windows = windows_for(px.shape[:2], hl, self.size, fit)
+                windows = windows_for(px.shape[:2], hl, self.size, fit, self.grid)
             except MaskgitError as e:
                 raise MaskgitError(f"{names[i]}: {e}") from None
             for w, window in enumerate(windows):
@@ -264,10 +265,10 @@ def _add_window(f: Filled, window, batch, r: int, decoded: np.ndarray, shown: np
         f.step_tokens.append([m.cpu().numpy() for m in batch.step_masks[r]])
 
 
-def windows_for(shape: tuple[int, int], holes: np.ndarray, size: int, fit: str) -> list:
+def windows_for(shape: tuple[int, int], holes: np.ndarray, size: int, fit: str, min_side: int = MIN_SIDE) -> list:
     """The windows (:func:`fit_windows`) an image of ``shape`` (H,W) is inpainted in: a model-size image is one
     window (itself), whatever its holes; another size needs ``fit`` crop or resize (auto: crop when both sides are
-    larger than the model's, resize otherwise)."""
+    larger than the model's, resize otherwise). ``min_side``: the model's token grid side."""
     h, w = shape
     if (h, w) == (size, size):
         return [(0, 0, size, size, holes)]
@@ -277,7 +278,7 @@ def windows_for(shape: tuple[int, int], holes: np.ndarray, size: int, fit: str) 
         )
     if fit == "auto":
         fit = "crop" if min(h, w) > size else "resize"
-    return fit_windows(holes, size, fit)
+    return fit_windows(holes, size, fit, min_side=min_side)
 
 
 def window_scales(windows, size: int) -> list[list[float]]:
@@ -286,17 +287,17 @@ def window_scales(windows, size: int) -> list[list[float]]:
     return [[round(w / size, 4), round(h / size, 4)] for _, _, w, h in windows]
 
 
-def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5) -> list:
+def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5, min_side: int = MIN_SIDE) -> list:
     """The windows ``(y0, x0, height, width, own holes (height,width) bool)`` to inpaint for ``holes`` (H,W) bool.
 
     ``resize``: the whole image, one window. ``crop``: one window per group of touching holes (8-connected), a box
     around the group grown by ``margin`` of its size on every side for context, square and at least ``size`` pixels
     where the image allows, kept inside the image; its own holes are the group's. Images smaller than the token
-    grid cannot be inpainted.
+    grid (``min_side`` pixels a side, the model's grid) cannot be inpainted.
     """
     H, W = holes.shape
-    if min(H, W) < MIN_SIDE:
-        raise MaskgitError(f"the image is {W}x{H}: too small to inpaint (at least {MIN_SIDE}x{MIN_SIDE} pixels)")
+    if min(H, W) < min_side:
+        raise MaskgitError(f"the image is {W}x{H}: too small to inpaint (at least {min_side}x{min_side} pixels)")
     if mode == "resize":
         return [(0, 0, H, W, holes)] if holes.any() else []
     from scipy import ndimage  # only here, where holes are grouped: about 0.3 s to import, for every inpaint else

@@ -31,11 +31,12 @@ from maskgit_cli.model_card import CARD_KEY, FILES, card_summary, write_card
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import resolve_device
 from maskgit_cli.training.run import RunDir
-from maskgit_cli.vqgan.model import VQGAN_PRESETS
+from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, check_resolution
 from maskgit_cli.weights import atomic_path, load_config, read_metadata, read_tensors, save_tensors
 
 STATE_FILE = "fit.json"
-SAME_SETTINGS = ("images", "val", "val_masks", "preset", "sizing")  # a fit continues only with these unchanged
+# A fit continues only with these settings unchanged.
+SAME_SETTINGS = ("images", "val", "val_masks", "preset", "sizing", "resolution", "downsample")
 
 
 @dataclass
@@ -101,15 +102,19 @@ def fit_model(
     val=None,
     val_masks=None,
     preset: str = "default",
+    resolution: int | None = None,
+    downsample: int | None = None,
     time_budget: float | None = None,
     device: str = "auto",
     command: str | None = None,
     stop_at: dict[str, int] | None = None,
 ) -> FitSummary:
     """Train a model of ``images`` into the model folder ``model``: every stage with `make weights`' settings of
-    ``preset`` (the GPU sizing on CUDA), validated on ``val`` (default: held out of ``images``) under ``val_masks``
-    (default: generated stroke masks). Continues a fit stopped before; ``time_budget`` minutes split over the
-    stages (:mod:`maskgit_cli.fit.budget`); ``stop_at`` {stage: step}: stop there as an interruption would."""
+    ``preset`` (the GPU sizing on CUDA), at ``resolution`` x ``resolution`` with tokens of ``downsample`` pixels
+    (None: train-vqgan's defaults, 64 and 4; images of other sizes are resized), validated on ``val`` (default:
+    held out of ``images``) under ``val_masks`` (default: generated stroke masks). Continues a fit stopped before;
+    ``time_budget`` minutes split over the stages (:mod:`maskgit_cli.fit.budget`); ``stop_at`` {stage: step}: stop
+    there as an interruption would."""
     dev = resolve_device(device)
     sizing = "gpu" if dev.type == "cuda" else "cpu"
     model, runs = Path(model), Path(model) / "runs"
@@ -117,15 +122,17 @@ def fit_model(
         raise MaskgitError(f"-o {model}: exists and is not a folder")
     settings = {"images": str(Path(images).resolve()), "val": val and str(Path(val).resolve()),
                 "val_masks": val_masks and str(Path(val_masks).resolve()), "preset": preset, "sizing": sizing,
-                "device": dev.type, "time_budget": time_budget}  # fmt: skip
-    stage_options(preset, sizing, "vqgan")  # an unknown preset is an error before anything is written
+                "resolution": resolution, "downsample": downsample, "device": dev.type,
+                "time_budget": time_budget}  # fmt: skip
+    stage_options(preset, sizing, "vqgan")  # an unknown preset or size is an error before anything is written
+    check_resolution(resolution or DEFAULT_RESOLUTION, downsample or DEFAULT_DOWNSAMPLE)
     runs.mkdir(parents=True, exist_ok=True)
     state = FitState(runs / STATE_FILE, settings)
-    resolution = VQGAN_PRESETS[stage_options(preset, sizing, "vqgan")["preset"]].img_resolution
-    split = make_split(images, val, val_masks, runs / "data", resolution)
+    size = {k: v for k, v in (("resolution", resolution), ("downsample", downsample)) if v is not None}
+    split = make_split(images, val, val_masks, runs / "data", resolution or DEFAULT_RESOLUTION)
     command = command or f"maskgit fit {images} -o {model}"
     inpaint = f"maskgit inpaint --model {model} --images {split.val} --mask-kind stroke -o {model}-inpainted"
-    fit = _Fit(runs, split, dev, preset, sizing, Clock(time_budget, state.seconds))
+    fit = _Fit(runs, split, dev, preset, sizing, size, Clock(time_budget, state.seconds))
     for stage in STAGES:
         if state.done(stage):
             log(f"== fit {stage}: done before ({state.stages[stage]['seconds']:.0f} s), skipped")
@@ -149,6 +156,7 @@ class _Fit:
     device: torch.device
     preset: str
     sizing: str
+    size: dict[str, int]  # the VQGAN's resolution and downsample, where given
     clock: Clock
 
 
@@ -161,6 +169,8 @@ def _run_stage(stage: str, state: FitState, fit: _Fit, stop_at: int | None) -> S
         return _finish(state, r, number)
     images = split.train_images * (2 if stage == "transformer" else 1)  # the token caches hold the flips too
     options = {**fitted_batch(stage_options(fit.preset, fit.sizing, stage), images), "device": fit.device.type}
+    if stage == "vqgan":
+        options.update(fit.size)
     data = stage_data(stage, split, (state.stages.get("vqgan") or {}).get("weights"), token_caches(runs / "tokens"))
     run_dir, probe_seconds = runs / stage, 0.0
     resuming = RunDir(run_dir).state.is_file()

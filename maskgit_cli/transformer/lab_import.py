@@ -16,6 +16,7 @@ from maskgit_cli.choices import QKV_ORDERS, check_choice
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.transformer.model import MaskGITTransformer, TransformerConfig, get_preset
 from maskgit_cli.vqgan.code_patches import stored_with
+from maskgit_cli.vqgan.resolution import check_partners, tokens_text
 from maskgit_cli.vqgan.tokens import load_token_cache
 from maskgit_cli.weights import load_model, load_torch_state_dict, save_model, token_fingerprint
 
@@ -395,6 +396,11 @@ def convert_lab_transformer_file(
             f"--tokens {tokens}: {cache.num_codebook_vectors} codes, but the checkpoint predicts "
             f"{model.config.num_codebook_vectors}"
         )
+    if cache is not None and cache.grid[0] * cache.grid[1] != model.config.num_image_tokens:
+        raise MaskgitError(
+            f"--tokens {tokens}: {cache.grid[0]}x{cache.grid[1]} token grids, but the checkpoint expects "
+            f"{tokens_text(model.config.num_image_tokens)}"
+        )
     save_model(output, model, "transformer", meta, aux)
     return {
         "output": str(output),
@@ -413,6 +419,7 @@ def _recorded_vqgan(vqgan, model, from_tokens: str | None, tokens) -> str:
             f"--vqgan {vqgan}: {vq.config.num_codebook_vectors} codes, but the checkpoint predicts "
             f"{model.config.num_codebook_vectors}"
         )
+    check_partners(model.config, vq.config)
     fingerprint = token_fingerprint(vq)
     if from_tokens is not None and from_tokens != fingerprint:
         raise MaskgitError(

@@ -48,7 +48,7 @@ from maskgit_cli.errors import MaskgitError
 
 @dataclass
 class TransformerConfig:
-    num_image_tokens: int = 256  # 16x16 latent grid
+    num_image_tokens: int = 256  # the VQGAN's token grid h*w (16x16 for the lab's); sizes pos_emb
     num_codebook_vectors: int = 1024  # the mask token id is this value
     dim: int = 768
     n_layers: int = 15

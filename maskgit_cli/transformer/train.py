@@ -49,7 +49,8 @@ from maskgit_cli.training.run import RunDir, config_dict
 from maskgit_cli.transformer.model import MaskGITTransformer, forbid_mask_token, get_preset, mask_tokens
 from maskgit_cli.transformer.settings import TrainConfig
 from maskgit_cli.vqgan.code_patches import stored_with
-from maskgit_cli.vqgan.tokens import TokenCache, check_same_vqgan, load_token_cache
+from maskgit_cli.vqgan.resolution import cache_text, tokens_text
+from maskgit_cli.vqgan.tokens import TokenCache, check_made_by, check_same_grid, check_same_vqgan, load_token_cache
 from maskgit_cli.weights import config_to_json, save_tensors
 
 # config.json keys that may change on resume: they do not change the trained weights.
@@ -288,14 +289,28 @@ def val_token_masks(masks_dir, val: TokenCache, dilate: int) -> torch.Tensor:
     return tmask
 
 
+def _check_resumed_grid(run: RunDir, tokens: int, train: TokenCache) -> None:
+    """The transformer of a run being resumed against the cache it is now given: one line naming both grids (any
+    other difference is for :meth:`RunDir.start` to say)."""
+    try:
+        saved = json.loads(run.config.read_text())["model"]["num_image_tokens"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if saved != tokens:
+        raise MaskgitError(f"--resume {run.path}: the transformer expects {tokens_text(saved)} but {train.path} "
+                           f"holds {cache_text(train)}: resume with the cache it was trained on")  # fmt: skip
+
+
 def train_transformer(
     train_path, val_path, run_dir, cfg: TrainConfig, resume: bool = False, val_masks_dir=None
 ) -> dict[str, Any]:
     """Train a transformer on the token cache ``train_path`` into ``run_dir``; returns a summary dict."""
     rank, world, device = init_distributed(cfg.device)
     train = load_token_cache(train_path)
-    val = load_token_cache(val_path, expect_vqgan_sha256=train.vqgan_sha256) if val_path is not None else None
+    val = load_token_cache(val_path) if val_path is not None else None
     if val is not None:
+        check_same_grid(train, val)  # first: another grid is another VQGAN, but say which grids
+        check_made_by(val, train.vqgan_sha256)
         check_same_vqgan(train, val)
         if val.grid != train.grid or val.num_codebook_vectors != train.num_codebook_vectors:
             raise MaskgitError(
@@ -323,6 +338,8 @@ def train_transformer(
         )
     total = loop.total_steps(len(train.tokens))
     run = RunDir(run_dir)
+    if resume:
+        _check_resumed_grid(run, model_cfg.num_image_tokens, train)
     run_config = {
         "trainer": "train",
         "train": config_dict(cfg),

@@ -70,15 +70,22 @@ class PatchStats:
         return means
 
 
+# The side of the one-code grids decoded for the code patches: the lab's full grid; larger grids decode this much
+# only (the centre is as far from the borders, and a 128x128 grid of 512x512 images would take gigabytes a batch).
+PATCH_GRID = 16
+
+
 @torch.no_grad()
 def vqgan_code_patches(vqgan, batch_size: int = 64) -> torch.Tensor:
-    """(V,3,p,p): the centre patch of the image the VQGAN decodes from a grid filled with one code."""
+    """(V,3,p,p): the centre patch of the image the VQGAN decodes from a grid filled with one code (p: the VQGAN's
+    downsampling factor)."""
     cfg = vqgan.config
-    h, p = cfg.latent_resolution, cfg.img_resolution // cfg.latent_resolution
+    h, p = min(cfg.latent_resolution, PATCH_GRID), cfg.img_resolution // cfg.latent_resolution
     device = next(vqgan.parameters()).device
     c = (h // 2) * p
     out = []
-    # Full-size grids: on smaller ones the borders reach the centre (8x8 tokens: 4 levels of 255 off on average).
+    # Grids of at least 16x16 where the VQGAN makes them: on smaller ones the borders reach the centre (8x8 tokens:
+    # 4 levels of 255 off on average).
     with progress_bar(cfg.num_codebook_vectors, "code patches", unit="code") as bar:
         for start in range(0, cfg.num_codebook_vectors, batch_size):
             codes = torch.arange(start, min(start + batch_size, cfg.num_codebook_vectors), device=device)

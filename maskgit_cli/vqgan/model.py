@@ -1,9 +1,9 @@
-"""VQGAN (stage 1): 64x64 images <-> 16x16 grids of codebook indices.
+"""VQGAN (stage 1): R x R images <-> (R/f) x (R/f) grids of codebook indices (the lab's: 64x64 <-> 16x16).
 
 The module tree and parameter names follow the lab's checkpoint (docs/lab.md, "The VQGAN checkpoint";
 dome272/VQGAN-pytorch lineage) so that the lab's ``VQGAN.pt`` loads with ``strict=True``. Channel lists, block
 counts and the positions of the down/up-sampling steps come from :class:`VQGANConfig`, so the same classes also
-build our smaller presets.
+build our smaller presets, at any resolution (:func:`vqgan_preset`).
 
 Images enter :meth:`VQGAN.encode` as floats in [0, 1] and leave :meth:`VQGAN.decode` the same way;
 the normalization (mean/std) the network was trained with is part of the config.
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from maskgit_cli.choices import NORMALIZATIONS, check_choice
 from maskgit_cli.data.inputs import holes_gray
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, scale_preset
 
 # docs/lab.md, "Normalization": torchvision Normalize statistics of the lab's cat-face training set.
 LAB_TRAIN_MEAN = (0.4816, 0.4324, 0.3845)
@@ -182,6 +183,14 @@ VQGAN_PRESETS: dict[str, VQGANConfig] = {
         std=(0.5, 0.5, 0.5),
     ),
 }
+
+
+def vqgan_preset(name: str, resolution: int = DEFAULT_RESOLUTION, downsample: int = DEFAULT_DOWNSAMPLE) -> VQGANConfig:
+    """Preset ``name`` for ``resolution`` x ``resolution`` images and tokens of ``downsample`` x ``downsample``
+    pixels (:func:`~maskgit_cli.vqgan.resolution.scale_preset`); the defaults give ``VQGAN_PRESETS[name]``."""
+    if name not in VQGAN_PRESETS:
+        raise MaskgitError(f"--preset {name}: expected one of {', '.join(VQGAN_PRESETS)}")
+    return scale_preset(VQGAN_PRESETS[name], resolution, downsample)
 
 
 class GroupNorm(nn.Module):

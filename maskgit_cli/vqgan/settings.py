@@ -7,10 +7,11 @@ preset against the models' (:data:`~maskgit_cli.vqgan.model.VQGAN_PRESETS`), whi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.training.settings import TrainSettings
+from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, check_resolution
 
 
 @dataclass
@@ -27,6 +28,10 @@ class TrainVQGANConfig(VQGANTrainSettings):
     """All hyper-parameters of a VQGAN training run (saved to runs/NAME/config.json)."""
 
     preset: str = "local"  # a VQGAN_PRESETS name
+    # The images' side R and the pixels f of a token's side (the token grid is R/f); None = 64 and 4, the lab's
+    # (None, not the number, so that runs saved before these settings existed resume as they were).
+    resolution: int | None = field(default=None, metadata={"default_help": str(DEFAULT_RESOLUTION)})
+    downsample: int | None = field(default=None, metadata={"default_help": str(DEFAULT_DOWNSAMPLE)})
     epochs: int | None = 30
     l1_weight: float = 1.0
     l2_weight: float = 1.0
@@ -49,6 +54,12 @@ class TrainVQGANConfig(VQGANTrainSettings):
         super().__post_init__()
         if self.restart_every < 1:
             raise MaskgitError(f"restart_every must be at least 1, got {self.restart_every}")
+        check_resolution(*self.size)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(resolution, downsample), the defaults filled in: :func:`~maskgit_cli.vqgan.model.vqgan_preset`'s."""
+        return (self.resolution or DEFAULT_RESOLUTION, self.downsample or DEFAULT_DOWNSAMPLE)
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Token caches: a folder of images encoded once by a VQGAN, stored as one safetensors file.
 
-A cache holds the tensor ``tokens`` (N,h,w) int16 and metadata: ``kind=tokens``, ``files`` (JSON list of the
-source file names in sorted order), ``vqgan_sha256`` (fingerprint of the VQGAN's tensors), ``vqgan_config``,
-``image_size``, ``num_codebook_vectors`` and ``flip`` ("true" when horizontally flipped copies were appended:
-rows N/2..N-1 are the flips of rows 0..N/2-1). Training reads caches instead of running the VQGAN every step.
+A cache holds the tensor ``tokens`` (N,h,w) int16 (h x w: the VQGAN's token grid, 16x16 for 64x64 images) and
+metadata: ``kind=tokens``, ``files`` (JSON list of the source file names in sorted order), ``vqgan_sha256``
+(fingerprint of the VQGAN's tensors), ``vqgan_config``, ``image_size``, ``num_codebook_vectors`` and ``flip`` ("true"
+when horizontally flipped copies were appended: rows N/2..N-1 are the flips of rows 0..N/2-1). Training reads caches
+instead of running the VQGAN every step.
 
 It also holds ``code_patch_sums`` (V, 3*p*p) float64 and ``code_patch_counts`` (V,) int64: the sums of the pixel
 patches under each code over all rows, from which ``maskgit train`` stores every code's mean look in the
@@ -36,6 +37,7 @@ from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import vqgan_autocast
 from maskgit_cli.vqgan.code_patches import PatchStats
 from maskgit_cli.vqgan.model import VQGANConfig
+from maskgit_cli.vqgan.resolution import cache_text
 from maskgit_cli.weights import (
     config_from_json,
     config_to_json,
@@ -327,12 +329,18 @@ def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache
     except (KeyError, ValueError, TypeError) as e:
         raise MaskgitError(f"{path}: token cache metadata is incomplete or invalid ({e})") from None
     check_token_cache(cache, meta)
-    if expect_vqgan_sha256 is not None and cache.vqgan_sha256 != expect_vqgan_sha256:
-        raise MaskgitError(
-            f"{path}: tokens were made by VQGAN {cache.vqgan_sha256[:12]}, but this VQGAN is "
-            f"{expect_vqgan_sha256[:12]}; re-run `maskgit tokenize` with the same VQGAN"
-        )
+    if expect_vqgan_sha256 is not None:
+        check_made_by(cache, expect_vqgan_sha256)
     return cache
+
+
+def check_made_by(cache: TokenCache, vqgan_sha256: str) -> None:
+    """A cache made by another VQGAN than ``vqgan_sha256`` (a token fingerprint) is an error naming both."""
+    if cache.vqgan_sha256 != vqgan_sha256:
+        raise MaskgitError(
+            f"{cache.path}: tokens were made by VQGAN {cache.vqgan_sha256[:12]}, but this VQGAN is "
+            f"{vqgan_sha256[:12]}; re-run `maskgit tokenize` with the same VQGAN"
+        )
 
 
 def check_token_cache(cache: TokenCache, meta: dict[str, str]) -> None:
@@ -386,6 +394,14 @@ def check_token_cache(cache: TokenCache, meta: dict[str, str]) -> None:
             raise bad(f"masked copies {got} do not fit its {tuple(tokens.shape)} tokens")
         if int(m.min()) < 0 or int(m.max()) >= v:
             raise bad(f"masked copies hold token ids outside 0..{v - 1}")
+
+
+def check_same_grid(a: TokenCache, b: TokenCache) -> None:
+    """Caches trained on together (train and validation) hold token grids of one size: one line naming both."""
+    if a.grid != b.grid or a.image_size != b.image_size:
+        raise MaskgitError(
+            f"{b.path} holds {cache_text(b)} but {a.path} holds {cache_text(a)}: tokenize both with the same VQGAN"
+        )
 
 
 def check_same_vqgan(a: TokenCache, b: TokenCache) -> None:

@@ -46,7 +46,8 @@ from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, fit
 from maskgit_cli.training.optim import WarmupCosine, make_adamw, seeded_generator, set_lr
 from maskgit_cli.training.run import RunDir, config_dict
-from maskgit_cli.vqgan.model import VQGAN, VQGAN_PRESETS
+from maskgit_cli.vqgan.model import VQGAN, vqgan_preset
+from maskgit_cli.vqgan.resolution import size_note
 from maskgit_cli.vqgan.settings import FineTuneSettings, TrainVQGANConfig
 from maskgit_cli.weights import load_model, model_fingerprint, save_model
 
@@ -310,7 +311,7 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
     validation metrics, paths of the weights, wall time and speed.
     """
     device = resolve_device(cfg.device)
-    model_cfg = VQGAN_PRESETS[cfg.preset]
+    model_cfg = vqgan_preset(cfg.preset, *cfg.size)
     size = model_cfg.img_resolution
     train, train_files = load_images_uint8(train_dir, size, cfg.resize, "training images")
     val, val_files = (
@@ -338,10 +339,11 @@ def train_vqgan(train_dir, val_dir, run_dir, cfg: TrainVQGANConfig, resume: bool
         seed_everything(cfg.seed)
         model = VQGAN(model_cfg).to(device)
         task = VQGANTask(cfg, model, train, val, device, total)
+        precision = resolve_precision(cfg.precision, device)
         log(
             f"train-vqgan: preset {cfg.preset} ({model.num_params() / 1e6:.2f}M parameters, "
-            f"{model_cfg.num_codebook_vectors} codes), {len(train)} train / {len(val_files)} val images, "
-            f"{total} steps of {cfg.batch_size} on {device} ({resolve_precision(cfg.precision, device)})"
+            f"{model_cfg.num_codebook_vectors} codes{size_note(model_cfg)}), {len(train)} train / "
+            f"{len(val_files)} val images, {total} steps of {cfg.batch_size} on {device} ({precision})"
         )
         result = fit(task, run, len(train), loop, resume=resume, description="train-vqgan", unit="img")
 

@@ -134,7 +134,8 @@ class Page:
         size = self.pipe.size
         if mask.shape == (size, size):
             return {}
-        windows = [(x0, y0, w, h) for y0, x0, h, w, _ in windows_for(mask.shape, mask < 128, size, fit)]
+        found = windows_for(mask.shape, mask < 128, size, fit, self.pipe.grid)
+        windows = [(x0, y0, w, h) for y0, x0, h, w, _ in found]
         return {"windows": [list(w) for w in windows], "scales": window_scales(windows, size), "model_size": size}
 
     def _save(self, pixels, mask, results, report: dict) -> tuple[list[str], dict]:

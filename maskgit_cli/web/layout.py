@@ -20,7 +20,7 @@ from maskgit_cli.web.handlers import OUTPUTS, Page, page_message
 from maskgit_cli.web.inputs import MASK_SOURCES, MAX_SAMPLES, example_names
 
 BRUSH_COLOR = "#ff00ff"
-# Small images shown large and sharp (64x64 emoji are the model's size); a frame shows an all-white token mask.
+# Small images (the model's size, e.g. 64x64 emoji) shown large and sharp; a frame shows an all-white token mask.
 CSS = """
 .pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 #step-mask img { background: #999; padding: 4px; box-sizing: border-box; }
