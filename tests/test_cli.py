@@ -164,7 +164,7 @@ def test_every_help_shows_every_option_text_whole(cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")  # no wrapping: words stay whole
     root = typer.main.get_command(app)
     commands = list(_commands(root))
-    assert len(commands) == 19  # masks, convert-vqgan, ..., tune-decoder, serve, bench train/inpaint/tokenize
+    assert len(commands) == 20  # masks, convert-vqgan, ..., tune-decoder, fit, serve, bench train/inpaint/tokenize
     for argv, cmd in commands:
         r = cli(*argv, "--help")
         assert r.exit_code == 0, argv

@@ -135,14 +135,26 @@ def test_imports_of_test_modules_are_found(tmp_path):
 # The package's layers, bottom first (docs/architecture.md, "Import rule"): a module imports from its own layer and
 # the layers below it only, so the pipeline reads top-down and a model never imports a converter or a trainer.
 LAYERS = [
-    {"_version", "errors", "choices", "memory", "runtime", "progress", "weights", "viz", "metrics", "schedules"},
+    {
+        "_version",
+        "errors",
+        "choices",
+        "memory",
+        "runtime",
+        "progress",
+        "weights",
+        "model_card",
+        "viz",
+        "metrics",
+        "schedules",
+    },
     {"data"},
     {"training"},
     {"vqgan"},
     {"transformer"},
     {"decoding"},
     {"evaluation"},
-    {"bench"},
+    {"bench", "fit"},  # fit: every training stage in one command, above the trainers
     # the front ends: web/, the browser page (maskgit serve) over decoding's Inpainter (serve.py: its old import path),
     # then cli/, which starts it
     {"web", "serve"},
@@ -208,3 +220,4 @@ def test_pyproject_lists_every_package_and_ships_the_default_weights():
     assert config["package-dir"] == {"maskgit_cli.default_weights": "weights"}
     shipped = config["package-data"]["maskgit_cli.default_weights"]
     assert "*.safetensors" in shipped and (ROOT / "weights" / "maskgit-emoji64.safetensors").is_file()
+    assert "card.json" in shipped and (ROOT / "weights" / "card.json").is_file()  # weights/ is a model folder

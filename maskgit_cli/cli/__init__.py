@@ -34,7 +34,7 @@ def _main(
 
 
 # Importing a command module registers its commands; the help panels follow this order (the pipeline's).
-for _module in ("data", "vqgan", "transformer", "inpaint", "serve", "scores", "files"):
+for _module in ("data", "vqgan", "transformer", "fit", "inpaint", "serve", "scores", "files"):
     importlib.import_module(f"maskgit_cli.cli.{_module}")
 app.add_typer(bench_app, name="bench", rich_help_panel=FILES)
 

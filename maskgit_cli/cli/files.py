@@ -42,18 +42,25 @@ def info_cmd(
     file: Annotated[
         Path | None,
         typer.Argument(
-            help="A maskgit weights (.safetensors) or token cache (.tokens) file. Without it: which default weights "
-            "inpaint and sweep use."
+            help="A maskgit weights (.safetensors) or token cache (.tokens) file, or a model folder (its card). "
+            "Without it: which default weights inpaint and sweep use."
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show what a weights or token file holds: its kind, config and tensors; or, without FILE, the default weights.
+    """Show what a weights or token file holds: its kind, config and tensors; a model folder's card (what it was
+    trained on, its stages and validation figures); or, without FILE, the default weights.
 
     [bold]Example[/bold]: maskgit info weights/vqgan-emoji64.safetensors --json
+
+    [bold]A model folder[/bold]: maskgit info weights  (or the folder `maskgit fit` wrote)
     """
+    from maskgit_cli.model_card import is_model_folder
     from maskgit_cli.weights import DEFAULT_WEIGHTS, default_weights, describe
 
+    if file is not None and is_model_folder(file):
+        model_info(file, as_json)
+        return
     if file is None:
         found = {kind: str(default_weights(kind)) for kind in DEFAULT_WEIGHTS}
         if as_json:
@@ -79,6 +86,23 @@ def info_cmd(
         out(f"  {t['name']:<50} {t['dtype']:<5} {tuple(t['shape'])}")
     if len(info["tensors"]) > 20:
         out(f"  ... {len(info['tensors']) - 20} more tensors")
+
+
+def model_info(folder: Path, as_json: bool) -> None:
+    """`maskgit info MODEL`: the model folder's files and card."""
+    from maskgit_cli.model_card import card_lines, open_model_folder
+
+    m = open_model_folder(folder)
+    if as_json:
+        print_json({"path": str(m.path), "vqgan": str(m.vqgan), "transformer": str(m.transformer), "card": m.card})
+        return
+    out(f"{m.path}: model folder {m.card.get('name', '(no card.json)')!r}")
+    if m.card.get("note"):
+        out(f"  note: {m.card['note']}")
+    for label, text in card_lines(m.card):
+        out(f"  {label}: {text}")
+    out(f"  files: {m.vqgan.name}, {m.transformer.name}")
+    out(f"  inpaint with it: maskgit inpaint --model {m.path} --images IMAGES --mask-kind stroke -o OUT")
 
 
 @command("train", group=bench_app)

@@ -32,6 +32,21 @@ from maskgit_cli.cli.common import (
 )
 from maskgit_cli.decoding.settings import LAB_OUTPUT, DecodeSettings, InpaintSettings, OutputSettings
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.model_card import model_weights
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="A model folder (`maskgit fit` makes one: vqgan.safetensors, transformer.safetensors, card.json) or a "
+        "Hugging Face Hub id in the local cache, instead of --transformer and --vqgan.",
+    ),
+]
+
+
+def weights_of(inputs: dict, model: str | None) -> tuple:
+    """(transformer, vqgan) from --model or --transformer/--vqgan (both at once: one error line)."""
+    return model_weights(model, inputs["transformer"], inputs["vqgan"])
 
 
 def _inputs(inputs: dict) -> dict:
@@ -53,6 +68,7 @@ def _batch_size(settings) -> int:
 def inpaint_cmd(
     *,
     inputs: dict | None = None,
+    model: ModelOpt = None,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Output folder: images/, steps/, overview.png, report.json.")
     ],
@@ -106,6 +122,8 @@ def inpaint_cmd(
     [bold]Your own images[/bold] (any size; masks of the same size, or transparent holes): maskgit inpaint --images photos --masks photo-masks -o out
 
     [bold]Generated masks[/bold]: maskgit inpaint --images photos --mask-kind box -o out
+
+    [bold]Your own model[/bold] (from `maskgit fit`): maskgit inpaint --model models/cats --images photos --mask-kind stroke -o out
     """
     from maskgit_cli.decoding.folders import inpaint_folder
 
@@ -113,8 +131,7 @@ def inpaint_cmd(
     settings = InpaintSettings.from_options(**steps, **decode)
     batch_size = batch_size or _batch_size(settings)
     s = inpaint_folder(
-        inputs["transformer"],
-        inputs["vqgan"],
+        *weights_of(inputs, model),
         inputs["images"],
         output,
         settings,
@@ -146,6 +163,7 @@ def inpaint_cmd(
 def sweep_cmd(
     *,
     inputs: dict | None = None,
+    model: ModelOpt = None,
     ref: Annotated[
         Path,
         typer.Option(
@@ -232,8 +250,7 @@ def sweep_cmd(
     settings = InpaintSettings.from_options(schedule=names[0], total_iter=max(ts), **decode)
     batch_size = batch_size or _batch_size(settings)
     r = run_sweep(
-        inputs["transformer"],
-        inputs["vqgan"],
+        *weights_of(inputs, model),
         inputs["images"],
         ref,
         output,

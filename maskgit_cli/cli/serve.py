@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from maskgit_cli.cli.common import DECODE, INPAINT, INPUTS, Device, DeviceOpt, command, out, plain
+from maskgit_cli.cli.inpaint import ModelOpt, weights_of
 
 
 @command("serve", INPAINT)
@@ -15,6 +16,7 @@ from maskgit_cli.cli.common import DECODE, INPAINT, INPUTS, Device, DeviceOpt, c
 def serve_cmd(
     *,
     inputs: dict | None = None,
+    model: ModelOpt = None,
     host: Annotated[
         str,
         typer.Option(
@@ -35,6 +37,8 @@ def serve_cmd(
 
     [bold]Example[/bold]: maskgit serve  (then open http://127.0.0.1:7860)
 
+    [bold]Your own model[/bold] (from `maskgit fit`): maskgit serve --model models/cats
+
     [bold]The lab's weights[/bold]: maskgit serve --transformer lab-transformer.safetensors --vqgan lab-vqgan.safetensors --lab
     """
     from maskgit_cli.web.server import serve
@@ -43,8 +47,7 @@ def serve_cmd(
         out(f"serving on {url} (Ctrl-C stops; uploads in {folder}, removed at exit)")
 
     serve(
-        inputs["transformer"],
-        inputs["vqgan"],
+        *weights_of(inputs, model),
         host=host,
         port=port,
         device=plain(device_name),

@@ -25,8 +25,9 @@ from maskgit_cli.data.inputs import holes_gray
 from maskgit_cli.data.outputs import FolderWriter, check_output_folder
 from maskgit_cli.decoding.inpaint import InpaintSettings, auto_dilate, with_defaults
 from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
-from maskgit_cli.decoding.pipeline import Inpainter
+from maskgit_cli.decoding.pipeline import Inpainter, window_scales
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.model_card import card_for, card_summary
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import resolve_precision
 from maskgit_cli.viz import save_grid
@@ -117,7 +118,9 @@ def inpaint_folder(
     fit: str = "auto",
 ) -> InpaintSummary:
     """Inpaint a folder; writes the results, the per-step grids (see :class:`Layout`), ``overview.png`` and
-    ``report.json`` under ``output``, which is written whole or not at all
+    ``report.json`` (with the model card's name and note, and where images of another size were cut into windows:
+    each window and its scale, image pixels per model pixel across and down) under ``output``, which is written
+    whole or not at all
     (:class:`~maskgit_cli.data.outputs.FolderWriter`).
 
     ``transformer`` and ``vqgan`` are models or their weights files (None: the shipped emoji64 weights); an
@@ -156,6 +159,7 @@ def inpaint_folder(
         recorded = _recorded_settings(settings, pipe, run, layout, len(grid_rows), num_samples)
         mean_counts = _mean_counts([p["still_masked"] for p in results.rows])
         report = {
+            "model": card_summary(card_for(transformer)),  # the model card's name and note (None: no card)
             "settings": recorded,
             "count": len(results.rows),
             "seconds": seconds,
@@ -258,6 +262,7 @@ def _report_row(file: Path, names: list[str], filled, shape: tuple[int, int], si
     if tuple(shape) != (size, size):
         row["size"] = [shape[1], shape[0]]
         row["windows"] = [list(w) for w in filled.windows]  # (x0, y0, width, height), each inpainted at size x size
+        row["scales"] = window_scales(filled.windows, size)  # image pixels per model pixel, across and down
     if len(names) > 1:
         row["samples"] = [Path(n).name for n in names]
     return row

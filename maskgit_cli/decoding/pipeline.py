@@ -1,7 +1,7 @@
 """Inpainting from Python in three lines: :class:`Inpainter`, the one object every front end uses.
 
     from maskgit_cli import Inpainter
-    pipe = Inpainter.from_pretrained()                 # the shipped emoji64 weights (or a transformer file + vqgan=)
+    pipe = Inpainter.from_pretrained()                 # the shipped emoji64 weights, or a model folder / Hub id
     result = pipe(image, mask)                         # PIL image(s) in, PIL image(s) out
 
 Images are PIL images, uint8 numpy arrays (H,W,3) or float tensors (3,H,W) in [0,1], or lists of them, of any
@@ -34,6 +34,7 @@ from maskgit_cli.data.images import to_tensor, to_uint8
 from maskgit_cli.data.inputs import holes_gray, pair_inputs
 from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch, mask_tile, prepare_models, with_defaults
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.model_card import card_for, names_a_model, resolve_model
 from maskgit_cli.runtime import resolve_device
 from maskgit_cli.viz import make_grid
 
@@ -93,11 +94,22 @@ class Inpainter:
         self.ready = prepare_models(transformer, vqgan, self.device, self.settings, code_patches, any_vqgan)
         self.size = self.ready.vqgan.config.img_resolution  # a window's side: the VQGAN's images
         self.grid = self.ready.vqgan.config.latent_resolution  # its token grid's side
+        self.card = card_for(transformer)  # the model card (maskgit_cli.model_card): what it knows; {} when none
 
     @classmethod
-    def from_pretrained(cls, transformer=None, vqgan=None, device: str = "auto", **options) -> Inpainter:
-        """Load a transformer file (default: the shipped emoji64 weights) and its VQGAN (default: the shipped one)
-        once. ``options``: defaults for every call (schedule, total_iter, sweet_spot, sampling, seed, lab, ...)."""
+    def from_pretrained(
+        cls, transformer=None, vqgan=None, device: str = "auto", *, cache_dir=None, download: bool = False, **options
+    ) -> Inpainter:
+        """Load a model once: a model folder (what `maskgit fit` writes: vqgan.safetensors, transformer.safetensors,
+        card.json), the Hugging Face Hub id of one (``ORG/NAME``, from the local Hub cache, or ``cache_dir``;
+        ``download=True`` fetches it when the cache lacks it), or a transformer file and its VQGAN (default: the
+        shipped emoji64 weights, themselves the model folder ``weights/``). ``options``: defaults for every call
+        (schedule, total_iter, sweet_spot, sampling, seed, lab, ...)."""
+        if names_a_model(transformer):
+            if vqgan is not None:
+                raise MaskgitError(f"{transformer} is a model, which holds its VQGAN: leave vqgan out")
+            folder = resolve_model(transformer, cache_dir, download)
+            transformer, vqgan = folder.transformer, folder.vqgan
         transformer, vqgan = with_defaults(transformer, vqgan)
         return cls(transformer, vqgan, resolve_device(device), **options)
 
@@ -267,6 +279,12 @@ def windows_for(shape: tuple[int, int], holes: np.ndarray, size: int, fit: str, 
     if fit == "auto":
         fit = "crop" if min(h, w) > size else "resize"
     return fit_windows(holes, size, fit, min_side=min_side)
+
+
+def window_scales(windows, size: int) -> list[list[float]]:
+    """The scale of each window ``(x0, y0, width, height)`` inpainted at ``size`` x ``size``: image pixels per model
+    pixel, across and down (what report.json records beside the windows)."""
+    return [[round(w / size, 4), round(h / size, 4)] for _, _, w, h in windows]
 
 
 def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5, min_side: int = MIN_SIDE) -> list:

@@ -25,7 +25,9 @@ from PIL import Image
 from maskgit_cli.data.images import save_image
 from maskgit_cli.decoding.decode import check_total_iter
 from maskgit_cli.decoding.inpaint import InpaintSettings
+from maskgit_cli.decoding.pipeline import window_scales, windows_for
 from maskgit_cli.errors import MaskgitError
+from maskgit_cli.model_card import card_summary
 from maskgit_cli.web.inputs import (
     EXAMPLES,
     MAX_PIXELS,
@@ -122,8 +124,19 @@ class Page:
             else:
                 results = event
         seconds = time.perf_counter() - start
-        files, report = self._save(pixels, mask, results, _report(results, mask, settings, used, counts, seconds))
+        report = {**_report(results, mask, settings, used, counts, seconds), **self.windows(mask, settings.fit)}
+        files, report = self._save(pixels, mask, results, report)
         yield results, files, report
+
+    def windows(self, mask: np.ndarray, fit: str) -> dict:
+        """Where an image of another size than the model's was inpainted, as report.json says it: the windows
+        (x0, y0, width, height), each inpainted at the model's size, and their scales ({} for a model-size image)."""
+        size = self.pipe.size
+        if mask.shape == (size, size):
+            return {}
+        found = windows_for(mask.shape, mask < 128, size, fit, self.pipe.grid)
+        windows = [(x0, y0, w, h) for y0, x0, h, w, _ in found]
+        return {"windows": [list(w) for w in windows], "scales": window_scales(windows, size), "model_size": size}
 
     def _save(self, pixels, mask, results, report: dict) -> tuple[list[str], dict]:
         """Write a request's downloads into a fresh folder: result PNG(s), input.png, mask.png and report.json (with
@@ -138,7 +151,8 @@ class Page:
         save_image(pixels, folder / "input.png")
         save_image(mask, folder / "mask.png")
         sources = {k: str(v) for k, v in self.sources.items()}
-        report = {**report, **sources, "vqgan_sha256": self.pipe.ready.vqgan_sha256}
+        model = card_summary(self.pipe.card)
+        report = {**report, **sources, "vqgan_sha256": self.pipe.ready.vqgan_sha256, "model": model}
         (folder / "report.json").write_text(json.dumps(report, indent=1))
         return [str(folder / n) for n in (*report["results"], "report.json", "input.png", "mask.png")], report
 

@@ -84,6 +84,8 @@ def build_page(page: Page, title: str = "maskgit serve", log: Callable[[str], No
     # Gradio's copies of uploads and results: those over a day old are removed every hour (all of them at exit).
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(INTRO)
+        if page.pipe.card.get("note"):  # what the model knows, in one line (its card: maskgit_cli/model_card.py)
+            gr.Markdown(model_note(page.pipe.card), elem_id="model-note")
         with gr.Row():
             with gr.Column(scale=1):
                 image = _image_panel(gr)
@@ -92,6 +94,11 @@ def build_page(page: Page, title: str = "maskgit serve", log: Callable[[str], No
                 output = _output_panel(gr)
         _wire(gr, page, image, decoding, output, log)
     return demo
+
+
+def model_note(card: dict) -> str:
+    """The page's line under the title: the model's name and its card's note."""
+    return f"**Model {card.get('name', '')}**: {card['note']}"
 
 
 def _image_panel(gr) -> ImagePanel:

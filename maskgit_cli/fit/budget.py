@@ -1,0 +1,99 @@
+"""``maskgit fit --time-budget MINUTES``: each training stage as long as its share of the minutes allows.
+
+The minutes are split over the stages (:data:`~maskgit_cli.fit.settings.BUDGET_SHARES`); what a stage leaves
+unused goes to the stages after it, and what it overran is taken from them (:data:`MARGIN` of the minutes is kept
+for writing the model folder). Before a training stage starts, a short
+*probe* (:data:`PROBE_STEPS` steps and one validation of the same trainer, in a scratch run folder deleted after)
+measures its setup, its seconds per step, what a validation with its checkpoint costs and what drawing its curves
+costs; the stage then gets the
+``max_steps`` that fill its share with :data:`VALIDATIONS` validations, and its warmup scaled with it. The stage
+itself is an ordinary run with those settings (resumable exactly, ended by the loop's own ``max_steps``), so it
+always leaves a usable model.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from maskgit_cli.fit.settings import budget_shares
+from maskgit_cli.progress import log
+from maskgit_cli.training.run import RunDir
+from maskgit_cli.viz import plot_curves, read_jsonl
+
+PROBE_STEPS = 5
+VALIDATIONS = 2  # per budgeted stage: half way and at the end
+MARGIN = 0.03  # of the budget, kept for writing the model folder and for steps slower than measured
+
+
+class Clock:
+    """The time budget of a fit (None: no budget) and what is spent of it, earlier calls included."""
+
+    def __init__(self, minutes: float | None, spent_before: float = 0.0):
+        self.total = None if minutes is None else minutes * 60.0
+        self.spent_before = spent_before
+        self.start = time.perf_counter()
+
+    def spent(self) -> float:
+        return self.spent_before + time.perf_counter() - self.start
+
+    def share(self, stage: str, left: list[str]) -> float:
+        """The seconds ``stage`` may take, of those left for the stages ``left`` (``stage`` first)."""
+        return max(0.0, self.total * (1 - MARGIN) - self.spent()) * budget_shares(left)[stage]
+
+
+@dataclass
+class Probe:
+    """What a trainer costs: before its loop (with its first step's extra), per step, per validation (with its
+    checkpoint), and per drawing of curves.png (a run draws it at its first validation and at its end)."""
+
+    setup: float
+    step: float
+    validation: float
+    plot: float
+
+
+def probe(run: Callable[[Path, dict], dict], options: dict, folder: Path) -> Probe:
+    """Time ``run(folder, options)`` (a trainer) for :data:`PROBE_STEPS` steps and one validation in the scratch
+    run folder ``folder``, deleted after."""
+    shutil.rmtree(folder, ignore_errors=True)
+    short = {**options, "max_steps": PROBE_STEPS, "eval_every": PROBE_STEPS, "warmup_steps": 0, "log_every": 1}
+    start = time.perf_counter()
+    loop = run(folder, short)["seconds"]
+    wall = time.perf_counter() - start
+    run_dir = RunDir(folder)
+    steps = [options["batch_size"] / r["img_per_s"] for r in read_jsonl(run_dir.metrics) if r["kind"] == "train"]
+    start = time.perf_counter()
+    plot_curves(run_dir.metrics, run_dir.curves)
+    plot = time.perf_counter() - start
+    shutil.rmtree(folder, ignore_errors=True)
+    step = statistics.median(steps)
+    validation = max(0.0, loop - sum(steps) - 2 * plot)  # curves.png was drawn twice: at the validation, at the end
+    return Probe(wall - loop + max(0.0, steps[0] - step), step, validation, plot)
+
+
+def planned(options: dict, p: Probe, seconds: float) -> dict:
+    """``options`` with the steps that fit in ``seconds`` after the probe ``p``'s setup, validations and curves (at
+    least one step), the warmup the same share of them as in ``options``, and :data:`VALIDATIONS` validations."""
+    fixed = p.setup + VALIDATIONS * p.validation + 2 * p.plot
+    steps = max(1, int((seconds - fixed) / p.step))
+    warmup = round(options["warmup_steps"] * steps / options["max_steps"])
+    return {**options, "max_steps": steps, "warmup_steps": warmup, "eval_every": math.ceil(steps / VALIDATIONS)}
+
+
+def budgeted(stage: str, run: Callable[[Path, dict], dict], options: dict, folder: Path, seconds: float) -> dict:
+    """The options of ``stage`` that fill ``seconds``: measured by a probe in ``folder``, then :func:`planned`."""
+    start = time.perf_counter()
+    log(f"== fit {stage}: measuring {PROBE_STEPS} steps for the time budget ({seconds:.0f} s for this stage)")
+    p = probe(run, options, folder)
+    plan = planned(options, p, seconds - (time.perf_counter() - start))
+    log(
+        f"== fit {stage}: {p.step * 1000:.0f} ms a step, {p.setup:.1f} s setup, {p.validation:.1f} s a validation: "
+        f"{plan['max_steps']} steps"
+    )
+    return plan

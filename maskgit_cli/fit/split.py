@@ -1,0 +1,97 @@
+"""What `maskgit fit` trains and validates on: IMAGES and ``--val``, or a validation split held out of IMAGES by
+itself, and the validation masks.
+
+The split is deterministic and stable as a folder grows: an image is held out when the sha256 of its file name,
+read as a fraction of 2**64, is below :data:`VAL_FRACTION` (at least one image: the lowest hash). The two parts are
+folders of symbolic links under MODEL/runs/data/ (train/, val/), which the trainers read as any image folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from maskgit_cli.data.images import list_images
+from maskgit_cli.data.mask_generator import generate_mask, mask_name, mask_rng
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.fit.settings import VAL_MASKS
+from maskgit_cli.model_card import files_sha256
+
+VAL_FRACTION = 0.10
+SPLIT_RULE = "10% of IMAGES held out by the sha256 of the file name (at least 1 image)"
+
+
+@dataclass
+class Split:
+    """The training and validation images of a fit, and the masks validation inpaints."""
+
+    train: Path  # an image folder
+    val: Path
+    val_masks: Path  # lab masks at the model's resolution, paired with the validation images by sorted name
+    train_images: int
+    val_images: int
+    rule: str  # how the validation images were chosen
+    files_sha256: str  # of the training images' names (the card's trained_on.files_sha256)
+
+    def card(self) -> dict:
+        """What the card and fit.json say of the split."""
+        return {"train_images": self.train_images, "val_images": self.val_images, "rule": self.rule}
+
+
+def name_fraction(name: str) -> float:
+    """The file name's sha256 as a number in [0, 1)."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:16], 16) / 2**64
+
+
+def held_out(names: list[str], fraction: float = VAL_FRACTION) -> list[str]:
+    """The names held out for validation: those whose :func:`name_fraction` is below ``fraction``, at least one."""
+    if len(names) < 2:
+        raise MaskgitError(f"{len(names)} image(s): a fit needs at least 2 (one to train on, one to validate)")
+    val = [n for n in names if name_fraction(n) < fraction] or [min(names, key=name_fraction)]
+    if len(val) == len(names):
+        val = val[:1]
+    return val
+
+
+def make_split(images, val, val_masks, folder: Path, resolution: int) -> Split:
+    """The split of a fit into ``folder`` (MODEL/runs/data): IMAGES and ``val`` as given, or ``val`` held out of
+    IMAGES (:func:`held_out`); validation masks ``val_masks`` or generated at ``resolution`` (:data:`VAL_MASKS`)."""
+    files = list_images(images, "IMAGES")
+    if val is not None:
+        train_dir, val_dir, rule = Path(images), Path(val), f"--val {val}"
+        train_names = [f.name for f in files]
+        val_count = len(list_images(val_dir, "--val"))
+    else:
+        names = [f.name for f in files]
+        chosen = set(held_out(names))
+        train_names = [n for n in names if n not in chosen]
+        train_dir, val_dir, rule = folder / "train", folder / "val", SPLIT_RULE
+        _links(train_dir, [f for f in files if f.name not in chosen])
+        _links(val_dir, [f for f in files if f.name in chosen])
+        val_count = len(chosen)
+    if val_masks is None:
+        val_masks = folder / "val_masks"
+        write_val_masks(val_masks, val_count, resolution)
+    return Split(train_dir, val_dir, Path(val_masks), len(train_names), val_count, rule, files_sha256(train_names))
+
+
+def _links(folder: Path, files: list[Path]) -> None:
+    """``folder`` made afresh, holding a symbolic link to each of ``files`` under its own name."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for f in files:
+        os.symlink(f.resolve(), folder / f.name)
+
+
+def write_val_masks(folder: Path, count: int, resolution: int) -> None:
+    """``count`` generated lab masks (:data:`VAL_MASKS`) of ``resolution`` pixels into ``folder``, made afresh."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for i in range(count):
+        mask = generate_mask(VAL_MASKS["kind"], mask_rng(VAL_MASKS["seed"], i), size=resolution)
+        Image.fromarray(mask).save(folder / mask_name(i, count))

@@ -1,0 +1,200 @@
+"""`maskgit fit`: the tiny preset end to end into a model folder (card, files, runs), continued after a stop at each
+stage with the same files as an uninterrupted fit, a finished fit skipped, the time budget kept within 10%, the
+held-out split, and the default preset's settings equal to tools/make_weights.sh's."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskgit_cli.errors import MaskgitError
+from maskgit_cli.fit.model import fit_model
+from maskgit_cli.fit.settings import BUDGET_SHARES, SETTINGS, STAGES, stage_options
+from maskgit_cli.fit.split import VAL_FRACTION, held_out, name_fraction
+from maskgit_cli.model_card import CARD_KEY, files_sha256, read_card
+from maskgit_cli.weights import read_metadata, read_tensors
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = 20  # 2 held out for validation (by file-name hash), 18 to train on
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, make_images):
+    folder = tmp_path_factory.mktemp("fit-data") / "blobs"
+    make_images(folder, IMAGES)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fitted(images, tmp_path_factory):
+    """A tiny fit of ``images``, uninterrupted: (model folder, summary, seconds)."""
+    model = tmp_path_factory.mktemp("fit") / "blobs-model"
+    start = time.perf_counter()
+    s = fit_model(images, model, preset="tiny", device="cpu")
+    return model, s, time.perf_counter() - start
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return read_tensors(path)
+
+
+def _same_tensors(a: Path, b: Path) -> bool:
+    ta, tb = _tensors(a), _tensors(b)
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_the_split_holds_out_a_tenth_by_file_name():
+    names = [f"img_{i:04d}.png" for i in range(1000)]
+    val = held_out(names)
+    assert 0.07 < len(val) / len(names) < 0.13 and all(name_fraction(n) < VAL_FRACTION for n in val)
+    assert set(held_out(names[:500])) == set(val) & set(names[:500])  # stable as the folder grows
+    assert held_out(["a.png", "b.png"]) == [min(["a.png", "b.png"], key=name_fraction)]  # at least one
+    with pytest.raises(MaskgitError, match=r"^1 image\(s\): a fit needs at least 2"):
+        held_out(["a.png"])
+
+
+def test_a_tiny_fit_end_to_end(fitted, images):
+    model, s, seconds = fitted
+    print(f"tiny fit end to end: {seconds:.1f} s on {torch.get_num_threads()} thread(s)")
+    assert seconds < 60
+    assert s.status == "finished" and s.exit_code == 0
+    assert sorted(p.name for p in model.iterdir()) == ["README.md", "card.json", "runs", "transformer.safetensors",
+                                                       "vqgan.safetensors"]  # fmt: skip
+    runs = model / "runs"
+    assert {"vqgan", "decoder", "tokens", "transformer", "data", "fit.json"} <= {p.name for p in runs.iterdir()}
+    assert not list(runs.glob("*.probe"))
+    card = read_card(model)
+    assert card == s.card and card["name"] == "blobs-model"
+    names = [p.name for p in (runs / "data" / "train").iterdir()]
+    assert card["trained_on"] == {"folder": str(images), "images": 18, "resolution": 64,
+                                  "files_sha256": files_sha256(names)}  # fmt: skip
+    assert card["split"]["val_images"] == 2 and "sha256 of the file name" in card["split"]["rule"]
+    assert (card["resolution"], card["tokens"], card["downsample"], card["codes"]) == (64, [16, 16], 4, 64)
+    assert [st["stage"] for st in card["stages"]] == list(STAGES)
+    vqgan, decoder, tokens, transformer = card["stages"]
+    assert vqgan["steps"] == 16 and set(vqgan["validation"]) == {"psnr", "ssim", "usage", "perplexity"}
+    assert decoder["steps"] == 6 and set(decoder["validation"]) == {"psnr", "ssim"}
+    assert tokens["steps"] is None and 0 <= tokens["validation"]["context_fidelity"] <= 1
+    assert transformer["steps"] == 24 and "inpaint_acc" in transformer["validation"]
+    assert all(st["seconds"] > 0 and st["images_per_second"] > 0 for st in card["stages"])
+    assert card["note"].startswith("trained on 18 images of blobs/ at 64x64")
+    assert card["device"].startswith("cpu: ") and card["command"] == f"maskgit fit {images} -o {model}"
+    meta = read_metadata(model / "transformer.safetensors")
+    assert json.loads(meta[CARD_KEY]) == card and meta["kind"] == "transformer"
+    assert _same_tensors(model / "transformer.safetensors", runs / "transformer" / "best.safetensors")
+    assert (model / "vqgan.safetensors").read_bytes() == (runs / "decoder" / "best.safetensors").read_bytes()
+    readme = (model / "README.md").read_text()
+    assert readme.startswith(f"# blobs-model\n\n{card['note']}")
+    assert "| validated on | 2 images: 10% of IMAGES held out by the sha256 of the file name" in readme
+    assert "| settings | preset tiny, cpu sizing |" in readme
+
+
+def test_the_command_prints_the_stages_and_the_inpaint_command_and_skips_what_is_done(cli, fitted, tmp_path):
+    model, s, _ = fitted
+    files = {p.name: p.stat().st_mtime_ns for p in model.iterdir() if p.is_file()}
+    start = time.perf_counter()
+    r = cli("fit", Path(s.card["trained_on"]["folder"]), "-o", model, "--preset", "tiny", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert time.perf_counter() - start < 20  # every stage was done: skipped
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["stage", "time", "img/s", "steps", "validation"]
+    assert [line.split()[0] for line in lines[1:5]] == list(STAGES)
+    assert "psnr" in lines[1] and "inpaint_acc" in lines[4]
+    assert lines[-1] == f"inpaint with it: {s.inpaint}"
+    assert r.stderr.count("done before") == 4
+    # the command runs as printed, with the model folder
+    args = shlex.split(s.inpaint)[1:]
+    args[args.index("-o") + 1] = str(tmp_path / "inpainted")
+    out = cli(*args, "--device", "cpu", "--grids", "none")
+    assert out.exit_code == 0, out.output
+    report = json.loads((tmp_path / "inpainted" / "report.json").read_text())
+    assert report["model"] == {"name": "blobs-model", "note": s.card["note"]} and report["count"] == 2
+    assert {p.name: p.stat().st_mtime_ns for p in model.iterdir() if p.is_file()} != files  # card rewritten...
+    assert read_card(model)["stages"] == s.card["stages"]  # ... the same stages
+
+
+def test_a_fit_stopped_in_every_stage_continues_to_the_same_files(fitted, images, tmp_path):
+    model = tmp_path / "blobs-model"
+    for stage, step in (("vqgan", 10), ("decoder", 3), ("tokens", 1), ("transformer", 10)):
+        s = fit_model(images, model, preset="tiny", device="cpu", stop_at={stage: step})
+        assert s.status == "stopped" and s.exit_code == 0 and s.stages[-1]["stage"] == stage
+        assert not (model / "transformer.safetensors").exists()
+    s = fit_model(images, model, preset="tiny", device="cpu")
+    assert s.status == "finished"
+    done = fitted[0]
+    for name in ("vqgan.safetensors", "transformer.safetensors"):
+        assert _same_tensors(model / name, done / name), name
+    for cache in ("train.tokens", "val.tokens"):
+        assert _same_tensors(model / "runs" / "tokens" / cache, done / "runs" / "tokens" / cache)
+    assert [st["steps"] for st in s.card["stages"]] == [st["steps"] for st in fitted[1].card["stages"]]
+    assert [st["validation"] for st in s.card["stages"]] == [st["validation"] for st in fitted[1].card["stages"]]
+
+
+def test_a_fit_of_other_settings_is_refused_in_one_line(fitted, images, tmp_path):
+    model = fitted[0]
+    with pytest.raises(MaskgitError, match=r"holds a fit of other settings \(preset 'tiny' then, 'default' now\)"):
+        fit_model(images, model, preset="default", device="cpu")
+    with pytest.raises(MaskgitError, match=r"^--preset huge: expected one of default, tiny$"):
+        fit_model(images, tmp_path / "m", preset="huge", device="cpu")
+    assert not (tmp_path / "m").exists()
+
+
+def test_the_time_budget_is_kept_within_ten_percent(cli, images, tmp_path):
+    budget = 0.5  # minutes
+    start = time.perf_counter()
+    r = cli("fit", images, "-o", tmp_path / "m", "--preset", "tiny", "--device", "cpu", "--time-budget", budget)
+    seconds = time.perf_counter() - start
+    assert r.exit_code == 0, r.output
+    print(f"--time-budget {budget} min: {seconds:.1f} s ({seconds / (budget * 60):.1%} of the budget)")
+    assert abs(seconds - budget * 60) <= 0.1 * budget * 60, r.stderr
+    card = read_card(tmp_path / "m")
+    assert card["time_budget_minutes"] == budget and all(st["steps"] != 0 for st in card["stages"])
+    assert r.stderr.count("measuring 5 steps for the time budget") == 3
+    assert sum(BUDGET_SHARES.values()) == pytest.approx(1.0)
+
+
+def _script_options(name: str, gpu: bool) -> dict[str, float]:
+    """The options of ``name`` (VQGAN_ARGS, DECODER_ARGS, MASKGIT_ARGS) in tools/make_weights.sh's gpu or cpu
+    branch, as numbers (the preset's name as a string)."""
+    text = (ROOT / "tools" / "make_weights.sh").read_text()
+    found = re.findall(rf"{name}=\(([^)]*)\)", text)
+    assert len(found) == 2, name
+    options = dict(zip(*[iter(found[0 if gpu else 1].split())] * 2))
+    return {k.lstrip("-").replace("-", "_"): v if k == "--preset" else float(v) for k, v in options.items()}
+
+
+def test_the_default_preset_has_make_weights_settings():
+    for stage, name in (("vqgan", "VQGAN_ARGS"), ("decoder", "DECODER_ARGS"), ("transformer", "MASKGIT_ARGS")):
+        for sizing in ("cpu", "gpu"):
+            expected = _script_options(name, sizing == "gpu")
+            ours = SETTINGS["default"][sizing][stage]
+            assert ours == expected, (stage, sizing)
+    options = stage_options("default", "cpu", "transformer")
+    assert (options["mask_ratio"], options["label_smoothing"], options["copies_ratio"]) == ("cosine", 0.1, 0.0)
+    assert (options["precision"], options["seed"]) == ("auto", 0)
+
+
+def test_a_fit_at_32x32_inpaints_any_size(images, tmp_path, make_photo):
+    import numpy as np
+
+    from maskgit_cli.decoding.pipeline import Inpainter
+
+    s = fit_model(images, tmp_path / "m32", preset="tiny", resolution=32, device="cpu")
+    card = s.card
+    assert (card["resolution"], card["tokens"], card["downsample"]) == (32, [8, 8], 4)
+    assert card["trained_on"]["resolution"] == 32
+    pipe = Inpainter.from_pretrained(tmp_path / "m32", device="cpu", total_iter=4)
+    assert (pipe.size, pipe.grid, pipe.card) == (32, 8, card)
+    image, holes = make_photo(97, 131), np.zeros((97, 131), bool)
+    holes[30:60, 40:90] = True
+    out = np.asarray(pipe(image, holes=holes))
+    assert out.shape == image.shape and (out[~holes] == image[~holes]).all()
+    with pytest.raises(MaskgitError, match=r"^--resolution 48: expected a power of two"):
+        fit_model(images, tmp_path / "m48", preset="tiny", resolution=48, device="cpu")
+    assert not (tmp_path / "m48").exists()
