@@ -88,3 +88,24 @@ def test_walkthrough_runs_as_written(tmp_path, make_images):
     assert settings["vqgan_mean"] == list(LAB_TEST_MEAN) and settings["vqgan_std"] == list(LAB_TEST_STD)
     assert (tmp_path / "runs" / "cats-sweep" / "sweep.csv").exists()
     assert len(list((tmp_path / "photos-masks").iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_your_own_model_runs_as_written(tmp_path, make_images):
+    """The README's `maskgit fit` path on a folder of 24 images, with a tiny preset and a half-minute budget instead
+    of two hours: a model folder that info describes and inpaint uses."""
+    make_images(tmp_path / "my-images", 24, seed=4)
+    exe = str(Path(sys.executable).parent / "maskgit")
+    env = {**os.environ, "MASKGIT_NO_PROGRESS": "1", "MASKGIT_NO_DOWNLOAD": "1"}
+    commands = readme_commands("Your own images, your own model")
+    assert [shlex.split(c)[1] for c in commands] == ["fit", "info", "inpaint"]
+    for command in commands:
+        command = command.replace("--time-budget 120", "--time-budget 0.5 --preset tiny")
+        r = subprocess.run([exe, *shlex.split(command)[1:]], cwd=tmp_path, capture_output=True, text=True, env=env,
+                           timeout=600)  # fmt: skip
+        assert r.returncode == 0, f"{command}\n{r.stderr[-2000:]}"
+    model = tmp_path / "models" / "mine"
+    assert {"vqgan.safetensors", "transformer.safetensors", "card.json", "README.md"} <= {
+        p.name for p in model.iterdir()
+    }
+    assert len(list((tmp_path / "inpainted" / "images").iterdir())) == 24

@@ -40,6 +40,10 @@ DEFAULTS = {
         "preset": "local",
         "restart_every": 50,
         "warmup_steps": 200,
+        # since --resolution/--downsample (None = 64 and 4): a run written without them still resumes
+        # (tests/test_resolution.py)
+        "resolution": None,
+        "downsample": None,
     },
     RobustConfig: {
         **VQGAN,
