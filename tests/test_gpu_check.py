@@ -27,6 +27,7 @@ STEPS = [
     "inpaint-new",
     "inpaint-shipped",
     "compare",
+    "fit",
 ]
 
 

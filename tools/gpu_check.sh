@@ -9,7 +9,8 @@
 # Steps, in order: (a) nvidia-smi, the Python packages and torch/CUDA versions, `pytest -m cuda`;
 # (b) `maskgit bench` train (lab preset, batch 256) with and without --compile, inpaint (lab, T = 8) and
 # tokenize (the lab VQGAN on PNG files); (c) tools/make_weights.sh with its GPU settings, then `maskgit inpaint` of
-# the emoji64 test set with the new and with the shipped weights, and tools/compare_baselines.py on both.
+# the emoji64 test set with the new and with the shipped weights, and tools/compare_baselines.py on both; (d)
+# `maskgit fit` on emoji64's training images at 128x128 (downsample 8) in what is left of a 2-minute budget.
 # A failing step is recorded with its exit code and the next step runs; the script itself exits 0 only when every
 # step succeeded.
 #
@@ -71,6 +72,7 @@ if ((DRY)); then
   WEIGHTS_SIZE=(SETTINGS=gpu PRESET=tiny VQGAN_STEPS=2 VQGAN_BATCH=8 DECODER_STEPS=2 MASKGIT_STEPS=2
     MASKGIT_BATCH=8 MASKED_COPIES=1)
   EVAL=$WORK/data # a few emoji64 images of each folder (make_subset)
+  FIT_SIZE=(--preset tiny --time-budget 0.3 --resolution 32 --downsample 8)
 else
   DEVICE=cuda
   TRAIN_SIZE=(--preset lab --batch-size 256)
@@ -78,6 +80,7 @@ else
   TOKENIZE_SIZE=(--vqgan-preset lab)
   WEIGHTS_SIZE=()
   EVAL=$ROOT/data/emoji64
+  FIT_SIZE=(--time-budget 2 --resolution 128 --downsample 8)
 fi
 NEW_WEIGHTS=(--transformer "$OUT/weights/maskgit-emoji64.safetensors" --vqgan "$OUT/weights/vqgan-emoji64.safetensors")
 SHIPPED_WEIGHTS=(--transformer "$ROOT/weights/maskgit-emoji64.safetensors" --vqgan "$ROOT/weights/vqgan-emoji64.safetensors")
@@ -366,6 +369,10 @@ run_step compare 120 0 "$PYTHON" tools/compare_baselines.py --images "$EVAL/mask
   --accuracy "new weights=$OUT/weights/maskgit-emoji64.safetensors,$OUT/weights/vqgan-emoji64.safetensors" \
   --accuracy "shipped weights=$ROOT/weights/maskgit-emoji64.safetensors,$ROOT/weights/vqgan-emoji64.safetensors"
 pack_runs
+
+# (d) `maskgit fit`: every stage into a model folder in one command, at another resolution than the lab's (what is
+# left of the budget; the dry run: tiny at 32x32)
+run_step fit 150 0 "${MASKGIT[@]}" fit "$EVAL/train" -o "$WORK/fit" "${FIT_SIZE[@]}" --device "$DEVICE" --json
 
 summary | tee -a "$LOG"
 say "gpu_check: done in $((SECONDS - START))s; results in $OUT (work files in $WORK)"
