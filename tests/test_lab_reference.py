@@ -123,7 +123,11 @@ def test_lab_pictures_equal_torchvision_save_image(tmp_path, T, S):
     from PIL import Image
     from torchvision.utils import save_image
 
-    from maskgit_cli.decoding.lab_pictures import image_picture, lab_bytes, mask_picture
+    from maskgit_cli.data.images import to_uint8
+    from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
+
+    def lab_bytes(x):  # our writer's half-up rounding, the one --lab uses
+        return to_uint8(x[None], "half-up")[0]
 
     g = torch.Generator().manual_seed(T * 100 + S)
     masks = [torch.rand(16, 16, generator=g) < 0.3 for _ in range(S)]

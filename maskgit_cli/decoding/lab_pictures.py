@@ -14,18 +14,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 MASK_TILES_PER_ROW = 10  # the starter code's save_image(maska, nrow=10)
 IMAGE_TILES_PER_ROW = 7  # save_image(imga, nrow=7)
 PADDING = 2  # torchvision's make_grid default, black
-
-
-def lab_bytes(images: torch.Tensor) -> np.ndarray:
-    """Floats in [0, 1], (3,H,W) or (B,3,H,W), -> uint8 (H,W,3) / (B,H,W,3) as ``save_image`` rounds them:
-    floor(x * 255 + 0.5) clamped to [0, 255] (round half up; our own writer rounds half to even)."""
-    x = images.detach().float().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
-    return x.permute(1, 2, 0).numpy() if x.dim() == 3 else x.permute(0, 2, 3, 1).numpy()
 
 
 def tile_grid(tiles: np.ndarray, per_row: int) -> np.ndarray:
@@ -56,7 +48,8 @@ def mask_picture(step_masks: list[np.ndarray], total_iter: int) -> np.ndarray:
 
 def image_picture(masked_input: np.ndarray, step_images: list[np.ndarray], total_iter: int) -> np.ndarray:
     """``imga/test_{i}.png``, uint8 (H,W,3): the masked input (H,W,3) uint8 then the image decoded after each step
-    run (uint8, rounded as :func:`lab_bytes`); ``total_iter`` + 1 tiles, black for the steps not run."""
+    run (uint8, rounded half up: ``to_uint8(..., "half-up")``); ``total_iter`` + 1 tiles, black for the steps not
+    run."""
     tiles = np.zeros((total_iter + 1, *masked_input.shape), dtype=np.uint8)
     tiles[0] = masked_input
     for step, image in enumerate(step_images):
