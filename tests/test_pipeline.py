@@ -177,5 +177,63 @@ def test_any_size_steps_and_alpha_holes(make_photo, pipe):
     assert (np.asarray(out.images[0]) == np.asarray(pipe(photo, mask, total_iter=4))).all()  # alpha = that mask
     with pytest.raises(MaskgitError, match="image 0 has no transparent pixels"):
         pipe(photo)
-    with pytest.raises(MaskgitError, match="chosen when the Inpainter is made"):
-        pipe(photo, mask, normalization="test")
+    with pytest.raises(MaskgitError, match="--normalization test: this VQGAN records no test-set statistics"):
+        pipe(photo, mask, normalization="test")  # the check --lab runs, per call too
+    with pytest.raises(MaskgitError, match="--normalization test: this VQGAN records no test-set statistics"):
+        pipe(photo, mask, lab=True)
+
+
+@pytest.fixture
+def lab_models(tiny_transformer, tiny_vqgan):
+    """The tiny models, the VQGAN with test statistics as the lab's records them (what --lab encodes with)."""
+    from dataclasses import replace
+
+    tiny_vqgan.config = replace(tiny_vqgan.config, test_mean=(0.4, 0.45, 0.5), test_std=(0.2, 0.25, 0.3))
+    return tiny_transformer, tiny_vqgan
+
+
+def test_lab_per_call_is_a_lab_pipeline(lab_models, make_photo):
+    import copy
+
+    from maskgit_cli import Inpainter
+
+    photo, mask = make_photo(64, 64), np.full((64, 64), 255, np.uint8)
+    mask[10:40, 20:50] = 0
+    plain = Inpainter(*copy.deepcopy(lab_models))
+    lab = Inpainter(*copy.deepcopy(lab_models), lab=True)
+    default = np.asarray(plain(photo, mask))
+    per_call = np.asarray(plain(photo, mask, lab=True))
+    assert (per_call == np.asarray(lab(photo, mask))).all()  # bit for bit a pipeline made with lab=True
+    assert (per_call != default).any()  # and not the default decoding
+    assert (np.asarray(plain(photo, mask)) == default).all()  # the call's statistics do not stay
+    seeded = np.asarray(plain(photo, mask, lab=True, seed=5, total_iter=4))  # the call's own settings over --lab's
+    assert (seeded == np.asarray(lab(photo, mask, seed=5, total_iter=4))).all()
+    unguided = np.asarray(plain(photo, mask, pixel_guidance=0))
+    assert (np.asarray(lab(photo, mask, lab=False, pixel_guidance=0)) == unguided).all()  # and back
+    with pytest.raises(MaskgitError, match=r"^pixel guidance with normalization 'test' \(lab=True\), not the "):
+        plain(photo, mask, lab=True, pixel_guidance=10)
+
+
+def test_exif_rotated_photos_and_masks_as_shown(make_photo, cli, tmp_path):
+    shown = make_photo(80, 64)  # a portrait photo as viewers show it: 64 wide, 80 high
+    mask = np.full((80, 64), 255, np.uint8)
+    mask[5:25, 8:30] = 0  # the hole drawn on the photo as shown
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 80 wide, 64 high: viewers turn it 90 degrees clockwise
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.rot90(shown, -3).copy()).save(tmp_path / "images" / "a.png", exif=exif.tobytes())
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    r = cli("inpaint", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "-o", tmp_path / "o",
+            "--device", "cpu", "--grids", "none", "--total-iter", "4")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = np.asarray(Image.open(tmp_path / "o" / "images" / "a.png"))
+    assert out.shape == (80, 64, 3)  # upright, as the input is shown
+    known = mask == 255
+    assert (out[known] == shown[known]).all()  # every known pixel bit for bit: the hole where it was drawn
+    assert (out[~known] != 128).any()
+    Image.fromarray(np.rot90(mask, -3).copy()).save(tmp_path / "masks" / "a.png")  # a mask of the stored size
+    r = cli("inpaint", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "-o", tmp_path / "o2",
+            "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 1
+    assert f"mask {tmp_path / 'masks' / 'a.png'} is 80x64 but its image a.png is 64x80" in r.output

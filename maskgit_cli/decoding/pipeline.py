@@ -4,8 +4,8 @@
     pipe = Inpainter.from_pretrained()                 # the shipped emoji64 weights, or a model folder / Hub id
     result = pipe(image, mask)                         # PIL image(s) in, PIL image(s) out
 
-Images are PIL images, uint8 numpy arrays (H,W,3) or float tensors (3,H,W) in [0,1], or lists of them, of any
-size; masks follow the lab's convention (0 = hole, 255 = known), come as the image's own alpha channel (alpha 0 =
+Images are PIL images (as viewers show them: EXIF orientation applied), uint8 numpy arrays (H,W,3), uint8 tensors
+(3,H,W) or float tensors (3,H,W) in [0,1], or lists of them, of any size; masks follow the lab's convention (0 = hole, 255 = known), come as the image's own alpha channel (alpha 0 =
 hole) when no mask is given, or are bool arrays/tensors given as ``known=`` (True = known) or ``holes=`` (True =
 hole); :mod:`maskgit_cli.data.inputs` turns them all into holes. The models are loaded once by
 :meth:`Inpainter.from_pretrained` and the code patches for guidance computed once per pipeline.
@@ -23,6 +23,7 @@ input comes back bit-identical.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,6 +34,7 @@ from maskgit_cli.choices import FITS, check_choice
 from maskgit_cli.data.images import to_tensor, to_uint8
 from maskgit_cli.data.inputs import holes_gray, pair_inputs
 from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch, mask_tile, prepare_models, with_defaults
+from maskgit_cli.decoding.settings import LAB_SETTINGS
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.model_card import card_for, names_a_model, resolve_model
 from maskgit_cli.runtime import resolve_device
@@ -196,9 +198,10 @@ class Inpainter:
         rows = [r for r, j in enumerate(jobs) if j.image in set(record)]
         patches = self._patches(s)
         watch = None if on_step is None else _counting(on_step)
-        batch = inpaint_batch(
-            self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, watch
-        )
+        with self._normalization(s):
+            batch = inpaint_batch(
+                self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, watch
+            )
         decoded = to_uint8(batch.images, s.rounding)
         inputs = to_uint8(holes_gray(pixels, hole_t), s.rounding)
         for r, job in enumerate(jobs):
@@ -218,14 +221,45 @@ class Inpainter:
         return jobs
 
     def _settings(self, sample: int, overrides: dict) -> InpaintSettings:
-        """The settings of one call: the pipeline's, with ``overrides`` and the seed of ``sample``."""
-        s = InpaintSettings.from_options(**{**self.defaults, **overrides}) if overrides else self.settings
+        """The settings of one call: the pipeline's, with ``overrides`` and the seed of ``sample``. A call's ``lab``
+        that differs from the pipeline's sets what ``--lab`` sets (:data:`LAB_SETTINGS`, or back to their defaults
+        with ``lab=False``) over the pipeline's settings, the call's other overrides over them: ``pipe(image, mask,
+        lab=True)`` decodes as a pipeline made with ``lab=True``. A call's normalization is checked as ``--lab``
+        checks it (a VQGAN without the lab's test statistics is refused) and used for that call
+        (:meth:`_normalization`); guidance keeps the pipeline's (its code patches were made with it)."""
+        if not overrides:
+            s = self.settings
+        else:
+            base = dict(self.defaults)
+            lab = overrides.get("lab")
+            if lab is not None and bool(lab) != self.settings.lab:
+                switched = InpaintSettings.from_options(lab=bool(lab)).flat()
+                base.update({k: switched[k] for k in LAB_SETTINGS})
+            s = InpaintSettings.from_options(**{**base, **overrides})
         if s.normalization != self.settings.normalization:
-            raise MaskgitError(
-                f"normalization {s.normalization!r} (or lab=True): the VQGAN's statistics are chosen when the "
-                f"Inpainter is made, e.g. Inpainter.from_pretrained(..., normalization={s.normalization!r})"
-            )
+            self.ready.vqgan.config.normalization(s.normalization)  # --normalization test's check, before any work
+            if s.pixel_guidance > 0:
+                raise MaskgitError(
+                    f"pixel guidance with normalization {s.normalization!r} (lab={s.lab}), not the Inpainter's "
+                    f"{self.settings.normalization!r}: guidance's code patches are made with the statistics "
+                    "chosen when the Inpainter is made, e.g. Inpainter.from_pretrained(..., "
+                    f"normalization={s.normalization!r}); or pixel_guidance=0"
+                )
         return replace(s, decode=replace(s.decode, seed=s.decode.seed + sample)) if sample else s
+
+    @contextmanager
+    def _normalization(self, s: InpaintSettings):
+        """The VQGAN encodes and decodes with the call's statistics (``s.normalization``), then the pipeline's
+        again: a call with ``lab=True`` on a pipeline made without it uses the lab's test statistics."""
+        if s.normalization == self.settings.normalization:
+            yield
+            return
+        vqgan = self.ready.vqgan
+        vqgan.use_normalization(s.normalization)
+        try:
+            yield
+        finally:
+            vqgan.use_normalization(self.settings.normalization)
 
     def _patches(self, s: InpaintSettings) -> torch.Tensor | None:
         """The code patches for known-pixel guidance, prepared once (on the first call that needs them)."""
