@@ -130,6 +130,53 @@ def test_crop_windows_hold_each_group_with_context():
         fit_windows(np.ones((10, 40), bool), 64, "resize")
 
 
+def test_nearby_holes_share_a_window_and_the_plan_is_bounded():
+    from maskgit_cli.decoding.pipeline import fit_windows
+
+    holes = np.zeros((200, 300), bool)
+    holes[10:20, 10:20] = holes[10:20, 60:70] = True  # two specks whose 64x64 windows would overlap: one window
+    holes[150:160, 250:290] = True
+    windows = fit_windows(holes, 64, "crop")
+    got = [(y0, x0, h, w, own.sum()) for y0, x0, h, w, own in windows]
+    assert got == [(0, 0, 120, 120, 200), (115, 220, 80, 80, 400)]  # their union 10x60 grown by half each side
+    dots = np.zeros((96, 96), bool)
+    dots[3::6, 3::6] = True  # 256 separate one-pixel holes
+    assert len(fit_windows(dots, 64, "crop")) == 1
+    dithered = np.random.default_rng(0).random((1024, 1024)) < 0.02  # thousands of specks
+    plan = fit_windows(dithered, 64, "crop")
+    assert len(plan) == 1 and plan[0][:4] == (0, 0, 1024, 1024) and (plan[0][4] == dithered).all()
+    apart = np.zeros((2048, 2048), bool)
+    apart[50::100, 50::100] = True  # 400 specks 100 pixels apart: 400 windows that never meet
+    with pytest.raises(MaskgitError) as e:
+        fit_windows(apart, 64, "crop")
+    assert str(e.value) == (
+        "the holes are 400 separate groups, more than 256 windows to inpaint: inpaint the whole image at once with "
+        '--fit resize (fit="resize" in Python), or give fewer, larger holes'
+    )
+    assert len(fit_windows(apart, 64, "crop", max_windows=400)) == 400
+
+
+def test_a_speckled_mask_is_few_windows_in_bounded_batches(pipe, make_photo, monkeypatch):
+    import maskgit_cli.decoding.pipeline as pipeline
+
+    photo, mask = make_photo(96, 96), np.full((96, 96), 255, np.uint8)
+    mask[3::6, 3::6] = 0  # 256 dots
+    out = pipe(photo, mask, total_iter=4, return_steps=True)
+    assert len(out.windows[0]) == 1
+    result = np.asarray(out.images[0])
+    assert (result[mask == 255] == photo[mask == 255]).all()
+    many, holes = make_photo(300, 300), np.zeros((300, 300), bool)
+    holes[20:30, 20:30] = holes[20:30, 250:260] = holes[250:260, 20:30] = holes[250:260, 250:260] = True
+    whole = pipe.fill([many], [holes], total_iter=4)[0]
+    batches = []
+    real = pipeline.inpaint_batch
+    monkeypatch.setattr(pipeline, "WINDOW_BATCH", 3)
+    monkeypatch.setattr(pipeline, "inpaint_batch", lambda t, v, px, *a: batches.append(len(px)) or real(t, v, px, *a))
+    split = pipe.fill([many], [holes], total_iter=4)[0]
+    assert batches == [3, 1] and len(split.windows) == 4 and split.still_masked == whole.still_masked
+    assert (split.image[~holes] == many[~holes]).all()
+
+
 def test_any_size_errors_are_one_clear_line(make_photo, pipe):
     image = make_photo(120, 90)
     with pytest.raises(MaskgitError, match="mask 0 is 80x120 but its image is 90x120: they must be the same size"):

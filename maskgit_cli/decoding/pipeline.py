@@ -5,9 +5,10 @@
     result = pipe(image, mask)                         # PIL image(s) in, PIL image(s) out
 
 Images are PIL images (as viewers show them: EXIF orientation applied), uint8 numpy arrays (H,W,3), uint8 tensors
-(3,H,W) or float tensors (3,H,W) in [0,1], or lists of them, of any size; masks follow the lab's convention (0 = hole, 255 = known), come as the image's own alpha channel (alpha 0 =
-hole) when no mask is given, or are bool arrays/tensors given as ``known=`` (True = known) or ``holes=`` (True =
-hole); :mod:`maskgit_cli.data.inputs` turns them all into holes. The models are loaded once by
+(3,H,W) or float tensors (3,H,W) in [0,1], or lists of them, of any size; masks follow the lab's convention (0 =
+hole, 255 = known), come as the image's own alpha channel (alpha 0 = hole) when no mask is given, or are bool
+arrays/tensors given as ``known=`` (True = known) or ``holes=`` (True = hole); :mod:`maskgit_cli.data.inputs`
+turns them all into holes. The models are loaded once by
 :meth:`Inpainter.from_pretrained` and the code patches for guidance computed once per pipeline.
 
 `maskgit inpaint` (:func:`maskgit_cli.decoding.folders.inpaint_folder`) and `maskgit serve` call
@@ -41,6 +42,8 @@ from maskgit_cli.runtime import resolve_device
 from maskgit_cli.viz import make_grid
 
 MIN_SIDE = 16  # the default weights' token grid side: a smaller image has fewer pixels than tokens
+MAX_WINDOWS = 256  # fit crop: an image whose holes need more windows is refused (fit resize takes it whole)
+WINDOW_BATCH = 64  # windows inpainted together (a batch of model-size images, inpaint's --batch-size, is one)
 
 
 @dataclass
@@ -182,7 +185,9 @@ class Inpainter:
         still_masked)``: after every step (1-based), the (R,3,size,size) predictions, (R,h,w) token masks and the
         R counts of tokens still masked of the recorded images' windows (all windows when none are recorded).
         Every model-size image is one window; any other size is cut into windows by ``fit`` (:func:`fit_windows`;
-        this is where ``fit`` is checked). ``names``: what errors call the images (default "image 0", ...).
+        this is where ``fit`` is checked). The windows are inpainted :data:`WINDOW_BATCH` at a time (a call of more
+        reports each batch's steps in turn; one with recorded images only the batches that hold their windows).
+        ``names``: what errors call the images (default "image 0", ...).
         """
         check_choice(fit, FITS, "fit")
         s = self._settings(sample, settings)
@@ -190,22 +195,24 @@ class Inpainter:
         names = [f"image {i}" for i in range(len(images))] if names is None else list(names)
         jobs = self._jobs(images, holes, fit, names)
         filled = [Filled(px.copy(), 0, [], [], [], []) for px in images]
-        if not jobs:
-            return filled
-        pixels = to_tensor(np.stack([j.pixels for j in jobs])).to(self.device)
-        hole_t = torch.from_numpy(np.stack([j.holes for j in jobs])).to(self.device)
-        window_ids = torch.tensor([ids[j.image] + (j.index << 32) for j in jobs], device=self.device)
-        rows = [r for r, j in enumerate(jobs) if j.image in set(record)]
-        patches = self._patches(s)
+        patches = self._patches(s) if jobs else None
         watch = None if on_step is None else _counting(on_step)
-        with self._normalization(s):
-            batch = inpaint_batch(
-                self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, watch
-            )
-        decoded = to_uint8(batch.images, s.rounding)
-        inputs = to_uint8(holes_gray(pixels, hole_t), s.rounding)
-        for r, job in enumerate(jobs):
-            _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, s)
+        recorded = set(record)
+        for start in range(0, len(jobs), WINDOW_BATCH):  # bounded work: WINDOW_BATCH windows at a time
+            chunk = jobs[start : start + WINDOW_BATCH]
+            pixels = to_tensor(np.stack([j.pixels for j in chunk])).to(self.device)
+            hole_t = torch.from_numpy(np.stack([j.holes for j in chunk])).to(self.device)
+            window_ids = torch.tensor([ids[j.image] + (j.index << 32) for j in chunk], device=self.device)
+            rows = [r for r, j in enumerate(chunk) if j.image in recorded]
+            hook = None if recorded and not rows and len(jobs) > WINDOW_BATCH else watch  # another batch's windows
+            with self._normalization(s):
+                batch = inpaint_batch(
+                    self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, hook
+                )
+            decoded = to_uint8(batch.images, s.rounding)
+            inputs = to_uint8(holes_gray(pixels, hole_t), s.rounding)
+            for r, job in enumerate(chunk):
+                _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, s)
         return filled
 
     def _jobs(self, images, holes, fit: str, names: list[str]) -> list[_Job]:
@@ -321,13 +328,23 @@ def window_scales(windows, size: int) -> list[list[float]]:
     return [[round(w / size, 4), round(h / size, 4)] for _, _, w, h in windows]
 
 
-def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5, min_side: int = MIN_SIDE) -> list:
+def fit_windows(
+    holes: np.ndarray,
+    size: int,
+    mode: str,
+    margin: float = 0.5,
+    min_side: int = MIN_SIDE,
+    max_windows: int = MAX_WINDOWS,
+) -> list:
     """The windows ``(y0, x0, height, width, own holes (height,width) bool)`` to inpaint for ``holes`` (H,W) bool.
 
     ``resize``: the whole image, one window. ``crop``: one window per group of touching holes (8-connected), a box
     around the group grown by ``margin`` of its size on every side for context, square and at least ``size`` pixels
-    where the image allows, kept inside the image; its own holes are the group's. Images smaller than the token
-    grid (``min_side`` pixels a side, the model's grid) cannot be inpainted.
+    where the image allows, kept inside the image; its own holes are the group's. Groups whose windows overlap or
+    touch are one group (their boxes' union gets one window, and so on until no two windows meet): a speckled or
+    dithered mask makes a few windows, not one per speck. A plan of more than ``max_windows`` windows is refused
+    (one line saying to use resize). Images smaller than the token grid (``min_side`` pixels a side, the model's
+    grid) cannot be inpainted.
     """
     H, W = holes.shape
     if min(H, W) < min_side:
@@ -337,15 +354,52 @@ def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5, mi
     from scipy import ndimage  # only here, where holes are grouped: about 0.3 s to import, for every inpaint else
 
     labels, count = ndimage.label(holes, structure=np.ones((3, 3), dtype=bool))
-    windows = []
-    for k, (ys, xs) in enumerate(ndimage.find_objects(labels), start=1):
-        bh, bw = ys.stop - ys.start, xs.stop - xs.start
-        side = max(size, int(np.ceil(max(bh, bw) * (1 + 2 * margin))))
-        h, w = min(max(side, bh), H), min(max(side, bw), W)
-        cy, cx = (ys.start + ys.stop) // 2, (xs.start + xs.stop) // 2
-        y0, x0 = min(max(cy - h // 2, 0), H - h), min(max(cx - w // 2, 0), W - w)
-        windows.append((y0, x0, h, w, labels[y0 : y0 + h, x0 : x0 + w] == k))
-    return windows
+    if not count:
+        return []
+    boxes = np.array([(ys.start, xs.start, ys.stop, xs.stop) for ys, xs in ndimage.find_objects(labels)])
+    group = np.arange(count)  # the group of label k + 1; groups are numbered in the order of their first label
+    while True:
+        windows = [_crop_window(box, size, margin, H, W) for box in _group_boxes(boxes, group)]
+        cover = np.zeros((H, W), dtype=bool)
+        for y0, x0, h, w in windows:
+            cover[y0 : y0 + h, x0 : x0 + w] = True
+        regions, found = ndimage.label(cover)  # windows that overlap or touch share a region
+        if found == len(windows):
+            break
+        region = np.array([regions[y0, x0] for y0, x0, _, _ in windows])[group]  # each label's region
+        _, first, group = np.unique(region, return_index=True, return_inverse=True)
+        group = np.argsort(np.argsort(first))[group]  # renumbered in the order of their first label
+    if len(windows) > max_windows:
+        raise MaskgitError(
+            f"the holes are {len(windows)} separate groups, more than {max_windows} windows to inpaint: inpaint the "
+            'whole image at once with --fit resize (fit="resize" in Python), or give fewer, larger holes'
+        )
+    owner = np.concatenate([[-1], group])  # label -> group; 0 (not a hole) -> none
+    return [(y0, x0, h, w, owner[labels[y0 : y0 + h, x0 : x0 + w]] == g) for g, (y0, x0, h, w) in enumerate(windows)]
+
+
+def _group_boxes(boxes: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """The bounding box (y0, x0, y1, x1) of every group of labels' boxes (``group``: each label's group)."""
+    n = int(group.max()) + 1
+    out = np.empty((n, 4), dtype=np.int64)
+    out[:, :2] = np.iinfo(np.int64).max
+    out[:, 2:] = -1
+    np.minimum.at(out[:, 0], group, boxes[:, 0])
+    np.minimum.at(out[:, 1], group, boxes[:, 1])
+    np.maximum.at(out[:, 2], group, boxes[:, 2])
+    np.maximum.at(out[:, 3], group, boxes[:, 3])
+    return out
+
+
+def _crop_window(box, size: int, margin: float, H: int, W: int) -> tuple[int, int, int, int]:
+    """(y0, x0, height, width) of the window around a box (y0, x0, y1, x1) of holes: the box grown by ``margin`` of
+    its size on every side, square and at least ``size`` where the image (H,W) allows, inside the image."""
+    by0, bx0, by1, bx1 = (int(v) for v in box)
+    bh, bw = by1 - by0, bx1 - bx0
+    side = max(size, int(np.ceil(max(bh, bw) * (1 + 2 * margin))))
+    h, w = min(max(side, bh), H), min(max(side, bw), W)
+    cy, cx = (by0 + by1) // 2, (bx0 + bx1) // 2
+    return min(max(cy - h // 2, 0), H - h), min(max(cx - w // 2, 0), W - w), h, w
 
 
 def _to_model_size(pixels: np.ndarray, holes: np.ndarray, window, size: int) -> tuple[np.ndarray, np.ndarray]:
