@@ -99,3 +99,16 @@ def test_damaged_exif_is_shown_as_stored(tmp_path):
         assert load_image(tmp_path / "bad.jpg").shape == (4, 8, 3)
     img.save(tmp_path / "garbage.jpg", exif=b"Exif\x00\x00MM\x00*garbage")
     assert load_image(tmp_path / "garbage.jpg").shape == (4, 8, 3)
+
+
+def test_the_shown_size_from_headers_alone(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    for name in ("a.png", "a.tif", "a.jpg", "a.webp"):
+        Image.new("RGB", (30, 20)).save(tmp_path / name, exif=exif.tobytes())
+        assert load_image(tmp_path / name).shape == (30, 20, 3), name
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail(f"decoded {self.size}"))
+    for name in ("a.png", "a.tif", "a.jpg", "a.webp"):
+        assert shown_size(read_image(tmp_path / name, header=True), header=True) == (20, 30), name

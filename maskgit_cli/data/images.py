@@ -112,17 +112,14 @@ def bomb_error(path, what: str = "") -> MaskgitError:
 
 def orientation(img: Image.Image, header: bool = False) -> int:
     """The EXIF orientation of ``img`` (2-8: a photo stored rotated or mirrored, as phones write them), 1 when it has
-    none or an unreadable one (untrusted metadata is ignored, as viewers do). ``header``: look only at EXIF read with
-    the header (a PNG's eXIf chunk after its pixels is not read, so nothing is decoded)."""
+    none or an unreadable one (untrusted metadata is ignored, as viewers do). ``header``: decode nothing to find it
+    (a PNG's eXIf chunk after its pixels, which Pillow reads by decoding them, is not looked at)."""
+    if header and img.format == "PNG" and "exif" not in img.info:
+        return 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns of corrupt EXIF data
-            if header:
-                exif = Image.Exif()
-                exif.load(img.info.get("exif") or b"")
-            else:
-                exif = img.getexif()
-            value = exif.get(ORIENTATION, 1)
+            value = img.getexif().get(ORIENTATION, 1)
     except Exception:  # noqa: BLE001 - damaged metadata: shown as stored
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
