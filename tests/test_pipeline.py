@@ -134,26 +134,28 @@ def test_nearby_holes_share_a_window_and_the_plan_is_bounded():
     from maskgit_cli.decoding.pipeline import fit_windows
 
     holes = np.zeros((200, 300), bool)
-    holes[10:20, 10:20] = holes[10:20, 60:70] = True  # two specks whose 64x64 windows would overlap: one window
+    holes[10:20, 10:20] = holes[10:20, 30:40] = True  # two specks that fit one 64x64 window: they share it
     holes[150:160, 250:290] = True
     windows = fit_windows(holes, 64, "crop")
     got = [(y0, x0, h, w, own.sum()) for y0, x0, h, w, own in windows]
-    assert got == [(0, 0, 120, 120, 200), (115, 220, 80, 80, 400)]  # their union 10x60 grown by half each side
+    assert got == [(0, 0, 64, 64, 200), (115, 220, 80, 80, 400)]
+    holes[10:20, 60:70] = True  # a third: the three would need a 120x120 window, coarser than 64x64 ones
+    assert [w[:4] for w in fit_windows(holes, 64, "crop")] == [(0, 0, 64, 64), (0, 33, 64, 64), (115, 220, 80, 80)]
     dots = np.zeros((96, 96), bool)
     dots[3::6, 3::6] = True  # 256 separate one-pixel holes
-    assert len(fit_windows(dots, 64, "crop")) == 1
+    plan = fit_windows(dots, 64, "crop")
+    assert len(plan) == 9 and all(w[2:4] == (64, 64) for w in plan)  # 32x32 pixels of specks a window
+    assert sum(int(w[4].sum()) for w in plan) == 256  # every speck in one window's own holes
+    assert not any((own & ~dots[y0 : y0 + h, x0 : x0 + w]).any() for y0, x0, h, w, own in plan)
     dithered = np.random.default_rng(0).random((1024, 1024)) < 0.02  # thousands of specks
-    plan = fit_windows(dithered, 64, "crop")
-    assert len(plan) == 1 and plan[0][:4] == (0, 0, 1024, 1024) and (plan[0][4] == dithered).all()
-    apart = np.zeros((2048, 2048), bool)
-    apart[50::100, 50::100] = True  # 400 specks 100 pixels apart: 400 windows that never meet
     with pytest.raises(MaskgitError) as e:
-        fit_windows(apart, 64, "crop")
+        fit_windows(dithered, 64, "crop")
     assert str(e.value) == (
-        "the holes are 400 separate groups, more than 256 windows to inpaint: inpaint the whole image at once with "
-        '--fit resize (fit="resize" in Python), or give fewer, larger holes'
+        "the holes need 1039 windows (at most 256): inpaint the whole image at once with --fit resize "
+        '(fit="resize" in Python), or give fewer, larger holes'
     )
-    assert len(fit_windows(apart, 64, "crop", max_windows=400)) == 400
+    assert len(fit_windows(dithered, 64, "crop", max_windows=2000)) == 1039  # a window per 32x32 pixels, about
+    assert len(fit_windows(np.random.default_rng(0).random((1024, 1024)) < 0.5, 64, "crop")) == 1  # all touch
 
 
 def test_a_speckled_mask_is_few_windows_in_bounded_batches(pipe, make_photo, monkeypatch):
@@ -162,7 +164,7 @@ def test_a_speckled_mask_is_few_windows_in_bounded_batches(pipe, make_photo, mon
     photo, mask = make_photo(96, 96), np.full((96, 96), 255, np.uint8)
     mask[3::6, 3::6] = 0  # 256 dots
     out = pipe(photo, mask, total_iter=4, return_steps=True)
-    assert len(out.windows[0]) == 1
+    assert len(out.windows[0]) == 9  # not 256
     result = np.asarray(out.images[0])
     assert (result[mask == 255] == photo[mask == 255]).all()
     many, holes = make_photo(300, 300), np.zeros((300, 300), bool)

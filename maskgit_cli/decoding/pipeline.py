@@ -340,11 +340,11 @@ def fit_windows(
 
     ``resize``: the whole image, one window. ``crop``: one window per group of touching holes (8-connected), a box
     around the group grown by ``margin`` of its size on every side for context, square and at least ``size`` pixels
-    where the image allows, kept inside the image; its own holes are the group's. Groups whose windows overlap or
-    touch are one group (their boxes' union gets one window, and so on until no two windows meet): a speckled or
-    dithered mask makes a few windows, not one per speck. A plan of more than ``max_windows`` windows is refused
-    (one line saying to use resize). Images smaller than the token grid (``min_side`` pixels a side, the model's
-    grid) cannot be inpainted.
+    where the image allows, kept inside the image; its own holes are the group's. Groups share a window wherever
+    that costs no resolution (:func:`_merge_groups`: a speckled or dithered mask makes a window per ``size`` / (1 +
+    2 ``margin``) pixels square of specks, not one per speck). A plan of more than ``max_windows`` windows is
+    refused (one line saying to use resize). Images smaller than the token grid (``min_side`` pixels a side, the
+    model's grid) cannot be inpainted.
     """
     H, W = holes.shape
     if min(H, W) < min_side:
@@ -357,38 +357,81 @@ def fit_windows(
     if not count:
         return []
     boxes = np.array([(ys.start, xs.start, ys.stop, xs.stop) for ys, xs in ndimage.find_objects(labels)])
-    group = np.arange(count)  # the group of label k + 1; groups are numbered in the order of their first label
-    while True:
-        windows = [_crop_window(box, size, margin, H, W) for box in _group_boxes(boxes, group)]
-        cover = np.zeros((H, W), dtype=bool)
-        for y0, x0, h, w in windows:
-            cover[y0 : y0 + h, x0 : x0 + w] = True
-        regions, found = ndimage.label(cover)  # windows that overlap or touch share a region
-        if found == len(windows):
-            break
-        region = np.array([regions[y0, x0] for y0, x0, _, _ in windows])[group]  # each label's region
-        _, first, group = np.unique(region, return_index=True, return_inverse=True)
-        group = np.argsort(np.argsort(first))[group]  # renumbered in the order of their first label
-    if len(windows) > max_windows:
+    cells, boxes = _by_cell(boxes, int(size / (1 + 2 * margin)))
+    group, boxes = _merge_groups(boxes, lambda b: _window_side(b, size, margin, H, W))
+    group = group[cells]
+    if len(boxes) > max_windows:
         raise MaskgitError(
-            f"the holes are {len(windows)} separate groups, more than {max_windows} windows to inpaint: inpaint the "
-            'whole image at once with --fit resize (fit="resize" in Python), or give fewer, larger holes'
+            f"the holes need {len(boxes)} windows (at most {max_windows}): inpaint the whole image at once with "
+            '--fit resize (fit="resize" in Python), or give fewer, larger holes'
         )
-    owner = np.concatenate([[-1], group])  # label -> group; 0 (not a hole) -> none
-    return [(y0, x0, h, w, owner[labels[y0 : y0 + h, x0 : x0 + w]] == g) for g, (y0, x0, h, w) in enumerate(windows)]
+    owner = np.concatenate([[-1], group])  # label -> its window; 0 (not a hole) -> none
+    windows = []
+    for g, box in enumerate(boxes):
+        y0, x0, h, w = _crop_window(box, size, margin, H, W)
+        windows.append((y0, x0, h, w, owner[labels[y0 : y0 + h, x0 : x0 + w]] == g))
+    return windows
 
 
-def _group_boxes(boxes: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """The bounding box (y0, x0, y1, x1) of every group of labels' boxes (``group``: each label's group)."""
-    n = int(group.max()) + 1
-    out = np.empty((n, 4), dtype=np.int64)
-    out[:, :2] = np.iinfo(np.int64).max
-    out[:, 2:] = -1
+def _merge_groups(boxes: np.ndarray, side) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of holes (their boxes (y0, x0, y1, x1), in label order) gathered into shared windows: a group joins
+    the first earlier one whose window, around both boxes, is no larger (``side``: the larger side of the windows
+    of boxes (n,4)) than the larger of their own two, so no hole is inpainted at a coarser scale than alone; again
+    over the gathered boxes until nothing joins. Returns (each group's window, numbered in label order; the windows'
+    boxes)."""
+    group = np.arange(len(boxes))
+    while True:
+        own = side(boxes)
+        out = np.empty_like(boxes)
+        cost = np.empty_like(own)
+        member = np.empty(len(boxes), dtype=np.int64)
+        k = 0
+        for i, box in enumerate(boxes):
+            if k:
+                union = np.concatenate([np.minimum(out[:k, :2], box[:2]), np.maximum(out[:k, 2:], box[2:])], axis=1)
+                joint = side(union)
+                free = np.flatnonzero(joint <= np.maximum(cost[:k], own[i]))
+                if free.size:
+                    c = free[0]
+                    out[c], cost[c], member[i] = union[c], joint[c], c
+                    continue
+            out[k], cost[k], member[i] = box, own[i], k
+            k += 1
+        group = member[group]
+        if k == len(boxes):
+            return group, out[:k]
+        boxes = out[:k]
+
+
+def _by_cell(boxes: np.ndarray, cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of holes whose boxes lie within one ``cell`` x ``cell`` square of a grid gathered at once (any boxes
+    that fit in such a square share a window of the model's size, so this is :func:`_merge_groups`' rule, made fast
+    for the thousands of specks of a dithered mask). Returns (each box's gathered box, numbered in the order of its
+    first box; the gathered boxes)."""
+    cell = max(cell, 1)
+    cy, cx = boxes[:, 0] // cell, boxes[:, 1] // cell
+    inside = (boxes[:, 2] <= (cy + 1) * cell) & (boxes[:, 3] <= (cx + 1) * cell)
+    key = np.where(inside, cy * (int(cx.max()) + 1) + cx, -1 - np.arange(len(boxes)))
+    _, first, where = np.unique(key, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    group = rank[where.ravel()]
+    out = np.empty((len(first), 4), dtype=boxes.dtype)
+    out[:, :2] = np.iinfo(boxes.dtype).max
+    out[:, 2:] = np.iinfo(boxes.dtype).min
     np.minimum.at(out[:, 0], group, boxes[:, 0])
     np.minimum.at(out[:, 1], group, boxes[:, 1])
     np.maximum.at(out[:, 2], group, boxes[:, 2])
     np.maximum.at(out[:, 3], group, boxes[:, 3])
-    return out
+    return group, out
+
+
+def _window_side(boxes: np.ndarray, size: int, margin: float, H: int, W: int) -> np.ndarray:
+    """The larger side of :func:`_crop_window`'s window around each box (n,4): what sets the scale it is
+    inpainted at."""
+    bh, bw = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(size, np.ceil(np.maximum(bh, bw) * (1 + 2 * margin)).astype(np.int64))
+    return np.maximum(np.minimum(np.maximum(side, bh), H), np.minimum(np.maximum(side, bw), W))
 
 
 def _crop_window(box, size: int, margin: float, H: int, W: int) -> tuple[int, int, int, int]:
