@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskgit_cli.data.images import load_image, to_rgb
+from maskgit_cli.data.images import load_image, read_image, shown_size, to_rgb, upright
 from maskgit_cli.errors import MaskgitError
 
 
@@ -64,3 +64,52 @@ def test_decompression_bomb_is_one_line_naming_file_and_size(tmp_path):
     # above Pillow's limit but under twice it Pillow only warns: refused as well
     with pytest.raises(MaskgitError, match=r"10000x10000"):
         load_image(write_bomb(tmp_path / "warned.png", 10_000, 10_000))
+
+
+def write_rotated_jpeg(path, stored: np.ndarray, orientation: int = 6):
+    """``stored`` (H,W,3) saved as a JPEG whose EXIF says how to show it (6: turned 90 degrees clockwise, as phones
+    write portrait photos)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, quality=100, exif=exif.tobytes())
+    return path
+
+
+def test_exif_orientation_is_applied_as_viewers_show_it(tmp_path):
+    stored = np.zeros((64, 80, 3), np.uint8)  # stored 80 wide, 64 high: left half black, right half white
+    stored[:, 40:] = 255
+    path = write_rotated_jpeg(tmp_path / "phone.jpg", stored)
+    shown = load_image(path)
+    assert shown.shape == (80, 64, 3)  # shown 64 wide, 80 high
+    assert shown[:36].max() < 40 and shown[44:].min() > 215  # turned clockwise: the black half on top
+    assert read_image(path).getexif().get(0x0112) is None  # the orientation is applied once, not again
+    assert shown_size(read_image(path, header=True), header=True) == (64, 80)
+    assert read_image(tmp_path / "phone.jpg", header=True).size == (80, 64)  # the header alone decodes nothing
+    plain = tmp_path / "plain.png"
+    Image.fromarray(stored).save(plain)
+    assert load_image(plain).shape == (64, 80, 3) and upright(Image.open(plain)).size == (80, 64)
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's own, on opening the garbage one
+def test_damaged_exif_is_shown_as_stored(tmp_path):
+    img = Image.new("RGB", (8, 4))
+    for bad in (0, 9, 300):
+        exif = Image.Exif()
+        exif[0x0112] = bad
+        img.save(tmp_path / "bad.jpg", exif=exif.tobytes())
+        assert load_image(tmp_path / "bad.jpg").shape == (4, 8, 3)
+    img.save(tmp_path / "garbage.jpg", exif=b"Exif\x00\x00MM\x00*garbage")
+    assert load_image(tmp_path / "garbage.jpg").shape == (4, 8, 3)
+
+
+def test_the_shown_size_from_headers_alone(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    for name in ("a.png", "a.tif", "a.jpg", "a.webp"):
+        Image.new("RGB", (30, 20)).save(tmp_path / name, exif=exif.tobytes())
+        assert load_image(tmp_path / name).shape == (30, 20, 3), name
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail(f"decoded {self.size}"))
+    for name in ("a.png", "a.tif", "a.jpg", "a.webp"):
+        assert shown_size(read_image(tmp_path / name, header=True), header=True) == (20, 30), name

@@ -104,3 +104,60 @@ def test_one_size_check_and_one_0_1_check():
     )
     for fine in (np.zeros((3, 3), np.uint8), np.eye(3, dtype=bool), np.eye(3) * 255, np.eye(3) * 1.5):
         check_zero_one(fine, "mask 0", "")
+
+
+def test_a_uint8_tensor_is_0_to_255_bit_for_bit():
+    rgb = (np.arange(20 * 30 * 3) * 7 % 256).astype(np.uint8).reshape(20, 30, 3)
+    chw = torch.from_numpy(rgb).permute(2, 0, 1)  # what torchvision.io.read_image returns
+    np.testing.assert_array_equal(as_pixels(chw), rgb)
+    np.testing.assert_array_equal(as_pixels(chw.float() / 255), rgb)  # the same image as a float in [0,1]
+    with pytest.raises(MaskgitError, match=r"^image 1: a .3,H,W. tensor of pixels is uint8 .0..255. or float"):
+        as_pixels(chw.long(), "image 1")
+
+
+def test_a_float_tensor_outside_0_1_or_not_finite_is_refused():
+    rgb = torch.linspace(0, 1, 3 * 8 * 8).reshape(3, 8, 8)
+    for bad, message in (
+        (rgb * 255, r"^image 0: a float tensor holds pixels in \[0,1\], this one holds values in \[0, 255\]: "
+         "divide 0..255 pixels by 255, or pass them as a uint8 tensor$"),
+        (rgb - 0.5, r"holds values in \[-0.5, 0.5\]"),
+        (rgb.index_put((torch.tensor(0), torch.tensor(1), torch.tensor(2)), torch.tensor(float("nan"))),
+         r"^image 0: the tensor holds NaN or infinite pixels$"),
+        (rgb.index_put((torch.tensor(2),), torch.tensor(float("inf"))), "NaN or infinite"),
+    ):  # fmt: skip
+        with pytest.raises(MaskgitError, match=message):
+            as_pixels(bad)
+
+
+def test_a_float_mask_is_exactly_0_and_255_and_finite():
+    lab = _lab_mask().astype(np.float32)
+    np.testing.assert_array_equal(as_holes(lab, None, (20, 30)), _lab_mask() == 0)  # 0/255 floats: a lab mask
+    for bad in (lab / 255 * 0.99, lab / 2, torch.from_numpy(lab / 255 * 0.99)):
+        with pytest.raises(MaskgitError) as e:
+            as_holes(bad, None, (20, 30))
+        assert str(e.value).startswith("mask 0: a float mask holds only 0 (hole) and 255 (known), this one holds ")
+        assert "known=(MASK > 0.5)" in str(e.value)
+    for bad in (np.full((20, 30), np.nan), np.where(_lab_mask() == 0, np.inf, 255)):
+        with pytest.raises(MaskgitError, match=r"^mask 0 holds NaN or infinite values"):
+            as_holes(bad, None, (20, 30))
+    with pytest.raises(MaskgitError, match=r"^mask 0 holds values in \[0, 256\]"):
+        as_holes(np.where(_lab_mask() == 0, 0, 256), None, (20, 30))
+    with pytest.raises(MaskgitError, match="only the values 0 and 1"):  # the 0/1 check first, as for integers
+        as_holes(lab / 255, None, (20, 30))
+
+
+def test_pil_images_and_masks_are_read_as_shown():
+    shown = np.zeros((30, 20, 3), np.uint8)  # 20 wide, 30 high as shown; the hole drawn on the top rows
+    shown[:, :, 0] = np.arange(20, dtype=np.uint8)[None] * 10
+    mask = np.full((30, 20), 255, np.uint8)
+    mask[:5] = 0
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned back a quarter: shown turned 90 degrees clockwise
+    stored = Image.fromarray(np.rot90(shown, -3).copy())  # rot90(k=-3) undoes the viewer's clockwise turn
+    stored.info["exif"] = exif.tobytes()
+    stored.getexif()[0x0112] = 6
+    stored_mask = Image.fromarray(np.rot90(mask, -3).copy())
+    stored_mask.getexif()[0x0112] = 6
+    single, pixels, holes = pair_inputs(stored, stored_mask)
+    np.testing.assert_array_equal(pixels[0], shown)
+    np.testing.assert_array_equal(holes[0], mask == 0)

@@ -130,6 +130,55 @@ def test_crop_windows_hold_each_group_with_context():
         fit_windows(np.ones((10, 40), bool), 64, "resize")
 
 
+def test_nearby_holes_share_a_window_and_the_plan_is_bounded():
+    from maskgit_cli.decoding.pipeline import fit_windows
+
+    holes = np.zeros((200, 300), bool)
+    holes[10:20, 10:20] = holes[10:20, 30:40] = True  # two specks that fit one 64x64 window: they share it
+    holes[150:160, 250:290] = True
+    windows = fit_windows(holes, 64, "crop")
+    got = [(y0, x0, h, w, own.sum()) for y0, x0, h, w, own in windows]
+    assert got == [(0, 0, 64, 64, 200), (115, 220, 80, 80, 400)]
+    holes[10:20, 60:70] = True  # a third: the three would need a 120x120 window, coarser than 64x64 ones
+    assert [w[:4] for w in fit_windows(holes, 64, "crop")] == [(0, 0, 64, 64), (0, 33, 64, 64), (115, 220, 80, 80)]
+    dots = np.zeros((96, 96), bool)
+    dots[3::6, 3::6] = True  # 256 separate one-pixel holes
+    plan = fit_windows(dots, 64, "crop")
+    assert len(plan) == 9 and all(w[2:4] == (64, 64) for w in plan)  # 32x32 pixels of specks a window
+    assert sum(int(w[4].sum()) for w in plan) == 256  # every speck in one window's own holes
+    assert not any((own & ~dots[y0 : y0 + h, x0 : x0 + w]).any() for y0, x0, h, w, own in plan)
+    dithered = np.random.default_rng(0).random((1024, 1024)) < 0.02  # thousands of specks
+    with pytest.raises(MaskgitError) as e:
+        fit_windows(dithered, 64, "crop")
+    assert str(e.value) == (
+        "the holes need 1039 windows (at most 256): inpaint the whole image at once with --fit resize "
+        '(fit="resize" in Python), or give fewer, larger holes'
+    )
+    assert len(fit_windows(dithered, 64, "crop", max_windows=2000)) == 1039  # a window per 32x32 pixels, about
+    assert len(fit_windows(np.random.default_rng(0).random((1024, 1024)) < 0.5, 64, "crop")) == 1  # all touch
+
+
+def test_a_speckled_mask_is_few_windows_in_bounded_batches(pipe, make_photo, monkeypatch):
+    import maskgit_cli.decoding.pipeline as pipeline
+
+    photo, mask = make_photo(96, 96), np.full((96, 96), 255, np.uint8)
+    mask[3::6, 3::6] = 0  # 256 dots
+    out = pipe(photo, mask, total_iter=4, return_steps=True)
+    assert len(out.windows[0]) == 9  # not 256
+    result = np.asarray(out.images[0])
+    assert (result[mask == 255] == photo[mask == 255]).all()
+    many, holes = make_photo(300, 300), np.zeros((300, 300), bool)
+    holes[20:30, 20:30] = holes[20:30, 250:260] = holes[250:260, 20:30] = holes[250:260, 250:260] = True
+    whole = pipe.fill([many], [holes], total_iter=4)[0]
+    batches = []
+    real = pipeline.inpaint_batch
+    monkeypatch.setattr(pipeline, "WINDOW_BATCH", 3)
+    monkeypatch.setattr(pipeline, "inpaint_batch", lambda t, v, px, *a: batches.append(len(px)) or real(t, v, px, *a))
+    split = pipe.fill([many], [holes], total_iter=4)[0]
+    assert batches == [3, 1] and len(split.windows) == 4 and split.still_masked == whole.still_masked
+    assert (split.image[~holes] == many[~holes]).all()
+
+
 def test_any_size_errors_are_one_clear_line(make_photo, pipe):
     image = make_photo(120, 90)
     with pytest.raises(MaskgitError, match="mask 0 is 80x120 but its image is 90x120: they must be the same size"):
@@ -177,5 +226,63 @@ def test_any_size_steps_and_alpha_holes(make_photo, pipe):
     assert (np.asarray(out.images[0]) == np.asarray(pipe(photo, mask, total_iter=4))).all()  # alpha = that mask
     with pytest.raises(MaskgitError, match="image 0 has no transparent pixels"):
         pipe(photo)
-    with pytest.raises(MaskgitError, match="chosen when the Inpainter is made"):
-        pipe(photo, mask, normalization="test")
+    with pytest.raises(MaskgitError, match="--normalization test: this VQGAN records no test-set statistics"):
+        pipe(photo, mask, normalization="test")  # the check --lab runs, per call too
+    with pytest.raises(MaskgitError, match="--normalization test: this VQGAN records no test-set statistics"):
+        pipe(photo, mask, lab=True)
+
+
+@pytest.fixture
+def lab_models(tiny_transformer, tiny_vqgan):
+    """The tiny models, the VQGAN with test statistics as the lab's records them (what --lab encodes with)."""
+    from dataclasses import replace
+
+    tiny_vqgan.config = replace(tiny_vqgan.config, test_mean=(0.4, 0.45, 0.5), test_std=(0.2, 0.25, 0.3))
+    return tiny_transformer, tiny_vqgan
+
+
+def test_lab_per_call_is_a_lab_pipeline(lab_models, make_photo):
+    import copy
+
+    from maskgit_cli import Inpainter
+
+    photo, mask = make_photo(64, 64), np.full((64, 64), 255, np.uint8)
+    mask[10:40, 20:50] = 0
+    plain = Inpainter(*copy.deepcopy(lab_models))
+    lab = Inpainter(*copy.deepcopy(lab_models), lab=True)
+    default = np.asarray(plain(photo, mask))
+    per_call = np.asarray(plain(photo, mask, lab=True))
+    assert (per_call == np.asarray(lab(photo, mask))).all()  # bit for bit a pipeline made with lab=True
+    assert (per_call != default).any()  # and not the default decoding
+    assert (np.asarray(plain(photo, mask)) == default).all()  # the call's statistics do not stay
+    seeded = np.asarray(plain(photo, mask, lab=True, seed=5, total_iter=4))  # the call's own settings over --lab's
+    assert (seeded == np.asarray(lab(photo, mask, seed=5, total_iter=4))).all()
+    unguided = np.asarray(plain(photo, mask, pixel_guidance=0))
+    assert (np.asarray(lab(photo, mask, lab=False, pixel_guidance=0)) == unguided).all()  # and back
+    with pytest.raises(MaskgitError, match=r"^pixel guidance with normalization 'test' \(lab=True\), not the "):
+        plain(photo, mask, lab=True, pixel_guidance=10)
+
+
+def test_exif_rotated_photos_and_masks_as_shown(make_photo, cli, tmp_path):
+    shown = make_photo(80, 64)  # a portrait photo as viewers show it: 64 wide, 80 high
+    mask = np.full((80, 64), 255, np.uint8)
+    mask[5:25, 8:30] = 0  # the hole drawn on the photo as shown
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 80 wide, 64 high: viewers turn it 90 degrees clockwise
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.rot90(shown, -3).copy()).save(tmp_path / "images" / "a.png", exif=exif.tobytes())
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    r = cli("inpaint", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "-o", tmp_path / "o",
+            "--device", "cpu", "--grids", "none", "--total-iter", "4")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = np.asarray(Image.open(tmp_path / "o" / "images" / "a.png"))
+    assert out.shape == (80, 64, 3)  # upright, as the input is shown
+    known = mask == 255
+    assert (out[known] == shown[known]).all()  # every known pixel bit for bit: the hole where it was drawn
+    assert (out[~known] != 128).any()
+    Image.fromarray(np.rot90(mask, -3).copy()).save(tmp_path / "masks" / "a.png")  # a mask of the stored size
+    r = cli("inpaint", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "-o", tmp_path / "o2",
+            "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 1
+    assert f"mask {tmp_path / 'masks' / 'a.png'} is 80x64 but its image a.png is 64x80" in r.output

@@ -67,3 +67,15 @@ def test_decompression_bomb_in_a_folder_is_one_line(cli, tiny_extractor, image_s
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1
     assert "image_001.png" in r.stderr and "100000x100000" in r.stderr
+
+
+def test_a_folder_of_photos_turned_by_exif_has_the_size_they_are_shown_at(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 30 wide, 20 high; shown 20 wide, 30 high
+    Image.new("RGB", (30, 20)).save(tmp_path / "photos" / "a.jpg", exif=exif.tobytes())
+    Image.new("RGB", (20, 30)).save(tmp_path / "photos" / "b.png")
+    found = references.scan_folder(tmp_path / "photos")
+    assert found.size == (30, 20) and found.load_all().shape == (2, 30, 20, 3)

@@ -86,6 +86,68 @@ def test_uploads_unreadable_and_too_large(tmp_path):
         read_upload(good, max_pixels=4000)
 
 
+def _claims(path, width: int, height: int):
+    """A 1x1 PNG whose header claims ``width`` x ``height`` pixels (IHDR CRC fixed): a tiny file, a huge image."""
+    import struct
+    import zlib
+
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Any image decoded while this is on fails the test (Pillow's ``load``)."""
+    from PIL import ImageFile
+
+    def refuse(self):
+        raise AssertionError(f"decoded {self.size}")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+
+
+def test_an_oversized_editor_image_is_refused_from_its_header(tmp_path, no_decoding):
+    from maskgit_cli.web.inputs import check_editor_files
+
+    huge = _claims(tmp_path / "huge.png", 5000, 5000)
+    message = r"^the image is 5000x5000 = 25,000,000 pixels, more than the page's limit of 16,777,216: use a smaller"
+    with pytest.raises(MaskgitError, match=message):
+        check_editor_files([None, huge])
+    with pytest.raises(MaskgitError, match=message):
+        check_editor_files([huge.read_bytes()])  # the canvas's blobs
+    with pytest.raises(MaskgitError, match="^the editor's image: not a readable image"):
+        check_editor_files([b"not an image"])
+    check_editor_files([_claims(tmp_path / "fine.png", 4096, 4096), None])
+
+
+def test_the_editor_refuses_an_oversized_image_before_gradio_decodes_it(tmp_path, monkeypatch):
+    gr = pytest.importorskip("gradio", reason="needs the web extra: pip install -e '.[dev,web]'")
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+    from PIL import ImageFile
+
+    from maskgit_cli.web.layout import _check_before_decoding
+
+    with gr.Blocks():
+        editor = gr.ImageEditor(type="numpy", image_mode="RGBA")
+    _check_before_decoding(editor, 16_777_216, lambda e: gr.Error(str(e)))
+    small = tmp_path / "small.png"
+    Image.open(EMOJI / "image_000.png").save(small)
+    value = editor.preprocess(EditorData(background=FileData(path=str(small)), layers=[], composite=None))
+    assert value["background"].shape == (64, 64, 4)  # what fits is decoded as before
+    decoded = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real(self))
+    huge = _claims(tmp_path / "huge.png", 5000, 5000)
+    with pytest.raises(gr.Error, match="5000x5000 = 25,000,000 pixels, more than the page's limit"):
+        editor.preprocess(EditorData(background=FileData(path=str(huge)), layers=[], composite=None))
+    assert decoded == []
+
+
 def test_page_settings_from_the_controls():
     s = PageSettings.from_page("square", 6.0, 0, "halton", "25", 3.0, 2, "crop")
     # only what the page sets goes to the library: sweet spot 0 (all T) and an empty temperature or blend are the

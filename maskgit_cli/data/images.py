@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskgit_cli.errors import MaskgitError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+ORIENTATION = 0x0112  # the EXIF tag that says how a photo stored rotated is shown (1 = as stored)
 
 
 def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
@@ -109,11 +110,41 @@ def bomb_error(path, what: str = "") -> MaskgitError:
     )
 
 
+def orientation(img: Image.Image, header: bool = False) -> int:
+    """The EXIF orientation of ``img`` (2-8: a photo stored rotated or mirrored, as phones write them), 1 when it has
+    none or an unreadable one (untrusted metadata is ignored, as viewers do). ``header``: decode nothing to find it
+    (a PNG's eXIf chunk after its pixels, which Pillow reads by decoding them, is not looked at)."""
+    if header and img.format == "PNG" and "exif" not in img.info:
+        return 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of corrupt EXIF data
+            value = img.getexif().get(ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - damaged metadata: shown as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` as image viewers show it: its EXIF orientation applied (a transposed copy), or ``img`` itself when it
+    has none. Every image and mask is read this way (:func:`read_image`, and PIL images given to the Python API), so
+    a mask drawn over a photo as it is shown lands where it was drawn."""
+    return img if orientation(img) == 1 else ImageOps.exif_transpose(img)
+
+
+def shown_size(img: Image.Image, header: bool = False) -> tuple[int, int]:
+    """(width, height) of ``img`` as viewers show it (EXIF orientations 5-8 swap the sides); ``header``: see
+    :func:`orientation`."""
+    w, h = img.size
+    return (h, w) if orientation(img, header) >= 5 else (w, h)
+
+
 def read_image(path: str | Path, what: str = "", header: bool = False) -> Image.Image:
     """``Image.open`` + ``load`` with one-line errors naming the file (``what`` prefixes it, e.g. "Mask file"):
     unreadable files and decompression bombs, whose header claims more than ``Image.MAX_IMAGE_PIXELS`` (Pillow
     warns above it and raises ``DecompressionBombError``, not an ``OSError``, above twice it; both are refused).
-    ``header``: read the header only (size and mode, no pixels)."""
+    The image comes as viewers show it (:func:`upright`: EXIF orientation applied). ``header``: read the header only
+    (size and mode, no pixels, the size as stored: :func:`shown_size` turns it as shown)."""
     name = f"{what} {path}" if what else str(path)
     try:
         with warnings.catch_warnings():
@@ -121,6 +152,7 @@ def read_image(path: str | Path, what: str = "", header: bool = False) -> Image.
             with Image.open(path) as img:
                 if not header:
                     img.load()
+                    return upright(img)
                 return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise bomb_error(path, what) from None

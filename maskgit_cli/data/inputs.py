@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskgit_cli.data.images import to_rgb, to_uint8
+from maskgit_cli.data.images import to_rgb, to_uint8, upright
 from maskgit_cli.errors import MaskgitError
 
 HOLE = 0
@@ -84,17 +84,37 @@ def check_zero_one(values: np.ndarray, name: str, hint: str) -> None:
 
 
 def as_pixels(x, name: str = "image 0") -> np.ndarray:
-    """One input image as uint8 (H,W,3): a PIL image (any mode; transparency on white), a uint8 (H,W,3) or (H,W,4)
-    array, or a float (3,H,W) tensor in [0,1]."""
+    """One input image as uint8 (H,W,3): a PIL image (any mode; transparency on white; as viewers show it, EXIF
+    orientation applied), a uint8 (H,W,3) or (H,W,4) array, or a (3,H,W) tensor: uint8 0..255 (what
+    ``torchvision.io.read_image`` returns; known pixels bit for bit) or float in [0,1]. A float tensor with values
+    outside [0,1] (e.g. 0..255) or NaN/inf pixels is refused: there is no safe guess of what it means."""
     if isinstance(x, Image.Image):
-        return np.array(to_rgb(x))
+        return np.array(to_rgb(upright(x)))
     if isinstance(x, np.ndarray):
         if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] not in (3, 4):
             raise MaskgitError(f"{name}: expected uint8 (H,W,3) pixels, got {x.dtype} {x.shape}")
         return np.ascontiguousarray(x[..., :3])
     if isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == 3:
-        return to_uint8(x[None].float())[0]
+        return _tensor_pixels(x.detach(), name)
     raise MaskgitError(f"{name}: expected a PIL image, a uint8 (H,W,3) array or a (3,H,W) tensor")
+
+
+def _tensor_pixels(x: torch.Tensor, name: str) -> np.ndarray:
+    """A (3,H,W) tensor -> uint8 (H,W,3): uint8 as is (0..255), float in [0,1] rounded (:func:`to_uint8`)."""
+    if x.dtype == torch.uint8:
+        return x.permute(1, 2, 0).cpu().numpy().copy()
+    if not x.is_floating_point():
+        raise MaskgitError(f"{name}: a (3,H,W) tensor of pixels is uint8 (0..255) or float ([0,1]), got {x.dtype}")
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise MaskgitError(f"{name}: the tensor holds NaN or infinite pixels")
+    low, high = x.min().item(), x.max().item()
+    if low < 0 or high > 1:
+        raise MaskgitError(
+            f"{name}: a float tensor holds pixels in [0,1], this one holds values in [{low:g}, {high:g}]: "
+            "divide 0..255 pixels by 255, or pass them as a uint8 tensor"
+        )
+    return to_uint8(x[None])[0]
 
 
 def as_holes(mask, image, shape: tuple[int, int], i: int = 0, keyword: str = "mask") -> np.ndarray:
@@ -112,6 +132,7 @@ def as_holes(mask, image, shape: tuple[int, int], i: int = 0, keyword: str = "ma
     if mask is None:
         mask = _image_alpha(image, f"image {i}")
     if isinstance(mask, Image.Image):
+        mask = upright(mask)
         alpha = alpha_mask(mask)
         mask = alpha if alpha is not None else np.asarray(mask.convert("L"))
     values = _numpy(mask)
@@ -121,7 +142,29 @@ def as_holes(mask, image, shape: tuple[int, int], i: int = 0, keyword: str = "ma
         )
     check_same_size(values.shape, shape, name)
     check_zero_one(values, name, "multiply by 255, or pass known=(MASK == 1)")
+    check_lab_values(values, name)
     return ~known_pixels(values)
+
+
+def check_lab_values(values: np.ndarray, name: str) -> None:
+    """A lab mask given as an array or tensor holds what a lab mask file can: integers 0..255 (>= 128 = known), or,
+    as floats, exactly 0 (hole) and 255 (known). A float mask with other values (a [0,1] or [0,0.99] mask, a
+    resized one) or NaN/inf would silently read as (nearly) all hole: refused, saying how to give it."""
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise MaskgitError(f"{name} holds NaN or infinite values; lab masks use 0 = hole and 255 = known")
+        if not np.isin(values, (HOLE, KNOWN)).all():
+            raise MaskgitError(
+                f"{name}: a float mask holds only 0 (hole) and 255 (known), this one holds values in "
+                f"[{values.min():g}, {values.max():g}]: pass known=(MASK > 0.5) for a [0,1] mask, or a uint8 lab mask"
+            )
+    elif values.dtype.kind in "iu":
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise MaskgitError(
+                f"{name} holds values in [{values.min()}, {values.max()}]; lab masks use 0 = hole and 255 = known"
+            )
+    else:
+        raise MaskgitError(f"{name}: a lab mask holds numbers 0 = hole and 255 = known, got {values.dtype}")
 
 
 def pair_inputs(image, mask=None, known=None, holes=None) -> tuple[bool, list[np.ndarray], list[np.ndarray]]:
@@ -165,7 +208,7 @@ def _image_alpha(image, name: str) -> np.ndarray:
     """The alpha channel of a PIL image or an (H,W,4) array as a lab mask; an error when nothing is transparent."""
     if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
         image = Image.fromarray(image, "RGBA")
-    alpha = alpha_mask(image) if isinstance(image, Image.Image) else None
+    alpha = alpha_mask(upright(image)) if isinstance(image, Image.Image) else None
     if alpha is None:
         raise MaskgitError(f"{name} has no transparent pixels: give a mask (0 = hole), or make the holes transparent")
     return alpha

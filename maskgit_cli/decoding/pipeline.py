@@ -4,10 +4,11 @@
     pipe = Inpainter.from_pretrained()                 # the shipped emoji64 weights, or a model folder / Hub id
     result = pipe(image, mask)                         # PIL image(s) in, PIL image(s) out
 
-Images are PIL images, uint8 numpy arrays (H,W,3) or float tensors (3,H,W) in [0,1], or lists of them, of any
-size; masks follow the lab's convention (0 = hole, 255 = known), come as the image's own alpha channel (alpha 0 =
-hole) when no mask is given, or are bool arrays/tensors given as ``known=`` (True = known) or ``holes=`` (True =
-hole); :mod:`maskgit_cli.data.inputs` turns them all into holes. The models are loaded once by
+Images are PIL images (as viewers show them: EXIF orientation applied), uint8 numpy arrays (H,W,3), uint8 tensors
+(3,H,W) or float tensors (3,H,W) in [0,1], or lists of them, of any size; masks follow the lab's convention (0 =
+hole, 255 = known), come as the image's own alpha channel (alpha 0 = hole) when no mask is given, or are bool
+arrays/tensors given as ``known=`` (True = known) or ``holes=`` (True = hole); :mod:`maskgit_cli.data.inputs`
+turns them all into holes. The models are loaded once by
 :meth:`Inpainter.from_pretrained` and the code patches for guidance computed once per pipeline.
 
 `maskgit inpaint` (:func:`maskgit_cli.decoding.folders.inpaint_folder`) and `maskgit serve` call
@@ -23,6 +24,7 @@ input comes back bit-identical.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,12 +35,15 @@ from maskgit_cli.choices import FITS, check_choice
 from maskgit_cli.data.images import to_tensor, to_uint8
 from maskgit_cli.data.inputs import holes_gray, pair_inputs
 from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch, mask_tile, prepare_models, with_defaults
+from maskgit_cli.decoding.settings import LAB_SETTINGS
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.model_card import card_for, names_a_model, resolve_model
 from maskgit_cli.runtime import resolve_device
 from maskgit_cli.viz import make_grid
 
 MIN_SIDE = 16  # the default weights' token grid side: a smaller image has fewer pixels than tokens
+MAX_WINDOWS = 256  # fit crop: an image whose holes need more windows is refused (fit resize takes it whole)
+WINDOW_BATCH = 64  # windows inpainted together (a batch of model-size images, inpaint's --batch-size, is one)
 
 
 @dataclass
@@ -180,7 +185,9 @@ class Inpainter:
         still_masked)``: after every step (1-based), the (R,3,size,size) predictions, (R,h,w) token masks and the
         R counts of tokens still masked of the recorded images' windows (all windows when none are recorded).
         Every model-size image is one window; any other size is cut into windows by ``fit`` (:func:`fit_windows`;
-        this is where ``fit`` is checked). ``names``: what errors call the images (default "image 0", ...).
+        this is where ``fit`` is checked). The windows are inpainted :data:`WINDOW_BATCH` at a time (a call of more
+        reports each batch's steps in turn; one with recorded images only the batches that hold their windows).
+        ``names``: what errors call the images (default "image 0", ...).
         """
         check_choice(fit, FITS, "fit")
         s = self._settings(sample, settings)
@@ -188,21 +195,24 @@ class Inpainter:
         names = [f"image {i}" for i in range(len(images))] if names is None else list(names)
         jobs = self._jobs(images, holes, fit, names)
         filled = [Filled(px.copy(), 0, [], [], [], []) for px in images]
-        if not jobs:
-            return filled
-        pixels = to_tensor(np.stack([j.pixels for j in jobs])).to(self.device)
-        hole_t = torch.from_numpy(np.stack([j.holes for j in jobs])).to(self.device)
-        window_ids = torch.tensor([ids[j.image] + (j.index << 32) for j in jobs], device=self.device)
-        rows = [r for r, j in enumerate(jobs) if j.image in set(record)]
-        patches = self._patches(s)
+        patches = self._patches(s) if jobs else None
         watch = None if on_step is None else _counting(on_step)
-        batch = inpaint_batch(
-            self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, watch
-        )
-        decoded = to_uint8(batch.images, s.rounding)
-        inputs = to_uint8(holes_gray(pixels, hole_t), s.rounding)
-        for r, job in enumerate(jobs):
-            _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, s)
+        recorded = set(record)
+        for start in range(0, len(jobs), WINDOW_BATCH):  # bounded work: WINDOW_BATCH windows at a time
+            chunk = jobs[start : start + WINDOW_BATCH]
+            pixels = to_tensor(np.stack([j.pixels for j in chunk])).to(self.device)
+            hole_t = torch.from_numpy(np.stack([j.holes for j in chunk])).to(self.device)
+            window_ids = torch.tensor([ids[j.image] + (j.index << 32) for j in chunk], device=self.device)
+            rows = [r for r, j in enumerate(chunk) if j.image in recorded]
+            hook = None if recorded and not rows and len(jobs) > WINDOW_BATCH else watch  # another batch's windows
+            with self._normalization(s):
+                batch = inpaint_batch(
+                    self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, hook
+                )
+            decoded = to_uint8(batch.images, s.rounding)
+            inputs = to_uint8(holes_gray(pixels, hole_t), s.rounding)
+            for r, job in enumerate(chunk):
+                _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, s)
         return filled
 
     def _jobs(self, images, holes, fit: str, names: list[str]) -> list[_Job]:
@@ -218,14 +228,45 @@ class Inpainter:
         return jobs
 
     def _settings(self, sample: int, overrides: dict) -> InpaintSettings:
-        """The settings of one call: the pipeline's, with ``overrides`` and the seed of ``sample``."""
-        s = InpaintSettings.from_options(**{**self.defaults, **overrides}) if overrides else self.settings
+        """The settings of one call: the pipeline's, with ``overrides`` and the seed of ``sample``. A call's ``lab``
+        that differs from the pipeline's sets what ``--lab`` sets (:data:`LAB_SETTINGS`, or back to their defaults
+        with ``lab=False``) over the pipeline's settings, the call's other overrides over them: ``pipe(image, mask,
+        lab=True)`` decodes as a pipeline made with ``lab=True``. A call's normalization is checked as ``--lab``
+        checks it (a VQGAN without the lab's test statistics is refused) and used for that call
+        (:meth:`_normalization`); guidance keeps the pipeline's (its code patches were made with it)."""
+        if not overrides:
+            s = self.settings
+        else:
+            base = dict(self.defaults)
+            lab = overrides.get("lab")
+            if lab is not None and bool(lab) != self.settings.lab:
+                switched = InpaintSettings.from_options(lab=bool(lab)).flat()
+                base.update({k: switched[k] for k in LAB_SETTINGS})
+            s = InpaintSettings.from_options(**{**base, **overrides})
         if s.normalization != self.settings.normalization:
-            raise MaskgitError(
-                f"normalization {s.normalization!r} (or lab=True): the VQGAN's statistics are chosen when the "
-                f"Inpainter is made, e.g. Inpainter.from_pretrained(..., normalization={s.normalization!r})"
-            )
+            self.ready.vqgan.config.normalization(s.normalization)  # --normalization test's check, before any work
+            if s.pixel_guidance > 0:
+                raise MaskgitError(
+                    f"pixel guidance with normalization {s.normalization!r} (lab={s.lab}), not the Inpainter's "
+                    f"{self.settings.normalization!r}: guidance's code patches are made with the statistics "
+                    "chosen when the Inpainter is made, e.g. Inpainter.from_pretrained(..., "
+                    f"normalization={s.normalization!r}); or pixel_guidance=0"
+                )
         return replace(s, decode=replace(s.decode, seed=s.decode.seed + sample)) if sample else s
+
+    @contextmanager
+    def _normalization(self, s: InpaintSettings):
+        """The VQGAN encodes and decodes with the call's statistics (``s.normalization``), then the pipeline's
+        again: a call with ``lab=True`` on a pipeline made without it uses the lab's test statistics."""
+        if s.normalization == self.settings.normalization:
+            yield
+            return
+        vqgan = self.ready.vqgan
+        vqgan.use_normalization(s.normalization)
+        try:
+            yield
+        finally:
+            vqgan.use_normalization(self.settings.normalization)
 
     def _patches(self, s: InpaintSettings) -> torch.Tensor | None:
         """The code patches for known-pixel guidance, prepared once (on the first call that needs them)."""
@@ -287,13 +328,23 @@ def window_scales(windows, size: int) -> list[list[float]]:
     return [[round(w / size, 4), round(h / size, 4)] for _, _, w, h in windows]
 
 
-def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5, min_side: int = MIN_SIDE) -> list:
+def fit_windows(
+    holes: np.ndarray,
+    size: int,
+    mode: str,
+    margin: float = 0.5,
+    min_side: int = MIN_SIDE,
+    max_windows: int = MAX_WINDOWS,
+) -> list:
     """The windows ``(y0, x0, height, width, own holes (height,width) bool)`` to inpaint for ``holes`` (H,W) bool.
 
     ``resize``: the whole image, one window. ``crop``: one window per group of touching holes (8-connected), a box
     around the group grown by ``margin`` of its size on every side for context, square and at least ``size`` pixels
-    where the image allows, kept inside the image; its own holes are the group's. Images smaller than the token
-    grid (``min_side`` pixels a side, the model's grid) cannot be inpainted.
+    where the image allows, kept inside the image; its own holes are the group's. Groups share a window wherever
+    that costs no resolution (:func:`_merge_groups`: a speckled or dithered mask makes a window per ``size`` / (1 +
+    2 ``margin``) pixels square of specks, not one per speck). A plan of more than ``max_windows`` windows is
+    refused (one line saying to use resize). Images smaller than the token grid (``min_side`` pixels a side, the
+    model's grid) cannot be inpainted.
     """
     H, W = holes.shape
     if min(H, W) < min_side:
@@ -303,15 +354,95 @@ def fit_windows(holes: np.ndarray, size: int, mode: str, margin: float = 0.5, mi
     from scipy import ndimage  # only here, where holes are grouped: about 0.3 s to import, for every inpaint else
 
     labels, count = ndimage.label(holes, structure=np.ones((3, 3), dtype=bool))
+    if not count:
+        return []
+    boxes = np.array([(ys.start, xs.start, ys.stop, xs.stop) for ys, xs in ndimage.find_objects(labels)])
+    cells, boxes = _by_cell(boxes, int(size / (1 + 2 * margin)))
+    group, boxes = _merge_groups(boxes, lambda b: _window_side(b, size, margin, H, W))
+    group = group[cells]
+    if len(boxes) > max_windows:
+        raise MaskgitError(
+            f"the holes need {len(boxes)} windows (at most {max_windows}): inpaint the whole image at once with "
+            '--fit resize (fit="resize" in Python), or give fewer, larger holes'
+        )
+    owner = np.concatenate([[-1], group])  # label -> its window; 0 (not a hole) -> none
     windows = []
-    for k, (ys, xs) in enumerate(ndimage.find_objects(labels), start=1):
-        bh, bw = ys.stop - ys.start, xs.stop - xs.start
-        side = max(size, int(np.ceil(max(bh, bw) * (1 + 2 * margin))))
-        h, w = min(max(side, bh), H), min(max(side, bw), W)
-        cy, cx = (ys.start + ys.stop) // 2, (xs.start + xs.stop) // 2
-        y0, x0 = min(max(cy - h // 2, 0), H - h), min(max(cx - w // 2, 0), W - w)
-        windows.append((y0, x0, h, w, labels[y0 : y0 + h, x0 : x0 + w] == k))
+    for g, box in enumerate(boxes):
+        y0, x0, h, w = _crop_window(box, size, margin, H, W)
+        windows.append((y0, x0, h, w, owner[labels[y0 : y0 + h, x0 : x0 + w]] == g))
     return windows
+
+
+def _merge_groups(boxes: np.ndarray, side) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of holes (their boxes (y0, x0, y1, x1), in label order) gathered into shared windows: a group joins
+    the first earlier one whose window, around both boxes, is no larger (``side``: the larger side of the windows
+    of boxes (n,4)) than the larger of their own two, so no hole is inpainted at a coarser scale than alone; again
+    over the gathered boxes until nothing joins. Returns (each group's window, numbered in label order; the windows'
+    boxes)."""
+    group = np.arange(len(boxes))
+    while True:
+        own = side(boxes)
+        out = np.empty_like(boxes)
+        cost = np.empty_like(own)
+        member = np.empty(len(boxes), dtype=np.int64)
+        k = 0
+        for i, box in enumerate(boxes):
+            if k:
+                union = np.concatenate([np.minimum(out[:k, :2], box[:2]), np.maximum(out[:k, 2:], box[2:])], axis=1)
+                joint = side(union)
+                free = np.flatnonzero(joint <= np.maximum(cost[:k], own[i]))
+                if free.size:
+                    c = free[0]
+                    out[c], cost[c], member[i] = union[c], joint[c], c
+                    continue
+            out[k], cost[k], member[i] = box, own[i], k
+            k += 1
+        group = member[group]
+        if k == len(boxes):
+            return group, out[:k]
+        boxes = out[:k]
+
+
+def _by_cell(boxes: np.ndarray, cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of holes whose boxes lie within one ``cell`` x ``cell`` square of a grid gathered at once (any boxes
+    that fit in such a square share a window of the model's size, so this is :func:`_merge_groups`' rule, made fast
+    for the thousands of specks of a dithered mask). Returns (each box's gathered box, numbered in the order of its
+    first box; the gathered boxes)."""
+    cell = max(cell, 1)
+    cy, cx = boxes[:, 0] // cell, boxes[:, 1] // cell
+    inside = (boxes[:, 2] <= (cy + 1) * cell) & (boxes[:, 3] <= (cx + 1) * cell)
+    key = np.where(inside, cy * (int(cx.max()) + 1) + cx, -1 - np.arange(len(boxes)))
+    _, first, where = np.unique(key, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    group = rank[where.ravel()]
+    out = np.empty((len(first), 4), dtype=boxes.dtype)
+    out[:, :2] = np.iinfo(boxes.dtype).max
+    out[:, 2:] = np.iinfo(boxes.dtype).min
+    np.minimum.at(out[:, 0], group, boxes[:, 0])
+    np.minimum.at(out[:, 1], group, boxes[:, 1])
+    np.maximum.at(out[:, 2], group, boxes[:, 2])
+    np.maximum.at(out[:, 3], group, boxes[:, 3])
+    return group, out
+
+
+def _window_side(boxes: np.ndarray, size: int, margin: float, H: int, W: int) -> np.ndarray:
+    """The larger side of :func:`_crop_window`'s window around each box (n,4): what sets the scale it is
+    inpainted at."""
+    bh, bw = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(size, np.ceil(np.maximum(bh, bw) * (1 + 2 * margin)).astype(np.int64))
+    return np.maximum(np.minimum(np.maximum(side, bh), H), np.minimum(np.maximum(side, bw), W))
+
+
+def _crop_window(box, size: int, margin: float, H: int, W: int) -> tuple[int, int, int, int]:
+    """(y0, x0, height, width) of the window around a box (y0, x0, y1, x1) of holes: the box grown by ``margin`` of
+    its size on every side, square and at least ``size`` where the image (H,W) allows, inside the image."""
+    by0, bx0, by1, bx1 = (int(v) for v in box)
+    bh, bw = by1 - by0, bx1 - bx0
+    side = max(size, int(np.ceil(max(bh, bw) * (1 + 2 * margin))))
+    h, w = min(max(side, bh), H), min(max(side, bw), W)
+    cy, cx = (by0 + by1) // 2, (bx0 + bx1) // 2
+    return min(max(cy - h // 2, 0), H - h), min(max(cx - w // 2, 0), W - w), h, w
 
 
 def _to_model_size(pixels: np.ndarray, holes: np.ndarray, window, size: int) -> tuple[np.ndarray, np.ndarray]:

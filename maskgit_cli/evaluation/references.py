@@ -78,13 +78,13 @@ def result_files(folder: str | Path, what: str = "image folder") -> list[Path]:
 def scan_folder(folder: str | Path, what: str = "image folder") -> ImageSet:
     """List a folder's images (:func:`result_files`) and check (from the headers) that they are readable and share
     one size."""
-    from maskgit_cli.data.images import read_image  # lazy: the module docstring says why
+    from maskgit_cli.data.images import read_image, shown_size  # lazy: the module docstring says why
 
     files = result_files(folder, what)
     size = None
     first = None
     for f in files:
-        w, h = read_image(f, header=True).size
+        w, h = shown_size(read_image(f, header=True), header=True)  # as loaded: EXIF orientation applied
         if size is None:
             size, first = (h, w), f
         elif (h, w) != size:

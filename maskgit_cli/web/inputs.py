@@ -8,6 +8,7 @@ decoding controls are read as numbers and passed straight to the library's setti
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,23 @@ def read_upload(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     width, height = _read_named(path, header=True).size
     check_pixels(width, height, max_pixels)
     return np.array(to_rgb(_read_named(path)), dtype=np.uint8)
+
+
+def check_editor_files(files, max_pixels: int = MAX_PIXELS) -> None:
+    """The image editor's files as the page received them (paths or bytes: background, layers, composite; None
+    skipped), each refused over ``max_pixels`` from its header alone, before anything decodes it (Gradio decodes the
+    editor's value before a handler sees it): the one-line errors of :func:`read_upload`."""
+    for f in files:
+        if f is None:
+            continue
+        if isinstance(f, (bytes, bytearray, memoryview)):
+            try:
+                width, height = read_image(io.BytesIO(f), header=True).size
+            except MaskgitError as e:
+                raise MaskgitError(f"the editor's image: {str(e).split(': ', 1)[-1]}") from None
+        else:
+            width, height = _read_named(f, header=True).size
+        check_pixels(width, height, max_pixels)
 
 
 def _read_named(path, header: bool = False):

@@ -9,6 +9,7 @@ message on the page.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -17,7 +18,7 @@ import numpy as np
 from maskgit_cli.choices import BLENDS, FITS, SAMPLERS, SCHEDULES
 from maskgit_cli.decoding.inpaint import InpaintSettings
 from maskgit_cli.web.handlers import OUTPUTS, Page, page_message
-from maskgit_cli.web.inputs import MASK_SOURCES, MAX_SAMPLES, example_names
+from maskgit_cli.web.inputs import MASK_SOURCES, MAX_SAMPLES, check_editor_files, example_names
 
 BRUSH_COLOR = "#ff00ff"
 # Small images (the model's size, e.g. 64x64 emoji) shown large and sharp; a frame shows an all-white token mask.
@@ -218,6 +219,7 @@ def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: Ou
         except Exception as e:  # noqa: BLE001 - every error is a message on the page
             raise fail(e) from None
 
+    _check_before_decoding(image.editor, page.max_pixels, fail)
     # opening an image does not wait for a running decode (only the Inpaint button shares the one model)
     opening = {"outputs": [image.editor, output.status], "concurrency_limit": 4}
     image.upload.upload(opened(page.open_file), inputs=[image.upload], api_name="open_file", **opening)
@@ -228,6 +230,25 @@ def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: Ou
         outputs=[getattr(output, name) for name in OUTPUTS],
         api_name="inpaint",
     )
+
+
+def _check_before_decoding(editor, max_pixels: int, fail) -> None:
+    """The editor's images refused over the page's pixel limit from their headers (:func:`check_editor_files`),
+    before Gradio's own preprocessing decodes them (an image sent straight to the editor, not opened by a button)."""
+
+    def checked(self, payload):
+        sent = payload
+        if payload is not None and getattr(payload, "id", None) is not None:
+            sent = self.blob_storage.get(payload.id)  # the canvas's images, sent as blobs before the request
+        if sent is not None:
+            files = [sent.background, *(sent.layers or []), sent.composite]
+            try:
+                check_editor_files([getattr(f, "path", f) for f in files], max_pixels)
+            except Exception as e:  # noqa: BLE001 - every error is a message on the page
+                raise fail(e) from None
+        return type(self).preprocess(self, payload)
+
+    editor.preprocess = types.MethodType(checked, editor)  # bound: a copy of the editor checks its own blobs
 
 
 def _editor_value(gr, pixels: np.ndarray):
