@@ -578,3 +578,22 @@ def test_the_same_image_mask_and_seed_give_the_same_pixels_in_every_front_end(
     key = stream_key(image, mask == 0)
     assert 0 <= key < 2**63 and key != stream_key(image, np.zeros_like(mask, dtype=bool))
     assert key == stream_key(np.where((mask == 0)[..., None], 7, image).astype(np.uint8), mask == 0)
+
+
+@pytest.mark.parametrize("where", [".", "..", "./"])
+def test_the_current_folder_as_output_is_one_line(
+    cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path, monkeypatch, file_tree, where
+):
+    """Issue 28 item 10: `-o .` was a ValueError traceback (a folder with an empty name); the current folder, or
+    one above it, is refused in one line (replacing it whole would pull the working folder away), nothing written."""
+    images, masks = lab_dirs
+    here = tmp_path / "work" / "empty"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    before = file_tree(tmp_path)
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, where, "--overwrite")
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"Error: -o {where.rstrip('/') or '.'}: is the current folder or holds it; name a folder for the results, "
+        "e.g. -o out"
+    ]
+    assert file_tree(tmp_path) == before and here.is_dir()

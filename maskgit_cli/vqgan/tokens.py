@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from maskgit_cli.data.images import ImageFolder, image_loader, list_images
 from maskgit_cli.data.mask_generator import generate_mask, mask_rng
@@ -35,6 +36,7 @@ from maskgit_cli.data.masks import HOLE, dilate_token_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import vqgan_autocast
+from maskgit_cli.training.run import _write_error_reason
 from maskgit_cli.vqgan.code_patches import PatchStats
 from maskgit_cli.vqgan.model import VQGANConfig
 from maskgit_cli.vqgan.resolution import cache_text
@@ -264,7 +266,8 @@ def save_token_cache(
     fidelity: float | None = None,
 ) -> None:
     """Atomically write a token cache (tokens (N,h,w) stored as int16; codebooks up to 32768 codes), with the
-    masked copies ``masked`` = (tokens (N,K,h,w), holes (N,K,h,w)) when given."""
+    masked copies ``masked`` = (tokens (N,K,h,w), holes (N,K,h,w)) when given. A failed write (a full disk) is one
+    MaskgitError naming ``path``; the file is written whole or not at all (a temporary file beside it, renamed)."""
     if num_codebook_vectors > 32768:
         raise MaskgitError(f"{num_codebook_vectors} codes do not fit the int16 token cache")
     tensors = {"tokens": tokens.to(torch.int16)}
@@ -279,21 +282,24 @@ def save_token_cache(
             "copy_kinds": json.dumps(COPY_KINDS),
             "context_fidelity": f"{fidelity:.6f}" if fidelity is not None else "",
         }
-    save_tensors(
-        path,
-        tensors,
-        {
-            "kind": "tokens",
-            "files": json.dumps(list(files)),
-            "vqgan_sha256": vqgan_sha256,
-            "vqgan_config": vqgan_config_json,
-            "image_size": str(image_size),
-            "num_codebook_vectors": str(num_codebook_vectors),
-            "flip": "true" if flip else "false",
-            "patch_size": str(patch_stats.patch) if patch_stats is not None else "",
-            **copies,
-        },
-    )
+    metadata = {
+        "kind": "tokens",
+        "files": json.dumps(list(files)),
+        "vqgan_sha256": vqgan_sha256,
+        "vqgan_config": vqgan_config_json,
+        "image_size": str(image_size),
+        "num_codebook_vectors": str(num_codebook_vectors),
+        "flip": "true" if flip else "false",
+        "patch_size": str(patch_stats.patch) if patch_stats is not None else "",
+        **copies,
+    }
+    try:
+        save_tensors(path, tensors, metadata)
+    except (OSError, SafetensorError) as e:
+        if isinstance(e, MaskgitError):
+            raise
+        reason = _write_error_reason(e)
+        raise MaskgitError(f"{path}: cannot write the token cache ({reason}); nothing was written") from None
 
 
 def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache:
