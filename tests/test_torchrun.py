@@ -90,3 +90,22 @@ def test_inpaint_under_torchrun_writes_the_single_process_folder(
         report.pop("seconds")
     assert reports[0] == reports[1]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+@pytest.mark.slow
+def test_a_bad_file_in_one_shard_stops_every_rank_and_writes_nothing(
+    tmp_path, make_test_set, tiny_transformer_file, tiny_vqgan_file
+):
+    """An unreadable image in rank 1's shard: every rank stops with its one-line error (rank 0 does not wait for
+    rank 1), no results folder and no staging folder are left."""
+    make_test_set(tmp_path, 5)
+    (tmp_path / "masked_image" / "image_003.png").write_bytes(b"not a png")
+    r = _torchrun("inpaint", "--images", tmp_path / "masked_image", "--masks", tmp_path / "mask64", "--transformer",
+                  tiny_transformer_file, "--vqgan", tiny_vqgan_file, "-o", tmp_path / "out", "--batch-size", "2",
+                  "--device", "cpu", "--grids", "none")  # fmt: skip
+    assert r.returncode != 0
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error: ")]
+    bad = f"Error: {tmp_path / 'masked_image' / 'image_003.png'}: not a readable image"
+    assert errors and all(line.startswith(bad) for line in errors), r.stderr[-3000:]
+    assert "Traceback" not in r.stderr.split("torch/distributed")[0]  # ours: none; torchrun's own report follows
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
