@@ -73,7 +73,7 @@ def gather_results(work: Callable[[], T]) -> list[T]:
     """Run ``work()`` on this rank and return every rank's result, in rank order (``[work()]`` outside torchrun).
     A MaskgitError on any rank is raised on every rank (the lowest rank's), so that no rank waits for one that
     stopped and rank 0 cleans up what it was writing."""
-    rank, world = distributed()
+    world = distributed()[1]
     if world == 1:
         return [work()]
     try:

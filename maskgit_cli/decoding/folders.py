@@ -151,17 +151,17 @@ def inpaint_folder(
     grid_rows = set(parse_grids(grids or ("all" if layout == "lab" else "8"), len(data)))
     results = _Results(Layout(layout), pipe.size, num_samples, settings.decode.total_iter)
     mine = shard(len(data), rank, world)
-    batches = iter(_batches(data if world == 1 else Subset(data, mine), batch_size, num_workers))
     rounds = -(-len(shard(len(data), 0, world)) // batch_size)  # rank 0's shard is the largest: as many rounds
     start = time.perf_counter()
+    batches = iter(_batches(data if world == 1 else Subset(data, mine), batch_size, num_workers))
     main = rank == 0
     writer = FolderWriter(out) if main else contextlib.nullcontext(None)
     bar_context = progress_bar(len(data), "inpaint", unit="img") if main else contextlib.nullcontext(Bar(None, None))
     with writer as tmp, bar_context as bar:
         for _ in range(rounds):  # under torchrun, round k is files k B W .. (k + 1) B W - 1 over the W ranks
             done = gather_results(lambda: _inpaint_batch(pipe, data, next(batches, []), grid_rows, num_samples, fit))
-            for i, pixels, holes, samples in sorted((x for part in done for x in part), key=lambda x: x[0]):
-                if main:
+            if main:
+                for i, pixels, holes, samples in sorted((x for part in done for x in part), key=lambda x: x[0]):
                     results.add(tmp, data.files[i], i, pixels, holes, samples)
             bar.advance(sum(len(part) for part in done))
         if not main:  # another process of a torchrun: rank 0 writes the folder and reports it
