@@ -1,9 +1,18 @@
-"""Devices, seeds and precision: the small bits of torch set-up every command shares."""
+"""Devices, seeds, precision and torchrun's process group: the small bits of torch set-up every command shares.
+
+Under ``torchrun`` (WORLD_SIZE > 1) `train`, `tokenize` and `inpaint` join one process group
+(:func:`init_distributed`): `train` shares every global batch out (DDP), `tokenize` and `inpaint` give rank r the
+files r, r + W, r + 2W, ... (:func:`shard`) and gather the results on rank 0 (:func:`gather_results`), which alone
+writes files and progress.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import random
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +30,62 @@ def resolve_device(name: str) -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise MaskgitError(f"--device {name}: expected one of {', '.join(DEVICES)}")
     return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group, (0, 1) when not distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device | str) -> tuple[int, int, torch.device]:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA, gloo on CPU) and pick the device (a
+    --device name or a torch.device; CUDA: the rank's own GPU, LOCAL_RANK); the progress bars and log lines of
+    the other ranks are silenced. Returns (rank, world size, device); (0, 1, the device) outside torchrun."""
+    device = resolve_device(str(device))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = torch.distributed.get_rank()
+    if rank != 0:  # rank 0 alone shows progress and logs; errors still print on every rank
+        from maskgit_cli.progress import console
+
+        console.quiet = True
+    return rank, torch.distributed.get_world_size(), device
+
+
+def shard(count: int, rank: int, world: int) -> range:
+    """The items of rank ``rank`` of ``world`` among ``count``: rank, rank + world, rank + 2 world, ..."""
+    return range(rank, count, world)
+
+
+T = TypeVar("T")
+
+
+def gather_results(work: Callable[[], T]) -> list[T]:
+    """Run ``work()`` on this rank and return every rank's result, in rank order (``[work()]`` outside torchrun).
+    A MaskgitError on any rank is raised on every rank (the lowest rank's), so that no rank waits for one that
+    stopped and rank 0 cleans up what it was writing."""
+    world = distributed()[1]
+    if world == 1:
+        return [work()]
+    try:
+        result, error = work(), None
+    except MaskgitError as e:
+        result, error = None, str(e)
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(gathered, (result, error))
+    errors = [e for _, e in gathered if e is not None]
+    if errors:
+        raise MaskgitError(errors[0])
+    return [r for r, _ in gathered]
 
 
 def seed_everything(seed: int) -> None:

@@ -530,3 +530,70 @@ def test_default_dilate_follows_the_vqgans_reach(cli, lab_dirs, tiny_transformer
         assert report["settings"]["dilate_used"] == want
         generated = token_mask_for(holes, 16, dilate=want).flatten(1).sum(1).tolist()
         assert [item["tokens_generated"] for item in report["images"]] == generated
+
+
+def test_the_same_image_mask_and_seed_give_the_same_pixels_in_every_front_end(
+    cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path
+):
+    """Issue 28 item 5: the random streams are keyed by the image's pixels and holes, not by its index in its
+    folder: the image alone, the same image after a file that sorts earlier, the Python API and the page's handler
+    give the same pixels (and --lab keeps the lab's numbering)."""
+    import shutil
+
+    from maskgit_cli.decoding.pipeline import Inpainter, stream_key
+    from maskgit_cli.web.handlers import Page
+
+    images, masks = lab_dirs
+    alone, after = tmp_path / "alone", tmp_path / "after"
+    for folder, files in ((alone, ["image_003.png"]), (after, ["image_000.png", "image_003.png"])):
+        for sub, source in (("images", images), ("masks", masks)):
+            (folder / sub).mkdir(parents=True)
+            for name in files:
+                mask_name = sorted(p.name for p in masks.iterdir())[int(name[6:9])]
+                shutil.copy(source / (name if sub == "images" else mask_name), folder / sub / name)
+    settings = ("--schedule", "cosine", "--total-iter", "6", "--seed", "3", "--pixel-guidance", "0", "--grids", "none")
+    results = []
+    for folder in (alone, after):
+        models = (tiny_transformer_file, tiny_vqgan_file)
+        r = run(cli, folder / "images", folder / "masks", *models, folder / "o", *settings)
+        assert r.exit_code == 0, r.output
+        results.append(read(folder / "o" / "images" / "image_003.png"))
+    assert np.array_equal(results[0], results[1])  # the file's index (0, then 1) no longer matters
+
+    image = np.array(Image.open(images / "image_003.png").convert("RGB"))
+    mask = np.asarray(Image.open(sorted(masks.iterdir())[3]))
+    pipe = Inpainter(tiny_transformer_file, tiny_vqgan_file, "cpu", schedule="cosine", total_iter=6, seed=3,
+                     pixel_guidance=0.0)  # fmt: skip
+    assert np.array_equal(np.asarray(pipe(image, mask)), results[0])
+    assert np.array_equal(np.asarray(pipe([np.zeros_like(image), image], [mask, mask])[1]), results[0])
+
+    page = Page(pipe, tmp_path / "page")
+    layer = np.zeros((*mask.shape, 4), np.uint8)
+    layer[mask == 0] = 255  # the brush painted the holes
+    editor = {"background": image, "layers": [layer]}
+    *_, done = page.run(editor, "brush", 0, "cosine", 6, 0, "confidence", 0, 3, 1, "auto", None, None)
+    assert np.array_equal(np.asarray(done["result"]), results[0])
+
+    # the key: 63 bits of what the image carries; what lies under a hole does not count
+    key = stream_key(image, mask == 0)
+    assert 0 <= key < 2**63 and key != stream_key(image, np.zeros_like(mask, dtype=bool))
+    assert key == stream_key(np.where((mask == 0)[..., None], 7, image).astype(np.uint8), mask == 0)
+
+
+@pytest.mark.parametrize("where", [".", "..", "./"])
+def test_the_current_folder_as_output_is_one_line(
+    cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path, monkeypatch, file_tree, where
+):
+    """Issue 28 item 10: `-o .` was a ValueError traceback (a folder with an empty name); the current folder, or
+    one above it, is refused in one line (replacing it whole would pull the working folder away), nothing written."""
+    images, masks = lab_dirs
+    here = tmp_path / "work" / "empty"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    before = file_tree(tmp_path)
+    r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, where, "--overwrite")
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"Error: -o {where.rstrip('/') or '.'}: is the current folder or holds it; name a folder for the results, "
+        "e.g. -o out"
+    ]
+    assert file_tree(tmp_path) == before and here.is_dir()

@@ -22,6 +22,8 @@ NOT_MODULES = {
     "test_gpu_check": ROOT / "tools" / "gpu_check.sh",
     # test_lab_reference: `--lab` against an independent reference of the lab's loop (docs/lab.md), across modules
     "test_lab_reference": ROOT / "docs" / "lab.md",
+    # test_torchrun: tokenize and inpaint under torchrun (runtime's process group, vqgan/tokens, decoding/folders)
+    "test_torchrun": PACKAGE,
 }
 
 

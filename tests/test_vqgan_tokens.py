@@ -310,3 +310,41 @@ def test_masked_copies_that_do_not_fit_are_refused(tmp_path):
                  dtype=torch.int16), "masked_holes": torch.zeros(3, 2, 16, 16, dtype=torch.uint8)}, meta)  # fmt: skip
     with pytest.raises(MaskgitError, match=r"masked copies \(3, 2, 16, 16\) / \(3, 2, 16, 16\) do not fit"):
         load_token_cache(tmp_path / "bad.tokens")
+
+
+def test_tokenize_into_the_current_folder_is_one_line(tmp_path, image_dir, tiny_vqgan_file, cli, monkeypatch):
+    """Issue 28 item 10: `-o .` names the folder and what to give instead."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", ".", "--overwrite")
+    _one_line_error(r, "-o .: is a folder; give the token cache's file name, e.g. train.tokens")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("error", ["oserror", "safetensors"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, image_dir, tiny_vqgan_file, cli, monkeypatch, error):
+    """Issue 28 item 10: a full disk while the cache is written was a SafetensorError traceback; now one line
+    naming the file and the reason, exit 1, no file and no temporary file, an existing cache kept as it was."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    import maskgit_cli.weights as weights
+
+    def full(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"half a cache")
+        if error == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull }) (os error 28)")
+
+    out = tmp_path / "caches" / "t.tokens"
+    out.parent.mkdir()
+    monkeypatch.setattr(weights, "save_file", full)
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--workers", "0")
+    _one_line_error(r, f"{out}: cannot write the token cache (No space left on device); nothing was written")
+    assert list(out.parent.iterdir()) == []
+    out.write_bytes(b"an earlier cache")
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--overwrite", "--workers", "0")
+    _one_line_error(r, "cannot write the token cache (No space left on device)")
+    assert list(out.parent.iterdir()) == [out] and out.read_bytes() == b"an earlier cache"

@@ -144,6 +144,8 @@ def inpaint_cmd(
         num_samples=num_samples,
         fit=fit.value,
     )
+    if s is None:  # another process of a torchrun: rank 0 wrote the folder and reports it
+        return
     if as_json:
         keys = ("output", "results", "grids", "images", "seconds", "images_per_second", "mean_still_masked")
         print_json({k: getattr(s, k) for k in keys})

@@ -454,6 +454,8 @@ def tokenize_cmd(
         masked_copies=masked_copies,
         mask_seed=mask_seed,
     )
+    if s is None:  # another process of a torchrun: rank 0 wrote the cache and reports it
+        return
     if as_json:
         print_json(asdict(s))
         return

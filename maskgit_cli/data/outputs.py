@@ -49,6 +49,9 @@ def check_output_folder(output, overwrite: bool, inputs=()) -> Path:
         item = Path(item).resolve()
         if item == resolved or resolved in item.parents:
             raise MaskgitError(f"-o {out}: holds the input {item}; choose another output folder")
+    here = Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:  # replacing it whole would pull the folder from under us
+        raise MaskgitError(f"-o {out}: is the current folder or holds it; name a folder for the results, e.g. -o out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         first = sorted(p.name for p in out.iterdir())[0]
         raise MaskgitError(

@@ -9,6 +9,7 @@ an earlier run's (:mod:`maskgit_cli.data.outputs`); the results are PNG files na
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import Subset
 
 from maskgit_cli.choices import LAYOUTS, check_choice
 from maskgit_cli.data.images import default_workers, save_image
@@ -28,8 +30,8 @@ from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
 from maskgit_cli.decoding.pipeline import Inpainter, window_scales
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.model_card import card_for, card_summary
-from maskgit_cli.progress import progress_bar
-from maskgit_cli.runtime import resolve_precision
+from maskgit_cli.progress import Bar, progress_bar
+from maskgit_cli.runtime import gather_results, init_distributed, resolve_precision, shard
 from maskgit_cli.viz import save_grid
 from maskgit_cli.vqgan.code_patches import CodePatches
 
@@ -116,7 +118,7 @@ def inpaint_folder(
     any_vqgan: bool = False,
     num_samples: int = 1,
     fit: str = "auto",
-) -> InpaintSummary:
+) -> InpaintSummary | None:
     """Inpaint a folder; writes the results, the per-step grids (see :class:`Layout`), ``overview.png`` and
     ``report.json`` (with the model card's name and note, and where images of another size were cut into windows:
     each window and its scale, image pixels per model pixel across and down) under ``output``, which is written
@@ -131,10 +133,16 @@ def inpaint_folder(
     ``num_samples`` > 1: that many results per image from the random streams of seed, seed+1, ... (named
     ``<stem>_<k>.png``; the grids and the report's counts are sample 0's), and ``samples.png``, a contact sheet.
     ``fit``: how images of another size are inpainted (:meth:`Inpainter.__call__`).
+
+    Under torchrun each rank inpaints its shard of the files (:func:`~maskgit_cli.runtime.shard`), a batch at a
+    time; rank 0 gathers every batch and writes the folder of a single-process run (the same files and pixels:
+    the random streams are keyed by the images, not by the process) and returns the summary (the other ranks:
+    None).
     """
     if num_samples < 1:
         raise MaskgitError(f"--num-samples {num_samples}: must be at least 1")
     check_choice(layout, LAYOUTS, "--layout")
+    rank, world, device = init_distributed(device)
     transformer, vqgan = with_defaults(transformer, vqgan)
     paths = [images_dir, masks_dir] + [m for m in (transformer, vqgan) if isinstance(m, (str, Path))]
     out = check_output_folder(output, overwrite, paths)
@@ -142,17 +150,22 @@ def inpaint_folder(
     data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, pipe.size, any_size=fit != "none")
     grid_rows = set(parse_grids(grids or ("all" if layout == "lab" else "8"), len(data)))
     results = _Results(Layout(layout), pipe.size, num_samples, settings.decode.total_iter)
+    mine = shard(len(data), rank, world)
+    rounds = -(-len(shard(len(data), 0, world)) // batch_size)  # rank 0's shard is the largest: as many rounds
     start = time.perf_counter()
-    with FolderWriter(out) as tmp, progress_bar(len(data), "inpaint", unit="img") as bar:
-        for items in _batches(data, batch_size, num_workers):
-            images, holes, ids = (list(x) for x in zip(*items))
-            record = [r for r, i in enumerate(ids) if i in grid_rows]
-            files = [str(data.files[i]) for i in ids]  # what an error about an image names
-            samples = [pipe.fill(images, holes, k, ids, record if k == 0 else (), fit, names=files)
-                       for k in range(num_samples)]  # fmt: skip
-            for r, i in enumerate(ids):
-                results.add(tmp, data.files[i], i, images[r], holes[r], [sample[r] for sample in samples])
-            bar.advance(len(ids))
+    batches = iter(_batches(data if world == 1 else Subset(data, mine), batch_size, num_workers))
+    main = rank == 0
+    writer = FolderWriter(out) if main else contextlib.nullcontext(None)
+    bar_context = progress_bar(len(data), "inpaint", unit="img") if main else contextlib.nullcontext(Bar(None, None))
+    with writer as tmp, bar_context as bar:
+        for _ in range(rounds):  # under torchrun, round k is files k B W .. (k + 1) B W - 1 over the W ranks
+            done = gather_results(lambda: _inpaint_batch(pipe, data, next(batches, []), grid_rows, num_samples, fit))
+            if main:
+                for i, pixels, holes, samples in sorted((x for part in done for x in part), key=lambda x: x[0]):
+                    results.add(tmp, data.files[i], i, pixels, holes, samples)
+            bar.advance(sum(len(part) for part in done))
+        if not main:  # another process of a torchrun: rank 0 writes the folder and reports it
+            return None
         seconds = time.perf_counter() - start
         results.save_sheets(tmp)
         run = {"images": images_dir, "masks": masks_dir, "mask_kind": mask_kind, "mask_seed": mask_seed, "fit": fit}
@@ -173,6 +186,19 @@ def inpaint_folder(
     return InpaintSummary(
         str(out), count, seconds, count / max(seconds, 1e-9), recorded, mean_counts, results_at, grids_at
     )
+
+
+def _inpaint_batch(pipe: Inpainter, data: InpaintInputs, items: list, grid_rows: set, num_samples: int, fit: str):
+    """One batch of ``(pixels, holes, index)`` items inpainted ``num_samples`` times: ``(index, pixels, holes,
+    samples)`` per image (the grids of sample 0 only, and only for ``grid_rows``)."""
+    if not items:
+        return []
+    images, holes, ids = (list(x) for x in zip(*items))
+    record = [r for r, i in enumerate(ids) if i in grid_rows]
+    files = [str(data.files[i]) for i in ids]  # what an error about an image names
+    samples = [pipe.fill(images, holes, k, ids, record if k == 0 else (), fit, names=files)
+               for k in range(num_samples)]  # fmt: skip
+    return [(i, images[r], holes[r], [sample[r] for sample in samples]) for r, i in enumerate(ids)]
 
 
 def _as_list(items):

@@ -13,7 +13,9 @@ turns them all into holes. The models are loaded once by
 
 `maskgit inpaint` (:func:`maskgit_cli.decoding.folders.inpaint_folder`) and `maskgit serve` call
 :meth:`Inpainter.fill`, the method behind ``__call__``: the same image, mask, settings and seed give the same pixels
-from the shell, from Python and in the browser.
+from the shell, from Python and in the browser, because every image's random streams are keyed by what it carries
+(:func:`stream_key`: its pixels and holes), not by where it stands in a folder or a list (docs/decoding.md,
+"Random streams").
 
 Images of another size than the model's (docs/decoding.md, "Any image size") are inpainted in *windows*: ``crop``
 takes a square window around each group of touching holes, with context, ``resize`` the whole image; each window is
@@ -23,6 +25,7 @@ input comes back bit-identical.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -44,6 +47,29 @@ from maskgit_cli.viz import make_grid
 MIN_SIDE = 16  # the default weights' token grid side: a smaller image has fewer pixels than tokens
 MAX_WINDOWS = 256  # fit crop: an image whose holes need more windows is refused (fit resize takes it whole)
 WINDOW_BATCH = 64  # windows inpainted together (a batch of model-size images, inpaint's --batch-size, is one)
+_KEY_BITS = (1 << 63) - 1  # random stream keys are non-negative int64
+
+
+def stream_key(pixels: np.ndarray, holes: np.ndarray) -> int:
+    """The key of an image's random streams: 63 bits of the sha256 of its size, its known pixels ((H,W,3) uint8, as
+    decoded; what lies under a hole counts as 0, since the result never depends on it) and its holes ((H,W) bool).
+    The same image and mask have the same key in any folder, list or front end, whatever sorts before them
+    (docs/decoding.md, "Random streams")."""
+    holes = np.asarray(holes, dtype=bool)
+    known = np.where(holes[..., None], 0, np.asarray(pixels, dtype=np.uint8)).astype(np.uint8)
+    digest = hashlib.sha256(np.asarray(pixels.shape, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(known).tobytes())
+    digest.update(np.packbits(holes).tobytes())
+    return int.from_bytes(digest.digest()[:8], "little") & _KEY_BITS
+
+
+def stream_keys(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], numbers: Sequence[int], lab: bool):
+    """The random stream keys of ``images`` with ``holes``: :func:`stream_key` of each, or with ``lab`` (the lab's
+    inference) their ``numbers``, the lab's image numbers (a folder's sorted index, a list's position), as the
+    lab's reference draws them (tests/test_lab_reference.py)."""
+    if lab:
+        return [int(n) for n in numbers]
+    return [stream_key(px, hl) for px, hl in zip(images, holes)]
 
 
 @dataclass
@@ -179,8 +205,10 @@ class Inpainter:
     ) -> list[Filled]:
         """Inpaint uint8 (H,W,3) ``images`` where ``holes`` (H,W) bool are True: one batch through the models.
 
-        ``sample``: the random streams of seed + sample. ``ids``: the images' numbers for the random streams
-        (default 0, 1, ...; a folder passes each file's index, so a result does not depend on the batch it is in).
+        ``sample``: the random streams of seed + sample. ``ids``: the images' numbers (default 0, 1, ...; a folder
+        passes each file's index), which key the random streams of the lab's inference (``lab``) only; otherwise
+        every image's streams are keyed by its pixels and holes (:func:`stream_keys`), so a result depends neither
+        on the batch nor on the folder it is in.
         ``record``: indices of the images whose per-step images and masks are kept. ``on_step(step, images, masks,
         still_masked)``: after every step (1-based), the (R,3,size,size) predictions, (R,h,w) token masks and the
         R counts of tokens still masked of the recorded images' windows (all windows when none are recorded).
@@ -191,7 +219,7 @@ class Inpainter:
         """
         check_choice(fit, FITS, "fit")
         s = self._settings(sample, settings)
-        ids = list(range(len(images))) if ids is None else list(ids)
+        keys = stream_keys(images, holes, range(len(images)) if ids is None else ids, s.lab)
         names = [f"image {i}" for i in range(len(images))] if names is None else list(names)
         jobs = self._jobs(images, holes, fit, names)
         filled = [Filled(px.copy(), 0, [], [], [], []) for px in images]
@@ -202,7 +230,9 @@ class Inpainter:
             chunk = jobs[start : start + WINDOW_BATCH]
             pixels = to_tensor(np.stack([j.pixels for j in chunk])).to(self.device)
             hole_t = torch.from_numpy(np.stack([j.holes for j in chunk])).to(self.device)
-            window_ids = torch.tensor([ids[j.image] + (j.index << 32) for j in chunk], device=self.device)
+            window_ids = torch.tensor(
+                [(keys[j.image] + (j.index << 32)) & _KEY_BITS for j in chunk], device=self.device
+            )
             rows = [r for r, j in enumerate(chunk) if j.image in recorded]
             hook = None if recorded and not rows and len(jobs) > WINDOW_BATCH else watch  # another batch's windows
             with self._normalization(s):

@@ -48,6 +48,7 @@ from maskgit_cli.decoding.inpaint import (
     prepare_models,
     with_defaults,
 )
+from maskgit_cli.decoding.pipeline import stream_keys
 from maskgit_cli.decoding.settings import DecodeSettings, InpaintSettings
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.evaluation.fid import compute_fid
@@ -373,7 +374,7 @@ class _Context:
     fid: FidSetup | None  # the FID network and reference statistics; None without FID
     kid: bool
     device: Any
-    batches: list = field(default_factory=list)  # (images uint8, holes, ids, encoded inputs) per batch
+    batches: list = field(default_factory=list)  # (images uint8, holes, ids, encoded inputs, stream keys) per batch
     holes: np.ndarray | None = None  # (N,H,W) bool, for the hole scores
     fid_batch_size: int = 32
     num_workers: int | None = None
@@ -388,10 +389,11 @@ class _Context:
         start = time.perf_counter()
         with progress_bar(len(data), "encode", unit="img") as bar:
             for pixels, hole, ids in loader:  # uint8 (B,H,W,3), bool (B,H,W)
+                keys = torch.tensor(stream_keys(pixels.numpy(), hole.numpy(), ids.tolist(), self.settings.lab))
                 pixels = pixels.permute(0, 3, 1, 2).contiguous().to(self.device)
                 hole, ids = hole.to(self.device), ids.to(self.device)
                 encoded = encode_inputs(self.vqgan, to_unit(pixels), hole, self.settings)
-                self.batches.append((pixels, hole, ids, encoded))
+                self.batches.append((pixels, hole, ids, encoded, keys.to(self.device)))
                 holes.append(hole.cpu().numpy())
                 bar.advance(len(ids))
         self.holes = np.concatenate(holes)
@@ -402,10 +404,10 @@ class _Context:
         cell = _cell_settings(self.settings, sampler, schedule, t, s)
         start = time.perf_counter()
         outs = []
-        for images_u8, holes, ids, encoded in self.batches:
+        for images_u8, holes, ids, encoded, keys in self.batches:
             images = to_unit(images_u8)
             rows = [r for r, i in enumerate(ids.tolist()) if i < GRID_IMAGES] if self.grids else []
-            res = decode_inputs(self.transformer, self.vqgan, images, holes, encoded, cell, ids, rows, self.patches)
+            res = decode_inputs(self.transformer, self.vqgan, images, holes, encoded, cell, keys, rows, self.patches)
             outs.append(to_uint8(res.images, cell.rounding))  # a device sync: the timing is honest on CUDA too
             for r in rows:
                 self._save_grids(res, images, r, int(ids[r]), _cell_name(sampler, schedule, t, s), cell.rounding)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from maskgit_cli.data.images import check_pairs, list_images
 from maskgit_cli.data.masks import HOLE, dilate_token_mask, load_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
-from maskgit_cli.runtime import autocast, resolve_device, resolve_precision, seed_everything
+from maskgit_cli.runtime import autocast, distributed, init_distributed, resolve_precision, seed_everything
 from maskgit_cli.schedules import training_mask
 from maskgit_cli.training import run as training_run
 from maskgit_cli.training.loop import LoopConfig, fit
@@ -55,28 +54,6 @@ from maskgit_cli.weights import config_to_json, save_tensors
 
 # config.json keys that may change on resume: they do not change the trained weights.
 RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "train.compile", "data.train", "data.val", "data.val_masks")
-
-
-def _dist() -> tuple[int, int]:
-    """(rank, world size) of the torch.distributed group, (0, 1) when not distributed."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA, gloo on CPU) and pick the device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, resolve_device(device_name)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name)
-    if device.type == "cuda":
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return torch.distributed.get_rank(), torch.distributed.get_world_size(), device
 
 
 class TransformerTask:
@@ -95,7 +72,7 @@ class TransformerTask:
         self.cfg, self.device = cfg, device
         self.model = model
         self.train = train
-        self.rank, self.world = _dist()
+        self.rank, self.world = distributed()
         self.net = model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(

@@ -21,6 +21,8 @@ the metadata) is the share of tokens outside the dilated holes that stay equal.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -28,13 +30,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from maskgit_cli.data.images import ImageFolder, image_loader, list_images
 from maskgit_cli.data.mask_generator import generate_mask, mask_rng
 from maskgit_cli.data.masks import HOLE, dilate_token_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
-from maskgit_cli.progress import progress_bar
-from maskgit_cli.runtime import vqgan_autocast
+from maskgit_cli.progress import Bar, progress_bar
+from maskgit_cli.runtime import gather_results, init_distributed, shard, vqgan_autocast
+from maskgit_cli.training.run import _write_error_reason
 from maskgit_cli.vqgan.code_patches import PatchStats
 from maskgit_cli.vqgan.model import VQGANConfig
 from maskgit_cli.vqgan.resolution import cache_text
@@ -99,54 +103,41 @@ def tokenize_folder(
     overwrite: bool = False,
     masked_copies: int = 0,
     mask_seed: int = 0,
-) -> TokenizeSummary:
+) -> TokenizeSummary | None:
     """Encode every image of ``images_dir`` with ``vqgan`` (a VQGAN or its weights file) and write a token cache.
 
     Deterministic: sorted file order, no augmentation but the optional flips, fp32 nearest-code search
     (bf16 autocast for the encoder on CUDA only). Nothing is written unless the whole folder succeeds.
     An existing ``output`` is replaced only with ``overwrite``, and never when it is an input (checked first).
     ``masked_copies`` K > 0: also the tokens of K masked copies of every row (:func:`masked_copy_masks`).
+
+    Under torchrun each rank encodes its shard of the files (:func:`~maskgit_cli.runtime.shard`) and rank 0 writes
+    the cache of a single-process run, the same tensors and metadata, and returns the summary (the other ranks:
+    None). The code patch sums are float64 sums of 8-bit pixels, exact in any order while no code sits under more
+    than 2^22 patches (about 4 million), so they are the same bits too.
     """
     if masked_copies < 0:
         raise MaskgitError(f"--masked-copies {masked_copies}: must be >= 0")
+    rank, world, device = init_distributed(device)
     check_output(output, images_dir, vqgan, overwrite)
-    device = torch.device(device)
     if isinstance(vqgan, (str, Path)):
         vqgan = load_model(vqgan, "vqgan", device)
     cfg = vqgan.config
     dataset = ImageFolder(images_dir, size=cfg.img_resolution, resize=resize, skip_invalid=skip_invalid)
-    loader = image_loader(dataset, batch_size=batch_size, num_workers=num_workers)
+    mine = shard(len(dataset), rank, world)
     vqgan = vqgan.to(device).eval()
     start = time.perf_counter()
-    chunks, flipped, kept, skipped = [], [], [], []
-    copies: dict[int, list] = {0: [], 1: []}  # view (0 = as is, 1 = flipped) -> (tokens, holes) per batch
-    amp = vqgan_autocast(device)
-    stats = PatchStats(cfg.num_codebook_vectors, cfg.image_channels, cfg.img_resolution // cfg.latent_resolution)
-    with progress_bar(len(dataset), "tokenize", unit="img") as bar, torch.no_grad():
-        for batch in loader:
-            skipped += batch.skipped
-            if batch.indices:
-                images = batch.images.to(device, non_blocking=True)
-                views = ((images, chunks), (images.flip(-1), flipped)) if flip else ((images, chunks),)
-                for v, (view, out) in enumerate(views):
-                    with amp:
-                        codes = vqgan.encode(view)
-                    out.append(codes.to(torch.int16).cpu())
-                    stats.add(view, codes)
-                    if masked_copies:
-                        holes = masked_copy_masks(batch.indices, v, masked_copies, mask_seed, cfg.img_resolution)
-                        copies[v].append(_encode_masked(vqgan, view, holes.to(device), amp))
-                kept += batch.indices
-            bar.advance(len(batch.indices) + len(batch.skipped))
+    encode = functools.partial(_encode_shard, dataset, mine, vqgan, device, batch_size, num_workers)
+    parts = gather_results(lambda: encode(flip, masked_copies, mask_seed, rank == 0, world))
+    kept = sorted(i for part in parts for i in part.kept)
     if not kept:
         raise MaskgitError(f"{images_dir}: none of the {len(dataset)} images could be read")
-    tokens = torch.cat(chunks + flipped)
+    if rank != 0:
+        return None
+    tokens, masked, stats = _merge(parts, flip, cfg)
+    skipped = sorted(i for part in parts for i in part.skipped)
     files = [dataset.files[i].name for i in kept]
     fingerprint = token_fingerprint(vqgan)
-    masked = None
-    if masked_copies:
-        parts = copies[0] + copies[1]
-        masked = (torch.cat([t for t, _ in parts]), torch.cat([h for _, h in parts]))
     fidelity = context_fidelity(tokens, *masked) if masked is not None else None
     save_token_cache(
         output,
@@ -173,6 +164,74 @@ def tokenize_folder(
         masked_copies,
         fidelity,
     )
+
+
+@dataclass
+class _Shard:
+    """What one process encoded: its kept and skipped dataset indices, their tokens (as is and, with flips,
+    flipped), their masked copies per view (tokens, holes), and its code patch sums."""
+
+    kept: list[int]
+    skipped: list[int]
+    views: list[torch.Tensor | None]  # (n,h,w) int16 per view (0 = as is, 1 = flipped); None when n = 0
+    copies: list[tuple[torch.Tensor, torch.Tensor] | None]  # per view: (n,K,h,w) int16 tokens, bool holes
+    sums: torch.Tensor
+    counts: torch.Tensor
+
+
+def _encode_shard(dataset, mine, vqgan, device, batch_size, num_workers, flip, masked_copies, mask_seed, main, world):
+    """Encode the images ``mine`` (dataset indices) of ``dataset``: a :class:`_Shard`."""
+    cfg = vqgan.config
+    subset = dataset if world == 1 else torch.utils.data.Subset(dataset, mine)
+    loader = image_loader(subset, batch_size=batch_size, num_workers=num_workers)
+    chunks: dict[int, list] = {0: [], 1: []}  # view -> tokens per batch
+    copies: dict[int, list] = {0: [], 1: []}  # view -> (tokens, holes) per batch
+    kept, skipped = [], []
+    amp = vqgan_autocast(device)
+    stats = PatchStats(cfg.num_codebook_vectors, cfg.image_channels, cfg.img_resolution // cfg.latent_resolution)
+    what = "tokenize" if world == 1 else f"tokenize (rank 0 of {world})"
+    bar_context = progress_bar(len(mine), what, unit="img") if main else contextlib.nullcontext(Bar(None, None))
+    with bar_context as bar, torch.no_grad():
+        for batch in loader:
+            skipped += batch.skipped
+            if batch.indices:
+                images = batch.images.to(device, non_blocking=True)
+                for v, view in enumerate((images, images.flip(-1)) if flip else (images,)):
+                    with amp:
+                        codes = vqgan.encode(view)
+                    chunks[v].append(codes.to(torch.int16).cpu())
+                    stats.add(view, codes)
+                    if masked_copies:
+                        holes = masked_copy_masks(batch.indices, v, masked_copies, mask_seed, cfg.img_resolution)
+                        copies[v].append(_encode_masked(vqgan, view, holes.to(device), amp))
+                kept += batch.indices
+            bar.advance(len(batch.indices) + len(batch.skipped))
+    views = [torch.cat(chunks[v]) if chunks[v] else None for v in (0, 1)]
+    both = [(torch.cat([t for t, _ in copies[v]]), torch.cat([h for _, h in copies[v]])) if copies[v] else None
+            for v in (0, 1)]  # fmt: skip
+    return _Shard(kept, skipped, views, both, stats.sums, stats.counts)
+
+
+def _merge(parts: list[_Shard], flip: bool, cfg) -> tuple[torch.Tensor, tuple | None, PatchStats]:
+    """The shards as one cache's rows in file order (the flips after all the rows, the masked copies likewise),
+    and the code patch sums added up."""
+    kept = [i for part in parts for i in part.kept]
+    order = torch.tensor(sorted(range(len(kept)), key=kept.__getitem__), dtype=torch.long)
+
+    def rows(get):  # the shards' tensors of one view, in file order
+        return torch.cat([get(part) for part in parts if part.kept])[order]
+
+    views = (0, 1) if flip else (0,)
+    tokens = torch.cat([rows(lambda part, v=v: part.views[v]) for v in views])
+    masked = None
+    if any(part.copies[0] is not None for part in parts):
+        masked = tuple(torch.cat([rows(lambda part, v=v, k=k: part.copies[v][k]) for v in views]) for k in (0, 1))
+    stats = PatchStats(cfg.num_codebook_vectors, cfg.image_channels, cfg.img_resolution // cfg.latent_resolution)
+    stats.sums, stats.counts = parts[0].sums.clone(), parts[0].counts.clone()
+    for part in parts[1:]:
+        stats.sums += part.sums
+        stats.counts += part.counts
+    return tokens, masked, stats
 
 
 # Generated mask kinds of the masked copies, in turn: mostly free-form strokes like the lab's, and boxes.
@@ -264,7 +323,8 @@ def save_token_cache(
     fidelity: float | None = None,
 ) -> None:
     """Atomically write a token cache (tokens (N,h,w) stored as int16; codebooks up to 32768 codes), with the
-    masked copies ``masked`` = (tokens (N,K,h,w), holes (N,K,h,w)) when given."""
+    masked copies ``masked`` = (tokens (N,K,h,w), holes (N,K,h,w)) when given. A failed write (a full disk) is one
+    MaskgitError naming ``path``; the file is written whole or not at all (a temporary file beside it, renamed)."""
     if num_codebook_vectors > 32768:
         raise MaskgitError(f"{num_codebook_vectors} codes do not fit the int16 token cache")
     tensors = {"tokens": tokens.to(torch.int16)}
@@ -279,21 +339,24 @@ def save_token_cache(
             "copy_kinds": json.dumps(COPY_KINDS),
             "context_fidelity": f"{fidelity:.6f}" if fidelity is not None else "",
         }
-    save_tensors(
-        path,
-        tensors,
-        {
-            "kind": "tokens",
-            "files": json.dumps(list(files)),
-            "vqgan_sha256": vqgan_sha256,
-            "vqgan_config": vqgan_config_json,
-            "image_size": str(image_size),
-            "num_codebook_vectors": str(num_codebook_vectors),
-            "flip": "true" if flip else "false",
-            "patch_size": str(patch_stats.patch) if patch_stats is not None else "",
-            **copies,
-        },
-    )
+    metadata = {
+        "kind": "tokens",
+        "files": json.dumps(list(files)),
+        "vqgan_sha256": vqgan_sha256,
+        "vqgan_config": vqgan_config_json,
+        "image_size": str(image_size),
+        "num_codebook_vectors": str(num_codebook_vectors),
+        "flip": "true" if flip else "false",
+        "patch_size": str(patch_stats.patch) if patch_stats is not None else "",
+        **copies,
+    }
+    try:
+        save_tensors(path, tensors, metadata)
+    except (OSError, SafetensorError) as e:
+        if isinstance(e, MaskgitError):
+            raise
+        reason = _write_error_reason(e)
+        raise MaskgitError(f"{path}: cannot write the token cache ({reason}); nothing was written") from None
 
 
 def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache:
