@@ -152,6 +152,8 @@ def test_license_and_attribution(manifest):
         "@iconify-json/fluent-emoji-flat@1.2.6",
         "License: MIT (SPDX: MIT), https://github.com/microsoft/fluentui-emoji/blob/main/LICENSE",
         '"spdx": "MIT"',
+        "Copyright (c) Microsoft Corporation.",
+        "The above copyright notice and this permission notice shall be included",
     ):
         assert needle in license_text, needle
     flat = " ".join((DATA / "README.md").read_text(encoding="utf-8").split())
