@@ -308,10 +308,26 @@ def read_shapes(path, keep: Callable[[str], bool] | None = None) -> dict[str, tu
 
 
 def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is one MaskgitError listing them."""
+    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key, or a weight that is NaN or
+    infinite, is one MaskgitError naming them."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     check_state_shapes(expected, {k: tuple(v.shape) for k, v in state.items()}, source)
+    check_finite(state, source)
     model.load_state_dict(state, strict=True)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: str, what: str = "weights") -> None:
+    """Refuse floating-point tensors holding NaN or an infinity, in one line naming the first few (a model with one
+    NaN weight computes NaN logits, from which no code can be drawn)."""
+    bad = []
+    for name, t in tensors.items():
+        if t.is_floating_point() or t.is_complex():
+            n = int(t.numel() - torch.isfinite(t).sum())
+            if n:
+                bad.append(f"{name} ({n} of {t.numel()} values)")
+    if bad:
+        shown = ", ".join(bad[:4]) + (f", ... ({len(bad)} tensors in all)" if len(bad) > 4 else "")
+        raise MaskgitError(f"{source}: {what} with NaN or infinite values: {shown}")
 
 
 def check_state_shapes(expected: dict[str, tuple], given: dict[str, tuple], source: str) -> None:
