@@ -23,6 +23,7 @@ import re
 import stat
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -407,6 +408,37 @@ def _load_failure(e: Exception) -> str:
     return f"{type(e).__name__}: {detail}" if detail else type(e).__name__
 
 
+# What a checkpoint archive may expand to: torch.save stores its records uncompressed, so their declared sizes add
+# up to about the file's size; a zip whose records claim more (a zip bomb) is refused before torch.load reads it.
+ARCHIVE_SLACK = 2.0  # times the file's size ...
+ARCHIVE_EXTRA = 64 << 20  # ... plus this many bytes
+ARCHIVE_MAX_RECORDS = 100_000  # a state dict has one record per tensor storage, and a few more
+
+
+def check_archive_size(path, what: str = "checkpoint") -> None:
+    """Refuse, in one line, a zip archive (PyTorch's checkpoint format) whose records declare more bytes than
+    ``ARCHIVE_SLACK`` x its size + ``ARCHIVE_EXTRA``, or more than ``ARCHIVE_MAX_RECORDS`` records, or whose directory
+    cannot be read. Reads the zip's central directory only; a file that is not a zip is left to the loader."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise MaskgitError(f"{what} {path}: not a readable zip archive ({e})") from None
+    if len(records) > ARCHIVE_MAX_RECORDS:
+        raise MaskgitError(f"{what} {path}: a zip archive of {len(records)} records (at most {ARCHIVE_MAX_RECORDS})")
+    declared = sum(r.file_size for r in records)
+    limit = int(ARCHIVE_SLACK * size) + ARCHIVE_EXTRA
+    if declared > limit:
+        raise MaskgitError(
+            f"{what} {path}: its records would expand to {declared:,} bytes from {size:,} on disk (at most "
+            f"{limit:,}): not a checkpoint torch.save wrote"
+        )
+
+
 def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
     """``torch.load(weights_only=True)`` of a state_dict: never unpickles arbitrary objects.
 
@@ -415,6 +447,7 @@ def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Ten
     """
     path = Path(path)
     require_file(path, what)
+    check_archive_size(path, what)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError, EOFError, ...)
