@@ -363,7 +363,7 @@ def describe(path) -> dict[str, Any]:
             continue
         try:
             info[key] = json.loads(value) if value[:1] in "[{" else value
-        except ValueError:
+        except (ValueError, RecursionError):  # untrusted metadata: shown as the string it is
             info[key] = value
     tensors = []
     total = 0

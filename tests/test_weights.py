@@ -304,3 +304,44 @@ def test_checkpoints_torch_saves_pass_the_archive_check(tmp_path, tiny_vqgan, mo
     monkeypatch.setattr(weights, "ARCHIVE_MAX_RECORDS", 3)
     with pytest.raises(MaskgitError, match=r"vqgan.pt: a zip archive of \d+ records \(at most 3\)$"):
         weights.load_torch_state_dict(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hostile metadata (issue 28: every file's metadata is untrusted)
+
+
+def test_deeply_nested_metadata_is_shown_as_text_by_info(tmp_path, tiny_vqgan, cli):
+    deep = "[" * 100_000 + "]" * 100_000
+    path = tmp_path / "deep.safetensors"
+    save_model(path, tiny_vqgan, "vqgan", {"note": deep})
+    assert describe(path)["note"] == deep
+    r = cli("info", path)
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    save_model(path, tiny_vqgan, "vqgan", {"config": deep})
+    with pytest.raises(MaskgitError, match=r"deep.safetensors: invalid VQGANConfig in metadata: not valid JSON"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    "kind,change,problem",
+    [
+        ("transformer", {"n_layers": 10**6}, "transformer n_layers must be at most 256, got 1000000."),
+        ("transformer", {"dim": 10**9, "n_heads": 1}, "transformer dim must be at most 16384, got 1000000000."),
+        ("vqgan", {"dec_res_blocks": 10**6}, "dec_res_blocks must have at most 64 blocks, got 1000000"),
+        ("vqgan", {"enc_channels": [32] * 10**5}, "enc_channels must have at most 64 blocks, got 100000"),
+    ],
+)
+def test_configs_of_absurd_sizes_are_refused_before_building(
+    tmp_path, tiny_vqgan, tiny_transformer, kind, change, problem
+):
+    import time
+
+    model = tiny_vqgan if kind == "vqgan" else tiny_transformer
+    config = {**json.loads(json.dumps(model.config.__dict__)), **change}
+    path = tmp_path / "absurd.safetensors"
+    save_tensors(path, model.state_dict(), {"kind": kind, "config": json.dumps(config)})
+    start = time.perf_counter()
+    with pytest.raises(MaskgitError) as e:
+        load_model(path)
+    assert time.perf_counter() - start < 5
+    assert str(e.value).startswith(f"{path}: invalid ") and str(e.value).endswith(problem)
