@@ -104,7 +104,9 @@ def _draw_masked(settings, mask_id: int, logits, t: int, ids, unknown, image_ids
     forbid_mask_token(rows, mask_id)
     scaled = rows / settings.temperature if settings.temperature != 1.0 else rows
     probs = scaled.softmax(-1)
-    broken = ~torch.isfinite(probs).all(-1)  # NaN or +inf logits, or logits / temperature beyond float32
+    # NaN or +inf logits, logits / temperature beyond float32, or no finite logit make a row's softmax sum NaN, and
+    # so every probability of the row (each is divided by the sum): its first column says so, at no cost
+    broken = probs[:, 0].isnan()
     if broken.any():
         probs[broken] = _limit_probs(rows[broken], settings.temperature, t).to(probs.dtype)
     new = draw(probs, hashed_uniform(settings.seed, image_ids, t, 0, L)[where], settings.sampling)
