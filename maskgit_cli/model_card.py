@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -64,16 +65,82 @@ def read_card(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / CARD_FILE
     if not path.is_file():
         return {}
-    return _card_json(path.read_text(), str(path))
+    if path.stat().st_size > MAX_CARD_BYTES:
+        raise MaskgitError(f"{path}: not a model card ({path.stat().st_size:,} bytes, at most {MAX_CARD_BYTES:,})")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MaskgitError(f"{path}: not a model card (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    return _card_json(text, str(path))
+
+
+# What each field of a card must hold where it is present (cards are untrusted: a folder or a file from anyone):
+# "str", "int", "number", "dict" (of anything), or a nested schema: a dict of field -> kind, or a one-item list
+# (a list of such items). Fields not named here are kept as they are and never read.
+_STAGE = {"stage": "str", "seconds": "number", "images_per_second": "number", "steps": "int", "device": "str",
+          "validation": "dict"}  # fmt: skip
+CARD_SCHEMA: dict[str, Any] = {
+    "name": "str",
+    "note": "str",
+    "files": {"vqgan": "file", "transformer": "file"},
+    "trained_on": {"folder": "str", "images": "int", "files_sha256": "str", "resolution": "int"},
+    "split": {"val_images": "int", "rule": "str"},
+    "preset": "str",
+    "sizing": "str",
+    "time_budget_minutes": "number",
+    "resolution": "int",
+    "tokens": ["int"],
+    "downsample": "int",
+    "codes": "int",
+    "stages": [_STAGE],
+    "test": "dict",
+    "device": "str",
+    "created": "str",
+    "maskgit_version": "str",
+    "command": "str",
+}
+MAX_CARD_BYTES = 1 << 20  # a card is a few kilobytes
+_KINDS = {"str": "a string", "int": "a whole number", "number": "a number", "dict": "a JSON object",
+          "file": "a file name in the model folder"}  # fmt: skip
+
+
+def _card_problem(value, kind, where: str) -> str | None:
+    """Why ``value`` is not of ``kind`` (a name of :data:`_KINDS`, a dict schema or a one-item list), or None."""
+    if isinstance(kind, dict):
+        if not isinstance(value, dict):
+            return f"{where} must be a JSON object"
+        for key, sub in kind.items():
+            if value.get(key) is not None and (problem := _card_problem(value[key], sub, f"{where}.{key}")):
+                return problem
+        return None
+    if isinstance(kind, list):
+        if not isinstance(value, list):
+            return f"{where} must be a list"
+        return next((p for i, v in enumerate(value) if (p := _card_problem(v, kind[0], f"{where}[{i}]"))), None)
+    ok = {
+        "str": isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        "dict": isinstance(value, dict),
+        "file": isinstance(value, str) and value not in ("", ".", "..") and Path(value).name == value,
+    }[kind]
+    return None if ok else f"{where} must be {_KINDS[kind]}"
 
 
 def _card_json(text: str, source: str) -> dict[str, Any]:
+    """A card from untrusted JSON: not JSON, too large or deep, not an object, or a field of the wrong kind
+    (:data:`CARD_SCHEMA`) is one line naming ``source``."""
+    if len(text) > MAX_CARD_BYTES:
+        raise MaskgitError(f"{source}: not a model card ({len(text):,} characters, at most {MAX_CARD_BYTES:,})")
     try:
         card = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise MaskgitError(f"{source}: not a model card (not valid JSON: {e})") from None
     if not isinstance(card, dict):
         raise MaskgitError(f"{source}: not a model card (expected a JSON object)")
+    problem = _card_problem(card, CARD_SCHEMA, "card")
+    if problem:
+        raise MaskgitError(f"{source}: not a model card ({problem.removeprefix('card.')})")
     return card
 
 

@@ -23,6 +23,7 @@ import re
 import stat
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -308,10 +309,26 @@ def read_shapes(path, keep: Callable[[str], bool] | None = None) -> dict[str, tu
 
 
 def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is one MaskgitError listing them."""
+    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key, or a weight that is NaN or
+    infinite, is one MaskgitError naming them."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     check_state_shapes(expected, {k: tuple(v.shape) for k, v in state.items()}, source)
+    check_finite(state, source)
     model.load_state_dict(state, strict=True)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: str, what: str = "weights") -> None:
+    """Refuse floating-point tensors holding NaN or an infinity, in one line naming the first few (a model with one
+    NaN weight computes NaN logits, from which no code can be drawn)."""
+    bad = []
+    for name, t in tensors.items():
+        if t.is_floating_point() or t.is_complex():
+            n = int(t.numel() - torch.isfinite(t).sum())
+            if n:
+                bad.append(f"{name} ({n} of {t.numel()} values)")
+    if bad:
+        shown = ", ".join(bad[:4]) + (f", ... ({len(bad)} tensors in all)" if len(bad) > 4 else "")
+        raise MaskgitError(f"{source}: {what} with NaN or infinite values: {shown}")
 
 
 def check_state_shapes(expected: dict[str, tuple], given: dict[str, tuple], source: str) -> None:
@@ -346,7 +363,7 @@ def describe(path) -> dict[str, Any]:
             continue
         try:
             info[key] = json.loads(value) if value[:1] in "[{" else value
-        except ValueError:
+        except (ValueError, RecursionError):  # untrusted metadata: shown as the string it is
             info[key] = value
     tensors = []
     total = 0
@@ -391,6 +408,37 @@ def _load_failure(e: Exception) -> str:
     return f"{type(e).__name__}: {detail}" if detail else type(e).__name__
 
 
+# What a checkpoint archive may expand to: torch.save stores its records uncompressed, so their declared sizes add
+# up to about the file's size; a zip whose records claim more (a zip bomb) is refused before torch.load reads it.
+ARCHIVE_SLACK = 2.0  # times the file's size ...
+ARCHIVE_EXTRA = 64 << 20  # ... plus this many bytes
+ARCHIVE_MAX_RECORDS = 100_000  # a state dict has one record per tensor storage, and a few more
+
+
+def check_archive_size(path, what: str = "checkpoint") -> None:
+    """Refuse, in one line, a zip archive (PyTorch's checkpoint format) whose records declare more bytes than
+    ``ARCHIVE_SLACK`` x its size + ``ARCHIVE_EXTRA``, or more than ``ARCHIVE_MAX_RECORDS`` records, or whose directory
+    cannot be read. Reads the zip's central directory only; a file that is not a zip is left to the loader."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise MaskgitError(f"{what} {path}: not a readable zip archive ({e})") from None
+    if len(records) > ARCHIVE_MAX_RECORDS:
+        raise MaskgitError(f"{what} {path}: a zip archive of {len(records)} records (at most {ARCHIVE_MAX_RECORDS})")
+    declared = sum(r.file_size for r in records)
+    limit = int(ARCHIVE_SLACK * size) + ARCHIVE_EXTRA
+    if declared > limit:
+        raise MaskgitError(
+            f"{what} {path}: its records would expand to {declared:,} bytes from {size:,} on disk (at most "
+            f"{limit:,}): not a checkpoint torch.save wrote"
+        )
+
+
 def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
     """``torch.load(weights_only=True)`` of a state_dict: never unpickles arbitrary objects.
 
@@ -399,6 +447,7 @@ def load_torch_state_dict(path, what: str = "checkpoint") -> dict[str, torch.Ten
     """
     path = Path(path)
     require_file(path, what)
+    check_archive_size(path, what)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types (UnpicklingError, KeyError, RuntimeError, EOFError, ...)

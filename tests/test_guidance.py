@@ -132,3 +132,16 @@ def test_files_without_patches_fall_back_to_the_vqgan(cli, tiny_transformer_file
     r = cli("inpaint", "--images", image_dir, "--masks", masks, "--transformer", path, "--vqgan", tiny_vqgan_file,
             "-o", tmp_path / "neg", "--pixel-guidance", "-1")  # fmt: skip
     assert r.exit_code == 2 and "--pixel-guidance" in r.stderr
+
+
+def test_an_absurd_strength_keeps_the_bias_finite_and_ordered():
+    """--pixel-guidance 1e308 (issue 28, item 9): the bias would be -inf for every code, leaving nothing to draw; it
+    stays finite and keeps the codes' order by distance."""
+    torch.manual_seed(1)
+    patches, images = torch.rand(6, 3, 4, 4), torch.rand(2, 3, 8, 8)
+    holes = torch.rand(2, 8, 8) < 0.3
+    holes[0, :4, :4] = True  # one token all holes: no opinion, whatever the strength
+    bias = known_pixel_bias(images, holes, patches, 1e308)
+    assert torch.isfinite(bias).all() and torch.equal(bias[0, 0], torch.zeros(6))
+    distance = -known_pixel_bias(images, holes, patches, 1.0)
+    assert torch.equal(bias.argsort(dim=-1, descending=True, stable=True), distance.argsort(dim=-1, stable=True))

@@ -206,3 +206,61 @@ def test_the_page_shows_the_note_and_reports_the_windows(model_folder, tmp_path_
     demo = build_page(page)
     notes = [b for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.elem_id == "model-note"]
     assert len(notes) == 1 and notes[0].value == model_note(pipe.card)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hostile cards (issue 28: every file's metadata is untrusted): one line naming the file
+
+
+@pytest.mark.parametrize(
+    "change,problem",
+    [
+        ({"note": ["a", "list"]}, "note must be a string"),
+        ({"trained_on": [1, 2]}, "trained_on must be a JSON object"),
+        ({"trained_on": {"images": "many"}}, "trained_on.images must be a whole number"),
+        ({"stages": {"stage": "vqgan"}}, "stages must be a list"),
+        ({"stages": [{"stage": "vqgan", "seconds": "long"}]}, "stages[0].seconds must be a number"),
+        ({"stages": [{"stage": "vqgan", "validation": [1]}]}, "stages[0].validation must be a JSON object"),
+        ({"stages": [7]}, "stages[0] must be a JSON object"),
+        ({"tokens": [16, "16"]}, "tokens[1] must be a whole number"),
+        ({"test": "good"}, "test must be a JSON object"),
+        ({"files": {"vqgan": "../../elsewhere/v.safetensors"}}, "files.vqgan must be a file name in the model folder"),
+        ({"files": "vqgan.safetensors"}, "files must be a JSON object"),
+    ],
+)
+def test_a_card_with_a_field_of_the_wrong_kind_is_one_line(cli, model_folder, change, problem):
+    card_path = model_folder / "card.json"
+    card_path.write_text(json.dumps({**CARD, **change}))
+    with pytest.raises(MaskgitError) as e:
+        read_card(model_folder)
+    assert str(e.value) == f"{card_path}: not a model card ({problem})"
+    r = cli("info", model_folder)
+    assert r.exit_code == 1 and r.stderr == f"Error: {e.value}\n"
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("[" * 100_000 + "]" * 100_000, "not a model card (not valid JSON: maximum recursion depth exceeded"),
+        (json.dumps({**CARD, "pad": "x" * (1 << 20)}), "not a model card (1,"),
+        (b'{"name": "\xff"}', "not a model card (not UTF-8 text: invalid start byte at byte 10)"),
+    ],
+)
+def test_a_deep_huge_or_undecodable_card_is_one_line(model_folder, text, problem):
+    card_path = model_folder / "card.json"
+    card_path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(MaskgitError) as e:
+        read_card(model_folder)
+    assert str(e.value).startswith(f"{card_path}: {problem}") and "\n" not in str(e.value)
+
+
+def test_a_hostile_card_in_a_weights_files_metadata_is_one_line(tiny_transformer, tmp_path):
+    from maskgit_cli.weights import save_model
+
+    path = tmp_path / "t.safetensors"
+    save_model(path, tiny_transformer, "transformer", {CARD_KEY: json.dumps({**CARD, "stages": "all"})})
+    with pytest.raises(MaskgitError, match=rf"^{path} \({CARD_KEY}\): not a model card \(stages must be a list\)$"):
+        card_for(path)
+    save_model(path, tiny_transformer, "transformer", {CARD_KEY: "[" * 100_000})
+    with pytest.raises(MaskgitError, match=r"not a model card \(not valid JSON: maximum recursion depth"):
+        card_for(path)

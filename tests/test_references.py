@@ -79,3 +79,12 @@ def test_a_folder_of_photos_turned_by_exif_has_the_size_they_are_shown_at(tmp_pa
     Image.new("RGB", (20, 30)).save(tmp_path / "photos" / "b.png")
     found = references.scan_folder(tmp_path / "photos")
     assert found.size == (30, 20) and found.load_all().shape == (2, 30, 20, 3)
+
+
+@pytest.mark.parametrize("report", ["[" * 100_000 + "]" * 100_000, '{"settings": [], "images": 5}', "\x00not json"])
+def test_a_hostile_report_beside_a_results_folder_is_not_an_inpaint_report(tmp_path, make_images, report):
+    """report.json is read back to pick each image's sample 0; one that is not an inpaint report (deeply nested,
+    wrong types, not JSON) leaves the folder's images as they are (issue 28: metadata is untrusted)."""
+    files = make_images(tmp_path / "results" / "images", 3)
+    (tmp_path / "results" / "report.json").write_text(report)
+    assert references.result_files(tmp_path / "results" / "images") == sorted(files)

@@ -1,5 +1,7 @@
-"""The decoding step without a model: random logits in, the official rule's (or the Halton sampler's) grid out."""
+"""The decoding step without a model: random logits in, the official rule's (or the Halton sampler's) grid out;
+extreme values and broken models through `maskgit inpaint`."""
 
+import json
 import math
 
 import pytest
@@ -18,6 +20,8 @@ from maskgit_cli.decoding.sampler import (
 )
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.schedules import expected_counts
+from maskgit_cli.vqgan.code_patches import CODE_PATCHES_KEY
+from maskgit_cli.weights import save_model
 
 L, V, MASK = 64, 10, 10  # a 8x8 grid, 10 codes, mask id 10
 
@@ -283,3 +287,135 @@ def test_temperature_sharpens_the_draws_towards_argmax():
 def test_temperature_must_be_positive_and_finite(temperature):
     with pytest.raises(MaskgitError, match="--temperature"):
         DecodeSettings(temperature=temperature)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Extreme values: known tokens never change, the mask id is never drawn (issue 28, items 6 and 9)
+
+
+def known_kept(outs, tokens, unknown):
+    for out in outs:
+        assert torch.equal(out.sampled[~unknown], tokens[~unknown])
+        assert torch.equal(out.ids[~unknown], tokens[~unknown])
+        assert not (out.unknown & ~unknown).any()
+        assert (out.sampled != MASK).all()
+
+
+@pytest.mark.parametrize("ranking,counts", [("logp", "clamped"), ("p", "floor")])
+def test_huge_choice_temperature_never_touches_known_tokens(ranking, counts):
+    """A choice temperature so large that confidences overflow to +-inf ties unknown positions with the known
+    ones (+inf): the known ones are still never masked again."""
+    tokens, unknown = grid()
+    settings = DecodeSettings(total_iter=6, choice_temperature=1e308, ranking=ranking, counts=counts)
+    counts_seen, outs = run_steps(settings, tokens, unknown)
+    known_kept(outs, tokens, unknown)
+    for i, n in enumerate(unknown.sum(1).tolist()):  # the schedule's counts still hold
+        assert [c[i] for c in counts_seen] == expected_counts("cosine", 6, n, counts)
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan, -1.0])
+def test_choice_temperature_must_be_finite_and_non_negative(value):
+    with pytest.raises(MaskgitError, match=r"^--choice-temperature .*: must be a finite number >= 0$"):
+        DecodeSettings(choice_temperature=value)
+
+
+@pytest.mark.parametrize("sampler", ["confidence", "halton"])
+@pytest.mark.parametrize("temperature", [1e-300, 1e-45, 5e-324])
+def test_a_vanishing_temperature_draws_the_argmax_never_the_mask_id(sampler, temperature):
+    """logits / temperature overflows float32 (softmax NaN): the draw is its limit, the argmax."""
+    tokens, unknown = grid(sizes=(64, 64, 30))
+    logits = torch.randn(3, L, V + 1, generator=torch.Generator().manual_seed(5))
+    logits[..., MASK] = 100.0  # the mask id is the most likely: still never drawn
+    ids = torch.where(unknown, torch.full_like(tokens, MASK), tokens)
+    settings = DecodeSettings(total_iter=1, temperature=temperature, sampler=sampler)
+    out = make_sampler(settings, MASK).step(logits, 0, ids, unknown, unknown.sum(1), torch.arange(3))
+    assert torch.equal(out.ids[unknown], logits[..., :V].argmax(-1)[unknown])
+    assert torch.equal(out.ids[~unknown], tokens[~unknown])
+
+
+def test_infinite_logits_draw_among_the_infinite_codes():
+    tokens, unknown = grid(sizes=(64,))
+    logits = torch.randn(1, L, V + 1, generator=torch.Generator().manual_seed(6))
+    logits[..., 3] = math.inf
+    logits[0, :10, 8] = math.inf  # two codes at +inf in the first 10 positions
+    out = ConfidenceSampler(DecodeSettings(total_iter=1), MASK).step(
+        logits, 0, torch.full_like(tokens, MASK), unknown, unknown.sum(1), torch.arange(1)
+    )
+    assert set(out.ids[0, :10].tolist()) <= {3, 8} and (out.ids[0, 10:] == 3).all()
+
+
+@pytest.mark.parametrize("sampler", ["confidence", "halton"])
+def test_nan_logits_are_one_clear_error(sampler):
+    tokens, unknown = grid(sizes=(64,))
+    logits = torch.randn(1, L, V + 1)
+    logits[0, 5, 2] = math.nan
+    with pytest.raises(MaskgitError, match=r"^the transformer's logits are NaN at step 1: its weights"):
+        make_sampler(DecodeSettings(total_iter=2, sampler=sampler), MASK).step(
+            logits, 0, torch.full_like(tokens, MASK), unknown, unknown.sum(1), torch.arange(1)
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The same cases through `maskgit inpaint` (issue 28, items 6 and 9): a result, or one line
+
+
+@pytest.fixture
+def inpaint_case(cli, tiny_transformer_file, tiny_vqgan_file, make_images, tmp_path):
+    """``inpaint_case(*options, transformer=None)``: `maskgit inpaint` of two tiny images with box masks and the tiny
+    models (another transformer file if given); returns (result, output folder)."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    make_images(images, 2)
+    assert cli("masks", images, "-o", masks, "--kind", "box").exit_code == 0
+
+    def run(*options, transformer=None):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        r = cli(
+            "inpaint", "--images", images, "--masks", masks, "--transformer", transformer or tiny_transformer_file,
+            "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--grids", "0", *options,
+        )  # fmt: skip
+        return r, out
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "options", [("--temperature", "1e-300"), ("--pixel-guidance", "1e308"), ("--choice-temperature", "1e308")]
+)
+def test_extreme_values_are_inpainted(inpaint_case, options):
+    r, out = inpaint_case(*options)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["image_000.png", "image_001.png"]
+    assert json.loads((out / "report.json").read_text())["images"][0]["still_masked"][-1] == 0
+
+
+def test_an_infinite_choice_temperature_is_one_line(inpaint_case):
+    r, out = inpaint_case("--choice-temperature", "inf")
+    assert r.exit_code != 0 and not out.exists()  # exit 2 once bad option values all exit 2 (issue 28, item 13)
+    assert r.stderr == "Error: --choice-temperature inf: must be a finite number >= 0\n"
+
+
+def test_a_transformer_with_a_nan_weight_is_refused_naming_the_tensor(inpaint_case, tiny_transformer, tmp_path):
+    with torch.no_grad():
+        tiny_transformer.blocks[0].attn.qkv.weight[3, 5] = math.nan
+    path = tmp_path / "nan.safetensors"
+    save_model(path, tiny_transformer, "transformer")
+    r, out = inpaint_case(transformer=path)
+    assert r.exit_code == 1 and not out.exists()
+    assert r.stderr == (
+        f"Error: {path}: weights with NaN or infinite values: blocks.0.attn.qkv.weight (1 of "
+        f"{tiny_transformer.blocks[0].attn.qkv.weight.numel()} values)\n"
+    )
+
+
+def test_a_nan_code_patch_is_refused_naming_the_file(inpaint_case, tiny_transformer, tmp_path):
+    patches = torch.rand(64, 3, 4, 4)
+    patches[7, 1, 2, 3] = math.nan
+    path = tmp_path / "nan-patches.safetensors"
+    save_model(path, tiny_transformer, "transformer", aux={CODE_PATCHES_KEY: patches})
+    r, out = inpaint_case(transformer=path)
+    assert r.exit_code == 1 and not out.exists()
+    assert (
+        r.stderr == f"Error: {path}: code patches with NaN or infinite values: {CODE_PATCHES_KEY} (1 of 3072 values)\n"
+    )
+    r, out = inpaint_case("--pixel-guidance", "0", transformer=path)  # no guidance: the patches are not read
+    assert r.exit_code == 0, r.output

@@ -73,3 +73,20 @@ def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch, fit
     assert run.state.read_bytes() == before and run.last.read_bytes() == before_last
     assert Checkpointer(run.state).load()["loop"]["step"] == 10
     assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]  # no temporary files left
+
+
+@pytest.mark.parametrize(
+    "structure",
+    ["[" * 100_000 + "]" * 100_000, '{"__tensor__": "gone"}', '{"__dict__": 5}', '{"__ndarray__": "t", "dtype": "zz"}'],
+)
+def test_a_hostile_state_structure_is_one_line(tmp_path, structure):
+    """A state file's metadata is untrusted (issue 28): whatever its structure holds, loading it is one line."""
+    from maskgit_cli.errors import MaskgitError
+
+    ck = Checkpointer(tmp_path / "state.safetensors")
+    ck.save({"t": torch.zeros(2)}, step=1)
+    meta = dict(weights.read_metadata(ck.path))
+    weights.save_tensors(ck.path, weights.read_tensors(ck.path), {**meta, "structure": structure})
+    with pytest.raises(MaskgitError) as e:
+        ck.load()
+    assert str(e.value).startswith(f"{ck.path}: training state structure is invalid (") and "\n" not in str(e.value)

@@ -161,3 +161,93 @@ def test_full_size_lab_checkpoint(tmp_path, cli, make_images):
 
     batch = torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in images])).permute(0, 3, 1, 2) / 255.0
     assert torch.equal(load_token_cache(tmp_path / "t.tokens").tokens, direct_tokens(source, batch))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A hostile VQGAN.yml (issue 28, item 12): one line naming the file and the field, before any model is built
+
+
+@pytest.mark.parametrize(
+    "field,value,problem",
+    [
+        ("latent_dim", "100000000", "must be a whole number from 1 to 4096, got 100000000"),
+        ("latent_dim", "-3", "must be a whole number from 1 to 4096, got -3"),
+        ("num_codebook_vectors", "0", "must be a whole number from 2 to 32768, got 0"),
+        ("num_codebook_vectors", "1.0e+9", "must be a whole number from 2 to 32768, got 1000000000.0"),
+        ("img_resolution", '"64"', "must be a whole number from 8 to 1024, got '64'"),
+        ("image_channels", "true", "must be a whole number from 1 to 4, got True"),
+        ("enc_channels", "[32, -32, 32]", "must be a list of 1 to 16 whole numbers from 1 to 4096, got [32, -32, 32]"),
+        ("enc_channels", "[]", "must be a list of 1 to 16 whole numbers from 1 to 4096, got []"),
+        ("dec_channels", "[" + ", ".join(["32"] * 100) + "]", "must be a list of 1 to 16 whole numbers from 1 to 4096"),
+        ("dec_channels", "{a: 1}", "must be a list of 1 to 16 whole numbers from 1 to 4096, got {'a': 1}"),
+        ("beta", ".nan", "must be a number from 0 to 1000, got nan"),
+        ("beta", "-1", "must be a number from 0 to 1000, got -1"),
+    ],
+)
+def test_bad_yml_fields_are_one_line_naming_the_file_and_field(tmp_path, cli, monkeypatch, field, value, problem):
+    import maskgit_cli.vqgan.lab_import as lab_import
+
+    _, pt, yml = write_lab_files(tmp_path, NARROW)
+    lines = [line for line in yml.read_text().splitlines() if not line.startswith(f"  {field}:")]
+    yml.write_text("\n".join([*lines, f"  {field}: {value}"]) + "\n")
+    monkeypatch.setattr(lab_import, "VQGAN", lambda *a: pytest.fail("a model was built"))
+    out = tmp_path / "out.safetensors"
+    r = cli("convert-vqgan", pt, "--config", yml, "-o", out)
+    assert r.exit_code == 1 and not out.exists()
+    assert r.stderr.startswith(f"Error: {yml}: model_param.{field} {problem}") and r.stderr.count("\n") == 1
+
+
+def test_sizes_in_range_that_do_not_fit_the_checkpoint_build_no_model(tmp_path, cli, monkeypatch):
+    """The largest sizes the checks allow: the checkpoint's shapes are compared on the meta device, nothing is
+    allocated (a real VQGAN of these sizes would take tens of gigabytes)."""
+    import maskgit_cli.vqgan.lab_import as lab_import
+
+    _, pt, yml = write_lab_files(tmp_path, NARROW)
+    yml.write_text(
+        "model_param:\n  enc_channels: [4096, 4096, 4096, 4096, 4096, 4096]\n  dec_channels: [4096, 4096, 4096, 4096, "
+        "4096]\n  latent_dim: 4096\n  num_codebook_vectors: 32768\n"
+    )
+    built_on = []
+    real = lab_import.VQGAN
+
+    def spy(config):
+        built_on.append(torch.empty(()).device.type)
+        return real(config)
+
+    monkeypatch.setattr(lab_import, "VQGAN", spy)
+    r = cli("convert-vqgan", pt, "--config", yml, "-o", tmp_path / "out.safetensors")
+    assert r.exit_code == 1 and "weights do not match the model (missing: " not in r.stderr
+    assert r.stderr.startswith(f"Error: {pt}: weights do not match the model (") and r.stderr.count("\n") == 1
+    assert set(built_on) == {"meta"}
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("model_param: [1, 2]\n", "expected a mapping with a 'model_param' section"),
+        ("model_param:\n  latent_resolution: 48\n", "invalid VQGAN config (img_resolution/latent_resolution must be"),
+        ("a: &a [1]\n" + "".join(f"{c}: &{c} [*{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")), None),
+        ("x" * (2 << 20), "bytes, not a VQGAN.yml (at most 1048576)"),
+        ("model_param: " + "[" * 5000 + "]" * 5000 + "\n", "not valid YAML"),
+    ],
+)
+def test_malformed_ymls_are_one_line(tmp_path, text, problem):
+    yml = tmp_path / "VQGAN.yml"
+    yml.write_text(text)
+    if problem is None:  # an alias bomb with no model_param: the lab's defaults, read at once
+        assert read_vqgan_yml(yml) == VQGANConfig()
+        return
+    with pytest.raises(MaskgitError) as e:
+        read_vqgan_yml(yml)
+    assert str(e.value).startswith(f"{yml}: ") and problem in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_nan_weight_in_the_checkpoint_is_one_line_naming_it(tmp_path, cli):
+    model, pt, yml = write_lab_files(tmp_path, NARROW)
+    sd = model.state_dict()
+    sd["decoder.model.0.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(sd, pt)
+    r = cli("convert-vqgan", pt, "--config", yml, "-o", tmp_path / "out.safetensors")
+    assert r.exit_code == 1 and not (tmp_path / "out.safetensors").exists()
+    n = sd["decoder.model.0.weight"].numel()
+    assert r.stderr == f"Error: {pt}: weights with NaN or infinite values: decoder.model.0.weight (1 of {n} values)\n"

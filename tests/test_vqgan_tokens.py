@@ -348,3 +348,13 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, image_dir, tiny_vq
     r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--overwrite", "--workers", "0")
     _one_line_error(r, "cannot write the token cache (No space left on device)")
     assert list(out.parent.iterdir()) == [out] and out.read_bytes() == b"an earlier cache"
+
+
+def test_deeply_nested_cache_metadata_is_one_line(tmp_path):
+    """Metadata is untrusted (issue 28): JSON nested past Python's recursion limit is refused like any bad value."""
+    path = _write_cache(tmp_path / "deep.tokens")
+    meta = dict(read_metadata(path))
+    for key in ("files", "vqgan_config"):
+        save_tensors(path, {"tokens": _good_tokens()}, {**meta, key: "[" * 100_000 + "]" * 100_000})
+        with pytest.raises(MaskgitError, match=r"deep\.tokens: token cache metadata is incomplete or invalid"):
+            load_token_cache(path)

@@ -255,3 +255,93 @@ def test_default_weights_are_found_in_a_checkout_and_missing_ones_named(monkeypa
     monkeypatch.setitem(weights.DEFAULT_WEIGHTS, "vqgan", "gone.safetensors")
     with pytest.raises(MaskgitError, match=r"default vqgan weights \(gone.safetensors\) .* pass --vqgan PATH"):
         weights.default_weights("vqgan")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A checkpoint archive that expands to far more than its size (issue 28, item 16)
+
+
+def zip_bomb(path, declared: int, records: int = 1):
+    """A zip laid out like torch.save's (``archive/...``) whose deflated records expand to ``declared`` bytes."""
+    import zipfile
+
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for i in range(records):
+            with z.open(f"archive/data/{i}", "w", force_zip64=True) as f:
+                for _ in range(declared // records // len(chunk)):
+                    f.write(chunk)
+        z.writestr("archive/data.pkl", b"")
+    return path
+
+
+def test_a_zip_bomb_checkpoint_is_refused_before_torch_reads_it(tmp_path, monkeypatch, cli):
+    from maskgit_cli.weights import ARCHIVE_EXTRA, load_torch_state_dict
+
+    path = zip_bomb(tmp_path / "VQGAN.pt", 3 * ARCHIVE_EXTRA)
+    size = path.stat().st_size
+    assert size < ARCHIVE_EXTRA // 100  # a few hundred kilobytes on disk
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load read the archive"))
+    with pytest.raises(MaskgitError) as e:
+        load_torch_state_dict(path, "VQGAN checkpoint")
+    limit = 2 * size + ARCHIVE_EXTRA
+    assert str(e.value) == (
+        f"VQGAN checkpoint {path}: its records would expand to {3 * ARCHIVE_EXTRA:,} bytes from {size:,} on disk "
+        f"(at most {limit:,}): not a checkpoint torch.save wrote"
+    )
+    r = cli("convert-vqgan", path, "-o", tmp_path / "out.safetensors")
+    assert r.exit_code == 1 and r.stderr == f"Error: {e.value}\n" and not (tmp_path / "out.safetensors").exists()
+
+
+def test_checkpoints_torch_saves_pass_the_archive_check(tmp_path, tiny_vqgan, monkeypatch):
+    from maskgit_cli import weights
+
+    path = tmp_path / "vqgan.pt"
+    torch.save(tiny_vqgan.state_dict(), path)
+    monkeypatch.setattr(weights, "ARCHIVE_EXTRA", 0)  # the slack alone: stored records add up to the file's size
+    state = weights.load_torch_state_dict(path)
+    assert state.keys() == tiny_vqgan.state_dict().keys()
+    monkeypatch.setattr(weights, "ARCHIVE_MAX_RECORDS", 3)
+    with pytest.raises(MaskgitError, match=r"vqgan.pt: a zip archive of \d+ records \(at most 3\)$"):
+        weights.load_torch_state_dict(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hostile metadata (issue 28: every file's metadata is untrusted)
+
+
+def test_deeply_nested_metadata_is_shown_as_text_by_info(tmp_path, tiny_vqgan, cli):
+    deep = "[" * 100_000 + "]" * 100_000
+    path = tmp_path / "deep.safetensors"
+    save_model(path, tiny_vqgan, "vqgan", {"note": deep})
+    assert describe(path)["note"] == deep
+    r = cli("info", path)
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    save_model(path, tiny_vqgan, "vqgan", {"config": deep})
+    with pytest.raises(MaskgitError, match=r"deep.safetensors: invalid VQGANConfig in metadata: not valid JSON"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    "kind,change,problem",
+    [
+        ("transformer", {"n_layers": 10**6}, "transformer n_layers must be at most 256, got 1000000."),
+        ("transformer", {"dim": 10**9, "n_heads": 1}, "transformer dim must be at most 16384, got 1000000000."),
+        ("vqgan", {"dec_res_blocks": 10**6}, "dec_res_blocks must have at most 64 blocks, got 1000000"),
+        ("vqgan", {"enc_channels": [32] * 10**5}, "enc_channels must have at most 64 blocks, got 100000"),
+    ],
+)
+def test_configs_of_absurd_sizes_are_refused_before_building(
+    tmp_path, tiny_vqgan, tiny_transformer, kind, change, problem
+):
+    import time
+
+    model = tiny_vqgan if kind == "vqgan" else tiny_transformer
+    config = {**json.loads(json.dumps(model.config.__dict__)), **change}
+    path = tmp_path / "absurd.safetensors"
+    save_tensors(path, model.state_dict(), {"kind": kind, "config": json.dumps(config)})
+    start = time.perf_counter()
+    with pytest.raises(MaskgitError) as e:
+        load_model(path)
+    assert time.perf_counter() - start < 5
+    assert str(e.value).startswith(f"{path}: invalid ") and str(e.value).endswith(problem)

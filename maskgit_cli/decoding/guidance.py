@@ -23,14 +23,22 @@ import torch
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
 from maskgit_cli.vqgan.code_patches import CodePatches, to_patches, vqgan_code_patches
-from maskgit_cli.weights import model_fingerprint, read_metadata, read_tensors, save_tensors, token_fingerprint
+from maskgit_cli.weights import (
+    check_finite,
+    model_fingerprint,
+    read_metadata,
+    read_tensors,
+    save_tensors,
+    token_fingerprint,
+)
 
 
 def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.Tensor, strength: float) -> torch.Tensor:
     """(B,L,V) float32 logit bias from ``images`` (B,3,H,W) in [0,1], ``holes`` (B,H,W) bool and ``patches``.
 
     bias[b,i,k] = -strength * sum over token i's known pixels and channels of (x - patches[k])^2, computed in
-    float64 (|x|^2 - 2 x.P + |P|^2 restricted to known pixels) so that it does not depend on the batch.
+    float64 (|x|^2 - 2 x.P + |P|^2 restricted to known pixels) so that it does not depend on the batch; never below
+    -:data:`BIAS_FLOOR`.
     """
     V, C, p, _ = patches.shape
     x = to_patches(images.double(), p)  # B,L,C*p*p
@@ -38,7 +46,17 @@ def known_pixel_bias(images: torch.Tensor, holes: torch.Tensor, patches: torch.T
     P = patches.to(device=images.device, dtype=torch.float64).reshape(V, -1)
     kx = known * x
     dist = (kx * x).sum(-1, keepdim=True) - 2 * kx @ P.T + known @ (P * P).T
-    return (-strength * dist.clamp_min(0)).float()
+    dist = dist.clamp_min(0)
+    bias = -strength * dist
+    # An absurd strength (e.g. 1e308) would make every logit -inf: such tokens' biases are scaled down to end at
+    # -BIAS_FLOOR, finite in float32, keeping their order by distance (the draw tends to the nearest patches).
+    too_strong = bias.amin(-1, keepdim=True) < -BIAS_FLOOR
+    if too_strong.any():
+        bias = torch.where(too_strong, -BIAS_FLOOR * dist / dist.amax(-1, keepdim=True), bias)
+    return bias.float()
+
+
+BIAS_FLOOR = 1e30  # the most negative bias: finite in float32, with room for the logits and a temperature
 
 
 def code_patches_for(vqgan, given: CodePatches, vqgan_sha256: str | None = None) -> CodePatches:
@@ -52,6 +70,8 @@ def code_patches_for(vqgan, given: CodePatches, vqgan_sha256: str | None = None)
             f"the transformer's code patches have shape {tuple(given.patches.shape)}, but this VQGAN needs "
             f"{expected}: they were not made with this VQGAN"
         )
+    if not torch.isfinite(given.patches).all():
+        raise MaskgitError(f"the code patches ({given.source}) hold NaN or infinite values")
     if given.vqgan_sha256 and given.vqgan_sha256 != (actual := vqgan_sha256 or token_fingerprint(vqgan)):
         raise MaskgitError(
             f"the transformer's code patches were made with VQGAN {given.vqgan_sha256[:12]}, but this VQGAN is "
@@ -76,6 +96,7 @@ def fallback_code_patches(vqgan, transformer, transformer_path, vqgan_sha256: st
             meta = read_metadata(cache)
             if all(meta.get(k) == v for k, v in key.items()):
                 patches = read_tensors(cache)["code_patches"].float()
+                check_finite({"code_patches": patches}, str(cache), "code patches")
                 log(f"known-pixel guidance: code patches decoded from the VQGAN, cached in {cache}")
                 return CodePatches(patches, f"VQGAN decode (cached in {cache.name})", None)
         except Exception:  # a damaged or foreign cache file is simply recomputed

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from maskgit_cli.errors import MaskgitError
 from maskgit_cli.schedules import mask_len_after_step
 from maskgit_cli.transformer.model import forbid_mask_token, mask_tokens
 
@@ -100,13 +101,43 @@ def _draw_masked(settings, mask_id: int, logits, t: int, ids, unknown, image_ids
     rows = logits[where].float()  # (N,V+1)
     if logit_bias is not None:
         rows[:, : logit_bias.shape[-1]] += logit_bias[where]
-    if settings.temperature != 1.0:
-        rows = rows / settings.temperature
-    probs = forbid_mask_token(rows, mask_id).softmax(-1)
+    forbid_mask_token(rows, mask_id)
+    scaled = rows / settings.temperature if settings.temperature != 1.0 else rows
+    probs = scaled.softmax(-1)
+    # NaN or +inf logits, logits / temperature beyond float32, or no finite logit make a row's softmax sum NaN, and
+    # so every probability of the row (each is divided by the sum): its first column says so, at no cost
+    broken = probs[:, 0].isnan()
+    if broken.any():
+        probs[broken] = _limit_probs(rows[broken], settings.temperature, t).to(probs.dtype)
     new = draw(probs, hashed_uniform(settings.seed, image_ids, t, 0, L)[where], settings.sampling)
+    if (new == mask_id).any() or (new >= probs.shape[-1]).any():  # cannot happen: its probability is 0
+        raise RuntimeError(f"the sampler drew the mask id {mask_id} at step {t}")
     sampled = ids.clone()
     sampled[where] = new  # known tokens keep their ids
     return where, probs, new, sampled
+
+
+def _limit_probs(rows: torch.Tensor, temperature: float, t: int) -> torch.Tensor:
+    """(N,V+1) float64 probabilities for the rows whose float32 softmax(rows / temperature) is not finite.
+
+    A temperature so low (or logits so large) that rows / temperature overflows: the same softmax computed as
+    exp((rows - max) / temperature), in float64, whose limit is the argmax (ties share it). Logits of +inf: the
+    codes that have one share the probability. The mask id's -inf stays 0. NaN logits, or no code with a logit
+    above -inf, leave nothing to draw from: one line saying so (a transformer whose weights are broken)."""
+    x = rows.double()
+    if torch.isnan(x).any():
+        raise MaskgitError(
+            f"the transformer's logits are NaN at step {t + 1}: its weights or its input are broken (no code can be "
+            "drawn)"
+        )
+    top = x.max(-1, keepdim=True).values
+    if torch.isneginf(top).any():
+        raise MaskgitError(f"every code's logit is -inf at step {t + 1}: no code can be drawn")
+    plus_inf = torch.isposinf(x)
+    if plus_inf.any():
+        x = torch.where(plus_inf.any(-1, keepdim=True), torch.where(plus_inf, 0.0, -math.inf), x)
+        top = x.max(-1, keepdim=True).values
+    return ((x - top) / temperature).softmax(-1)
 
 
 class ConfidenceSampler:
@@ -147,10 +178,20 @@ class ConfidenceSampler:
         gumbel = -torch.log(-torch.log(hashed_uniform(s.seed, image_ids, t, 1, ids.shape[1])))
         confidence = _confidence(ranking, p, where, gumbel, s.choice_temperature * (1 - (t + 1) / s.total_iter))
         confidence = torch.where(unknown, confidence, torch.full_like(confidence, float("inf")))
-        still_unknown = _lowest(confidence, still)
+        still_unknown = _lowest(confidence, still, unknown)
         if last:  # the lab's rule: every position filled, and the mask its picture shows after the step
-            return StepOutput(sampled, still_unknown, sampled)
-        return StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled)
+            return _checked(StepOutput(sampled, still_unknown, sampled), ids, unknown)
+        return _checked(
+            StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled), ids, unknown
+        )
+
+
+def _checked(out: StepOutput, ids: torch.Tensor, unknown: torch.Tensor) -> StepOutput:
+    """``out``, after checking what holds by construction: the known tokens keep their ids and stay known."""
+    known = ~unknown
+    if (out.unknown & known).any() or not torch.equal(out.sampled[known], ids[known]):
+        raise RuntimeError("the sampler changed a known token")  # cannot happen: a bug, not a user's error
+    return out
 
 
 def _confidence(ranking: str, p: torch.Tensor, where, gumbel: torch.Tensor, noise_scale: float) -> torch.Tensor:
@@ -168,13 +209,16 @@ def _confidence(ranking: str, p: torch.Tensor, where, gumbel: torch.Tensor, nois
     return torch.log(full) + noise_scale * gumbel
 
 
-def _lowest(confidence: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """(B,L) bool: the ``count`` (B,) least confident positions of each row (ties broken by position: stable sort)."""
+def _lowest(confidence: torch.Tensor, count: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
+    """(B,L) bool: the ``count`` (B,) least confident ``unknown`` positions of each row (ties broken by position:
+    stable sorts). Known positions are never chosen, whatever the confidences (+inf or NaN ones included): they
+    rank after every unknown one."""
     B, L = confidence.shape
     order = torch.sort(confidence, dim=1, stable=True).indices
+    order = order.gather(1, torch.sort((~unknown).gather(1, order).byte(), dim=1, stable=True).indices)
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(L, device=confidence.device).expand(B, L))
-    return ranks < count[:, None]
+    return (ranks < count[:, None]) & unknown
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -268,7 +312,9 @@ class HaltonSampler:
         reveal = torch.zeros_like(unknown)
         reveal[:, order] = reveal_in_order
         still_unknown = unknown & ~reveal
-        return StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled)
+        return _checked(
+            StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled), ids, unknown
+        )
 
 
 SAMPLER_CLASSES = {"confidence": ConfidenceSampler, "halton": HaltonSampler}

@@ -123,8 +123,8 @@ class DecodeSettings:
         _check_choice(self, "counts")
         if not 0 < self.temperature < math.inf:
             raise MaskgitError(f"--temperature {self.temperature}: must be a finite number > 0 (1 = official)")
-        if self.choice_temperature < 0:
-            raise MaskgitError(f"--choice-temperature {self.choice_temperature}: must be >= 0")
+        if not 0 <= self.choice_temperature < math.inf:
+            raise MaskgitError(f"--choice-temperature {self.choice_temperature}: must be a finite number >= 0")
 
     @property
     def steps(self) -> int:

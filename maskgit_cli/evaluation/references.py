@@ -67,7 +67,7 @@ def result_files(folder: str | Path, what: str = "image folder") -> list[Path]:
         if int(data["settings"].get("num_samples", 1)) <= 1:
             return files
         first = sorted(Path(folder) / row["name"] for row in data["images"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return files  # not an inpaint report
     missing = [f.name for f in first if f not in files]
     if missing:

@@ -152,4 +152,7 @@ class Checkpointer:
                 f"{self.path}: training state format {meta.get('state_format')} is not supported "
                 f"(this maskgit writes format {STATE_FORMAT})"
             )
-        return unpack_state(json.loads(meta["structure"]), read_tensors(self.path))
+        try:  # untrusted: a hostile or damaged structure is one line, whatever it holds
+            return unpack_state(json.loads(meta["structure"]), read_tensors(self.path))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
+            raise MaskgitError(f"{self.path}: training state structure is invalid ({type(e).__name__}: {e})") from None

@@ -18,7 +18,7 @@ from maskgit_cli.transformer.model import MaskGITTransformer, TransformerConfig,
 from maskgit_cli.vqgan.code_patches import stored_with
 from maskgit_cli.vqgan.resolution import check_partners, tokens_text
 from maskgit_cli.vqgan.tokens import load_token_cache
-from maskgit_cli.weights import load_model, load_torch_state_dict, save_model, token_fingerprint
+from maskgit_cli.weights import check_finite, load_model, load_torch_state_dict, save_model, token_fingerprint
 
 # The lab template (NYCU DLP Lab3 "MaskGIT for image inpainting": ``models/VQGAN_Transformer/transformer.py``
 # and ``modules/layers.py``, seen in many public student copies) fixes every key except the attention
@@ -367,6 +367,7 @@ def load_lab_checkpoint(
 
     ``config`` defaults to the lab preset with sizes inferred from the file (``n_heads`` heads)."""
     sd = read_lab_state_dict(path)
+    check_finite(sd, f"checkpoint {path}")
     cfg = config if config is not None else infer_lab_config(sd, n_heads=n_heads)
     converted = convert_lab_state_dict(sd, cfg, fused_qkv_order=fused_qkv_order, what=f"checkpoint {path}")
     model = MaskGITTransformer(cfg)

@@ -45,6 +45,18 @@ import torch.nn.functional as F
 from maskgit_cli import runtime
 from maskgit_cli.errors import MaskgitError
 
+# The largest sizes a config may ask for, far above any model this tool trains or converts (the lab's: 256 tokens,
+# 1,024 codes, dim 768, 15 layers, 16 heads, hidden 1,536): a file's metadata is untrusted, and a config of a million
+# layers would take minutes to build even on the meta device before its tensors are compared with the file's.
+CONFIG_MAXIMA = {
+    "num_image_tokens": 128 * 128,  # 512x512 images, 4x4-pixel tokens
+    "num_codebook_vectors": 32768,  # token caches hold int16 ids
+    "dim": 16384,
+    "n_layers": 256,
+    "n_heads": 1024,
+    "hidden_dim": 65536,
+}
+
 
 @dataclass
 class TransformerConfig:
@@ -66,6 +78,10 @@ class TransformerConfig:
         for name in ("num_image_tokens", "num_codebook_vectors", "dim", "n_layers", "n_heads", "hidden_dim"):
             if int(getattr(self, name)) < 1:
                 raise MaskgitError(f"transformer {name} must be >= 1, got {getattr(self, name)}.")
+            if int(getattr(self, name)) > CONFIG_MAXIMA[name]:
+                raise MaskgitError(
+                    f"transformer {name} must be at most {CONFIG_MAXIMA[name]}, got {getattr(self, name)}."
+                )
         if self.dim % self.n_heads:
             raise MaskgitError(f"transformer dim {self.dim} is not divisible by n_heads {self.n_heads}.")
         for name in ("dropout", "attn_dropout"):

@@ -14,7 +14,7 @@ import torch
 
 from maskgit_cli.progress import progress_bar
 from maskgit_cli.runtime import vqgan_autocast
-from maskgit_cli.weights import read_aux_tensors, read_metadata
+from maskgit_cli.weights import check_finite, read_aux_tensors, read_metadata
 
 CODE_PATCHES_KEY = "aux.code_patches"  # (V,3,p,p) float32 in a transformer file
 
@@ -107,4 +107,5 @@ def read_code_patches(path) -> CodePatches | None:
     aux = read_aux_tensors(path)
     if CODE_PATCHES_KEY not in aux:
         return None
+    check_finite({CODE_PATCHES_KEY: aux[CODE_PATCHES_KEY]}, str(path), "code patches")
     return CodePatches(aux[CODE_PATCHES_KEY].float(), "training images", read_metadata(path).get("vqgan_sha256"))

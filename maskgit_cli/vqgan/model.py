@@ -30,6 +30,9 @@ LAB_TEST_MEAN = (0.4868, 0.4341, 0.3844)
 LAB_TEST_STD = (0.2620, 0.2527, 0.2543)
 
 
+MAX_BLOCKS = 64  # residual blocks per step, channel steps: far above any preset's (3, 6), and quick to build
+
+
 @dataclass
 class VQGANConfig:
     """Everything needed to rebuild a VQGAN. Defaults are the lab's ``VQGAN.yml`` (docs/lab.md, "The VQGAN
@@ -107,6 +110,11 @@ class VQGANConfig:
             raise ValueError(f"encoder_reach must be None or >= 0, got {self.encoder_reach}")
         if self.local_dim < 1 or self.local_blocks < 0:
             raise ValueError(f"local_dim must be >= 1 and local_blocks >= 0, got {self.local_dim}, {self.local_blocks}")
+        for name in ("enc_res_blocks", "dec_res_blocks", "local_blocks", "enc_channels", "dec_channels"):
+            value = getattr(self, name)
+            count = len(value) if isinstance(value, tuple) else value
+            if count > MAX_BLOCKS:  # an untrusted file's config: refused before a model is built
+                raise ValueError(f"{name} must have at most {MAX_BLOCKS} blocks, got {count}")
         if self.test_mean is not None and (
             len(self.test_mean) != self.image_channels or len(self.test_std) != self.image_channels
         ):

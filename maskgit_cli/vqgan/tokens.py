@@ -389,7 +389,7 @@ def load_token_cache(path, expect_vqgan_sha256: str | None = None) -> TokenCache
             cache.masked_tokens = tensors["masked_tokens"].long()
             cache.masked_holes = tensors["masked_holes"].bool()
             cache.context_fidelity = float(meta["context_fidelity"]) if meta.get("context_fidelity") else None
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, RecursionError) as e:
         raise MaskgitError(f"{path}: token cache metadata is incomplete or invalid ({e})") from None
     check_token_cache(cache, meta)
     if expect_vqgan_sha256 is not None:
