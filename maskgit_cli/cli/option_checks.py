@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import click
+import typer
 
 from maskgit_cli.errors import MaskgitError, OptionError
 
@@ -35,12 +35,17 @@ def inpaint_settings(**options):
         return InpaintSettings.from_options(**options)
 
 
-def toml_check() -> Callable[[str, Any], str | None]:
-    """For :func:`maskgit_cli.training.run.read_toml`: ``check(name, value)`` parses a TOML setting as the running
-    command's option of that name would parse its text (type, choices, range), and returns the option's error
-    message (None when it is fine, or when no option has that name)."""
-    ctx = click.get_current_context()
-    params = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
+def toml_check(command: str) -> Callable[[str, Any], str | None]:
+    """For :func:`maskgit_cli.training.run.read_toml`: ``check(name, value)`` parses a TOML setting as the option of
+    that name of ``maskgit COMMAND`` parses its text (type, choices, range) and returns that option's error message
+    (None when it is fine, or when no option has that name)."""
+    from typer.main import get_command
+
+    from maskgit_cli.cli.common import app
+
+    cmd = get_command(app).commands[command]
+    ctx = typer.Context(cmd)
+    params = {p.name: p for p in cmd.params if p.param_type_name == "option"}
 
     def check(name: str, value: Any) -> str | None:
         param = params.get(name)
@@ -48,8 +53,8 @@ def toml_check() -> Callable[[str, Any], str | None]:
             return None
         text = str(value).lower() if isinstance(value, bool) else str(value)
         try:
-            param.type.convert(text, param, ctx)
-        except click.BadParameter as e:
+            param.process_value(ctx, text)
+        except typer.BadParameter as e:
             return e.format_message()
         return None
 
