@@ -51,7 +51,12 @@ def weights_of(inputs: dict, model: str | None) -> tuple:
 
 
 def _inputs(inputs: dict) -> dict:
-    """The input options as inpaint_folder/run_sweep take them (besides the images and the weights)."""
+    """The input options as inpaint_folder/run_sweep take them (besides the images and the weights), once --images
+    and --masks are known not to be one folder, nor swapped (:func:`maskgit_cli.data.masks.check_mask_folder`)."""
+    from maskgit_cli.data.masks import check_mask_folder
+
+    if inputs["masks"] is not None:
+        check_mask_folder(inputs["images"], inputs["masks"])
     names = {"masks": "masks_dir", "mask_kind": "mask_kind", "mask_seed": "mask_seed", "any_vqgan": "any_vqgan",
              "overwrite": "overwrite"}  # fmt: skip
     return {ours: inputs[option] for option, ours in names.items()}
