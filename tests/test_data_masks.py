@@ -213,6 +213,12 @@ def test_check_mask_folder_reads_a_few_files(tmp_path, image_dir, make_images):
         Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(gray / f"{i}.png")
     check_mask_folder(gray, masks)  # gray photos are images
     check_mask_folder(image_dir, gray)  # anti-aliased gray masks are masks
+    erased = tmp_path / "erased"  # colour PNGs whose transparent pixels are the holes are masks too
+    erased.mkdir()
+    rgba = np.dstack([np.asarray(Image.open(image_dir / "image_000.png").convert("RGB")), np.full((64, 64), 255)])
+    rgba[:8, :8, 3] = 0
+    Image.fromarray(rgba.astype(np.uint8)).save(erased / "mask_000.png")
+    check_mask_folder(image_dir, erased)
 
 
 # --- `maskgit masks` never replaces files without --overwrite

@@ -145,10 +145,11 @@ def token_mask_for(holes: torch.Tensor, latent: int, rule: str = "any", dilate: 
 SAMPLED = 3  # files of each folder read to tell masks from images
 
 
-def _kind_of(path: Path) -> str:
-    """``mask`` (gray with at most two values, or holes by transparency), ``color`` (not gray) or ``gray``."""
+def _kind_of(path: Path, alpha: bool) -> str:
+    """``mask`` (gray with at most two values; with ``alpha``, also any file with transparent holes), ``color``
+    (not gray) or ``gray``."""
     img = read_image(path)
-    if alpha_mask(img) is not None:
+    if alpha and alpha_mask(img) is not None:
         return "mask"
     rgb = np.asarray(to_8bit(img).convert("RGB"))
     if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
@@ -168,7 +169,7 @@ def check_mask_folder(images_dir, masks_dir) -> None:
         raise OptionError(f"--masks {masks_dir}: is the --images folder; masks go in a folder of their own")
     try:
         images, masks = list_images(images_dir)[:SAMPLED], list_images(masks_dir, "mask folder")[:SAMPLED]
-        image_kinds, mask_kinds = [_kind_of(p) for p in images], [_kind_of(p) for p in masks]
+        image_kinds, mask_kinds = [_kind_of(p, False) for p in images], [_kind_of(p, True) for p in masks]
     except MaskgitError:
         return  # the readers say what is wrong with a file
     coloured = next((p for p, k in zip(masks, mask_kinds) if k == "color"), None)
