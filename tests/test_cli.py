@@ -320,7 +320,8 @@ _BAD_INPUTS = [("--batch-size", "0"), ("--batch-size", "-1"), ("--batch-size", "
 _BAD = (
     [("inpaint", o, v) for o, v in [*_BAD_DECODING, *_BAD_INPUTS, ("--sweet-spot", "9"), ("--num-samples", "0"),
                                     ("--num-samples", "-1"), ("--num-samples", "nan")]]
-    + [("sweep", o, v) for o, v in [*_BAD_DECODING, *_BAD_INPUTS, ("--samplers", "fast"), ("--schedules", "x")]]
+    + [("sweep", o, v) for o, v in [*_BAD_DECODING, *_BAD_INPUTS, ("--samplers", "fast"), ("--schedules", "x"),
+                                    ("--sweet-spot", "9")]]
     + [("serve", o, v) for o, v in [*_BAD_DECODING, ("--sweet-spot", "9"), ("--port", "0"), ("--port", "-1"),
                                     ("--port", "nan")]]
 )  # fmt: skip

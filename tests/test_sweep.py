@@ -163,7 +163,7 @@ def test_parsing_helpers():
 )
 def test_option_errors_are_one_line(cli, lab, tiny_vqgan_file, no_weights, tmp_path, extra, message):
     r = sweep(cli, lab, tiny_vqgan_file, tmp_path / "out", *extra)
-    bad_list = len(extra) == 2 and extra[0] in ("--schedules", "--total-iter", "--sweet-spot")
+    bad_list = extra[0] in ("--schedules", "--total-iter", "--sweet-spot")
     assert r.exit_code == (2 if bad_list else 1) and r.stdout == ""  # a bad option value exits 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr

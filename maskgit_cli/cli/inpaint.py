@@ -30,7 +30,7 @@ from maskgit_cli.cli.common import (
     print_json,
     shown_default,
 )
-from maskgit_cli.cli.option_checks import inpaint_settings
+from maskgit_cli.cli.option_checks import inpaint_settings, option_values
 from maskgit_cli.decoding.settings import LAB_OUTPUT, DecodeSettings, OutputSettings
 from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.model_card import model_weights
@@ -246,12 +246,14 @@ def sweep_cmd(
 
     [bold]Example[/bold]: maskgit sweep --images data/emoji64/masked_image --masks data/emoji64/mask64 --ref data/emoji64/test --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/sweep --total-iter 4,8 --sweet-spot 2,3,4,8
     """
-    from maskgit_cli.evaluation.sweep import run_sweep
+    from maskgit_cli.evaluation.sweep import make_cells, run_sweep
     from maskgit_cli.evaluation.sweep_report import best_line, render_table, result_dict
 
     names = parse_schedules(schedules)
     ts = parse_int_list(total_iters, "--total-iter", "4,8,12")
     ss = parse_int_list(sweet_spots, "--sweet-spot", "1,2,3")
+    with option_values():  # a grid without a cell (every S > T) is a bad option value too
+        make_cells(names, ts, ss)
     batch_size = decode.pop("batch_size")
     settings = inpaint_settings(schedule=names[0], total_iter=max(ts), **decode)
     batch_size = batch_size or _batch_size(settings)
