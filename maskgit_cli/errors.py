@@ -1,7 +1,8 @@
 """User-facing errors.
 
 Library code raises :class:`MaskgitError` for anything a user can fix (a bad file, a wrong option value).
-The CLI prints it as one line ``Error: ...`` and exits 1; ``MASKGIT_DEBUG=1`` shows the traceback.
+The CLI prints it as one line ``Error: ...`` and exits 1 (2 for an :class:`OptionError`, a bad option value, as for
+a value the command line's parser refuses); ``MASKGIT_DEBUG=1`` shows the traceback.
 """
 
 from pathlib import Path
@@ -9,6 +10,11 @@ from pathlib import Path
 
 class MaskgitError(Exception):
     """An expected, user-fixable error. The message is a complete sentence naming the file or option."""
+
+
+class OptionError(MaskgitError):
+    """A bad option value (or a --config setting), found after parsing: the CLI exits 2, as the README promises for
+    bad option values."""
 
 
 def require_file(path, label: str = "", expected: str = "a file") -> None:

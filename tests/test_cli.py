@@ -304,3 +304,66 @@ def test_every_shown_default_is_the_dataclass_default():
             checked.add((" ".join(argv), f.name))
     counts = {name: [c for c, _ in checked].count(name) for name, _ in checked}
     assert counts == {"inpaint": 19, "sweep": 18, "serve": 16, "bench inpaint": 1}, counts  # T, S: sweep's lists
+
+
+# Bad values of every numeric option of inpaint, sweep and serve: 0, -1, nan (and inf where a finite number is due).
+_BAD_DECODING = [
+    ("--temperature", "0"), ("--temperature", "-1"), ("--temperature", "nan"), ("--temperature", "inf"),
+    ("--total-iter", "0"), ("--total-iter", "-1"), ("--total-iter", "nan"),
+    ("--sweet-spot", "0"), ("--sweet-spot", "-1"), ("--sweet-spot", "nan"),
+    ("--choice-temperature", "-1"), ("--choice-temperature", "nan"),
+    ("--pixel-guidance", "-1"), ("--pixel-guidance", "nan"), ("--pixel-guidance", "inf"),
+    ("--dilate", "-1"), ("--dilate", "nan"), ("--seed", "nan"),
+]  # fmt: skip
+_BAD_INPUTS = [("--batch-size", "0"), ("--batch-size", "-1"), ("--batch-size", "nan"), ("--mask-seed", "-1"),
+               ("--mask-seed", "nan")]  # fmt: skip
+_BAD = (
+    [("inpaint", o, v) for o, v in [*_BAD_DECODING, *_BAD_INPUTS, ("--sweet-spot", "9"), ("--num-samples", "0"),
+                                    ("--num-samples", "-1"), ("--num-samples", "nan")]]
+    + [("sweep", o, v) for o, v in [*_BAD_DECODING, *_BAD_INPUTS, ("--samplers", "fast"), ("--schedules", "x"),
+                                    ("--sweet-spot", "9")]]
+    + [("serve", o, v) for o, v in [*_BAD_DECODING, ("--sweet-spot", "9"), ("--port", "0"), ("--port", "-1"),
+                                    ("--port", "nan")]]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "option", "value"), _BAD)
+def test_every_bad_option_value_of_inpaint_sweep_serve_exits_2(cli, tmp_path, command, option, value):
+    """Before anything loads: the input folder does not exist and serve's port is busy (exit 1 if the value got
+    through). A value the settings refuse is one line naming the option (Typer's own refusals are its usage box)."""
+    import socket
+
+    base = {
+        "inpaint": ["inpaint", "--images", tmp_path / "none", "-o", tmp_path / "o"],
+        "sweep": ["sweep", "--images", tmp_path / "none", "--ref", tmp_path / "none", "-o", tmp_path / "o"],
+    }
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        base["serve"] = ["serve", "--port", busy.getsockname()[1]] if option != "--port" else ["serve"]
+        r = cli(*base[command], option, value)
+    assert r.exit_code == 2, r.output
+    if r.stderr.startswith("Error:"):
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"Error: {option}"), r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_temperature_0_is_one_line_and_exit_2(cli, tmp_path):
+    r = cli("inpaint", "--images", tmp_path, "--mask-kind", "box", "-o", tmp_path / "o", "--temperature", "0")
+    assert (r.exit_code, r.stderr) == (2, "Error: --temperature 0.0: must be a finite number > 0 (1 = official)\n")
+
+
+def test_serve_unknown_host_exits_2(cli):
+    r = cli("serve", "--host", "no.such.host.invalid", "--port", "7861")
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --host no.such.host.invalid: not a known address")
+
+
+@pytest.mark.parametrize("grids", ["-1", "-3", "1,-2", "x"])
+def test_grids_negative_or_not_a_number_exits_2(cli, image_dir, tiny_vqgan_file, tiny_transformer_file, tmp_path,
+                                                grids):  # fmt: skip
+    r = cli("inpaint", "--images", image_dir, "--mask-kind", "box", "--transformer", tiny_transformer_file,
+            "--vqgan", tiny_vqgan_file, "-o", tmp_path / "o", "--device", "cpu", "--grids", grids)  # fmt: skip
+    assert r.exit_code == 2, r.output
+    error = f"Error: --grids {grids!r}: expected all, none, a count N >= 0, or indices like 0,5,9"
+    assert r.stderr.splitlines()[-1] == error
+    assert not (tmp_path / "o").exists()

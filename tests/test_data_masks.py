@@ -7,8 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit_cli.data.mask_generator import generate_mask
-from maskgit_cli.data.masks import apply_mask, dilate_token_mask, load_mask, pixel_to_token_mask
+from maskgit_cli.data.mask_generator import generate_mask, write_masks
+from maskgit_cli.data.masks import (
+    apply_mask,
+    check_mask_folder,
+    dilate_token_mask,
+    load_mask,
+    pixel_to_token_mask,
+)
 from maskgit_cli.errors import MaskgitError
 
 # --- apply / load
@@ -166,3 +172,79 @@ def test_transparent_pixels_of_a_mask_file_are_its_holes(tmp_path):
     assert alpha_mask(Image.fromarray(opaque)) is None and alpha_mask(Image.new("L", (4, 4))) is None
     with pytest.raises(MaskgitError, match=r"is 30x20 pixels, expected 64x64"):
         load_mask(tmp_path / "eraser.png", 64)
+
+
+# --- a mask folder is not an image folder
+
+
+def test_inpaint_refuses_one_folder_for_images_and_masks_or_the_two_swapped(cli, image_dir, tmp_path, file_tree):
+    masks = tmp_path / "masks"
+    assert cli("masks", image_dir, "-o", masks, "--kind", "box").exit_code == 0
+    before = file_tree(tmp_path)
+    cases = [
+        (image_dir, image_dir, 2, f"--masks {image_dir}: is the --images folder; masks go in a folder of their own"),
+        (masks, image_dir, 1, f"--images {masks}: holds masks (two-valued gray, e.g. mask_000.png), not images; the "
+         "two folders are swapped"),
+        (masks, masks, 2, f"--masks {masks}: is the --images folder; masks go in a folder of their own"),
+    ]  # fmt: skip
+    for command in ("inpaint", "sweep"):
+        ref = ("--ref", image_dir) if command == "sweep" else ()
+        for images, mask_dir, code, message in cases:
+            r = cli(command, "--images", images, "--masks", mask_dir, *ref, "-o", tmp_path / "o", "--device", "cpu")
+            assert (r.exit_code, r.stderr) == (code, f"Error: {message}\n")
+    assert file_tree(tmp_path) == before
+
+
+def test_check_mask_folder_reads_a_few_files(tmp_path, image_dir, make_images):
+    masks = tmp_path / "masks"
+    write_masks(image_dir, masks, "stroke", 0)
+    check_mask_folder(image_dir, masks)  # the right way round
+    make_images(tmp_path / "other", 2)
+    with pytest.raises(MaskgitError, match=f"^--masks {tmp_path / 'other'}: holds colour images .e.g. image_000.png., "
+                       r"not masks \(0 = hole, 255 = known\)$"):  # fmt: skip
+        check_mask_folder(image_dir, tmp_path / "other")
+    write_masks(image_dir, tmp_path / "masks2", "box", 0)
+    with pytest.raises(MaskgitError, match=f"^--images {masks}: holds masks \\(two-valued gray, e.g. mask_000.png\\), "
+                       "not images$"):  # fmt: skip
+        check_mask_folder(masks, tmp_path / "masks2")  # both hold masks: not "swapped"
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    for i in range(2):
+        Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(gray / f"{i}.png")
+    check_mask_folder(gray, masks)  # gray photos are images
+    check_mask_folder(image_dir, gray)  # anti-aliased gray masks are masks
+    erased = tmp_path / "erased"  # colour PNGs whose transparent pixels are the holes are masks too
+    erased.mkdir()
+    rgba = np.dstack([np.asarray(Image.open(image_dir / "image_000.png").convert("RGB")), np.full((64, 64), 255)])
+    rgba[:8, :8, 3] = 0
+    Image.fromarray(rgba.astype(np.uint8)).save(erased / "mask_000.png")
+    check_mask_folder(image_dir, erased)
+
+
+# --- `maskgit masks` never replaces files without --overwrite
+
+
+def test_masks_refuses_to_replace_masks_without_overwrite(cli, image_dir, tmp_path, file_tree):
+    out, masked = tmp_path / "m", tmp_path / "mi"
+    assert cli("masks", image_dir, "-o", out, "--masked-out", masked, "--seed", "1").exit_code == 0
+    before = file_tree(tmp_path)
+    r = cli("masks", image_dir, "-o", out, "--seed", "2")
+    assert (r.exit_code, r.stderr) == (1, f"Error: {out} already holds 6 of the files to write (e.g. mask_000.png); "
+                                          "pass --overwrite to replace them, or choose another folder\n")  # fmt: skip
+    r = cli("masks", image_dir, "-o", tmp_path / "m2", "--masked-out", masked)
+    assert r.exit_code == 1 and r.stderr.startswith(f"Error: {masked} already holds 6 of the files to write")
+    assert file_tree(tmp_path) == before
+    assert cli("masks", image_dir, "-o", out, "--seed", "2", "--overwrite").exit_code == 0
+    assert file_tree(tmp_path / "m") != before and sorted(p.name for p in out.iterdir())[0] == "mask_000.png"
+
+
+def test_masks_and_masked_images_never_share_a_folder(cli, tmp_path, make_images, file_tree):
+    images = tmp_path / "images"
+    make_images(images, 3, prefix="mask_")  # named like masks: the masked images would replace the masks
+    out = tmp_path / "out"
+    for overwrite in ((), ("--overwrite",)):
+        r = cli("masks", images, "-o", out, "--masked-out", out, *overwrite)
+        assert (r.exit_code, r.stderr) == (
+            1, f"Error: The masked image folder (--masked-out) {out} must differ from the mask folder.\n"
+        )  # fmt: skip
+        assert not out.exists()

@@ -162,9 +162,9 @@ def test_errors(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path)
     r = run(cli, images, None, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o")
     assert r.exit_code == 1 and "--masks" in r.stderr and "--mask-kind" in r.stderr
     r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--sweet-spot", "9")
-    assert r.exit_code == 1 and "--sweet-spot 9" in r.stderr
+    assert r.exit_code == 2 and "--sweet-spot 9" in r.stderr  # a bad option value
     r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--grids", "0,99")
-    assert r.exit_code == 1 and "out of range" in r.stderr
+    assert r.exit_code == 2 and "out of range" in r.stderr
     r = run(cli, images, masks, tiny_vqgan_file, tiny_transformer_file, tmp_path / "o")
     assert r.exit_code == 1 and "expected a transformer file" in r.stderr
     r = run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "o", "--schedule", "zigzag")

@@ -256,7 +256,7 @@ def test_masks_command_that_cannot_write_is_one_line(written, cli, monkeypatch, 
         out = root / "m"  # replacing existing masks
         _full_disk_at(monkeypatch, 1)
     before = file_tree(root)
-    r = cli("masks", root / "images", "-o", out, "--seed", "5", "--masked-out", root / "mi")
+    r = cli("masks", root / "images", "-o", out, "--seed", "5", "--masked-out", root / "mi", "--overwrite")
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), r.output
     named = out if how == "disk-full" else root / "blocked"

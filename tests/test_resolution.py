@@ -125,7 +125,7 @@ def test_a_run_saved_before_the_sizes_existed_resumes(tmp_path, cli, make_images
 def test_train_vqgan_refuses_a_bad_size_in_one_line(tmp_path, cli, make_images):
     make_images(tmp_path / "train", 4, size=32)
     r = cli("train-vqgan", tmp_path / "train", "-o", tmp_path / "run", "--preset", "tiny", "--resolution", "48")
-    assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.output
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
     assert "--resolution 48: expected a power of two from 32 to 512" in r.stderr
     assert not (tmp_path / "run").exists()
 

@@ -545,3 +545,29 @@ def test_the_page_in_a_browser(server, tmp_path):
             assert shot.stat().st_size > 10_000
         finally:
             browser.close()
+
+
+def test_a_host_other_machines_can_reach_is_a_warning_at_start_up(monkeypatch):
+    from maskgit_cli.web import server
+
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert server.host_warning(host, 7860) is None
+    assert server.host_warning("0.0.0.0", 7860) == (
+        "Warning: --host 0.0.0.0 opens the page to every network interface of this machine: anyone who can reach "
+        "port 7860 can use it and upload images (there is no login); --host 127.0.0.1 keeps it to this machine."
+    )
+    warning = server.host_warning("192.168.1.4", 80)
+    assert warning.startswith("Warning: --host 192.168.1.4 opens the page to the network: anyone who can reach port 80")
+
+    def stop():  # serve() stops here, before loading anything
+        raise MaskgitError("stopped")
+
+    monkeypatch.setattr(server, "_import_gradio", stop)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for host, warned in (("0.0.0.0", True), ("127.0.0.1", False)):
+        lines = []
+        with pytest.raises(MaskgitError, match="stopped"):
+            server.serve(host=host, port=port, log=lines.append)
+        assert lines == ([server.host_warning(host, port)] if warned else [])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.training.run import RunDir
 
 
@@ -203,3 +203,53 @@ def test_resume_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, cli):
         ], r.output
         assert "Traceback" not in r.output
     assert sorted(p.name for p in folder.iterdir()) == ["state.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('epochs = "ten"', "epochs = 'ten': Invalid value for '--epochs': Input should be a valid integer, unable to "
+         "parse string as an integer"),
+        ("lr = nan", "lr = nan: Invalid value for '--lr': Input should be greater than or equal to 0"),
+        ("train = 5", "train = 5: expected a [train] table of settings"),
+        ("epochs = 0", "epochs = 0: Invalid value for '--epochs': Input should be greater than or equal to 1"),
+        ("[train]\nepochs = 2.5", "epochs = 2.5: Invalid value for '--epochs': Input should be a valid integer, "
+         "unable to parse string as an integer"),
+        ("compile = 3", "compile = 3: expected true or false"),  # a switch: checked by the config's type
+        ("betas = [0.9]", "betas = [0.9]: expected a list of 2 values"),
+    ],
+)  # fmt: skip
+def test_config_values_are_checked_as_the_options_are(cli, tmp_path, setting, message):
+    """Each --config value: the option's own check and message (the type where no option has its name), exit 2,
+    one line, before any file is read or written."""
+    toml = tmp_path / "cfg.toml"
+    toml.write_text(setting + "\n")
+    r = cli("train", tmp_path / "none.tokens", "-o", tmp_path / "run", "--config", toml)
+    assert (r.exit_code, r.stderr) == (2, f"Error: --config {toml}: {message}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.toml"]
+
+
+def test_config_values_the_settings_refuse_exit_2_with_the_options_message(cli, tmp_path):
+    toml = tmp_path / "cfg.toml"
+    toml.write_text("lr = 0\n")
+    r = cli("train", tmp_path / "none.tokens", "-o", tmp_path / "run", "--config", toml)
+    assert (r.exit_code, r.stderr) == (2, "Error: --lr must be positive, got 0.0\n")
+    r = cli("train", tmp_path / "none.tokens", "-o", tmp_path / "run", "--lr", "0")
+    assert (r.exit_code, r.stderr) == (2, "Error: --lr must be positive, got 0.0\n")
+
+
+def test_config_values_are_type_checked_in_the_python_api(tmp_path):
+    from maskgit_cli.training.run import resolve_run
+    from maskgit_cli.transformer.train import TrainConfig
+
+    toml = tmp_path / "cfg.toml"
+    for setting, message in (('epochs = "ten"', "epochs = 'ten': expected a whole number"),
+                             ("lr = inf", "lr = inf: expected a finite number"),
+                             ('preset = 1', "preset = 1: expected text in quotes")):  # fmt: skip
+        toml.write_text(setting + "\n")
+        with pytest.raises(OptionError) as e:
+            resolve_run(TrainConfig, "train", {}, output=tmp_path / "r", data={}, toml=toml)
+        assert str(e.value) == f"--config {toml}: {message}"
+    toml.write_text("lr = 1\nbetas = [0, 1]\n")
+    config = resolve_run(TrainConfig, "train", {}, output=tmp_path / "r", data={}, toml=toml).config
+    assert (config.lr, config.betas) == (1.0, (0.0, 1.0)) and isinstance(config.lr, float)

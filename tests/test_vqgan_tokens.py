@@ -223,8 +223,15 @@ def test_tokenize_refuses_to_replace_an_existing_cache_without_overwrite(tmp_pat
     _one_line_error(r, "--overwrite")
     assert out.read_bytes() == b"previous"
     r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--overwrite")
+    _one_line_error(r, "t.tokens: not a token cache; --overwrite replaces only a cache `maskgit tokenize` wrote")
+    assert out.read_bytes() == b"previous"  # nothing deleted that the tool did not make
+    out.unlink()
+    assert cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu").exit_code == 0
+    before = out.read_bytes()
+    (image_dir / "image_005.png").unlink()
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--overwrite")
     assert r.exit_code == 0, r.output
-    assert len(load_token_cache(out).tokens) == 6
+    assert len(load_token_cache(out).tokens) == 5 and out.read_bytes() != before
 
 
 def test_tokenize_never_overwrites_an_input(tmp_path, image_dir, tiny_vqgan_file, cli):

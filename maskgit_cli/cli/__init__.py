@@ -4,7 +4,8 @@ Each command parses options, calls one library function and prints the result (r
 logs on stderr). No math lives here. Options shared by several commands are declared once in
 :mod:`maskgit_cli.cli.common` (option groups); torch and the library are imported inside the commands, so
 `maskgit --help` stays instant. Expected errors print one line `Error: ...` and exit 1 (MASKGIT_DEBUG=1 shows the
-traceback); bad option values exit 2 (Typer's usage errors).
+traceback); bad option values exit 2 (Typer's usage errors, and the values the settings refuse after parsing:
+:mod:`maskgit_cli.cli.option_checks`).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from maskgit_cli.decoding.settings import (
     setting_field,
     setting_owner,
 )
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.training.settings import TrainSettings
 
 app = typer.Typer(
@@ -95,7 +95,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable 
 
 def command(name: str, panel: str | None = None, group: typer.Typer | None = None, **kwargs):
     """Register a command on ``group`` (default: the main app). A :class:`MaskgitError` becomes one line
-    ``Error: ...`` and exit code 1, an ``OSError`` one line naming the path; ``MASKGIT_DEBUG=1`` shows the
+    ``Error: ...`` and exit code 1 (2 for an :class:`OptionError`), an ``OSError`` one line naming the path; ``MASKGIT_DEBUG=1`` shows the
     traceback instead. Ctrl-C outside a training loop exits 130."""
 
     def decorate(fn):
@@ -107,7 +107,7 @@ def command(name: str, panel: str | None = None, group: typer.Typer | None = Non
             except MaskgitError as e:
                 if debug:
                     raise
-                fail(str(e))
+                fail(str(e), 2 if isinstance(e, OptionError) else 1)
             except OSError as e:
                 if debug:
                     raise

@@ -21,6 +21,9 @@ def masks_cmd(
     masked_out: Annotated[
         Path | None, typer.Option("--masked-out", help="Also write the masked images (holes gray 128) here.")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace masks (and masked images) of the same names already there.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write lab-format masks for an image folder: 8-bit PNGs, 0 (black) = hole, 255 = known.
@@ -31,7 +34,7 @@ def masks_cmd(
     """
     from maskgit_cli.data.mask_generator import write_masks
 
-    summary = write_masks(images, output, kind.value, seed, masked_out)
+    summary = write_masks(images, output, kind.value, seed, masked_out, overwrite=overwrite)
     if as_json:
         print_json(summary)
         return

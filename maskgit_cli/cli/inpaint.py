@@ -30,8 +30,9 @@ from maskgit_cli.cli.common import (
     print_json,
     shown_default,
 )
-from maskgit_cli.decoding.settings import LAB_OUTPUT, DecodeSettings, InpaintSettings, OutputSettings
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.cli.option_checks import inpaint_settings, option_values
+from maskgit_cli.decoding.settings import LAB_OUTPUT, DecodeSettings, OutputSettings
+from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.model_card import model_weights
 
 ModelOpt = Annotated[
@@ -50,7 +51,12 @@ def weights_of(inputs: dict, model: str | None) -> tuple:
 
 
 def _inputs(inputs: dict) -> dict:
-    """The input options as inpaint_folder/run_sweep take them (besides the images and the weights)."""
+    """The input options as inpaint_folder/run_sweep take them (besides the images and the weights), once --images
+    and --masks are known not to be one folder, nor swapped (:func:`maskgit_cli.data.masks.check_mask_folder`)."""
+    from maskgit_cli.data.masks import check_mask_folder
+
+    if inputs["masks"] is not None:
+        check_mask_folder(inputs["images"], inputs["masks"])
     names = {"masks": "masks_dir", "mask_kind": "mask_kind", "mask_seed": "mask_seed", "any_vqgan": "any_vqgan",
              "overwrite": "overwrite"}  # fmt: skip
     return {ours: inputs[option] for option, ours in names.items()}
@@ -128,7 +134,7 @@ def inpaint_cmd(
     from maskgit_cli.decoding.folders import inpaint_folder
 
     batch_size = decode.pop("batch_size")
-    settings = InpaintSettings.from_options(**steps, **decode)
+    settings = inpaint_settings(**steps, **decode)
     batch_size = batch_size or _batch_size(settings)
     s = inpaint_folder(
         *weights_of(inputs, model),
@@ -242,14 +248,16 @@ def sweep_cmd(
 
     [bold]Example[/bold]: maskgit sweep --images data/emoji64/masked_image --masks data/emoji64/mask64 --ref data/emoji64/test --transformer weights/maskgit-emoji64.safetensors --vqgan weights/vqgan-emoji64.safetensors -o runs/sweep --total-iter 4,8 --sweet-spot 2,3,4,8
     """
-    from maskgit_cli.evaluation.sweep import run_sweep
+    from maskgit_cli.evaluation.sweep import make_cells, run_sweep
     from maskgit_cli.evaluation.sweep_report import best_line, render_table, result_dict
 
     names = parse_schedules(schedules)
     ts = parse_int_list(total_iters, "--total-iter", "4,8,12")
     ss = parse_int_list(sweet_spots, "--sweet-spot", "1,2,3")
+    with option_values():  # a grid without a cell (every S > T) is a bad option value too
+        make_cells(names, ts, ss)
     batch_size = decode.pop("batch_size")
-    settings = InpaintSettings.from_options(schedule=names[0], total_iter=max(ts), **decode)
+    settings = inpaint_settings(schedule=names[0], total_iter=max(ts), **decode)
     batch_size = batch_size or _batch_size(settings)
     r = run_sweep(
         *weights_of(inputs, model),
@@ -297,11 +305,11 @@ def parse_schedules(text: str | None) -> list[str]:
     for item in text.split(","):
         item = item.strip()
         if not item:
-            raise MaskgitError(f"--schedules {text!r}: empty name in the list (expected e.g. cosine,linear,square)")
+            raise OptionError(f"--schedules {text!r}: empty name in the list (expected e.g. cosine,linear,square)")
         try:
             name = canonical_schedule(item)
         except MaskgitError:
-            raise MaskgitError(
+            raise OptionError(
                 f"--schedules: unknown schedule {item!r}; valid names: {', '.join(SCHEDULE_NAMES)}, or all"
             ) from None
         if name not in names:
@@ -317,7 +325,7 @@ def parse_samplers(text: str | None, default: str) -> list[str]:
     for item in text.split(","):
         item = item.strip().lower()
         if item not in SAMPLERS:
-            raise MaskgitError(f"--samplers {text!r}: unknown sampler {item!r}; expected {', '.join(SAMPLERS)}")
+            raise OptionError(f"--samplers {text!r}: unknown sampler {item!r}; expected {', '.join(SAMPLERS)}")
         if item not in names:
             names.append(item)
     return names
@@ -330,8 +338,8 @@ def parse_int_list(text: str | None, option: str, example: str = "4,8,12") -> li
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise MaskgitError(f"{option} {text!r}: expected comma-separated whole numbers, e.g. {example}") from None
+        raise OptionError(f"{option} {text!r}: expected comma-separated whole numbers, e.g. {example}") from None
     bad = [v for v in values if v < 1]
     if bad:
-        raise MaskgitError(f"{option} {text!r}: every value must be at least 1 (got {bad[0]})")
+        raise OptionError(f"{option} {text!r}: every value must be at least 1 (got {bad[0]})")
     return sorted(set(values))

@@ -8,6 +8,7 @@ import typer
 
 from maskgit_cli.cli.common import DECODE, INPAINT, INPUTS, Device, DeviceOpt, command, out, plain
 from maskgit_cli.cli.inpaint import ModelOpt, weights_of
+from maskgit_cli.cli.option_checks import inpaint_settings
 
 
 @command("serve", INPAINT)
@@ -20,7 +21,9 @@ def serve_cmd(
     host: Annotated[
         str,
         typer.Option(
-            "--host", help="Address to listen on: 127.0.0.1 = this machine only; 0.0.0.0 = every network interface."
+            "--host",
+            help="Address to listen on: 127.0.0.1 = this machine only; 0.0.0.0 = every network interface (anyone "
+            "who can reach the port can use the page: a warning says so at start-up).",
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 7860,
@@ -42,6 +45,8 @@ def serve_cmd(
     [bold]The lab's weights[/bold]: maskgit serve --transformer lab-transformer.safetensors --vqgan lab-vqgan.safetensors --lab
     """
     from maskgit_cli.web.server import serve
+
+    inpaint_settings(**decode)  # a bad value exits 2 before anything loads
 
     def ready(url, folder) -> None:
         out(f"serving on {url} (Ctrl-C stops; uploads in {folder}, removed at exit)")

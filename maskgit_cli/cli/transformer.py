@@ -153,6 +153,7 @@ def train_cmd(
 
     [bold]Several GPUs[/bold]: torchrun --nproc-per-node 4 -m maskgit_cli train runs/train.tokens -o runs/big --preset base
     """
+    from maskgit_cli.cli.option_checks import toml_check
     from maskgit_cli.training.run import resolve_run
     from maskgit_cli.transformer.train import train_transformer
 
@@ -172,7 +173,8 @@ def train_cmd(
         }
     )
     data = {"train": train_tokens, "val": val, "val_masks": val_masks}
-    run = resolve_run(TrainConfig, "train", options, output=output, resume=resume, data=data, toml=config)
+    run = resolve_run(TrainConfig, "train", options, output=output, resume=resume, data=data, toml=config,
+                      check=toml_check("train"))  # fmt: skip
     if run.data["train"] is None:
         raise MaskgitError("give the training token cache (TRAIN_TOKENS), or --resume RUN")
     summary = train_transformer(

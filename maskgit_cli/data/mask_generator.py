@@ -192,6 +192,7 @@ def write_masks(
     kind: str,
     seed: int,
     masked_out: str | Path | None = None,
+    overwrite: bool = True,
 ) -> dict[str, Any]:
     """Write one ``kind`` mask per image of ``images_dir`` into ``out_dir``; optionally the masked images.
 
@@ -204,7 +205,8 @@ def write_masks(
     Every file is first written into a staging folder (beside a new output folder, inside an existing one)
     and moved into place once all of them are complete (:class:`~maskgit_cli.data.outputs.FolderWriter`, merging):
     an error (a bad image, a full disk, no permission) leaves the output folders as they were, without a mix of
-    old and new masks; an existing folder keeps its other files.
+    old and new masks; an existing folder keeps its other files. ``overwrite`` False (`maskgit masks` without
+    --overwrite) refuses to replace any existing file of the same name.
 
     Returns a summary dict: ``count``, ``kind``, ``seed``, ``images_dir``, ``out_dir``, ``masked_out``,
     ``first``/``last`` mask names, ``hole_fraction`` (``mean``, ``min``, ``max``).
@@ -236,8 +238,21 @@ def write_masks(
         if stop is not None:
             raise MaskgitError(f"The {option} {target} cannot be made: {stop} is a file, not a folder.")
 
+    if masked_dir is not None and masked_dir.resolve() == out_dir.resolve():
+        raise MaskgitError(f"The masked image folder (--masked-out) {masked_dir} must differ from the mask folder.")
     n = len(images)
     names = [mask_name(i, n) for i in range(n)]
+    if not overwrite:
+        written = {out_dir: names, masked_dir: [p.stem + ".png" for p in images]}
+        for target, files in written.items():
+            if target is None:
+                continue
+            there = [name for name in files if (target / name).exists()]
+            if there:
+                raise MaskgitError(
+                    f"{target} already holds {len(there)} of the files to write (e.g. {there[0]}); pass --overwrite "
+                    "to replace them, or choose another folder"
+                )
     if out_dir.is_dir():
         stale = sorted(p.name for p in out_dir.glob("mask_*.png") if p.name not in set(names))
         if stale:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from maskgit_cli.choices import TOKEN_RULES
-from maskgit_cli.data.images import read_image, to_8bit
+from maskgit_cli.data.images import list_images, read_image, to_8bit
 from maskgit_cli.data.inputs import (
     HOLE,
     KNOWN,
@@ -32,7 +32,7 @@ from maskgit_cli.data.inputs import (
     holes_gray,
     known_pixels,
 )
-from maskgit_cli.errors import MaskgitError, require_file
+from maskgit_cli.errors import MaskgitError, OptionError, require_file
 
 # --------------------------------------------------------------------------------------------------
 # applying / loading masks
@@ -136,3 +136,49 @@ def token_mask_for(holes: torch.Tensor, latent: int, rule: str = "any", dilate: 
     then ``dilate`` extra rings (tokens next to a hole were encoded from the gray fill)."""
     patch = holes.shape[-1] // latent
     return dilate_token_mask(pixel_to_token_mask(holes, patch=patch, rule=rule), dilate)
+
+
+# --------------------------------------------------------------------------------------------------
+# telling a mask folder from an image folder
+# --------------------------------------------------------------------------------------------------
+
+SAMPLED = 3  # files of each folder read to tell masks from images
+
+
+def _kind_of(path: Path, alpha: bool) -> str:
+    """``mask`` (gray with at most two values; with ``alpha``, also any file with transparent holes), ``color``
+    (not gray) or ``gray``."""
+    img = read_image(path)
+    if alpha and alpha_mask(img) is not None:
+        return "mask"
+    rgb = np.asarray(to_8bit(img).convert("RGB"))
+    if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+        return "color"
+    return "mask" if len(np.unique(rgb[..., 0])) <= 2 else "gray"
+
+
+def check_mask_folder(images_dir, masks_dir) -> None:
+    """Refuse, in one line, a ``--masks`` folder that is the ``--images`` folder (an :class:`OptionError`), or
+    folders whose files say they are swapped: the images are two-valued gray (what masks are) or the masks are in
+    colour (what images are). A few files of each are read (:data:`SAMPLED`); folders that cannot be listed are left
+    to the readers' own errors."""
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    if not (images_dir.is_dir() and masks_dir.is_dir()):
+        return
+    if images_dir.resolve() == masks_dir.resolve():
+        raise OptionError(f"--masks {masks_dir}: is the --images folder; masks go in a folder of their own")
+    try:
+        images, masks = list_images(images_dir)[:SAMPLED], list_images(masks_dir, "mask folder")[:SAMPLED]
+        image_kinds, mask_kinds = [_kind_of(p, False) for p in images], [_kind_of(p, True) for p in masks]
+    except MaskgitError:
+        return  # the readers say what is wrong with a file
+    coloured = next((p for p, k in zip(masks, mask_kinds) if k == "color"), None)
+    if all(k == "mask" for k in image_kinds):
+        swapped = "; the two folders are swapped" if coloured is not None else ""
+        raise MaskgitError(
+            f"--images {images_dir}: holds masks (two-valued gray, e.g. {images[0].name}), not images{swapped}"
+        )
+    if coloured is not None:
+        raise MaskgitError(
+            f"--masks {masks_dir}: holds colour images (e.g. {coloured.name}), not masks (0 = hole, 255 = known)"
+        )

@@ -10,8 +10,12 @@ input or a full disk leaves every output folder as it was, and no staging folder
 from __future__ import annotations
 
 import contextlib
+import glob
+import json
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +37,12 @@ def check_output_folder(output, overwrite: bool, inputs=()) -> Path:
     """The output folder of a command that writes a whole folder of results (inpaint, sweep).
 
     A folder that already holds files is refused (results of two runs must never mix), unless ``overwrite``, which
-    replaces it whole once the new results are complete. A folder that is, or holds, one of the ``inputs`` is
-    refused in any case.
+    replaces it whole once the new results are complete, and only when it is a results folder maskgit wrote
+    (:func:`made_here`): nothing is deleted that the tool did not make. A folder that is, or holds, one of the
+    ``inputs`` is refused in any case.
     """
     out = Path(output)
+    remove_stale(out)
     stop = blocker(out)
     if stop == out:
         raise MaskgitError(f"-o {out}: exists and is not a folder")
@@ -52,13 +58,42 @@ def check_output_folder(output, overwrite: bool, inputs=()) -> Path:
     here = Path.cwd().resolve()
     if resolved == here or resolved in here.parents:  # replacing it whole would pull the folder from under us
         raise MaskgitError(f"-o {out}: is the current folder or holds it; name a folder for the results, e.g. -o out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if out.is_dir() and any(out.iterdir()):
         first = sorted(p.name for p in out.iterdir())[0]
-        raise MaskgitError(
-            f"-o {out}: already holds results (e.g. {first}); pass --overwrite to replace the whole folder, or "
-            "choose another output folder (results of two runs are never mixed)"
-        )
+        if not overwrite:
+            raise MaskgitError(
+                f"-o {out}: already holds results (e.g. {first}); pass --overwrite to replace the whole folder, or "
+                "choose another output folder (results of two runs are never mixed)"
+            )
+        if not made_here(out):
+            raise MaskgitError(
+                f"-o {out}: holds files maskgit did not write (e.g. {first}; no report.json of `maskgit inpaint` or "
+                "sweep.json of `maskgit sweep`); --overwrite replaces only a results folder: choose another output "
+                "folder"
+            )
     return out
+
+
+# The file by which a command recognises a results folder it wrote (what --overwrite may replace), and the keys
+# that file holds: inpaint's report.json, sweep's sweep.json.
+OWN_REPORTS = {"report.json": ("settings", "images"), "sweep.json": ("cells", "best")}
+_REPORT_BYTES = 1 << 29  # a larger one is nobody's report
+
+
+def made_here(folder: Path) -> bool:
+    """Whether ``folder`` is a results folder of inpaint or sweep: it holds one of :data:`OWN_REPORTS`, a JSON
+    object with that report's keys."""
+    for name, keys in OWN_REPORTS.items():
+        report = folder / name
+        try:
+            if not report.is_file() or report.stat().st_size > _REPORT_BYTES:
+                continue
+            doc = json.loads(report.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(doc, dict) and all(k in doc for k in keys):
+            return True
+    return False
 
 
 class FolderWriter:
@@ -78,6 +113,7 @@ class FolderWriter:
 
     def __init__(self, output, merge: bool = False, what: str | None = None):
         self.output = Path(output)
+        remove_stale(self.output)
         self.new = not self.output.is_dir()
         self.merge = merge and not self.new
         self.what = what
@@ -86,6 +122,7 @@ class FolderWriter:
         self.made = [p for p in self.output.parents if not p.exists()][::-1]  # missing parents, outermost first
         self.names: list[str] = []  # the files staged with save(), in order
         self.committed = False
+        self._signals = contextlib.ExitStack()
 
     def __enter__(self) -> Path:
         try:
@@ -105,6 +142,7 @@ class FolderWriter:
 
     def open(self) -> Path:
         """Make the (empty) staging folder and return it."""
+        self._signals.enter_context(_sigterm_interrupts())  # a SIGTERM removes the staging folder too
         with self._errors():
             self.output.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -157,6 +195,7 @@ class FolderWriter:
             for folder in reversed(self.made):  # innermost first
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+        self._signals.close()
 
     @contextlib.contextmanager
     def _errors(self, moved: int = 0):
@@ -185,3 +224,59 @@ def writing(*writers: FolderWriter):
     finally:
         for w in reversed(writers):  # a later folder may sit in one an earlier one created
             w.discard()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What an interrupted writer leaves: removed by the next one (SIGKILL), or not left at all (SIGTERM)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process ``pid`` exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale(output) -> None:
+    """Remove what writers of ``output`` that were killed left: their staging folders ``.NAME.partial-PID`` (beside
+    the output, or inside it when merging) and the previous results ``.NAME.old-PID`` moved aside while a folder was
+    replaced (put back when the output is missing: the writer died between the two renames), for every PID that no
+    longer runs. A running writer's are left alone."""
+    output = Path(output)
+    name = glob.escape(output.name)
+    for home in (output.parent, output):
+        if not home.is_dir():
+            continue
+        for kind in ("partial", "old"):
+            for path in home.glob(f".{name}.{kind}-*"):
+                pid = path.name.rpartition("-")[2]
+                if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)) or not path.is_dir():
+                    continue
+                with contextlib.suppress(OSError):
+                    if kind == "old" and home == output.parent and not output.exists():
+                        os.replace(path, output)  # the previous results, back in place
+                    else:
+                        shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While a folder is written, SIGTERM interrupts like Ctrl-C, so that the staging folder is removed on the way
+    out (only in the main thread, and only where SIGTERM still has its default action: a handler someone installed
+    stays)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -28,7 +28,7 @@ from maskgit_cli.data.outputs import FolderWriter, check_output_folder
 from maskgit_cli.decoding.inpaint import InpaintSettings, auto_dilate, with_defaults
 from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
 from maskgit_cli.decoding.pipeline import Inpainter, window_scales
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.model_card import card_for, card_summary
 from maskgit_cli.progress import Bar, progress_bar
 from maskgit_cli.runtime import gather_results, init_distributed, resolve_precision, shard
@@ -44,15 +44,17 @@ def parse_grids(spec: str, count: int) -> list[int]:
     if spec in ("none", "0", ""):
         return []
     try:
-        if "," in spec:
-            idx = sorted({int(s) for s in spec.split(",") if s.strip()})
-        else:
-            return list(range(min(int(spec), count)))
+        values = [int(s) for s in spec.split(",") if s.strip()]
     except ValueError:
-        raise MaskgitError(f"--grids {spec!r}: expected all, none, a count N, or indices like 0,5,9") from None
+        values = []
+    if not values or min(values) < 0:
+        raise OptionError(f"--grids {spec!r}: expected all, none, a count N >= 0, or indices like 0,5,9")
+    if "," not in spec:
+        return list(range(min(values[0], count)))
+    idx = sorted(set(values))
     bad = [i for i in idx if not 0 <= i < count]
     if bad:
-        raise MaskgitError(f"--grids: indices {bad} are out of range (there are {count} images)")
+        raise OptionError(f"--grids: indices {bad} are out of range (there are {count} images)")
     return idx
 
 

@@ -13,6 +13,9 @@ import math
 import os
 import re
 import tomllib
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from maskgit_cli.errors import MaskgitError, require_file
+from maskgit_cli.errors import MaskgitError, OptionError, require_file
 from maskgit_cli.viz import read_jsonl
 from maskgit_cli.weights import atomic_path
 
@@ -296,19 +299,62 @@ class RunSettings:
     resume: bool
 
 
-def read_toml(path, names: set[str]) -> dict[str, Any]:
-    """Settings from a TOML file (top level or a [train] table); unknown names are one error listing the valid."""
+def read_toml(
+    path, names: set[str], types: dict[str, Any] | None = None, check: Callable[[str, Any], str | None] | None = None
+) -> dict[str, Any]:
+    """Settings from a TOML file (top level or a [train] table); unknown names are one error listing the valid.
+
+    Each value is checked as its option would be: ``check(name, value)`` (the command line's: the option's own
+    parsing, with its message; None where it has no such option), then its type in ``types`` (the config
+    dataclass's: a whole number, a finite number, text, true/false, a list). A bad value is one
+    :class:`OptionError` naming the file and the setting (exit 2, as a bad option value)."""
     path = Path(path)
     require_file(path, "--config", "a TOML file")
     try:
         doc = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise MaskgitError(f"--config {path}: not valid TOML ({e})") from None
     values = doc.get("train", doc)
+    if not isinstance(values, dict):
+        raise OptionError(f"--config {path}: train = {values!r}: expected a [train] table of settings")
     unknown = sorted(set(values) - names)
     if unknown:
         raise MaskgitError(f"--config {path}: unknown settings {unknown}; valid: {sorted(names)}")
-    return values
+    checked = {}
+    for name, value in values.items():
+        problem = check(name, value) if check else None
+        if problem is None and types is not None:
+            problem, value = _type_problem(value, types[name])
+        if problem:
+            raise OptionError(f"--config {path}: {name} = {value!r}: {problem}")
+        checked[name] = value
+    return checked
+
+
+def _type_problem(value: Any, hint: Any) -> tuple[str | None, Any]:
+    """(what is wrong with ``value`` for a field of type ``hint``, or None; the value, an int made a float for a
+    float field)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        hint = args[0]  # X | None: TOML has no null
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        if not isinstance(value, list) or len(value) != len(items):
+            return f"expected a list of {len(items)} values", value
+        found = [_type_problem(v, h) for v, h in zip(value, items)]
+        problem = next((p for p, _ in found if p), None)
+        return problem, value if problem else [v for _, v in found]
+    if hint is bool:
+        return (None if isinstance(value, bool) else "expected true or false"), value
+    if hint is int:
+        return (None if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"), value
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return None, float(value)
+        return "expected a finite number", value
+    if hint is str:
+        return (None if isinstance(value, str) else "expected text in quotes"), value
+    return None, value
 
 
 def resolve_run(
@@ -320,13 +366,16 @@ def resolve_run(
     resume: str | Path | None = None,
     data: dict[str, str | Path | None],
     toml: str | Path | None = None,
+    check: Callable[[str, Any], str | None] | None = None,
 ) -> RunSettings:
     """The settings of a run of ``trainer`` from what was given on the command line (``given``: options given,
     None left out; ``data``: the data paths given).
 
     Resuming takes every setting and data path from the run's config.json (options given win; ``stop_at`` is never
-    inherited) and refuses a run of another trainer. Otherwise a ``toml`` file, then ``given``, override the
-    defaults. ``max_steps`` given without ``epochs`` sets the run's length alone.
+    inherited) and refuses a run of another trainer. Otherwise a ``toml`` file (its values checked by ``check``, the
+    command line's check of each option, and by type: :func:`read_toml`), then ``given``, override the defaults;
+    the settings' own checks of these values are option errors (exit 2). ``max_steps`` given without ``epochs``
+    sets the run's length alone.
     """
     given = dict(given)
     if resume is not None:
@@ -353,12 +402,17 @@ def resolve_run(
         except TypeError as e:
             raise MaskgitError(f"--resume {resume}: its config.json does not fit this maskgit ({e})") from None
         return RunSettings(config, resume, paths, True)
-    values = read_toml(toml, {f.name for f in dataclasses.fields(config_cls)}) if toml is not None else {}
+    names, hints = {f.name for f in dataclasses.fields(config_cls)}, typing.get_type_hints(config_cls)
+    values = read_toml(toml, names, hints, check) if toml is not None else {}
     values = {**values, **given}
     if "max_steps" in values and "epochs" not in values:
         values["epochs"] = None  # max_steps alone sets the length
     if output is None:
         raise MaskgitError("give the run folder with -o runs/NAME, or --resume RUN")
-    return RunSettings(
-        config_cls(**values), Path(output), {k: None if v is None else Path(v) for k, v in data.items()}, False
-    )
+    try:
+        config = config_cls(**values)
+    except OptionError:
+        raise
+    except MaskgitError as e:  # the settings' own checks of option (and --config) values: exit 2
+        raise OptionError(str(e)) from e
+    return RunSettings(config, Path(output), {k: None if v is None else Path(v) for k, v in data.items()}, False)

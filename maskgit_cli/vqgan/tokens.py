@@ -286,7 +286,8 @@ def context_fidelity(
 
 def check_output(output, images_dir, vqgan, overwrite: bool = False) -> None:
     """Refuse, before any work, an ``-o`` that is a folder, that is an input (the ``--vqgan`` file or an image of
-    ``images_dir``, even with ``overwrite``), or that exists without ``overwrite``."""
+    ``images_dir``, even with ``overwrite``), that exists without ``overwrite``, or, with it, that is not a token
+    cache (nothing is deleted that the tool did not make)."""
     output = Path(output)
     if output.is_dir():
         example = output / "train.tokens"
@@ -306,6 +307,15 @@ def check_output(output, images_dir, vqgan, overwrite: bool = False) -> None:
                 raise MaskgitError(f"-o {output}: is the image {f.name} of {images_dir}, an input; choose another file")
     if not overwrite:
         raise MaskgitError(f"-o {output}: already exists; pass --overwrite to replace it")
+    try:
+        ours = read_metadata(output).get("kind") == "tokens"
+    except MaskgitError:
+        ours = False
+    if not ours:
+        raise MaskgitError(
+            f"-o {output}: not a token cache; --overwrite replaces only a cache `maskgit tokenize` wrote: choose "
+            "another output file"
+        )
 
 
 def save_token_cache(

@@ -4,6 +4,7 @@ remove the temporary folder (uploads and results) and close the page."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from maskgit_cli.decoding.inpaint import with_defaults
 from maskgit_cli.decoding.pipeline import Inpainter
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.web.handlers import Page
 from maskgit_cli.web.inputs import MAX_PIXELS
 from maskgit_cli.web.layout import CSS, build_page
@@ -41,9 +42,13 @@ def serve(
 
     ``transformer``, ``vqgan``: weights files (default: the shipped ones), loaded once. ``options``: the
     Inpainter's settings (``lab=``, ``sampling=``, ``pixel_guidance=``, ``any_vqgan=``, ...), the page's defaults.
-    ``on_ready(url, folder)`` is called once the page answers; ``log`` gets progress lines."""
+    ``on_ready(url, folder)`` is called once the page answers; ``log`` gets progress lines, first the warning of a
+    ``host`` that other machines can reach (:func:`host_warning`)."""
     log = log or (lambda text: None)
     check_port(host, port)
+    warning = host_warning(host, port)
+    if warning:
+        log(warning)
     with _temporary_folder() as folder, _sigterm_stops():
         demo = None
         try:
@@ -70,7 +75,7 @@ def check_port(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
-        raise MaskgitError(f"--host {host}: not a known address ({e})") from None
+        raise OptionError(f"--host {host}: not a known address ({e})") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -82,6 +87,25 @@ def check_port(host: str, port: int) -> None:
                     f"port {port} on {host} is busy (another server is using it): pass another --port"
                 ) from None
             raise MaskgitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+def host_warning(host: str, port: int) -> str | None:
+    """The start-up warning for a ``host`` that opens the page beyond this machine (anything but a loopback
+    address: 0.0.0.0, ::, a network address or a name of one); None for 127.0.0.1, ::1, localhost."""
+    try:
+        addresses = {ipaddress.ip_address(host.strip("[]"))}
+    except ValueError:
+        try:
+            addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, port)}
+        except (OSError, UnicodeError, ValueError):
+            addresses = set()
+    if addresses and all(a.is_loopback for a in addresses):
+        return None
+    where = "every network interface of this machine" if any(a.is_unspecified for a in addresses) else "the network"
+    return (
+        f"Warning: --host {host} opens the page to {where}: anyone who can reach port {port} can use it and "
+        "upload images (there is no login); --host 127.0.0.1 keeps it to this machine."
+    )
 
 
 def _import_gradio():
