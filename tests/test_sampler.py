@@ -390,7 +390,7 @@ def test_extreme_values_are_inpainted(inpaint_case, options):
 
 def test_an_infinite_choice_temperature_is_one_line(inpaint_case):
     r, out = inpaint_case("--choice-temperature", "inf")
-    assert r.exit_code != 0 and not out.exists()  # exit 2 once bad option values all exit 2 (issue 28, item 13)
+    assert r.exit_code == 2 and not out.exists()  # a bad option value (issue 28, items 6 and 13)
     assert r.stderr == "Error: --choice-temperature inf: must be a finite number >= 0\n"
 
 

@@ -351,10 +351,14 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, image_dir, tiny_vq
     r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--workers", "0")
     _one_line_error(r, f"{out}: cannot write the token cache (No space left on device); nothing was written")
     assert list(out.parent.iterdir()) == []
-    out.write_bytes(b"an earlier cache")
+    monkeypatch.undo()  # an earlier cache, written while the disk had room
+    r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--device", "cpu", "--workers", "0")
+    assert r.exit_code == 0, r.output
+    earlier = out.read_bytes()
+    monkeypatch.setattr(weights, "save_file", full)
     r = cli("tokenize", image_dir, "--vqgan", tiny_vqgan_file, "-o", out, "--overwrite", "--workers", "0")
     _one_line_error(r, "cannot write the token cache (No space left on device)")
-    assert list(out.parent.iterdir()) == [out] and out.read_bytes() == b"an earlier cache"
+    assert list(out.parent.iterdir()) == [out] and out.read_bytes() == earlier
 
 
 def test_deeply_nested_cache_metadata_is_one_line(tmp_path):
