@@ -15,7 +15,7 @@ import torch
 
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.fit.model import fit_model
-from maskgit_cli.fit.settings import BUDGET_SHARES, SETTINGS, STAGES, stage_options
+from maskgit_cli.fit.settings import BUDGET_SHARES, STAGES, TOKENS, TRAINERS, stage_options
 from maskgit_cli.fit.split import VAL_FRACTION, held_out, name_fraction
 from maskgit_cli.model_card import CARD_KEY, files_sha256, read_card
 from maskgit_cli.training.state import Checkpointer
@@ -235,25 +235,53 @@ def test_a_stage_the_budget_cuts_short_is_done_and_says_so(cli, images, tmp_path
         assert "val" in {json.loads(line)["kind"] for line in (run / "metrics.jsonl").read_text().splitlines()}
 
 
-def _script_options(name: str, gpu: bool) -> dict[str, float]:
-    """The options of ``name`` (VQGAN_ARGS, DECODER_ARGS, MASKGIT_ARGS) in tools/make_weights.sh's gpu or cpu
-    branch, as numbers (the preset's name as a string)."""
-    text = (ROOT / "tools" / "make_weights.sh").read_text()
-    found = re.findall(rf"{name}=\(([^)]*)\)", text)
-    assert len(found) == 2, name
-    options = dict(zip(*[iter(found[0 if gpu else 1].split())] * 2))
-    return {k.lstrip("-").replace("-", "_"): v if k == "--preset" else float(v) for k, v in options.items()}
+def _shipped_commands() -> dict[str, dict[str, object]]:
+    """The commands that made the shipped weights, as weights/README.md writes them: trainer (and, for tokenize,
+    the folder) -> {option: value} (numbers as floats, a flag as True)."""
+    text = (ROOT / "weights" / "README.md").read_text()
+    lines = "\n".join(re.findall(r"```bash\n(.*?)```", text, re.S)).replace("\\\n", " ").splitlines()
+    found = {}
+    for argv in (shlex.split(line) for line in lines if line.startswith("maskgit ")):
+        options, i = {}, 2
+        while i < len(argv):
+            if argv[i].startswith("--") and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+                options[argv[i][2:].replace("-", "_")], i = True, i + 1
+            elif argv[i].startswith("-"):
+                value = argv[i + 1]
+                options[argv[i].lstrip("-").replace("-", "_")] = (
+                    float(value) if re.fullmatch(r"[\d.e-]+", value) else value
+                )
+                i += 2
+            else:
+                i += 1
+        found[argv[1] + (f" {Path(argv[2]).name}" if argv[1] == "tokenize" else "")] = options
+    return found
 
 
-def test_the_default_preset_has_make_weights_settings():
-    for stage, name in (("vqgan", "VQGAN_ARGS"), ("decoder", "DECODER_ARGS"), ("transformer", "MASKGIT_ARGS")):
-        for sizing in ("cpu", "gpu"):
-            expected = _script_options(name, sizing == "gpu")
-            ours = SETTINGS["default"][sizing][stage]
-            assert ours == expected, (stage, sizing)
+def test_the_default_preset_has_the_settings_that_made_the_shipped_weights():
+    shipped = _shipped_commands()
+    for stage in ("vqgan", "decoder", "transformer"):
+        ours = stage_options("default", "cpu", stage)
+        given = shipped[TRAINERS[stage]]
+        skip = ("o", "val", "vqgan", "val_masks", "device")  # paths and the device: fit's own
+        assert {k: v for k, v in given.items() if k not in skip} == {k: ours[k] for k in given if k not in skip}, stage
+    assert shipped["tokenize train"].get("flip") is True and "masked_copies" not in shipped["tokenize train"]
+    assert TOKENS["train"] == {"flip": True, "masked_copies": 0}
+    val = shipped["tokenize val"]
+    assert TOKENS["val"] == {"flip": False, "masked_copies": val["masked_copies"], "mask_seed": val["mask_seed"]}
     options = stage_options("default", "cpu", "transformer")
     assert (options["mask_ratio"], options["label_smoothing"], options["copies_ratio"]) == ("cosine", 0.1, 0.0)
-    assert (options["precision"], options["seed"]) == ("auto", 0)
+
+
+def test_make_weights_is_one_fit_of_emoji64():
+    text = (ROOT / "tools" / "make_weights.sh").read_text()
+    calls = [line for line in text.splitlines() if line.startswith("maskgit ")]
+    assert [c.split()[1] for c in calls] == ["fit", "reconstruct"]
+    fit = shlex.split(calls[0].rstrip("\\") + text.split(calls[0], 1)[1].splitlines()[1])
+    assert fit[2:8] == ["$DATA/train", "--val", "$DATA/val", "--val-masks", "$DATA/val_mask64", "-o"]
+    assert fit[fit.index("--preset") + 1] == "$PRESET" and "PRESET=${PRESET:-default}" in text
+    assert 'cp "$MODEL/vqgan.safetensors" "$WEIGHTS_DIR/vqgan-emoji64.safetensors"' in text
+    assert 'cp "$MODEL/transformer.safetensors" "$WEIGHTS_DIR/maskgit-emoji64.safetensors"' in text
 
 
 def test_a_fit_at_32x32_inpaints_any_size(images, tmp_path, make_photo):
