@@ -199,15 +199,19 @@ def test_a_fit_of_other_settings_is_refused_in_one_line(fitted, images, tmp_path
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_the_time_budget_is_kept_within_ten_percent(cli, images, tmp_path):
-    budget = 0.5  # minutes
+    budget = 1.0  # minutes: each stage's share well above what its setup, probe and validations cost under load
     start = time.perf_counter()
     r = cli("fit", images, "-o", tmp_path / "m", "--preset", "tiny", "--device", "cpu", "--time-budget", budget)
     seconds = time.perf_counter() - start
     assert r.exit_code == 0, r.output
     print(f"--time-budget {budget} min: {seconds:.1f} s ({seconds / (budget * 60):.1%} of the budget)")
-    # Each stage is planned from a probe of its speed, and stopped by a deadline at the end of its share where the
-    # machine got slower since (the other test worker's load comes and goes): see the report of issue 24.
+    # Each stage is planned from a probe of its speed at its quietest and stopped by a deadline at the end of its
+    # share where the machine got slower (the other test worker's load comes and goes). Measured on a 2-core Intel
+    # Xeon with AMX shared with other jobs (load 4-9): 97-101% (0.5 min: 95-106%, too close to what the stages'
+    # setups, probes and validations cost under load); with two more cores' worth of load switched on and off every
+    # 8 s on top: 79-104%.
     assert 0.9 * budget * 60 <= seconds <= 1.1 * budget * 60, r.stderr
     card = read_card(tmp_path / "m")
     assert card["time_budget_minutes"] == budget and all(st["steps"] != 0 for st in card["stages"])
@@ -215,12 +219,13 @@ def test_the_time_budget_is_kept_within_ten_percent(cli, images, tmp_path):
     assert sum(BUDGET_SHARES.values()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_a_stage_the_budget_cuts_short_is_done_and_says_so(cli, images, tmp_path, monkeypatch):
     from maskgit_cli.fit import budget
 
     planned = budget.planned
     monkeypatch.setattr(budget, "planned", lambda o, p, s: {**planned(o, p, s), "max_steps": 10_000})  # far too many
-    r = cli("fit", images, "-o", tmp_path / "m", "--preset", "tiny", "--device", "cpu", "--time-budget", 0.4)
+    r = cli("fit", images, "-o", tmp_path / "m", "--preset", "tiny", "--device", "cpu", "--time-budget", 0.25)
     assert r.exit_code == 0, r.output
     card = read_card(tmp_path / "m")
     cut = {st["stage"]: st["steps"] for st in card["stages"] if st.get("stopped_by") == "time budget"}
