@@ -5,7 +5,8 @@ A *model folder* is the unit `maskgit fit` writes and `inpaint --model`, `serve 
 ``card.json`` (the model card as data) and ``README.md`` (the card for people, written from card.json). The card's
 fields: ``name``; ``trained_on`` (``folder``, ``images``, ``files_sha256``: the sha256 of the sorted relative file
 names joined by newlines, ``resolution``); ``resolution``, ``tokens`` ([h, w]), ``downsample``, ``codes``;
-``stages`` (per stage: ``stage``, ``seconds``, ``images_per_second``, ``steps``, ``validation``); ``device``,
+``stages`` (per stage: ``stage``, ``seconds``, ``images_per_second``, ``steps``, ``validation``, and
+``stopped_by`` = "time budget" where `fit --time-budget` ended it before its steps); ``device``,
 ``created`` (ISO date), ``maskgit_version``, ``command`` and ``note``, the one line users see (on the page, in
 report.json). A card may name other weights files (``files``: {"vqgan": ..., "transformer": ...}), as the shipped
 ``weights/`` folder does. `fit` also stores the card in the transformer file's metadata (key ``model_card``), so a
@@ -299,6 +300,8 @@ def stage_text(stage: dict[str, Any]) -> str:
         parts.append(f"{stage['images_per_second']:,.1f} img/s")
     if stage.get("steps"):
         parts.append(f"{_count(stage['steps'])} steps")
+    if stage.get("stopped_by"):
+        parts.append(f"stopped by the {stage['stopped_by']}")
     if stage.get("device"):
         parts.append(str(stage["device"]))
     validation = stage.get("validation") or {}

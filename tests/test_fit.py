@@ -15,9 +15,10 @@ import torch
 
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.fit.model import fit_model
-from maskgit_cli.fit.settings import BUDGET_SHARES, SETTINGS, STAGES, stage_options
+from maskgit_cli.fit.settings import BUDGET_SHARES, STAGES, TOKENS, TRAINERS, stage_options
 from maskgit_cli.fit.split import VAL_FRACTION, held_out, name_fraction
 from maskgit_cli.model_card import CARD_KEY, files_sha256, read_card
+from maskgit_cli.training.state import Checkpointer
 from maskgit_cli.weights import read_metadata, read_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +137,59 @@ def test_a_fit_stopped_in_every_stage_continues_to_the_same_files(fitted, images
     assert [st["validation"] for st in s.card["stages"]] == [st["validation"] for st in fitted[1].card["stages"]]
 
 
+# What shows that a fit is inside a stage: the stage's first checkpoint (its state file; the tokens stage: its
+# training cache, the first of its two).
+FIRST_CHECKPOINT = {"vqgan": "vqgan/state.safetensors", "decoder": "decoder/state.safetensors",
+                    "tokens": "tokens/train.tokens", "transformer": "transformer/state.safetensors"}  # fmt: skip
+
+
+def _kill_inside(args: list[str], runs: Path, stage: str, timeout: float = 300.0) -> dict:
+    """Start `maskgit args` in a process of its own (one torch thread, as the tests run), SIGKILL it as soon as
+    ``stage``'s first checkpoint is under ``runs``; returns fit.json as the kill left it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MASKGIT_NO_PROGRESS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "maskgit_cli", *args], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    marker, deadline = runs / FIRST_CHECKPOINT[stage], time.monotonic() + timeout
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, f"fit ended before {marker} was written:\n{proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, f"no {marker} after {timeout:.0f} s"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    state = runs / "fit.json"
+    return json.loads(state.read_text()) if state.is_file() else {"stages": {}}
+
+
+@pytest.mark.slow
+def test_a_fit_killed_in_every_stage_continues_to_the_same_files(fitted, images, tmp_path):
+    model = tmp_path / "blobs-model"
+    args = ["fit", str(images), "-o", str(model), "--preset", "tiny", "--device", "cpu"]
+    for stage in STAGES:  # one SIGKILL inside each stage, each rerun continuing from the one before
+        saved = _kill_inside(args, model / "runs", stage)
+        done = [s for s, e in saved["stages"].items() if e["status"] == "finished"]
+        assert done == list(STAGES[: STAGES.index(stage)]), (stage, done)  # killed inside the stage, not after
+        assert not (model / "transformer.safetensors").exists()
+    s = fit_model(images, model, preset="tiny", device="cpu")
+    assert s.status == "finished"
+    done = fitted[0]
+    for name in ("vqgan.safetensors", "transformer.safetensors"):
+        assert _same_tensors(model / name, done / name), name
+    for cache in ("train.tokens", "val.tokens"):
+        assert _same_tensors(model / "runs" / "tokens" / cache, done / "runs" / "tokens" / cache)
+    assert [st["steps"] for st in s.card["stages"]] == [st["steps"] for st in fitted[1].card["stages"]]
+    assert [st["validation"] for st in s.card["stages"]] == [st["validation"] for st in fitted[1].card["stages"]]
+
+
 def test_a_fit_of_other_settings_is_refused_in_one_line(fitted, images, tmp_path):
     model = fitted[0]
     with pytest.raises(MaskgitError, match=r"holds a fit of other settings \(preset 'tiny' then, 'default' now\)"):
@@ -145,42 +199,94 @@ def test_a_fit_of_other_settings_is_refused_in_one_line(fitted, images, tmp_path
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_the_time_budget_is_kept_within_ten_percent(cli, images, tmp_path):
-    budget = 0.5  # minutes
+    budget = 1.0  # minutes: each stage's share well above what its setup, probe and validations cost under load
     start = time.perf_counter()
     r = cli("fit", images, "-o", tmp_path / "m", "--preset", "tiny", "--device", "cpu", "--time-budget", budget)
     seconds = time.perf_counter() - start
     assert r.exit_code == 0, r.output
     print(f"--time-budget {budget} min: {seconds:.1f} s ({seconds / (budget * 60):.1%} of the budget)")
-    # Alone on a 2-core AMD EPYC it lands at 93-97% of the budget (also beside a steady matmul load). The suite runs
-    # beside another worker whose load comes and goes between a stage's probe and its run, which the probe cannot
-    # foresee (a wall-clock stop inside the training loop would): the bound here is what survives that.
-    assert 0.75 * budget * 60 <= seconds <= 1.25 * budget * 60, r.stderr
+    # Each stage is planned from a probe of its speed at its quietest and stopped by a deadline at the end of its
+    # share where the machine got slower (the other test worker's load comes and goes). Measured on a 2-core Intel
+    # Xeon with AMX beside other jobs: 94-97% (load ~1.5); 97-101% (4 runs) with two busy processes switched on and
+    # off every 8 s on top; 79-104% (3 runs) with twice that. At 0.5 min the stages' setups, probes and validations
+    # alone took most of the budget under load (95-106% beside others; up to 2x with the switching load).
+    assert 0.9 * budget * 60 <= seconds <= 1.1 * budget * 60, r.stderr
     card = read_card(tmp_path / "m")
     assert card["time_budget_minutes"] == budget and all(st["steps"] != 0 for st in card["stages"])
     assert r.stderr.count("measuring 5 steps for the time budget") == 3
     assert sum(BUDGET_SHARES.values()) == pytest.approx(1.0)
 
 
-def _script_options(name: str, gpu: bool) -> dict[str, float]:
-    """The options of ``name`` (VQGAN_ARGS, DECODER_ARGS, MASKGIT_ARGS) in tools/make_weights.sh's gpu or cpu
-    branch, as numbers (the preset's name as a string)."""
-    text = (ROOT / "tools" / "make_weights.sh").read_text()
-    found = re.findall(rf"{name}=\(([^)]*)\)", text)
-    assert len(found) == 2, name
-    options = dict(zip(*[iter(found[0 if gpu else 1].split())] * 2))
-    return {k.lstrip("-").replace("-", "_"): v if k == "--preset" else float(v) for k, v in options.items()}
+@pytest.mark.slow
+def test_a_stage_the_budget_cuts_short_is_done_and_says_so(cli, images, tmp_path, monkeypatch):
+    from maskgit_cli.fit import budget
+
+    planned = budget.planned
+    monkeypatch.setattr(budget, "planned", lambda o, p, s: {**planned(o, p, s), "max_steps": 10_000})  # far too many
+    r = cli("fit", images, "-o", tmp_path / "m", "--preset", "tiny", "--device", "cpu", "--time-budget", 0.25)
+    assert r.exit_code == 0, r.output
+    card = read_card(tmp_path / "m")
+    cut = {st["stage"]: st["steps"] for st in card["stages"] if st.get("stopped_by") == "time budget"}
+    assert set(cut) == {"vqgan", "decoder", "transformer"} and all(0 < n < 10_000 for n in cut.values())
+    assert r.stdout.count("(stopped by the time budget)") == 3
+    fit = json.loads((tmp_path / "m" / "runs" / "fit.json").read_text())
+    for stage, steps in cut.items():
+        run = tmp_path / "m" / "runs" / stage
+        loop = Checkpointer(run / "state.safetensors").load()["loop"]
+        assert fit["stages"][stage]["status"] == "finished" and (run / "best.safetensors").is_file()
+        assert (loop["step"], loop["total_steps"]) == (steps, 10_000)  # the run's schedule: --resume continues it
+        assert "val" in {json.loads(line)["kind"] for line in (run / "metrics.jsonl").read_text().splitlines()}
 
 
-def test_the_default_preset_has_make_weights_settings():
-    for stage, name in (("vqgan", "VQGAN_ARGS"), ("decoder", "DECODER_ARGS"), ("transformer", "MASKGIT_ARGS")):
-        for sizing in ("cpu", "gpu"):
-            expected = _script_options(name, sizing == "gpu")
-            ours = SETTINGS["default"][sizing][stage]
-            assert ours == expected, (stage, sizing)
+def _shipped_commands() -> dict[str, dict[str, object]]:
+    """The commands that made the shipped weights, as weights/README.md writes them: trainer (and, for tokenize,
+    the folder) -> {option: value} (numbers as floats, a flag as True)."""
+    text = (ROOT / "weights" / "README.md").read_text()
+    lines = "\n".join(re.findall(r"```bash\n(.*?)```", text, re.S)).replace("\\\n", " ").splitlines()
+    found = {}
+    for argv in (shlex.split(line) for line in lines if line.startswith("maskgit ")):
+        options, i = {}, 2
+        while i < len(argv):
+            if argv[i].startswith("--") and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+                options[argv[i][2:].replace("-", "_")], i = True, i + 1
+            elif argv[i].startswith("-"):
+                value = argv[i + 1]
+                options[argv[i].lstrip("-").replace("-", "_")] = (
+                    float(value) if re.fullmatch(r"[\d.e-]+", value) else value
+                )
+                i += 2
+            else:
+                i += 1
+        found[argv[1] + (f" {Path(argv[2]).name}" if argv[1] == "tokenize" else "")] = options
+    return found
+
+
+def test_the_default_preset_has_the_settings_that_made_the_shipped_weights():
+    shipped = _shipped_commands()
+    for stage in ("vqgan", "decoder", "transformer"):
+        ours = stage_options("default", "cpu", stage)
+        given = shipped[TRAINERS[stage]]
+        skip = ("o", "val", "vqgan", "val_masks", "device")  # paths and the device: fit's own
+        assert {k: v for k, v in given.items() if k not in skip} == {k: ours[k] for k in given if k not in skip}, stage
+    assert shipped["tokenize train"].get("flip") is True and "masked_copies" not in shipped["tokenize train"]
+    assert TOKENS["train"] == {"flip": True, "masked_copies": 0}
+    val = shipped["tokenize val"]
+    assert TOKENS["val"] == {"flip": False, "masked_copies": val["masked_copies"], "mask_seed": val["mask_seed"]}
     options = stage_options("default", "cpu", "transformer")
     assert (options["mask_ratio"], options["label_smoothing"], options["copies_ratio"]) == ("cosine", 0.1, 0.0)
-    assert (options["precision"], options["seed"]) == ("auto", 0)
+
+
+def test_make_weights_is_one_fit_of_emoji64():
+    text = (ROOT / "tools" / "make_weights.sh").read_text()
+    calls = [line for line in text.splitlines() if line.startswith("maskgit ")]
+    assert [c.split()[1] for c in calls] == ["fit", "reconstruct"]
+    fit = shlex.split(calls[0].rstrip("\\") + text.split(calls[0], 1)[1].splitlines()[1])
+    assert fit[2:8] == ["$DATA/train", "--val", "$DATA/val", "--val-masks", "$DATA/val_mask64", "-o"]
+    assert fit[fit.index("--preset") + 1] == "$PRESET" and "PRESET=${PRESET:-default}" in text
+    assert 'cp "$MODEL/vqgan.safetensors" "$WEIGHTS_DIR/vqgan-emoji64.safetensors"' in text
+    assert 'cp "$MODEL/transformer.safetensors" "$WEIGHTS_DIR/maskgit-emoji64.safetensors"' in text
 
 
 def test_a_fit_at_32x32_inpaints_any_size(images, tmp_path, make_photo):

@@ -71,4 +71,5 @@ def test_dry_run_runs_every_step_and_leaves_the_shipped_weights_alone(tmp_path):
     files = [p.relative_to(out) for p in out.rglob("*") if p.is_file()]
     assert len(files) <= 8 and all(len(p.parts) <= 3 for p in files), files
     assert {p.name for p in (out / "weights").iterdir()} == {"vqgan-emoji64.safetensors", "maskgit-emoji64.safetensors"}
+    assert json.loads((work / "runs" / "emoji64" / "card.json").read_text())["preset"] == "tiny"  # one `maskgit fit`
     assert _hashes(ROOT / "weights") == before

@@ -90,6 +90,17 @@ def test_walkthrough_runs_as_written(tmp_path, make_images):
     assert len(list((tmp_path / "photos-masks").iterdir())) == 2
 
 
+def test_the_main_path_shows_fit_on_your_own_folder():
+    """Near the top, after the two set-up commands: `maskgit fit` on a folder of your own, then inpainting with the
+    model, the same commands as the section below runs."""
+    top = (ROOT / "README.md").read_text().split("## What it does", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", top, re.S)
+    assert [line.split()[:2] for line in blocks[0].splitlines()] == [["make", "demo"], ["make", "test"]]
+    commands = [line.split(" #")[0].rstrip() for line in blocks[1].splitlines()]
+    assert [shlex.split(c)[1] for c in commands] == ["fit", "inpaint"]
+    assert set(commands) <= set(readme_commands("Your own images, your own model"))
+
+
 @pytest.mark.slow
 def test_your_own_model_runs_as_written(tmp_path, make_images):
     """The README's `maskgit fit` path on a folder of 24 images, with a tiny preset and a half-minute budget instead

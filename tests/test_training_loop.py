@@ -154,3 +154,36 @@ def test_epochs_count_from_one_in_the_log_metrics_and_summary(tmp_path, fit_toy,
     err = capsys.readouterr().err
     assert "step 5/10 epoch 1: val" in err and "step 10/10 epoch 2: val" in err
     assert r.summary(run)["epoch"] == 2
+
+
+def test_a_deadline_stops_validated_and_resumes_exactly(tmp_path, fit_toy, toy_task, monkeypatch):
+    from types import SimpleNamespace
+
+    from maskgit_cli.training import loop
+    from maskgit_cli.weights import read_metadata
+
+    clock = [0.0]  # seconds on a fake clock: each training step takes 1 s, nothing else takes any
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    class Slow(toy_task):
+        def train_step(self, indices, step):
+            clock[0] += 1.0
+            return super().train_step(indices, step)
+
+    ref, run_ref, r_ref = fit_toy(tmp_path, "ref")
+    with loop.deadline(clock[0] + 6.5):  # after step 6, one more step would end past it
+        _, run, r = fit_toy(tmp_path, "a", task=Slow(total=20))
+    assert (r.status, r.step, r.total_steps, r.exit_code) == ("out of time", 6, 20, 0)
+    state = Checkpointer(run.state).load()["loop"]
+    assert (state["step"], state["total_steps"]) == (6, 20)  # the schedule's length is the run's, not the deadline's
+    records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [5, 6]  # a final validation at the stop
+    assert read_metadata(run.best)["step"] in ("5", "6") and r.best_step in (5, 6)
+    resumed, _, r2 = fit_toy(tmp_path, "a", resume=True)  # no deadline: on to step 20
+    assert r2.status == "finished" and r2.step == 20
+    assert torch.equal(resumed.model.weight, ref.model.weight) and torch.equal(resumed.model.bias, ref.model.bias)
+    last, last_ref = read_tensors(run.last), read_tensors(run_ref.last)
+    assert all(torch.equal(last[k], last_ref[k]) for k in last_ref)
+    with loop.deadline(clock[0] - 1.0):  # already past: one step still, so that there is a model
+        _, run, r = fit_toy(tmp_path, "b", task=Slow(total=20))
+    assert (r.status, r.step) == ("out of time", 1) and run.best.is_file() and run.last.is_file()

@@ -8,9 +8,9 @@
 #
 # Steps, in order: (a) nvidia-smi, the Python packages and torch/CUDA versions, `pytest -m cuda`;
 # (b) `maskgit bench` train (lab preset, batch 256) with and without --compile, inpaint (lab, T = 8) and
-# tokenize (the lab VQGAN on PNG files); (c) tools/make_weights.sh with its GPU settings, then `maskgit inpaint` of
-# the emoji64 test set with the new and with the shipped weights, and tools/compare_baselines.py on both; (d)
-# `maskgit fit` on emoji64's training images at 128x128 (downsample 8) in what is left of a 2-minute budget.
+# tokenize (the lab VQGAN on PNG files); (c) tools/make_weights.sh (one `maskgit fit`, GPU-sized), then `maskgit
+# inpaint` of the emoji64 test set with the new and with the shipped weights, and tools/compare_baselines.py on
+# both; (d) `maskgit fit` on emoji64's training images at 128x128 (downsample 8) in what is left of a 2-minute budget.
 # A failing step is recorded with its exit code and the next step runs; the script itself exits 0 only when every
 # step succeeded.
 #
@@ -69,8 +69,7 @@ if ((DRY)); then
   TRAIN_SIZE=(--preset tiny --batch-size 4 --steps 1)
   INPAINT_SIZE=(--preset tiny --vqgan-preset tiny --batch-size 2)
   TOKENIZE_SIZE=(--vqgan-preset tiny --images 16 --batch-size 8)
-  WEIGHTS_SIZE=(SETTINGS=gpu PRESET=tiny VQGAN_STEPS=2 VQGAN_BATCH=8 DECODER_STEPS=2 MASKGIT_STEPS=2
-    MASKGIT_BATCH=8 MASKED_COPIES=1)
+  WEIGHTS_SIZE=(PRESET=tiny) # make_weights.sh's `maskgit fit --preset tiny`: a few steps of the tiny models
   EVAL=$WORK/data # a few emoji64 images of each folder (make_subset)
   FIT_SIZE=(--preset tiny --time-budget 0.3 --resolution 32 --downsample 8)
 else
@@ -220,8 +219,9 @@ make_subset() { # EMOJI64 TARGET
   done
 }
 
-# Scores of the new weights from make_weights.sh's runs: the VQGAN's reconstruction of the test set, the
-# transformer's validation (masked-token accuracy under the test masks), the training speeds.
+# Scores of the new weights from make_weights.sh's runs (its fit's stages, runs/<model>/runs/<stage>/): the VQGAN's
+# reconstruction of the test set, the transformer's validation (masked-token accuracy under the test masks), the
+# training speeds.
 weights_quality() { # PYTHON RUNS
   "$1" - "$2" <<'PY'
 import json, sys
@@ -233,7 +233,7 @@ recon = runs / "vqgan-emoji64-recon.json"
 if recon.is_file():
     data = json.loads(recon.read_text())
     report["vqgan_recon"] = {k: v for k, v in data.items() if not isinstance(v, (list, dict))}
-for metrics in sorted(runs.glob("*/metrics.jsonl")):
+for metrics in sorted(runs.rglob("metrics.jsonl")):  # make_weights.sh's fit: runs/emoji64*/runs/<stage>/
     records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     vals = [r for r in records if r.get("kind") == "val"]
     speeds = [r["img_per_s"] for r in records if r.get("kind") == "train" and "img_per_s" in r]
@@ -248,7 +248,7 @@ PY
 
 # Small files of the runs and comparisons (metrics, configs, scores, curves): no checkpoints, no images.
 pack_runs() {
-  (cd "$WORK" && find runs compare inpaint-* -maxdepth 2 \( -name metrics.jsonl -o -name config.json \
+  (cd "$WORK" && find runs compare inpaint-* -maxdepth 4 \( -name metrics.jsonl -o -name config.json \
     -o -name curves.png -o -name '*.json' \) 2>/dev/null | LC_ALL=C sort | tar -czf "$OUT/runs.tar.gz" -T -)
 }
 
@@ -271,7 +271,7 @@ def get(step, *keys):
 
 
 quality = result.get("weights-quality") if isinstance(result.get("weights-quality"), dict) else {}
-transformer = next((v for k, v in quality.items() if k.startswith("maskgit-")), {}) or {}
+transformer = next((v for k, v in quality.items() if k == "transformer" or k.startswith("maskgit-")), {}) or {}
 figures = {
     "train_compiled_img_s": get("bench-train-compile", "images_per_second"),
     "train_compiled_mfu": get("bench-train-compile", "mfu"),

@@ -129,5 +129,8 @@ def stage_table(stages: list[dict]) -> list[str]:
     for st in stages:
         figures = ", ".join(f"{k} {v:.4g}" for k, v in st["validation"].items())
         steps = "-" if st["steps"] is None else st["steps"]
-        lines.append(f"{st['stage']:<12} {st['seconds']:>7.1f} s {st['images_per_second']:>8.1f} {steps:>6}  {figures}")
+        stopped = f" (stopped by the {st['stopped_by']})" if st.get("stopped_by") else ""
+        lines.append(
+            f"{st['stage']:<12} {st['seconds']:>7.1f} s {st['images_per_second']:>8.1f} {steps:>6}  {figures}{stopped}"
+        )
     return lines

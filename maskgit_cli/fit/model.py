@@ -14,6 +14,7 @@ import functools
 import json
 import platform
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,10 +27,19 @@ from maskgit_cli.errors import MaskgitError
 from maskgit_cli.fit.budget import Clock, budgeted
 from maskgit_cli.fit.settings import STAGES, TRAINERS, fitted_batch, stage_options
 from maskgit_cli.fit.split import Split, make_split
-from maskgit_cli.fit.stages import StageResult, run_trainer, stage_data, token_caches, tokens_stage, train_stage
+from maskgit_cli.fit.stages import (
+    StageResult,
+    run_trainer,
+    stage_data,
+    stage_result,
+    token_caches,
+    tokens_stage,
+    train_stage,
+)
 from maskgit_cli.model_card import CARD_KEY, FILES, card_summary, write_card
 from maskgit_cli.progress import log
 from maskgit_cli.runtime import resolve_device
+from maskgit_cli.training.loop import deadline
 from maskgit_cli.training.run import RunDir
 from maskgit_cli.vqgan.resolution import DEFAULT_DOWNSAMPLE, DEFAULT_RESOLUTION, check_resolution
 from maskgit_cli.weights import atomic_path, load_config, read_metadata, read_tensors, save_tensors
@@ -83,6 +93,8 @@ class FitState:
         entry = {"stage": r.stage, "status": r.status, "seconds": seconds, "steps": r.steps, "images": r.images,
                  "images_per_second": round(r.images / max(seconds, 1e-9), 1), "weights": r.weights,
                  "validation": r.validation}  # fmt: skip
+        if r.stopped_by:
+            entry["stopped_by"] = r.stopped_by
         self.stages[r.stage] = entry
         self.save()
         return entry
@@ -92,8 +104,8 @@ class FitState:
             tmp.write_text(json.dumps({"settings": self.settings, "stages": self.stages}, indent=2) + "\n")
 
     def card_stages(self) -> list[dict[str, Any]]:
-        keys = ("stage", "seconds", "images_per_second", "steps", "validation")
-        return [{k: self.stages[s][k] for k in keys} for s in STAGES if s in self.stages]
+        keys = ("stage", "seconds", "images_per_second", "steps", "validation", "stopped_by")
+        return [{k: self.stages[s][k] for k in keys if k in self.stages[s]} for s in STAGES if s in self.stages]
 
 
 def fit_model(
@@ -172,24 +184,35 @@ def _run_stage(stage: str, state: FitState, fit: _Fit, stop_at: int | None) -> S
     if stage == "vqgan":
         options.update(fit.size)
     data = stage_data(stage, split, (state.stages.get("vqgan") or {}).get("weights"), token_caches(runs / "tokens"))
-    run_dir, probe_seconds = runs / stage, 0.0
+    run_dir, probe_seconds, end, reserve = runs / stage, 0.0, None, 0.0
     resuming = RunDir(run_dir).state.is_file()
-    if fit.clock.total is not None and not resuming:
+    if fit.clock.total is not None:
         start, left = fit.clock.spent(), [s for s in STAGES if not state.done(s)]
-        trainer = functools.partial(run_trainer, stage, data=data)  # (run folder, options) -> summary
-        options = budgeted(stage, trainer, options, runs / f"{stage}.probe", fit.clock.share(stage, left))
-        probe_seconds = fit.clock.spent() - start
+        share = fit.clock.share(stage, left)
+        end = time.perf_counter() + share  # the stage's deadline, its probe included
+        if not resuming:
+            trainer = functools.partial(run_trainer, stage, data=data)  # (run folder, options) -> summary
+            probe_dir = runs / f"{stage}.probe"
+            with deadline(end):
+                options, p = budgeted(stage, trainer, options, probe_dir, share)
+            probe_seconds, reserve = fit.clock.spent() - start, p.validation + p.plot
+            if options is None:  # the probe's run is the stage's
+                shutil.rmtree(run_dir, ignore_errors=True)  # a run killed before its first checkpoint, if any
+                probe_dir.rename(run_dir)
+                return _finish(state, stage_result(stage, run_dir, p.summary, 0.0), number, probe_seconds)
     length = "resuming its run" if resuming else f"{options['max_steps']} steps of {options['batch_size']}"
     log(f"== fit {number} {stage}: `maskgit {TRAINERS[stage]}` on {images} images, {length} -> {run_dir}")
-    r = train_stage(stage, run_dir, options, data, stop_at)
+    with deadline(end, reserve):
+        r = train_stage(stage, run_dir, options, data, stop_at)
     return _finish(state, r, number, probe_seconds)
 
 
 def _finish(state: FitState, r: StageResult, number: str, probe_seconds: float = 0.0) -> StageResult:
     entry = state.add(r, probe_seconds)
     figures = ", ".join(f"{k} {v:.4g}" for k, v in entry["validation"].items())
+    how = f"{r.status} (stopped by the {r.stopped_by} at step {r.steps})" if r.stopped_by else r.status
     log(
-        f"== fit {number} {r.stage}: {r.status} in {entry['seconds']:.1f} s ({entry['images_per_second']:.1f} img/s)"
+        f"== fit {number} {r.stage}: {how} in {entry['seconds']:.1f} s ({entry['images_per_second']:.1f} img/s)"
         + (f"; validation {figures}" if figures else "")
     )
     return r

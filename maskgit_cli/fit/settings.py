@@ -25,7 +25,8 @@ TOKENS = {"train": {"flip": True, "masked_copies": 0}, "val": {"flip": False, "m
 # The generated validation masks when none are given (as data/emoji64's val_mask64: stroke masks).
 VAL_MASKS = {"kind": "stroke", "seed": 1}
 
-# preset -> sizing -> stage -> the trainer's options (tools/make_weights.sh's, which says why each value).
+# preset -> sizing -> stage -> the trainer's options (tools/make_weights.sh, now one `maskgit fit`, says why each
+# value; the CPU sizing is that of the commands that made the shipped weights, weights/README.md: test_fit checks).
 _DEFAULT = {
     "cpu": {
         "vqgan": {"preset": "local", "batch_size": 16, "lr": 1e-3, "warmup_steps": 200, "max_steps": 5000,

@@ -37,6 +37,7 @@ class StageResult:
     images: int  # images (or token grids) the stage went through: steps x batch, or the caches' rows
     weights: str | None  # the file the next stage takes (a model file, or the training token cache)
     validation: dict[str, Any] = field(default_factory=dict)  # of the weights kept (best.safetensors)
+    stopped_by: str | None = None  # "time budget": finished at its deadline, before its max_steps
 
 
 # stage -> (config class, the library function as (data, run folder, config, resume) -> summary)
@@ -78,10 +79,17 @@ def train_stage(stage: str, run_dir: Path, options: dict, data: dict, stop_at: i
     """:func:`run_trainer`, summed up: steps, images, the weights kept and their validation figures."""
     start = time.perf_counter()
     s = run_trainer(stage, run_dir, options, data, stop_at)
-    seconds = time.perf_counter() - start
+    return stage_result(stage, run_dir, s, time.perf_counter() - start)
+
+
+def stage_result(stage: str, run_dir: Path, s: dict, seconds: float) -> StageResult:
+    """The stage whose trainer returned ``s`` for its run ``run_dir`` (where it ran, or where it was moved to)."""
     batch = json.loads(RunDir(run_dir).config.read_text())["train"]["batch_size"]
-    return StageResult(stage, s["status"], s["exit_code"], seconds, s["step"], s["step"] * batch, s["weights"],
-                       validation_at(run_dir, s["best_step"]))  # fmt: skip
+    timed_out = s["status"] == "out of time"  # the fit's deadline: the stage is done, its run resumable
+    status, stopped_by = ("finished", "time budget") if timed_out else (s["status"], None)
+    weights = s["weights"] and str(run_dir / Path(s["weights"]).name)
+    return StageResult(stage, status, s["exit_code"], seconds, s["step"], s["step"] * batch, weights,
+                       validation_at(run_dir, s["best_step"]), stopped_by)  # fmt: skip
 
 
 def validation_at(run_dir: Path, step: int | None) -> dict[str, float]:

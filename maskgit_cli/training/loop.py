@@ -19,8 +19,11 @@ everything around it, the same way for every model:
   best score) is JSON in the file's metadata. Every file is written under a temporary name and renamed into
   place, one at a time, so a crash (even mid-write) leaves the previous checkpoint whole and consistent.
 - **Stopping**: after ``max_steps`` / ``epochs``; ``stop_at=N`` stops after step N exactly as an
-  interruption does (checkpoint, then return); SIGINT/SIGTERM finish the current step, save a resumable
-  checkpoint and return exit code 130/143 (a second signal aborts at once); a NaN/inf loss raises
+  interruption does (checkpoint, then return); a :func:`deadline` (`maskgit fit --time-budget`) stops at the
+  last step boundary that leaves time for a final validation and checkpoint before it (status ``out of time``:
+  best.safetensors is the best model so far, and the run resumes exactly as after ``stop_at``: the deadline
+  stops the run, it does not shorten its learning-rate schedule); SIGINT/SIGTERM finish the current step, save a
+  resumable checkpoint and return exit code 130/143 (a second signal aborts at once); a NaN/inf loss raises
   :class:`MaskgitError` and leaves the last good checkpoint untouched. A run stopped before its first
   validation also exports its model as ``best.safetensors`` (metadata ``val = "none yet"``), so the later
   steps have a model file to load; the first validation replaces it.
@@ -37,13 +40,15 @@ returns from ``state_dict`` (or in the global torch/numpy/python RNGs, which the
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 import signal
 import sys
 import threading
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,6 +135,34 @@ class InterruptGuard:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# A deadline (`maskgit fit --time-budget`)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a run must be over (a :func:`time.perf_counter` value), its final validation and checkpoint included,
+    and what they are expected to cost (``reserve`` seconds) until the run has timed one of its own."""
+
+    at: float
+    reserve: float = 0.0
+
+
+_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("deadline", default=None)
+
+
+@contextmanager
+def deadline(at: float | None, reserve: float = 0.0) -> Iterator[None]:
+    """Every :func:`fit` inside stops at a step boundary in time to validate, save and return by ``at`` (a
+    :func:`time.perf_counter` value; None: no deadline). A stop, like ``stop_at``: not a setting of the run, so
+    config.json and the learning-rate schedule are those of the run without it."""
+    token = _DEADLINE.set(None if at is None else Deadline(at, reserve))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -175,7 +208,7 @@ class LoopConfig:
 
 @dataclass
 class FitResult:
-    status: str  # "finished" | "stopped" (stop_at) | "interrupted" (signal)
+    status: str  # "finished" | "stopped" (stop_at) | "interrupted" (signal) | "out of time" (a deadline)
     step: int
     total_steps: int
     epoch: int
@@ -261,11 +294,15 @@ def fit(
                     return loop.interrupted(guard.signum)
                 if cfg.stop_at is not None and loop.pos.step >= cfg.stop_at:
                     return loop.stopped()
+                if loop.out_of_time():
+                    return loop.timed_out()
+                start = time.perf_counter()
                 indices = loop.next_batch()
                 loss = loop.train_step(indices)
                 bar.advance(len(indices))
                 bar.update(info=f"step {loop.pos.step}/{loop.total} loss {loss:.4f}")
                 loop.log_train()
+                loop.step_seconds = time.perf_counter() - start
                 loop.evaluate_and_save()
         return loop.result("finished")
     finally:
@@ -288,6 +325,7 @@ class _Loop:
         self.best: float | None = None  # the best value of cfg.best_metric so far ...
         self.best_step: int | None = None  # ... and its step
         self.last_eval: dict[str, float] = {}
+        self.evaluated_step: int | None = None  # the step last validated in this call
         self.saved_step: int | None = None  # the step state.safetensors holds (None: none saved)
         if resume:
             self.resume()
@@ -297,6 +335,9 @@ class _Loop:
         self.window = _Window()
         self.order_epoch, self.order = -1, None  # the data order of one epoch, drawn when it starts
         self.t_start = time.perf_counter()
+        self.deadline = _DEADLINE.get()
+        self.step_seconds = 0.0  # the last step's wall time (with its logging) ...
+        self.close_seconds: float | None = None  # ... and the last validation's with its checkpoint (None: none yet)
         self.last_plot = -math.inf  # when curves.png was last drawn (drawing takes ~0.5 s: at most once a minute)
         self.tty = sys.stderr.isatty()
 
@@ -376,14 +417,17 @@ class _Loop:
         cfg, step = self.cfg, self.pos.step
         epoch_end = self.pos.batch == self.steps_per_epoch
         if (cfg.eval_every and step % cfg.eval_every == 0) or (not cfg.eval_every and epoch_end) or step >= self.total:
+            start = time.perf_counter()
             self.evaluate()
             self.save()
+            self.close_seconds = time.perf_counter() - start
         elif cfg.save_every and step % cfg.save_every == 0:
             self.save()
 
     def evaluate(self) -> None:
         """The task's validation: a val record and line; a new best ``best_metric`` exports best.safetensors."""
         self.last_eval = {k: json_value(v) for k, v in self.task.evaluate().items()}
+        self.evaluated_step = self.pos.step
         if not self.last_eval:
             return
         pos, metric = self.pos, self.cfg.best_metric
@@ -460,6 +504,26 @@ class _Loop:
         """``stop_at`` reached: what an interruption does, without the signal."""
         r = self.result("stopped")
         self.say(f"stopped at step {self.pos.step} (--stop-at); continue with --resume")
+        return r
+
+    def out_of_time(self) -> bool:
+        """Whether one more step, then a validation and checkpoint, would end after the :func:`deadline` (never
+        before the run's first step: it leaves a model)."""
+        if self.deadline is None or self.pos.step == 0:
+            return False
+        close = self.deadline.reserve if self.close_seconds is None else self.close_seconds
+        return time.perf_counter() + self.step_seconds + close > self.deadline.at
+
+    def timed_out(self) -> FitResult:
+        """The deadline reached: validate (unless this step was), save and sum up, as ``stop_at`` does."""
+        step = self.pos.step
+        if self.evaluated_step != step:
+            self.evaluate()
+        r = self.result("out of time")
+        self.say(
+            f"out of time at step {step}/{self.total}: validated and saved; the run resumes from here with the same "
+            f"learning-rate schedule (--resume)"
+        )
         return r
 
     def interrupted(self, signum: int) -> FitResult:
