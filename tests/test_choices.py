@@ -88,4 +88,4 @@ def test_inpaint_and_sweep_accept_the_same_schedule_names(cli, name, tmp_path):
 def test_an_unknown_schedule_is_refused_by_both(cli, tmp_path):
     a, b = _inpaint_and_sweep(cli, tmp_path, "bogus")
     assert a.exit_code == 2 and "bogus" in a.stderr
-    assert b.exit_code == 1 and "unknown schedule 'bogus'" in b.stderr
+    assert b.exit_code == 2 and "unknown schedule 'bogus'" in b.stderr
