@@ -76,7 +76,6 @@ MASK_SEED = 0  # test masks (mask64/)
 VAL_MASK_SEED = 1  # val masks (val_mask64/): other masks than the test's
 SPLITS = ("train", "val", "test")
 
-DEFAULT_TARBALL = REPO / "tools" / TARBALL_NAME
 DEFAULT_OUT = REPO / "data" / DATASET
 
 
@@ -152,15 +151,15 @@ def index_name(prefix: str, index: int, count: int, min_digits: int) -> str:
     return f"{prefix}{index:0{digits}d}.png"
 
 
-def fetch_tarball(dest: Path) -> None:
-    """Run ``npm pack emoji-datasource-google@16.0.0`` in the tarball's folder."""
+def fetch_tarball(dest: Path, package: str = PACKAGE, version: str = VERSION, name: str = TARBALL_NAME) -> None:
+    """Run ``npm pack PACKAGE@VERSION`` in the tarball's folder (``name``: the file npm writes)."""
     npm = shutil.which("npm")
     if npm is None:
         raise SystemExit("error: --fetch needs npm on PATH (https://nodejs.org); or get the tarball by hand.")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    log(f"running: npm pack {PACKAGE}@{VERSION}  (in {dest.parent})")
-    subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}"], cwd=dest.parent, check=True)
-    packed = dest.parent / TARBALL_NAME
+    log(f"running: npm pack {package}@{version}  (in {dest.parent})")
+    subprocess.run([npm, "pack", f"{package}@{version}"], cwd=dest.parent, check=True)
+    packed = dest.parent / name
     if packed != dest and packed.exists():
         packed.replace(dest)
 
@@ -234,7 +233,7 @@ def build(tarball: Path, out: Path) -> dict:
 
     # build into a staging folder next to the output, then swap it in
     out = out.resolve()
-    if out.exists() and any(out.iterdir()) and not _is_previous_build(out):
+    if out.exists() and any(out.iterdir()) and not is_previous_build(out):
         raise SystemExit(f"error: {out} exists and is not an {DATASET} build (no matching manifest.json).")
     stage = out.with_name(out.name + ".building")
     if stage.exists():
@@ -351,9 +350,10 @@ def build(tarball: Path, out: Path) -> dict:
     return manifest
 
 
-def _is_previous_build(out: Path) -> bool:
+def is_previous_build(out: Path, dataset: str = DATASET) -> bool:
+    """Whether ``out`` holds an earlier build of ``dataset`` (its manifest.json says so), which a rebuild replaces."""
     try:
-        return json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("dataset") == DATASET
+        return json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("dataset") == dataset
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -366,23 +366,37 @@ def _dump_manifest(manifest: dict) -> str:
     return lines + ",\n".join(entries) + "\n  }\n}\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tarball", type=Path, default=DEFAULT_TARBALL, help=f"tools/{TARBALL_NAME}")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default: data/emoji64")
+def tarball_args(
+    doc: str,
+    argv: list[str] | None,
+    default_out: Path,
+    package: str = PACKAGE,
+    version: str = VERSION,
+    name: str = TARBALL_NAME,
+) -> argparse.Namespace | None:
+    """A builder's command line (--tarball, --out, --fetch), the tarball fetched with --fetch; None (after saying
+    how to get it) when the tarball is missing."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--tarball", type=Path, default=REPO / "tools" / name, help=f"tools/{name}")
+    parser.add_argument("--out", type=Path, default=default_out, help=f"default: data/{default_out.name}")
     parser.add_argument("--fetch", action="store_true", help="run `npm pack` when the tarball is missing")
     args = parser.parse_args(argv)
-
+    if not args.tarball.is_file() and args.fetch:
+        fetch_tarball(args.tarball, package, version, name)
     if not args.tarball.is_file():
-        if args.fetch:
-            fetch_tarball(args.tarball)
-        if not args.tarball.is_file():
-            log(
-                f"error: tarball {args.tarball} not found. Get it with:\n"
-                f"    cd {args.tarball.parent} && npm pack {PACKAGE}@{VERSION}\n"
-                f"or rerun with --fetch (needs npm and network access)."
-            )
-            return 1
+        log(
+            f"error: tarball {args.tarball} not found. Get it with:\n"
+            f"    cd {args.tarball.parent} && npm pack {package}@{version}\n"
+            f"or rerun with --fetch (needs npm and network access)."
+        )
+        return None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = tarball_args(__doc__, argv, DEFAULT_OUT)
+    if args is None:
+        return 1
     manifest = build(args.tarball, args.out)
     c = manifest["counts"]
     log(

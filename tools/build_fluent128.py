@@ -39,13 +39,11 @@ white and resized to 128x128 with Pillow's Lanczos filter.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 from collections import Counter
@@ -61,7 +59,7 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
 
 sys.path.insert(0, str(REPO / "tools"))  # the other builders' helpers, shared rather than copied
 
-from build_emoji64 import log, pixel_sha256, sha256_file  # noqa: E402
+from build_emoji64 import is_previous_build, log, pixel_sha256, sha256_file, tarball_args  # noqa: E402
 from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, load_renderer  # noqa: E402
 
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
@@ -93,7 +91,6 @@ VAL_MASK_SEED = 1  # val masks (val_mask128/), other masks than the test's
 MASKS = f"mask{SIZE}"
 VAL_MASKS = f"val_mask{SIZE}"
 
-DEFAULT_TARBALL = REPO / "tools" / TARBALL_NAME
 DEFAULT_OUT = REPO / "data" / DATASET
 
 
@@ -130,19 +127,6 @@ def render(resvg_py, body: str) -> Image.Image:
             raise SystemExit(f"error: internal: resvg rendered {img.size}, not {RENDER_SIZE}x{RENDER_SIZE}.")
         rgb = to_rgb(img)
     return rgb.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
-
-
-def fetch_tarball(dest: Path) -> None:
-    """Run ``npm pack @iconify-json/fluent-emoji-flat@1.2.6`` in the tarball's folder."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SystemExit("error: --fetch needs npm on PATH (https://nodejs.org); or get the tarball by hand.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    log(f"running: npm pack {PACKAGE}@{VERSION}  (in {dest.parent})")
-    subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}"], cwd=dest.parent, check=True)
-    packed = dest.parent / TARBALL_NAME
-    if packed != dest and packed.exists():
-        packed.replace(dest)
 
 
 def read_package(tar: tarfile.TarFile) -> tuple[dict, dict, dict]:
@@ -203,13 +187,6 @@ def select(icons: dict, groups: dict[str, list[str]], resvg_py) -> tuple[dict[st
     return taken, skipped
 
 
-def _is_previous_build(out: Path) -> bool:
-    try:
-        return json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("dataset") == DATASET
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def license_text(info: dict) -> str:
     lic, author = info["license"], info["author"]
     return LICENSE.format(
@@ -238,7 +215,7 @@ def build(tarball: Path, out: Path) -> dict:
     taken, skipped = select(icons, groups, resvg_py)
 
     out = out.resolve()
-    if out.exists() and any(out.iterdir()) and not _is_previous_build(out):
+    if out.exists() and any(out.iterdir()) and not is_previous_build(out, DATASET):
         raise SystemExit(f"error: {out} exists and is not a {DATASET} build (no matching manifest.json).")
     stage = out.with_name(out.name + ".building")
     if stage.exists():
@@ -357,22 +334,9 @@ def build(tarball: Path, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tarball", type=Path, default=DEFAULT_TARBALL, help=f"tools/{TARBALL_NAME}")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default: data/fluent128")
-    parser.add_argument("--fetch", action="store_true", help="run `npm pack` when the tarball is missing")
-    args = parser.parse_args(argv)
-
-    if not args.tarball.is_file():
-        if args.fetch:
-            fetch_tarball(args.tarball)
-        if not args.tarball.is_file():
-            log(
-                f"error: tarball {args.tarball} not found. Get it with:\n"
-                f"    cd {args.tarball.parent} && npm pack {PACKAGE}@{VERSION}\n"
-                f"or rerun with --fetch (needs npm and network access)."
-            )
-            return 1
+    args = tarball_args(__doc__, argv, DEFAULT_OUT, PACKAGE, VERSION, TARBALL_NAME)
+    if args is None:
+        return 1
     manifest = build(args.tarball, args.out)
     c = manifest["counts"]
     log(

@@ -36,7 +36,6 @@ options, and ``manifest.json`` records the SHA-256 of every file's decoded pixel
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import importlib.metadata
@@ -44,7 +43,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 from collections import Counter
@@ -60,7 +58,7 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
 
 sys.path.insert(0, str(REPO / "tools"))  # the emoji64 builder's helpers, shared rather than copied
 
-from build_emoji64 import _is_previous_build, log, pixel_sha256, sha256_file  # noqa: E402
+from build_emoji64 import is_previous_build, log, pixel_sha256, sha256_file, tarball_args  # noqa: E402
 
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
 from maskgit_cli.data.images import to_rgb  # noqa: E402
@@ -86,7 +84,6 @@ EXCLUDED_GROUPS = ("component", "extras-openmoji", "extras-unicode")
 MASK_KIND = "stroke"
 MASK_SEED = 0  # as emoji64's test masks: mask i of both sets is the same mask
 
-DEFAULT_TARBALL = REPO / "tools" / TARBALL_NAME
 DEFAULT_OUT = REPO / "data" / DATASET
 
 
@@ -121,19 +118,6 @@ def render(resvg_py, svg: str) -> Image.Image:
             raise SystemExit(f"error: internal: resvg rendered {img.size}, not {RENDER_SIZE}x{RENDER_SIZE}.")
         rgb = to_rgb(img)
     return rgb.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
-
-
-def fetch_tarball(dest: Path) -> None:
-    """Run ``npm pack openmoji@17.0.0`` in the tarball's folder."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SystemExit("error: --fetch needs npm on PATH (https://nodejs.org); or get the tarball by hand.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    log(f"running: npm pack {PACKAGE}@{VERSION}  (in {dest.parent})")
-    subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}"], cwd=dest.parent, check=True)
-    packed = dest.parent / TARBALL_NAME
-    if packed != dest and packed.exists():
-        packed.replace(dest)
 
 
 def read_candidates(tar: tarfile.TarFile) -> tuple[list[dict], Counter]:
@@ -207,7 +191,7 @@ def build(tarball: Path, out: Path) -> dict:
         cc_by_sa = license_text(tar)
 
     out = out.resolve()
-    if out.exists() and any(out.iterdir()) and not _is_previous_build(out):
+    if out.exists() and any(out.iterdir()) and not is_previous_build(out, DATASET):
         raise SystemExit(f"error: {out} exists and is not an {DATASET} build (no matching manifest.json).")
     stage = out.with_name(out.name + ".building")
     if stage.exists():
@@ -328,22 +312,9 @@ def _dump_manifest(manifest: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tarball", type=Path, default=DEFAULT_TARBALL, help=f"tools/{TARBALL_NAME}")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default: data/openmoji64")
-    parser.add_argument("--fetch", action="store_true", help="run `npm pack` when the tarball is missing")
-    args = parser.parse_args(argv)
-
-    if not args.tarball.is_file():
-        if args.fetch:
-            fetch_tarball(args.tarball)
-        if not args.tarball.is_file():
-            log(
-                f"error: tarball {args.tarball} not found. Get it with:\n"
-                f"    cd {args.tarball.parent} && npm pack {PACKAGE}@{VERSION}\n"
-                f"or rerun with --fetch (needs npm and network access)."
-            )
-            return 1
+    args = tarball_args(__doc__, argv, DEFAULT_OUT, PACKAGE, VERSION, TARBALL_NAME)
+    if args is None:
+        return 1
     manifest = build(args.tarball, args.out)
     c = manifest["counts"]
     log(
