@@ -88,3 +88,16 @@ def test_a_hostile_report_beside_a_results_folder_is_not_an_inpaint_report(tmp_p
     files = make_images(tmp_path / "results" / "images", 3)
     (tmp_path / "results" / "report.json").write_text(report)
     assert references.result_files(tmp_path / "results" / "images") == sorted(files)
+
+
+def test_a_statistics_file_that_would_expand_far_past_its_size_is_refused_before_numpy_reads_it(tmp_path, monkeypatch):
+    """An .npz is a zip: one whose records declare far more than its size on disk (a zip bomb) is one line, and
+    numpy never expands it (issue 28 item 16, the statistics files `maskgit fid` reads)."""
+    import zipfile
+
+    bomb = tmp_path / "stats.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("sigma.npy", bytes(160 << 20))  # 160 MiB of zeros, a few hundred KB on disk
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load read the bomb"))
+    with pytest.raises(references.MaskgitError, match=r"statistics file .*stats\.npz: its records would expand"):
+        references.load_stats(bomb)

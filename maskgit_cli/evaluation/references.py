@@ -143,7 +143,11 @@ def _is_npz(path: Path) -> bool:
 
 def load_stats(path: str | Path) -> RefStats:
     """A statistics file from :func:`make_stats` (or any npz with ``mu`` and ``sigma``, e.g. pytorch-fid's)."""
+    from maskgit_cli.weights import check_archive_size  # lazy: keeps torch out of this module's import
+
     path = Path(path)
+    if path.is_file():
+        check_archive_size(path, "statistics file")  # an .npz is a zip: a bomb is refused before numpy expands it
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
