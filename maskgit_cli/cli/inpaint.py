@@ -30,9 +30,9 @@ from maskgit_cli.cli.common import (
     print_json,
     shown_default,
 )
-from maskgit_cli.cli.option_checks import inpaint_settings, option_values
+from maskgit_cli.cli.option_checks import inpaint_settings
 from maskgit_cli.decoding.settings import LAB_OUTPUT, DecodeSettings, OutputSettings
-from maskgit_cli.errors import MaskgitError, OptionError
+from maskgit_cli.errors import MaskgitError, OptionError, option_values
 from maskgit_cli.model_card import model_weights
 
 ModelOpt = Annotated[

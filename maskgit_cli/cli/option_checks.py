@@ -1,30 +1,18 @@
 """Option values checked after parsing, with the exit code of a value the parser refuses (2, as the README promises).
 
 The settings check their own values (:mod:`maskgit_cli.decoding.settings`, the trainers' configs): here their
-errors become :class:`~maskgit_cli.errors.OptionError` s (:func:`option_values`), and a ``--config`` TOML file's
+errors become :class:`~maskgit_cli.errors.OptionError` s (:func:`~maskgit_cli.errors.option_values`), and a ``--config`` TOML file's
 settings are checked by the very options they stand for (:func:`toml_check`). Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import typer
 
-from maskgit_cli.errors import MaskgitError, OptionError
-
-
-@contextlib.contextmanager
-def option_values() -> Iterator[None]:
-    """A :class:`MaskgitError` raised inside (by settings made from option values) is a bad option value: exit 2."""
-    try:
-        yield
-    except OptionError:
-        raise
-    except MaskgitError as e:
-        raise OptionError(str(e)) from e
+from maskgit_cli.errors import option_values
 
 
 def inpaint_settings(**options):

@@ -11,7 +11,6 @@ import fcntl
 import json
 import math
 import os
-import re
 import tomllib
 import types
 import typing
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from maskgit_cli.errors import MaskgitError, OptionError, require_file
+from maskgit_cli.errors import MaskgitError, OptionError, option_values, require_file, write_error_reason
 from maskgit_cli.viz import read_jsonl
 from maskgit_cli.weights import atomic_path
 
@@ -228,14 +227,6 @@ class SaveError(MaskgitError, OSError):
     command line) that is also an OSError, what it is underneath."""
 
 
-def _write_error_reason(e: BaseException) -> str:
-    """'No space left on device' from an OSError or a safetensors write error ('... (os error 28)')."""
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    found = re.search(r"os error (\d+)", str(e))
-    return os.strerror(int(found[1])) if found else (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 @contextlib.contextmanager
 def writing(path: Path, step: int, kept: str):
     """Turn a failed write of ``path`` (at ``step``) into a :class:`SaveError` saying what is ``kept``."""
@@ -245,7 +236,7 @@ def writing(path: Path, step: int, kept: str):
         if isinstance(e, MaskgitError):
             raise
         raise SaveError(
-            f"{path}: cannot write it at step {step} ({_write_error_reason(e)}); training stopped and {kept}"
+            f"{path}: cannot write it at step {step} ({write_error_reason(e)}); training stopped and {kept}"
         ) from e
 
 
@@ -409,10 +400,6 @@ def resolve_run(
         values["epochs"] = None  # max_steps alone sets the length
     if output is None:
         raise MaskgitError("give the run folder with -o runs/NAME, or --resume RUN")
-    try:
+    with option_values():  # the settings' own checks of option (and --config) values: exit 2
         config = config_cls(**values)
-    except OptionError:
-        raise
-    except MaskgitError as e:  # the settings' own checks of option (and --config) values: exit 2
-        raise OptionError(str(e)) from e
     return RunSettings(config, Path(output), {k: None if v is None else Path(v) for k, v in data.items()}, False)

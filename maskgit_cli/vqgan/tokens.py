@@ -35,10 +35,9 @@ from safetensors import SafetensorError
 from maskgit_cli.data.images import ImageFolder, image_loader, list_images
 from maskgit_cli.data.mask_generator import generate_mask, mask_rng
 from maskgit_cli.data.masks import HOLE, dilate_token_mask, token_mask_for
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, write_error_reason
 from maskgit_cli.progress import Bar, progress_bar
 from maskgit_cli.runtime import gather_results, init_distributed, shard, vqgan_autocast
-from maskgit_cli.training.run import _write_error_reason
 from maskgit_cli.vqgan.code_patches import PatchStats
 from maskgit_cli.vqgan.model import VQGANConfig
 from maskgit_cli.vqgan.resolution import cache_text
@@ -363,9 +362,7 @@ def save_token_cache(
     try:
         save_tensors(path, tensors, metadata)
     except (OSError, SafetensorError) as e:
-        if isinstance(e, MaskgitError):
-            raise
-        reason = _write_error_reason(e)
+        reason = write_error_reason(e)
         raise MaskgitError(f"{path}: cannot write the token cache ({reason}); nothing was written") from None
 
 
