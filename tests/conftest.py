@@ -52,6 +52,22 @@ def _photo(h: int, w: int, seed: int = 0):
     return img.astype(np.uint8)
 
 
+def _read_pngs(folder) -> dict:
+    """Every PNG under ``folder`` decoded: relative path -> (mode, pixels)."""
+    out = {}
+    for path in sorted(folder.rglob("*.png")):
+        with Image.open(path) as img:
+            img.load()
+            out[path.relative_to(folder).as_posix()] = (img.mode, np.asarray(img))
+    return out
+
+
+@pytest.fixture(scope="session")
+def read_pngs():
+    """``read_pngs(folder)``: every PNG of a data set (data/emoji64, ...) decoded: relative path -> (mode, pixels)."""
+    return _read_pngs
+
+
 @pytest.fixture(scope="session")
 def make_photo():
     """``make_photo(h, w, seed=0)``: a smooth synthetic photo of any size, uint8 (H,W,3)."""

@@ -120,12 +120,9 @@ def test_the_command_prints_the_stages_and_the_inpaint_command_and_skips_what_is
     assert read_card(model)["stages"] == s.card["stages"]  # ... the same stages
 
 
-def test_a_fit_stopped_in_every_stage_continues_to_the_same_files(fitted, images, tmp_path):
-    model = tmp_path / "blobs-model"
-    for stage, step in (("vqgan", 10), ("decoder", 3), ("tokens", 1), ("transformer", 10)):
-        s = fit_model(images, model, preset="tiny", device="cpu", stop_at={stage: step})
-        assert s.status == "stopped" and s.exit_code == 0 and s.stages[-1]["stage"] == stage
-        assert not (model / "transformer.safetensors").exists()
+def _continues_to_the_same_fit(images, model, fitted):
+    """Run the fit of ``model`` to its end: the same model files, token caches, steps and validation figures as
+    the uninterrupted fit (``fitted``)."""
     s = fit_model(images, model, preset="tiny", device="cpu")
     assert s.status == "finished"
     done = fitted[0]
@@ -135,6 +132,15 @@ def test_a_fit_stopped_in_every_stage_continues_to_the_same_files(fitted, images
         assert _same_tensors(model / "runs" / "tokens" / cache, done / "runs" / "tokens" / cache)
     assert [st["steps"] for st in s.card["stages"]] == [st["steps"] for st in fitted[1].card["stages"]]
     assert [st["validation"] for st in s.card["stages"]] == [st["validation"] for st in fitted[1].card["stages"]]
+
+
+def test_a_fit_stopped_in_every_stage_continues_to_the_same_files(fitted, images, tmp_path):
+    model = tmp_path / "blobs-model"
+    for stage, step in (("vqgan", 10), ("decoder", 3), ("tokens", 1), ("transformer", 10)):
+        s = fit_model(images, model, preset="tiny", device="cpu", stop_at={stage: step})
+        assert s.status == "stopped" and s.exit_code == 0 and s.stages[-1]["stage"] == stage
+        assert not (model / "transformer.safetensors").exists()
+    _continues_to_the_same_fit(images, model, fitted)
 
 
 # What shows that a fit is inside a stage: the stage's first checkpoint (its state file; the tokens stage: its
@@ -179,15 +185,7 @@ def test_a_fit_killed_in_every_stage_continues_to_the_same_files(fitted, images,
         done = [s for s, e in saved["stages"].items() if e["status"] == "finished"]
         assert done == list(STAGES[: STAGES.index(stage)]), (stage, done)  # killed inside the stage, not after
         assert not (model / "transformer.safetensors").exists()
-    s = fit_model(images, model, preset="tiny", device="cpu")
-    assert s.status == "finished"
-    done = fitted[0]
-    for name in ("vqgan.safetensors", "transformer.safetensors"):
-        assert _same_tensors(model / name, done / name), name
-    for cache in ("train.tokens", "val.tokens"):
-        assert _same_tensors(model / "runs" / "tokens" / cache, done / "runs" / "tokens" / cache)
-    assert [st["steps"] for st in s.card["stages"]] == [st["steps"] for st in fitted[1].card["stages"]]
-    assert [st["validation"] for st in s.card["stages"]] == [st["validation"] for st in fitted[1].card["stages"]]
+    _continues_to_the_same_fit(images, model, fitted)
 
 
 def test_a_fit_of_other_settings_is_refused_in_one_line(fitted, images, tmp_path):

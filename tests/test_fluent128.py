@@ -40,14 +40,9 @@ def manifest() -> dict:
 
 
 @pytest.fixture(scope="module")
-def pixels() -> dict[str, tuple[str, np.ndarray]]:
+def pixels(read_pngs) -> dict[str, tuple[str, np.ndarray]]:
     """Every PNG of the data set decoded once: relative path -> (mode, pixels)."""
-    out = {}
-    for path in sorted(DATA.rglob("*.png")):
-        with Image.open(path) as img:
-            img.load()
-            out[path.relative_to(DATA).as_posix()] = (img.mode, np.asarray(img))
-    return out
+    return read_pngs(DATA)
 
 
 def _icons(manifest: dict, split: str) -> list[str]:
