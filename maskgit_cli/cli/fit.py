@@ -20,7 +20,15 @@ FitPreset = StrEnum("FitPreset", {v: v for v in FIT_PRESETS})
 
 @command("fit", FIT)
 def fit_cmd(
-    images: Annotated[Path, typer.Argument(help="Folder of your images (any size: resized to the model's).")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folder(s) of your images (any size: resized to the model's). Several folders are trained on "
+            "together; the same file name in two of them is two images.",
+            metavar="IMAGES",
+            show_default=False,
+        ),
+    ],
     output: Annotated[
         Path,
         typer.Option(
@@ -94,6 +102,8 @@ def fit_cmd(
     [bold]At 128x128[/bold]: maskgit fit photos/cats -o models/cats128 --resolution 128 --downsample 8
 
     [bold]emoji64 as `make weights`[/bold]: maskgit fit data/emoji64/train --val data/emoji64/val --val-masks data/emoji64/val_mask64 -o models/emoji64
+
+    [bold]Three emoji styles[/bold]: maskgit fit data/emoji64/train data/blob64/train data/fluent64/train --val data/emoji64/val --val-masks data/emoji64/val_mask64 -o models/styles
     """
     from maskgit_cli.fit.model import fit_model, summary_dict
 

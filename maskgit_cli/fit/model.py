@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from maskgit_cli import __version__
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.fit.budget import Clock, budgeted
 from maskgit_cli.fit.settings import STAGES, TRAINERS, fitted_batch, stage_options
 from maskgit_cli.fit.split import Split, make_split
@@ -132,7 +132,11 @@ def fit_model(
     model, runs = Path(model), Path(model) / "runs"
     if model.exists() and not model.is_dir():
         raise MaskgitError(f"-o {model}: exists and is not a folder")
-    settings = {"images": str(Path(images).resolve()), "val": val and str(Path(val).resolve()),
+    folders = [Path(images)] if isinstance(images, (str, Path)) else [Path(f) for f in images]
+    if not folders:
+        raise OptionError("IMAGES: give at least one folder")
+    every = [str(f.resolve()) for f in folders]
+    settings = {"images": every[0] if len(every) == 1 else every, "val": val and str(Path(val).resolve()),
                 "val_masks": val_masks and str(Path(val_masks).resolve()), "preset": preset, "sizing": sizing,
                 "resolution": resolution, "downsample": downsample, "device": dev.type,
                 "time_budget": time_budget}  # fmt: skip
@@ -141,8 +145,8 @@ def fit_model(
     runs.mkdir(parents=True, exist_ok=True)
     state = FitState(runs / STATE_FILE, settings)
     size = {k: v for k, v in (("resolution", resolution), ("downsample", downsample)) if v is not None}
-    split = make_split(images, val, val_masks, runs / "data", resolution or DEFAULT_RESOLUTION)
-    command = command or f"maskgit fit {images} -o {model}"
+    split = make_split(folders, val, val_masks, runs / "data", resolution or DEFAULT_RESOLUTION)
+    command = command or f"maskgit fit {' '.join(map(str, folders))} -o {model}"
     inpaint = f"maskgit inpaint --model {model} --images {split.val} --mask-kind stroke -o {model}-inpainted"
     fit = _Fit(runs, split, dev, preset, sizing, size, Clock(time_budget, state.seconds))
     for stage in STAGES:
@@ -153,7 +157,7 @@ def fit_model(
         if r.status != "finished":
             log(f"== fit {stage}: {r.status}; run the same command again to continue")
             return FitSummary(str(model), r.status, r.exit_code, state.card_stages(), split.card(), inpaint)
-    card = _card(model, images, split, state, dev, preset, sizing, command, time_budget)
+    card = _card(model, folders, split, state, dev, preset, sizing, command, time_budget)
     write_model(model, state.stages["decoder"]["weights"], state.stages["transformer"]["weights"], card)
     log(f"== fit: wrote {model} ({', '.join(FILES.values())}, card.json, README.md)")
     return FitSummary(str(model), "finished", 0, state.card_stages(), split.card(), inpaint, card)
@@ -227,17 +231,21 @@ def write_model(model: Path, vqgan: str, transformer: str, card: dict[str, Any])
     write_card(model, card)
 
 
-def _card(model: Path, images, split: Split, state: FitState, dev, preset, sizing, command, budget) -> dict:
-    """The model card of a finished fit (:mod:`maskgit_cli.model_card`)."""
+def _card(
+    model: Path, folders: list[Path], split: Split, state: FitState, dev, preset, sizing, command, budget
+) -> dict:
+    """The model card of a finished fit (:mod:`maskgit_cli.model_card`); several IMAGES folders are all listed."""
     _, vqgan = load_config(state.stages["decoder"]["weights"], "vqgan")
     size, grid = vqgan.img_resolution, vqgan.latent_resolution
-    folder = Path(images).resolve().name
+    named = f"{folders[0].resolve().name}/"
+    if len(folders) > 1:  # data/emoji64/train data/blob64/train: "emoji64/train/, blob64/train/"
+        named = ", ".join(f"{f.resolve().parent.name}/{f.resolve().name}/" for f in folders)
     return {
         "name": model.resolve().name,
-        "note": f"trained on {split.train_images:,} images of {folder}/ at {size}x{size} (maskgit fit): pictures "
+        "note": f"trained on {split.train_images:,} images of {named} at {size}x{size} (maskgit fit): pictures "
         "unlike them will not look right",
         "trained_on": {
-            "folder": str(images),
+            "folder": " ".join(map(str, folders)),  # every IMAGES folder, as on the command line
             "images": split.train_images,
             "files_sha256": split.files_sha256,
             "resolution": size,

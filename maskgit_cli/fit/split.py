@@ -4,6 +4,10 @@ itself, and the validation masks.
 The split is deterministic and stable as a folder grows: an image is held out when the sha256 of its file name,
 read as a fraction of 2**64, is below :data:`VAL_FRACTION` (at least one image: the lowest hash). The two parts are
 folders of symbolic links under MODEL/runs/data/ (train/, val/), which the trainers read as any image folder.
+
+IMAGES may be several folders (e.g. the training images of three emoji styles): their images are then linked into
+one folder, each under its folder's position and its own name (``0-image_000.png``, ``1-image_000.png``), so the same
+name in two folders is two images.
 """
 
 from __future__ import annotations
@@ -58,21 +62,36 @@ def held_out(names: list[str], fraction: float = VAL_FRACTION) -> list[str]:
     return val
 
 
-def make_split(images, val, val_masks, folder: Path, resolution: int) -> Split:
-    """The split of a fit into ``folder`` (MODEL/runs/data): IMAGES and ``val`` as given, or ``val`` held out of
-    IMAGES (:func:`held_out`); validation masks ``val_masks`` or generated at ``resolution`` (:data:`VAL_MASKS`)."""
-    files = list_images(images, "IMAGES")
+def input_files(folders: list[Path]) -> dict[str, Path]:
+    """The images of IMAGES, by the name the fit knows them by: their own name in one folder; with several folders,
+    ``{position}-{name}`` (keyed by folder, so equal names in two folders do not collide)."""
+    if len(folders) == 1:
+        return {f.name: f for f in list_images(folders[0], "IMAGES")}
+    resolved = [Path(f).resolve() for f in folders]
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            raise MaskgitError(f"IMAGES {folders[i]}: given twice")
+    return {f"{i}-{f.name}": f for i, folder in enumerate(folders) for f in list_images(folder, "IMAGES")}
+
+
+def make_split(images: list[Path], val, val_masks, folder: Path, resolution: int) -> Split:
+    """The split of a fit into ``folder`` (MODEL/runs/data): the IMAGES folders and ``val`` as given, or ``val``
+    held out of IMAGES (:func:`held_out`); validation masks ``val_masks`` or generated at ``resolution``
+    (:data:`VAL_MASKS`)."""
+    files = input_files(images)
     if val is not None:
-        train_dir, val_dir, rule = Path(images), Path(val), f"--val {val}"
-        train_names = [f.name for f in files]
+        train_dir, val_dir, rule = Path(images[0]), Path(val), f"--val {val}"
+        if len(images) > 1:
+            train_dir = folder / "train"
+            _links(train_dir, files)
+        train_names = list(files)
         val_count = len(list_images(val_dir, "--val"))
     else:
-        names = [f.name for f in files]
-        chosen = set(held_out(names))
-        train_names = [n for n in names if n not in chosen]
+        chosen = set(held_out(list(files)))
+        train_names = [n for n in files if n not in chosen]
         train_dir, val_dir, rule = folder / "train", folder / "val", SPLIT_RULE
-        _links(train_dir, [f for f in files if f.name not in chosen])
-        _links(val_dir, [f for f in files if f.name in chosen])
+        _links(train_dir, {n: f for n, f in files.items() if n not in chosen})
+        _links(val_dir, {n: f for n, f in files.items() if n in chosen})
         val_count = len(chosen)
     if val_masks is None:
         val_masks = folder / "val_masks"
@@ -80,12 +99,12 @@ def make_split(images, val, val_masks, folder: Path, resolution: int) -> Split:
     return Split(train_dir, val_dir, Path(val_masks), len(train_names), val_count, rule, files_sha256(train_names))
 
 
-def _links(folder: Path, files: list[Path]) -> None:
-    """``folder`` made afresh, holding a symbolic link to each of ``files`` under its own name."""
+def _links(folder: Path, files: dict[str, Path]) -> None:
+    """``folder`` made afresh, holding a symbolic link to each of ``files`` (name -> file) under its name."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    for f in files:
-        os.symlink(f.resolve(), folder / f.name)
+    for name, f in files.items():
+        os.symlink(f.resolve(), folder / name)
 
 
 def write_val_masks(folder: Path, count: int, resolution: int) -> None:
