@@ -76,6 +76,7 @@ from build_emoji64 import (  # noqa: E402
     MASK_SEED,
     VAL_MASK_SEED,
     check_disjoint_pixels,
+    fetch_tarball,
     index_name,
     is_previous_build,
     log,
@@ -457,15 +458,21 @@ def readme(style: Style, manifest: dict, summaries: dict, named_by: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--style", choices=sorted(STYLES), required="-h" not in (argv or sys.argv[1:]))
-    pre.add_argument("--names-tarball", type=Path, default=None, help=f"tools/{NAMES.tarball_name}")
+    pre = argparse.ArgumentParser(add_help=False, usage="%(prog)s --style STYLE [--names-tarball PATH] ...")
+    pre.add_argument("--style", choices=sorted(STYLES), help="the set to build (data/STYLE64)")
+    pre.add_argument("--names-tarball", type=Path, help=f"default: tools/{NAMES.tarball_name} beside --tarball")
     known, rest = pre.parse_known_args(argv)
-    style = STYLES[known.style] if known.style else STYLES["blob"]
+    if known.style is None:
+        if not {"-h", "--help"} & set(rest):
+            pre.error(f"--style is required: one of {', '.join(STYLES)}")
+        print(pre.format_help())  # then the options every builder shares, below
+    style = STYLES[known.style or "blob"]
     args = tarball_args(__doc__, rest, REPO / "data" / style.dataset, style.package, style.version, style.tarball_name)
     if args is None:
         return 1
     names_tarball = known.names_tarball or args.tarball.parent / NAMES.tarball_name
+    if args.fetch and not names_tarball.is_file() and not read_json(args.tarball, "chars.json"):
+        fetch_tarball(names_tarball, NAMES.package, NAMES.version, NAMES.tarball_name)
     manifest = build(style, args.tarball, names_tarball, args.out)
     c = manifest["counts"]
     log(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
