@@ -102,6 +102,8 @@ def test_the_chart_of_still_masked_counts():
     heights = [int(bars[:, x].sum()) for x in (40, 100, 160, 220)]  # inside bars 1..4 of 5
     assert heights[0] > heights[1] > heights[2] > heights[3] > 0
     assert counts_chart([]).shape == (110, 320, 3)
+    with_start = counts_chart([60, 30, 8, 0], start=87)  # the same bars, the first one "before step 1"
+    assert (with_start[20:95, 40:300] == chart[20:95, 40:300]).all()
 
 
 def test_t_is_capped_at_the_masked_tokens_with_a_message():

@@ -174,25 +174,28 @@ def _legend(width: int, steps: int) -> np.ndarray:
     return np.asarray(band)
 
 
-def counts_chart(counts: list[int], width: int = 320, height: int = 110) -> np.ndarray:
-    """A small bar chart (height, width, 3) uint8 of the tokens still masked before step 1 (the first bar, when
-    ``counts`` starts with it) and after every step: the hole emptying, at a glance (no list of 256 numbers)."""
+def counts_chart(counts: list[int], start: int | None = None, width: int = 320, height: int = 110) -> np.ndarray:
+    """A small bar chart (height, width, 3) uint8 of the tokens still masked after every step (``counts``), after
+    a first bar of the ``start`` (before step 1, labeled 0) when given: the hole emptying at a glance, where a
+    status line would list T numbers."""
+    bars = counts if start is None else [start, *counts]
     image = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     top, bottom, left, right = 14, height - 14, 30, width - 6
-    draw.text((2, 0), f"still masked (max {max(counts, default=0)})", fill=(0, 0, 0), font=font)
+    draw.text((2, 0), f"tokens still masked, per step (max {max(bars, default=0)})", fill=(0, 0, 0), font=font)
     draw.line((left, bottom, right, bottom), fill=(0, 0, 0))
-    if counts:
-        peak = max(max(counts), 1)
-        slot = (right - left) / len(counts)
-        for k, c in enumerate(counts):
+    if bars:
+        peak = max(max(bars), 1)
+        slot = (right - left) / len(bars)
+        for k, c in enumerate(bars):
             x0 = left + k * slot
             y0 = bottom - (bottom - top) * c / peak
             draw.rectangle((x0, y0, max(x0, x0 + slot - 1), bottom), fill=tuple(int(v) for v in RAMP[1]))
-        draw.text((2, bottom - 8), str(peak), fill=(0, 0, 0), font=font)
-        draw.text((left, bottom + 1), "1", fill=(0, 0, 0), font=font)
-        draw.text((right - 6 * len(str(len(counts))), bottom + 1), str(len(counts)), fill=(0, 0, 0), font=font)
+        draw.text((2, top), str(peak), fill=(0, 0, 0), font=font)
+        draw.text((left, bottom + 1), "0" if start is not None else "1", fill=(0, 0, 0), font=font)
+        last = str(len(counts))
+        draw.text((right - draw.textlength(last, font=font), bottom + 1), last, fill=(0, 0, 0), font=font)
     return np.asarray(image)
 
 

@@ -224,7 +224,7 @@ def _replayed(replay: Replay, report: dict, status: str, capped: str | None) -> 
     total = int(sum(m.sum() for m in replay.start))
     filled = f" {total:,} tokens filled in {len(counts)} steps (sample 1; the slider replays them)."
     done = status + filled + (f" {capped}." if capped else "")
-    chart = Image.fromarray(counts_chart([total, *counts]))
+    chart = Image.fromarray(counts_chart(counts, start=total))
     return {"step_mask": frames["order"], "replay": len(frames["steps"]), "frames": frames, "chart": chart,
             "status": done}  # fmt: skip
 
