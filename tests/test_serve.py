@@ -571,3 +571,85 @@ def test_a_host_other_machines_can_reach_is_a_warning_at_start_up(monkeypatch):
         with pytest.raises(MaskgitError, match="stopped"):
             server.serve(host=host, port=port, log=lines.append)
         assert lines == ([server.host_warning(host, port)] if warned else [])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The replay (issue 27, items 1 and 6): the first sample's frames kept, a step slider after Done (marked
+# still-masked tokens, the order map last), the animation among the downloads, a short status with a chart, T
+# capped at the masked tokens as the pipeline caps it (same pixels), a generated mask previewed when picked.
+
+
+@pytest.mark.slow
+def test_the_page_caps_t_as_the_inpainter_does_with_the_same_pixels(server, client, pipe, tmp_path):
+    image = Image.open(EMOJI / "image_004.png").convert("RGB")
+    layer = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    layer.paste((255, 0, 255, 255), (20, 20, 30, 26))  # a small stroke: a few tokens
+    layer.save(tmp_path / "layer.png")
+    mask = np.where(np.asarray(layer)[..., 3] > 0, 0, 255).astype(np.uint8)
+    masked = int(sum(m.sum() for m in pipe.token_masks([np.asarray(image)], [mask == 0])[0]))
+    total_iter = masked + 5
+    status, result, samples, files = _inpaint(client, _editor(EMOJI / "image_004.png", tmp_path / "layer.png"),
+                                              total_iter=total_iter)  # fmt: skip
+    capped = f"T={total_iter} exceeds the {masked} masked tokens: capped at {masked} — the extra steps change nothing"
+    assert status.startswith("Done in ") and capped in status, status
+    assert f"{masked} tokens filled in {masked} steps" in status and "after each step" not in status
+    with pytest.warns(Warning, match="capped at"):
+        direct = np.asarray(pipe(image, mask, total_iter=total_iter))
+    assert (np.asarray(Image.open(files["result.png"]).convert("RGB")) == direct).all()
+    report = json.loads(files["report.json"].read_text())
+    assert len(report["still_masked"]) == masked
+    with Image.open(files["steps.gif"]) as gif:  # input, every step, result (a last step equal to it: merged)
+        assert masked + 1 <= gif.n_frames <= masked + 2
+
+
+WAIT_NEW_STEP = """(old) => {
+    const img = document.querySelector('#step-image img');
+    return img && img.src !== old;
+}"""
+
+
+@pytest.mark.slow
+def test_replay_after_done_and_the_mask_preview_in_a_browser(server):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install -y chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(server.url + "/")
+            page.wait_for_selector("#inpaint")
+            page.locator("input[type=file][data-testid$='-upload-button']").set_input_files(
+                str(EMOJI / "image_006.png")
+            )
+            page.wait_for_function("document.querySelector('#status').innerText.includes('Opened')")
+            page.wait_for_timeout(500)
+            assert page.locator("#shown img").count() == 0
+            page.locator("input[type=radio][value=box]").check()  # a generated mask: previewed before Inpaint
+            page.wait_for_selector("#shown img", state="visible")
+
+            page.locator("#inpaint").click()
+            page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')")
+            status = page.locator("#status").inner_text()
+            assert "tokens filled in 8 steps" in status and "after each step" not in status, status
+            page.wait_for_selector("#replay", state="visible")
+            page.wait_for_selector("#chart img", state="visible")
+            page.wait_for_selector("#step-image img", state="visible")
+            last = page.locator("#step-image img").get_attribute("src")
+            slider = page.locator("#replay input[type=number]")
+            assert slider.input_value() == "8"
+            slider.fill("2")
+            slider.press("Enter")
+            page.wait_for_function(WAIT_NEW_STEP, arg=last)  # another step's picture
+            second = page.locator("#step-image img").get_attribute("src")
+            slider.fill("8")
+            slider.press("Enter")
+            page.wait_for_function(WAIT_NEW_STEP, arg=second)
+            downloads = page.locator("#downloads a[download]")
+            names = {downloads.nth(i).get_attribute("download") for i in range(downloads.count())}
+            assert "steps.gif" in names, names
+        finally:
+            browser.close()

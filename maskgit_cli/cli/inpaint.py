@@ -95,6 +95,14 @@ def inpaint_cmd(
             "mask_scheduling/test_0.png, imga/test_0.png). " + default_help(OutputSettings, "layout", LAB_OUTPUT),
         ),
     ] = None,
+    animation: Annotated[
+        str,
+        typer.Option(
+            "--animation",
+            help="An animation of the steps for every image with grids: none, gif or webp (OUT/steps/NAME.gif: the "
+            "input, each step with its still-masked tokens marked, the result).",
+        ),
+    ] = OutputSettings.animation,
     num_samples: Annotated[
         int,
         typer.Option(
@@ -149,9 +157,12 @@ def inpaint_cmd(
         layout=plain(layout) or (LAB_OUTPUT["layout"] if settings.lab else OutputSettings.layout),
         num_samples=num_samples,
         fit=fit.value,
+        animation=animation,
     )
     if s is None:  # another process of a torchrun: rank 0 wrote the folder and reports it
         return
+    if s.steps_capped:
+        typer.echo(f"Warning: {s.steps_capped}", err=True)
     if as_json:
         keys = ("output", "results", "grids", "images", "seconds", "images_per_second", "mean_still_masked")
         print_json({k: getattr(s, k) for k in keys})

@@ -27,7 +27,8 @@ from maskgit_cli.data.inputs import holes_gray
 from maskgit_cli.data.outputs import FolderWriter, check_output_folder
 from maskgit_cli.decoding.inpaint import InpaintSettings, auto_dilate, with_defaults
 from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
-from maskgit_cli.decoding.pipeline import Inpainter, window_scales
+from maskgit_cli.decoding.pipeline import Inpainter, side_by_side, window_scales
+from maskgit_cli.decoding.replay import animation_frames, check_animation, merged_message, steps_capped, write_animation
 from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.model_card import card_for, card_summary
 from maskgit_cli.progress import Bar, progress_bar
@@ -68,6 +69,7 @@ class InpaintSummary:
     mean_still_masked: list[float]
     results: str  # the folder of the results (the one FID reads)
     grids: str | None  # the folder(s) of the per-step grids, None when none were written
+    steps_capped: str | None = None  # the line saying T was capped at some images' masked tokens (replay.py)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,10 @@ class Layout:
 
     def image_grid(self, i: int, stem: str) -> str:
         return f"imga/test_{i}.png" if self.name == "lab" else f"steps/{stem}_image.png"
+
+    def animation(self, i: int, stem: str, kind: str) -> str:
+        """The animation of the steps (``kind`` gif or webp), beside the grids."""
+        return f"animation/test_{i}.{kind}" if self.name == "lab" else f"steps/{stem}.{kind}"
 
     @property
     def results_dir(self) -> str:
@@ -120,6 +126,7 @@ def inpaint_folder(
     any_vqgan: bool = False,
     num_samples: int = 1,
     fit: str = "auto",
+    animation: str = "none",
 ) -> InpaintSummary | None:
     """Inpaint a folder; writes the results, the per-step grids (see :class:`Layout`), ``overview.png`` and
     ``report.json`` (with the model card's name and note, and where images of another size were cut into windows:
@@ -134,7 +141,10 @@ def inpaint_folder(
     the model's gets a row per window, at the model's resolution, under a title that says where the window lies.
     ``num_samples`` > 1: that many results per image from the random streams of seed, seed+1, ... (named
     ``<stem>_<k>.png``; the grids and the report's counts are sample 0's), and ``samples.png``, a contact sheet.
-    ``fit``: how images of another size are inpainted (:meth:`Inpainter.__call__`).
+    ``fit``: how images of another size are inpainted (:meth:`Inpainter.__call__`). ``animation``: none, gif or
+    webp: the images with grids also get an animation of their steps, still-masked tokens marked
+    (:func:`~maskgit_cli.decoding.replay.animation_frames`). T larger than an image's masked tokens is capped
+    there; report.json's ``steps_capped`` and the summary say so in one line.
 
     Under torchrun each rank inpaints its shard of the files (:func:`~maskgit_cli.runtime.shard`), a batch at a
     time; rank 0 gathers every batch and writes the folder of a single-process run (the same files and pixels:
@@ -144,6 +154,7 @@ def inpaint_folder(
     if num_samples < 1:
         raise MaskgitError(f"--num-samples {num_samples}: must be at least 1")
     check_choice(layout, LAYOUTS, "--layout")
+    check_animation(animation)
     rank, world, device = init_distributed(device)
     transformer, vqgan = with_defaults(transformer, vqgan)
     paths = [images_dir, masks_dir] + [m for m in (transformer, vqgan) if isinstance(m, (str, Path))]
@@ -151,7 +162,7 @@ def inpaint_folder(
     pipe = Inpainter(transformer, vqgan, device, any_vqgan, code_patches, settings)
     data = InpaintInputs(images_dir, masks_dir, mask_kind, mask_seed, pipe.size, any_size=fit != "none")
     grid_rows = set(parse_grids(grids or ("all" if layout == "lab" else "8"), len(data)))
-    results = _Results(Layout(layout), pipe.size, num_samples, settings.decode.total_iter)
+    results = _Results(Layout(layout), pipe.size, num_samples, settings.decode.total_iter, animation)
     mine = shard(len(data), rank, world)
     rounds = -(-len(shard(len(data), 0, world)) // batch_size)  # rank 0's shard is the largest: as many rounds
     start = time.perf_counter()
@@ -159,7 +170,7 @@ def inpaint_folder(
     main = rank == 0
     writer = FolderWriter(out) if main else contextlib.nullcontext(None)
     bar_context = progress_bar(len(data), "inpaint", unit="img") if main else contextlib.nullcontext(Bar(None, None))
-    with writer as tmp, bar_context as bar:
+    with writer as tmp, bar_context as bar, steps_capped() as caps:
         for _ in range(rounds):  # under torchrun, round k is files k B W .. (k + 1) B W - 1 over the W ranks
             done = gather_results(lambda: _inpaint_batch(pipe, data, next(batches, []), grid_rows, num_samples, fit))
             if main:
@@ -173,12 +184,14 @@ def inpaint_folder(
         run = {"images": images_dir, "masks": masks_dir, "mask_kind": mask_kind, "mask_seed": mask_seed, "fit": fit}
         recorded = _recorded_settings(settings, pipe, run, layout, len(grid_rows), num_samples)
         mean_counts = _mean_counts([p["still_masked"] for p in results.rows])
+        capped = merged_message(caps)
         report = {
             "model": card_summary(card_for(transformer)),  # the model card's name and note (None: no card)
             "settings": recorded,
             "count": len(results.rows),
             "seconds": seconds,
             "mean_still_masked": mean_counts,
+            "steps_capped": capped,
             "images": results.rows,
         }
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
@@ -186,7 +199,7 @@ def inpaint_folder(
     grids_at = f"{out}/{results.where.grids_dirs}" if grid_rows else None
     results_at = str(out / results.where.results_dir)
     return InpaintSummary(
-        str(out), count, seconds, count / max(seconds, 1e-9), recorded, mean_counts, results_at, grids_at
+        str(out), count, seconds, count / max(seconds, 1e-9), recorded, mean_counts, results_at, grids_at, capped
     )
 
 
@@ -225,6 +238,7 @@ class _Results:
     size: int  # the model's
     num_samples: int
     total_iter: int  # T: the lab's pictures have a tile per step, run or not
+    animation: str = "none"  # none, gif or webp: an animation of the steps beside each image's grids
     rows: list[dict] = field(default_factory=list)  # report.json's entry of every image
     overview: list = field(default_factory=list)  # (input, result) of the first 16 images
     sheet: list = field(default_factory=list)  # input and every sample of the first 8 images (num_samples > 1)
@@ -246,6 +260,8 @@ class _Results:
             _save_lab_pictures(first, tmp, self.where, i, stem, self.total_iter)
         elif first.step_images:
             _save_grids(first, tmp, self.where, i, stem, (pixels.shape[1], pixels.shape[0]), size)
+        if first.step_images and self.animation != "none":
+            write_animation(_animation(first), tmp / self.where.animation(i, stem, self.animation))
 
     def save_sheets(self, tmp: Path) -> None:
         """overview.png (input | result, four pairs a row) and, with samples, samples.png (input | sample 0 ..)."""
@@ -333,3 +349,11 @@ def _save_grids(filled, tmp: Path, where: Layout, i: int, stem: str, wh: tuple[i
         for shown, steps, output in zip(filled.inputs, filled.step_images, filled.outputs)
     ]
     save_grid(rows, tmp / where.image_grid(i, stem), scale=2, title=title)
+
+
+def _animation(filled) -> list[np.ndarray]:
+    """The frames of an image's animation: every window's (:func:`~maskgit_cli.decoding.replay.animation_frames`:
+    input, marked steps, result), side by side as the grids' rows are."""
+    windows = zip(filled.inputs, filled.step_images, filled.step_tokens, filled.outputs)
+    per_window = [animation_frames(shown, steps, tokens[1:], output) for shown, steps, tokens, output in windows]
+    return [side_by_side(frame) for frame in zip(*per_window)]

@@ -26,6 +26,7 @@ input comes back bit-identical.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,16 @@ from PIL import Image
 from maskgit_cli.choices import FITS, check_choice
 from maskgit_cli.data.images import to_tensor, to_uint8
 from maskgit_cli.data.inputs import holes_gray, pair_inputs
-from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch, mask_tile, prepare_models, with_defaults
+from maskgit_cli.data.masks import token_mask_for
+from maskgit_cli.decoding.inpaint import (
+    InpaintSettings,
+    auto_dilate,
+    inpaint_batch,
+    mask_tile,
+    prepare_models,
+    with_defaults,
+)
+from maskgit_cli.decoding.replay import StepsCapped, cap_steps
 from maskgit_cli.decoding.settings import LAB_SETTINGS
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.model_card import card_for, names_a_model, resolve_model
@@ -226,23 +236,24 @@ class Inpainter:
         patches = self._patches(s) if jobs else None
         watch = None if on_step is None else _counting(on_step)
         recorded = set(record)
-        for start in range(0, len(jobs), WINDOW_BATCH):  # bounded work: WINDOW_BATCH windows at a time
-            chunk = jobs[start : start + WINDOW_BATCH]
-            pixels = to_tensor(np.stack([j.pixels for j in chunk])).to(self.device)
-            hole_t = torch.from_numpy(np.stack([j.holes for j in chunk])).to(self.device)
-            window_ids = torch.tensor(
-                [(keys[j.image] + (j.index << 32)) & _KEY_BITS for j in chunk], device=self.device
-            )
-            rows = [r for r, j in enumerate(chunk) if j.image in recorded]
-            hook = None if recorded and not rows and len(jobs) > WINDOW_BATCH else watch  # another batch's windows
-            with self._normalization(s):
-                batch = inpaint_batch(
-                    self.ready.transformer, self.ready.vqgan, pixels, hole_t, s, window_ids, rows, patches, hook
+        for run, part in self._capped(jobs, s):  # T capped at each image's masked tokens (replay.cap_steps)
+            for start in range(0, len(part), WINDOW_BATCH):  # bounded work: WINDOW_BATCH windows at a time
+                chunk = part[start : start + WINDOW_BATCH]
+                pixels = to_tensor(np.stack([j.pixels for j in chunk])).to(self.device)
+                hole_t = torch.from_numpy(np.stack([j.holes for j in chunk])).to(self.device)
+                window_ids = torch.tensor(
+                    [(keys[j.image] + (j.index << 32)) & _KEY_BITS for j in chunk], device=self.device
                 )
-            decoded = to_uint8(batch.images, s.rounding)
-            inputs = to_uint8(holes_gray(pixels, hole_t), s.rounding)
-            for r, job in enumerate(chunk):
-                _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, s)
+                rows = [r for r, j in enumerate(chunk) if j.image in recorded]
+                hook = None if recorded and not rows and len(jobs) > WINDOW_BATCH else watch  # another batch's windows
+                with self._normalization(run):
+                    batch = inpaint_batch(
+                        self.ready.transformer, self.ready.vqgan, pixels, hole_t, run, window_ids, rows, patches, hook
+                    )
+                decoded = to_uint8(batch.images, run.rounding)
+                inputs = to_uint8(holes_gray(pixels, hole_t), run.rounding)
+                for r, job in enumerate(chunk):
+                    _add_window(filled[job.image], job.window, batch, r, decoded[r], inputs[r], self.size, run)
         return filled
 
     def _jobs(self, images, holes, fit: str, names: list[str]) -> list[_Job]:
@@ -256,6 +267,42 @@ class Inpainter:
             for w, window in enumerate(windows):
                 jobs.append(_Job(i, w, window, *_to_model_size(px, hl, window, self.size)))
         return jobs
+
+    def token_masks(self, images, holes, fit: str = "auto", **settings) -> list[list[np.ndarray]]:
+        """Per image, per window (:func:`windows_for`): the tokens its decode fills, (h,w) bool, True = masked
+        before step 1 (the token rule and ``dilate`` of the settings: the pipeline's with ``settings`` over them)."""
+        s = self._settings(0, settings)
+        names = [f"image {i}" for i in range(len(images))]
+        found: list[list[np.ndarray]] = [[] for _ in images]
+        for job, masked in zip(*self._token_masks(self._jobs(images, holes, fit, names), s)):
+            found[job.image].append(masked)
+        return found
+
+    def _token_masks(self, jobs: list, s: InpaintSettings) -> tuple[list, list[np.ndarray]]:
+        """``jobs`` and the token mask each one's decode fills ((h,w) bool), as :func:`encode_inputs` picks them."""
+        if not jobs:
+            return jobs, []
+        holes = torch.from_numpy(np.stack([j.holes for j in jobs]))
+        masks = token_mask_for(holes, self.grid, s.token_mask, auto_dilate(s.dilate, self.ready.vqgan.config))
+        return jobs, list(masks.numpy())
+
+    def _capped(self, jobs: list, s: InpaintSettings) -> list[tuple[InpaintSettings, list]]:
+        """``jobs`` grouped by the settings they are decoded with: T capped at each image's masked tokens (the
+        most of its windows; :func:`~maskgit_cli.decoding.replay.cap_steps`), one :class:`StepsCapped` warning a
+        call. An image's settings depend on its own holes alone, so its pixels do not depend on its batch."""
+        if not jobs or s.decode.counts != "clamped":
+            return [(s, jobs)]
+        most: dict[int, int] = {}
+        for job, masked in zip(*self._token_masks(jobs, s)):
+            most[job.image] = max(most.get(job.image, 0), int(masked.sum()))
+        groups: dict[int, tuple[InpaintSettings, list]] = {}
+        for job in jobs:
+            decode = cap_steps(s.decode, most[job.image])
+            groups.setdefault(decode.total_iter, (replace(s, decode=decode), []))[1].append(job)
+        capped = [n for n in most.values() if 0 < n < s.decode.total_iter]
+        if capped:
+            warnings.warn(StepsCapped(s.decode.total_iter, capped), stacklevel=2)
+        return list(groups.values())
 
     def _settings(self, sample: int, overrides: dict) -> InpaintSettings:
         """The settings of one call: the pipeline's, with ``overrides`` and the seed of ``sample``. A call's ``lab``

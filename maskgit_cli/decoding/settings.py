@@ -349,6 +349,7 @@ class OutputSettings:
 
     layout: str = "ours"  # ours: images/, steps/; lab: the lab's test_results/, mask_scheduling/, imga/
     grids: str = "8"  # the images that get per-step grids: all, none, the first N, or indices i,j,k
+    animation: str = "none"  # none, gif or webp: an animation of the steps beside the grids (decoding/replay.py)
     # Images inpainted together. The tokens do not depend on it; the VQGAN's convolutions may round a pixel one level
     # differently in another batch size, so --lab runs the lab's batch of one (docs/lab.md).
     batch_size: int = 64

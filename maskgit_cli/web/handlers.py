@@ -23,9 +23,11 @@ import numpy as np
 from PIL import Image
 
 from maskgit_cli.data.images import save_image
+from maskgit_cli.data.inputs import known_pixels
 from maskgit_cli.decoding.decode import check_total_iter
 from maskgit_cli.decoding.inpaint import InpaintSettings
 from maskgit_cli.decoding.pipeline import window_scales, windows_for
+from maskgit_cli.decoding.replay import cap_message, cap_steps, counts_chart
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.model_card import card_summary
 from maskgit_cli.web.inputs import (
@@ -39,11 +41,13 @@ from maskgit_cli.web.inputs import (
     page_mask,
     read_upload,
 )
-from maskgit_cli.web.streaming import Step, run_steps
+from maskgit_cli.web.streaming import Replay, Step, run_steps
 
 KEEP_RESULTS = 32  # result folders kept in the temporary folder (older ones are removed)
-# The page's outputs that the Inpaint button updates, in the order the layout lists them.
-OUTPUTS = ("shown", "step_image", "step_mask", "status", "result", "samples", "files")
+# The page's outputs that the Inpaint button updates, in the order the layout lists them (the replay's last: the
+# step slider's length, the chart of still-masked counts, the frames the slider shows).
+OUTPUTS = ("shown", "step_image", "step_mask", "status", "result", "samples", "files", "replay", "chart", "frames")
+ANIMATION = "steps.gif"  # the request's animation of the steps, among its downloads
 
 
 class Page:
@@ -89,15 +93,37 @@ class Page:
         used = self.check(settings)
         pixels, mask = self.inputs(editor, source, mask_seed)
         h, w = mask.shape
+        replay, steps, capped = self.replay_for(pixels, mask, settings, used)
         cleared = dict.fromkeys(OUTPUTS)  # the previous request's outputs
-        yield cleared | {"shown": Image.fromarray(masked_preview(pixels, mask)), "status": f"Inpainting {w}x{h}..."}
+        started = f"Inpainting {w}x{h}..." + (f" {capped}." if capped else "")
+        yield cleared | {"shown": Image.fromarray(masked_preview(pixels, mask)), "status": started}
         for event in self.inpaint(pixels, mask, settings, used):
             if isinstance(event, Step):
-                status = _step_status(event, used.decode.steps, settings.num_samples)
-                yield {"step_image": event.image, "step_mask": event.mask, "status": status}
+                status = _step_status(event, steps, settings.num_samples)
+                yield {"step_image": replay.add(event), "step_mask": event.mask, "status": status}
             else:
                 images, files, report = event
-                yield _done(images, files, report, w, h)
+                files.append(str(replay.animation(masked_preview(pixels, mask), np.asarray(images[0]),
+                                                  Path(files[0]).parent / ANIMATION)))  # fmt: skip
+                done = _done(images, files, report, w, h)
+                yield done | _replayed(replay, report, done["status"], capped)
+
+    def replay_for(self, pixels: np.ndarray, mask: np.ndarray, settings: PageSettings, used: InpaintSettings):
+        """A request's :class:`Replay` (its token masks before step 1, per window), the steps its decode runs (T
+        capped at the most masked tokens of a window, as the pipeline caps it) and the line saying so (None when T
+        is not capped): the page says it before decoding, where the pipeline warns."""
+        start = self.pipe.token_masks([pixels], [~known_pixels(mask)], settings.fit, **settings.decoding)[0]
+        decode = cap_steps(used.decode, max((int(m.sum()) for m in start), default=0))
+        capped = None if decode is used.decode else cap_message(used.decode.total_iter, [decode.total_iter])
+        return Replay(start, self.pipe.size), decode.steps, capped
+
+    def preview(self, editor, source: str, mask_seed) -> Image.Image | None:
+        """The Input picture as soon as a generated mask or its seed is picked: the image with that mask's holes
+        gray (None with the brush, or before an image is opened)."""
+        if source == "brush" or not editor or editor.get("background") is None:
+            return None
+        pixels, mask = self.inputs(editor, source, mask_seed)
+        return Image.fromarray(masked_preview(pixels, mask))
 
     def inputs(self, editor, source: str, mask_seed) -> tuple[np.ndarray, np.ndarray]:
         """The image and its lab mask from the page's editor and mask controls."""
@@ -184,10 +210,33 @@ def _done(images: list, files: list[str], report: dict, w: int, h: int) -> dict:
     """The outputs once a request is done: the result, the samples (when several), the downloads, the summary."""
     status = (
         f"Done in {report['seconds']:.1f} s: {w}x{h}, {report['mask']['hole_pixels']:,} hole pixels, "
-        f"{len(images)} result(s). Tokens still masked after each step: "
-        + ", ".join(str(c) for c in report["still_masked"])
+        f"{len(images)} result(s)."
     )
     return {"result": images[0], "samples": images if len(images) > 1 else None, "files": files, "status": status}
+
+
+def _replayed(replay: Replay, report: dict, status: str, capped: str | None) -> dict:
+    """The replay's outputs once a request is done: the order map in place of the last (all-white) token mask,
+    the step slider's length, the frames it shows, the chart of still-masked counts, and :func:`_done`'s
+    ``status`` followed by the tokens filled in how many steps (and the cap, when T was capped)."""
+    frames = replay.frames()
+    counts = report["still_masked"]
+    total = int(sum(m.sum() for m in replay.start))
+    filled = f" {total:,} tokens filled in {len(counts)} steps (sample 1; the slider replays them)."
+    done = status + filled + (f" {capped}." if capped else "")
+    chart = Image.fromarray(counts_chart(counts, start=total))
+    return {"step_mask": frames["order"], "replay": len(frames["steps"]), "frames": frames, "chart": chart,
+            "status": done}  # fmt: skip
+
+
+def replay_frame(frames: dict | None, k) -> tuple:
+    """The step slider at ``k`` (1-based): step k's marked picture and its token mask; at the last step the order
+    map in place of the token mask. (None, None) before any decode."""
+    if not frames or not frames["steps"]:
+        return None, None
+    k = min(max(int(k), 1), len(frames["steps"]))
+    last = k == len(frames["steps"])
+    return frames["steps"][k - 1], frames["order"] if last else frames["masks"][k - 1]
 
 
 def _prune(folder: Path, keep: int) -> None:

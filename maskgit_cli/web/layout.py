@@ -17,7 +17,7 @@ import numpy as np
 
 from maskgit_cli.choices import BLENDS, FITS, SAMPLERS, SCHEDULES
 from maskgit_cli.decoding.inpaint import InpaintSettings
-from maskgit_cli.web.handlers import OUTPUTS, Page, page_message
+from maskgit_cli.web.handlers import OUTPUTS, Page, page_message, replay_frame
 from maskgit_cli.web.inputs import MASK_SOURCES, MAX_SAMPLES, check_editor_files, example_names
 
 BRUSH_COLOR = "#ff00ff"
@@ -75,6 +75,9 @@ class OutputPanel:
     result: object
     samples: object
     files: object
+    replay: object  # the step slider, shown after Done
+    chart: object  # the still-masked counts per step
+    frames: object  # the kept frames the slider shows (per session)
 
 
 def build_page(page: Page, title: str = "maskgit serve", log: Callable[[str], None] | None = None):
@@ -184,8 +187,29 @@ def _output_panel(gr) -> OutputPanel:
         samples = gr.Gallery(
             label="Samples", format="png", columns=4, height=260, elem_id="samples", elem_classes=["pixelated"]
         )
-    files = gr.File(label="Downloads: result, report.json, input, mask", file_count="multiple", elem_id="downloads")
-    return OutputPanel(shown, step_image, step_mask, status, result, samples, files)
+    files = gr.File(
+        label="Downloads: result, report.json, input, mask, steps.gif", file_count="multiple", elem_id="downloads"
+    )
+    replay, chart, frames = _replay_parts(gr)
+    return OutputPanel(shown, step_image, step_mask, status, result, samples, files, replay, chart, frames)
+
+
+def _replay_parts(gr) -> tuple:
+    """After Done: the step slider over the kept frames (Step and Token mask show step k; at the last step the
+    order map), the chart of still-masked counts, and the frames themselves (kept per session)."""
+    with gr.Row():
+        replay = gr.Slider(1, 2, value=1, step=1, label="Replay: step", visible=False, elem_id="replay")
+        chart = gr.Image(label="Tokens still masked, per step", type="pil", format="png", height=140,
+                         elem_id="chart", buttons=[])  # fmt: skip
+    return replay, chart, gr.State()
+
+
+def _replay_slider(gr, steps: int | None):
+    """The step slider for a decode of ``steps`` kept steps, at the last one (hidden before any, and while the
+    next decode runs)."""
+    if not steps:
+        return gr.Slider(visible=False)
+    return gr.Slider(minimum=1, maximum=max(steps, 2), value=steps, step=1, visible=True)
 
 
 def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: OutputPanel, log) -> None:
@@ -215,6 +239,8 @@ def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: Ou
     def inpaint(*values):
         try:
             for update in page.run(*values):
+                if "replay" in update:
+                    update["replay"] = _replay_slider(gr, update["replay"])
                 yield {getattr(output, name): value for name, value in update.items()}
         except Exception as e:  # noqa: BLE001 - every error is a message on the page
             raise fail(e) from None
@@ -230,6 +256,26 @@ def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: Ou
         outputs=[getattr(output, name) for name in OUTPUTS],
         api_name="inpaint",
     )
+    _wire_replay(gr, page, image, output, fail)
+
+
+def _wire_replay(gr, page: Page, image: ImagePanel, output: OutputPanel, fail) -> None:
+    """The step slider shows the kept frames; picking a generated mask or its seed previews the masked input."""
+    output.replay.change(
+        replay_frame, inputs=[output.frames, output.replay], outputs=[output.step_image, output.step_mask],
+        api_name="replay", concurrency_limit=4,
+    )  # fmt: skip
+
+    def preview(editor, source, mask_seed):
+        try:
+            shown = page.preview(editor, source, mask_seed)
+        except Exception as e:  # noqa: BLE001 - every error is a message on the page
+            raise fail(e) from None
+        return gr.skip() if shown is None else shown
+
+    for control in (image.source, image.mask_seed):
+        control.change(preview, inputs=[image.editor, image.source, image.mask_seed], outputs=[output.shown],
+                       api_name=False, concurrency_limit=4)  # fmt: skip
 
 
 def _check_before_decoding(editor, max_pixels: int, fail) -> None:
