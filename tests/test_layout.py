@@ -17,6 +17,7 @@ NOT_MODULES = {
     "test_emoji64": ROOT / "tools" / "build_emoji64.py",
     "test_openmoji64": ROOT / "tools" / "build_openmoji64.py",
     "test_fluent128": ROOT / "tools" / "build_fluent128.py",
+    "test_compare_baselines": ROOT / "tools" / "compare_baselines.py",
     "test_layout": TESTS,
     # test_cuda: the package's CUDA paths (training, inpainting, resume, torchrun, tokens) on a GPU, across modules
     "test_cuda": PACKAGE,
