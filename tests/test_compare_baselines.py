@@ -144,6 +144,16 @@ def test_a_missing_library_leaves_its_rows_out_with_one_line(
     assert len(err) == 1 and module.split(".")[0] in err[0] and all(name in err[0] for name in left_out), err
 
 
+def test_sets_by_name_are_the_data_folders_in_the_lab_layout(tool, tmp_path):
+    for name in tool.KNOWN_SETS:
+        test_set = tool.parse_set(name)
+        assert test_set.ref == ROOT / "data" / name / "test" and test_set.masks == ROOT / "data" / name / "mask64"
+        tool.check_set(test_set)  # the committed data: every folder there, one mask per image
+    assert tool.parse_set(f"mine={tmp_path}") == tool.TestSet(
+        "mine", tmp_path / "test", tmp_path / "mask64", tmp_path / "masked_image"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "error", "words"),
     [
