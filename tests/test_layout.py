@@ -19,6 +19,7 @@ NOT_MODULES = {
     "test_fluent128": ROOT / "tools" / "build_fluent128.py",
     # test_styles64: the blob64/fluent64/twemoji64/emojione64 sets, and `maskgit fit` on several of their folders
     "test_styles64": ROOT / "tools" / "build_styles64.py",
+    "test_compare_baselines": ROOT / "tools" / "compare_baselines.py",
     "test_layout": TESTS,
     # test_cuda: the package's CUDA paths (training, inpainting, resume, torchrun, tokens) on a GPU, across modules
     "test_cuda": PACKAGE,
