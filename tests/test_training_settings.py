@@ -82,6 +82,7 @@ DEFAULTS = {
         "mask_ratio": "cosine",
         "max_steps": None,
         "preset": "small",
+        "shaped_masks": 0.0,
         "val_batch_size": 256,
         "warmup_steps": 200,
         "weight_decay": 0.05,

@@ -170,15 +170,20 @@ def test_cli_toml_config_and_cli_wins(caches, tmp_path, cli):
         "cpu",
         "--epochs",
         "1",
+        "--shaped-masks",
+        "0.25",
         "--json",
     )
     assert r.exit_code == 0, r.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert saved["lr"] == 0.001 and saved["max_steps"] == 4 and saved["preset"] == "tiny"
+    assert saved["shaped_masks"] == 0.25
     assert json.loads(r.stdout)["status"] == "finished"
     (tmp_path / "bad.toml").write_text("lrr = 1\n")
     r = cli("train", train, "-o", tmp_path / "run2", "--config", tmp_path / "bad.toml")
     assert r.exit_code == 1 and "unknown settings ['lrr']" in r.stderr
+    r = cli("train", train, "-o", tmp_path / "run3", "--shaped-masks", "1.5")
+    assert r.exit_code == 2 and "--shaped-masks" in r.stderr and not (tmp_path / "run3").exists()
 
 
 def test_cli_stop_and_resume_from_the_run_folder(caches, tmp_path, cli):
@@ -392,7 +397,7 @@ def test_masked_copies_training_resumes_exactly_and_is_recorded(tmp_path):
 
     objective = json.loads(read_metadata(tmp_path / "a" / "best.safetensors")["objective"])
     assert objective == {"mask_ratio": "cosine", "loss_on": "masked", "copies_ratio": 0.5, "masked_copies": 2,
-                         "dilate": 1}  # fmt: skip
+                         "dilate": 1, "shaped_masks": 0.0}  # fmt: skip
     # the copies change what is learned: not the same weights as without them
     plain = train_transformer(train, val, tmp_path / "c", cfg())
     c = read_tensors(tmp_path / "c" / "last.safetensors")
@@ -434,3 +439,75 @@ def test_loss_equals_the_full_logits_reference(loss_on):
     torch.testing.assert_close(loss.detach(), ref, rtol=1e-5, atol=1e-6)
     ref_correct = (forbid_mask_token(full, model.config.mask_token_id).argmax(-1) == tokens)[masked].sum()
     assert int(correct) == int(ref_correct)
+
+
+def test_shaped_masks_training_resumes_exactly_and_is_recorded(caches, tmp_path):
+    train, val = caches
+    full = train_transformer(train, val, tmp_path / "a", cfg(shaped_masks=0.5))
+    train_transformer(train, val, tmp_path / "b", cfg(shaped_masks=0.5, stop_at=5))
+    second = train_transformer(train, val, tmp_path / "b", cfg(shaped_masks=0.5), resume=True)
+    assert full["step"] == second["step"] == 12
+    a, b = read_tensors(tmp_path / "a" / "last.safetensors"), read_tensors(tmp_path / "b" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = read_tensors(tmp_path / "a" / "state.safetensors"), read_tensors(tmp_path / "b" / "state.safetensors")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if "mask_gen" in k)
+    from maskgit_cli.weights import read_metadata
+
+    objective = json.loads(read_metadata(tmp_path / "a" / "best.safetensors")["objective"])
+    assert objective["shaped_masks"] == 0.5
+    # validation reports the accuracy under each kind of hole users draw
+    assert {"stroke_acc", "box_acc", "half_acc", "outpaint_acc"} <= full["val"].keys()
+    # the shapes change what is learned: not the same weights as the random masks alone
+    train_transformer(train, val, tmp_path / "c", cfg())
+    c = read_tensors(tmp_path / "c" / "last.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    with pytest.raises(MaskgitError, match=r"--shaped-masks 1.5: expected a share in \[0, 1\]"):
+        cfg(shaped_masks=1.5)
+
+
+def _task(caches, **kw):
+    from maskgit_cli.transformer.model import MaskGITTransformer, get_preset
+    from maskgit_cli.transformer.train import TransformerTask
+    from maskgit_cli.vqgan.tokens import load_token_cache
+
+    train, val = (load_token_cache(p) for p in caches)
+    model = MaskGITTransformer(get_preset("tiny", num_codebook_vectors=CODES))
+    return TransformerTask(cfg(**kw), model, train, val, None, torch.device("cpu"), total_steps=12)
+
+
+def test_no_shaped_masks_draws_the_papers_masks_as_before(caches):
+    """The default (0) draws exactly what training drew before shaped masks existed, and nothing more."""
+    from maskgit_cli.schedules import training_mask
+    from maskgit_cli.training.optim import seeded_generator
+
+    task = _task(caches)
+    assert task.cfg.shaped_masks == TrainConfig().shaped_masks == 0
+    before = seeded_generator(task.cfg.seed, 0x3A5C, 0)
+    for _ in range(3):
+        assert torch.equal(task._training_mask(8), training_mask("cosine", 8, 256, generator=before))
+    assert torch.equal(task.mask_gen.get_state(), before.get_state())
+
+
+def _is_rectangle(mask: torch.Tensor) -> bool:
+    """Whether the True positions of a (16,16) mask fill their bounding box."""
+    ys, xs = mask.nonzero(as_tuple=True)
+    return len(ys) > 0 and int(mask.sum()) == (int(ys.max() - ys.min()) + 1) * (int(xs.max() - xs.min()) + 1)
+
+
+def _boxy(mask: torch.Tensor) -> bool:
+    """Whether a (16,16) mask, neither empty nor full, is a rectangle or all but a rectangle."""
+    return 0 < int(mask.sum()) < mask.numel() and (_is_rectangle(mask) or _is_rectangle(~mask))
+
+
+def test_shaped_masks_are_holes_users_draw(caches):
+    """A share of 1: every grid masks a generated hole, three kinds in four a rectangle (box, half) or all but one
+    (outpaint); the random masks almost never. Validation's masks of each kind are those holes, at every run."""
+    shaped = _task(caches, shaped_masks=1.0, dilate=0)._training_mask(64).view(64, 16, 16)
+    plain = _task(caches, dilate=0)._training_mask(64).view(64, 16, 16)
+    assert 0.5 < sum(_boxy(m) for m in shaped) / 64 < 0.95
+    assert not any(_boxy(m) for m in plain)
+    task = _task(caches, dilate=0)
+    assert (task.val_kinds["half"].sum(1) == 128).all()  # one half of the 16x16 tokens
+    assert all(_is_rectangle(m) for m in task.val_kinds["box"].view(-1, 16, 16))
+    assert all(torch.equal(task.val_kinds[k], _task(caches, dilate=0).val_kinds[k]) for k in task.val_kinds)
+    assert (_task(caches, dilate=1).val_kinds["half"].sum(1) == 9 * 16).all()  # one ring more

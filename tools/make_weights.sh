@@ -31,11 +31,13 @@
 #    trains on the paper's random masks only), val/ with one masked copy (`--masked-copies 1 --mask-seed 1`, for
 #    validation's copies_acc and the context-fidelity figure).
 # 4. `train`: the `small` preset (3.8M parameters, 15 MB), `--mask-ratio cosine --label-smoothing 0.1
-#    --copies-ratio 0`, checkpoints selected on val/ under the stroke masks of val_mask64/. CPU: batch 64 in two
-#    micro-batches of 32 (`--accum-grad 2`: a batch of 32 runs 17% faster per image on a 2-core CPU than one of 64,
-#    whose activations outgrow the cache), lr 1e-3, warmup 100, 1500 steps (~16 epochs of 6,114 grids), validated
-#    every 250: 22 min on a 2-core Intel Xeon with AMX (71.5-73 img/s); 36 min on a Zen 5 (44.6 img/s). CUDA: batch
-#    256, warmup 300, 6000 steps (~230 epochs), validated every 500; sized for about 2 minutes on an H100.
+#    --copies-ratio 0 --shaped-masks 0.5` (half the grids mask a generated stroke, box, half or outpaint hole; the
+#    shipped file predates it and had none), checkpoints selected on val/ under the stroke masks of val_mask64/.
+#    CPU: batch 64 in two micro-batches of 32 (`--accum-grad 2`: a batch of 32 runs 17% faster per image on a
+#    2-core CPU than one of 64, whose activations outgrow the cache), lr 1e-3, warmup 100, 1500 steps (~16 epochs
+#    of 6,114 grids), validated every 250: 22 min on a 2-core Intel Xeon with AMX (71.5-73 img/s); 36 min on a
+#    Zen 5 (44.6 img/s). CUDA: batch 256, warmup 300, 6000 steps (~230 epochs), validated every 500; sized for about
+#    2 minutes on an H100.
 # Every stage: `--precision auto` (bf16 where the hardware computes it natively, fp32 elsewhere), `--seed 0`.
 # The whole CPU run: 1 h 19 min on a Zen 5 (weights/README.md). The experiments of docs/decoding.md (masked copies
 # in the training cache, `--copies-ratio 0.5`) run the four commands by hand, as weights/README.md writes them.

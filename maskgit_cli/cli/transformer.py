@@ -139,6 +139,16 @@ def train_cmd(
             + default_help(TrainConfig, "copies_ratio"),
         ),
     ] = None,
+    shaped_masks: Annotated[
+        float | None,
+        typer.Option(
+            "--shaped-masks",
+            min=0.0,
+            max=1.0,
+            help="Share of the grids that mask a hole users draw (a generated stroke, box, half or outpaint mask, "
+            "as tokens) instead of random positions. " + default_help(TrainConfig, "shaped_masks"),
+        ),
+    ] = None,
     loop: dict | None = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -170,6 +180,7 @@ def train_cmd(
             "compile": compile,
             "ema": ema,
             "copies_ratio": copies_ratio,
+            "shaped_masks": shaped_masks,
         }
     )
     data = {"train": train_tokens, "val": val, "val_masks": val_masks}

@@ -33,6 +33,9 @@ class TrainConfig(TrainSettings):
     ema: float = 0.0  # EMA decay of the weights (0 = off)
     dilate: int = 1  # token-mask rings for --val-masks and masked copies (as `maskgit inpaint --dilate`)
     copies_ratio: float = 0.0  # share of the grids trained on a masked copy (tokenize --masked-copies)
+    # share of the grids whose masked tokens are a hole users draw (stroke, box, half, outpaint: data/mask_generator)
+    # instead of the mask ratio's random positions; 0 = the paper's random masks only
+    shaped_masks: float = 0.0
     val_batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -52,3 +55,5 @@ class TrainConfig(TrainSettings):
             raise MaskgitError(f"--ema {self.ema}: expected a decay in [0, 1), e.g. 0.999")
         if not 0 <= self.copies_ratio <= 1:
             raise MaskgitError(f"--copies-ratio {self.copies_ratio}: expected a share in [0, 1]")
+        if not 0 <= self.shaped_masks <= 1:
+            raise MaskgitError(f"--shaped-masks {self.shaped_masks}: expected a share in [0, 1]")

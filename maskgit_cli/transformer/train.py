@@ -10,6 +10,9 @@ Per step, for each token grid of the batch (docs/decoding.md, "Training objectiv
   inpainting sees instead: the tokens of one of its masked copies (holes filled gray, so the context is as polluted
   as at inpainting time) with the tokens to generate (the copy's holes, dilated by ``dilate``) set to the mask id,
   and the clean tokens as targets (docs/decoding.md, "Training on what inpainting sees");
+- with ``shaped_masks`` S > 0, a share S of the grids masks a hole users draw instead of random positions: a
+  generated pixel mask (stroke, box, half or outpaint, equally often: data/mask_generator) turned into the tokens it
+  touches (``dilate`` rings more), drawn from the same generator (resume stays exact);
 - cross-entropy with label smoothing (default 0.1) on the masked positions (``loss_on="all"``: everywhere);
 - AdamW (decay only on matrices and embeddings), warmup + cosine LR, gradient accumulation, clipping,
   bf16 autocast on CUDA and CPU, optional torch.compile and EMA weights (exported when enabled).
@@ -18,7 +21,9 @@ Validation: loss and masked-token accuracy on the validation tokens under masks 
 (the same masks at every evaluation), and, with ``val_masks``, accuracy under the real inpainting masks
 (pixel masks -> token masks, context from the ground truth): the number that predicts inpainting quality. A
 validation cache with masked copies also gives ``copies_acc``: accuracy on its first copies, context as polluted as
-at inpainting time.
+at inpainting time. Every validation also gives the accuracy under one generated mask of each kind per grid
+(``stroke_acc``, ``box_acc``, ``half_acc``, ``outpaint_acc``: the same masks for every run), so what bigger holes
+cost shows in the logs.
 
 Distributed: under ``torchrun`` each rank takes its share of every global batch (the global batch stays as
 given), gradients are averaged by DDP, and rank 0 alone writes files.
@@ -32,10 +37,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskgit_cli.choices import MASK_KINDS
 from maskgit_cli.data.images import check_pairs, list_images
+from maskgit_cli.data.mask_generator import generate_mask, mask_rng
 from maskgit_cli.data.masks import HOLE, dilate_token_mask, load_mask, token_mask_for
 from maskgit_cli.errors import MaskgitError
 from maskgit_cli.progress import log
@@ -54,6 +62,8 @@ from maskgit_cli.weights import config_to_json, save_tensors
 
 # config.json keys that may change on resume: they do not change the trained weights.
 RESUME_MAY_DIFFER = (*training_run.RESUME_MAY_DIFFER, "train.compile", "data.train", "data.val", "data.val_masks")
+# The seed of validation's masks of each kind: mask i of a kind is drawn by mask_rng(VAL_KINDS_SEED, i).
+VAL_KINDS_SEED = 1
 
 
 class TransformerTask:
@@ -85,6 +95,9 @@ class TransformerTask:
         self.val_masks = val_masks
         self.train_copies = _copies(train, cfg.dilate, device) if cfg.copies_ratio > 0 else None
         self.val_copies = _copies(val, cfg.dilate, "cpu", first_only=True) if val is not None else None
+        self.val_kinds = (
+            {kind: _val_kind_masks(kind, val, cfg.dilate) for kind in MASK_KINDS} if val is not None else {}
+        )
         self.optimizer = make_adamw(model, cfg.lr, cfg.weight_decay, cfg.betas)
         self.schedule = WarmupCosine(cfg.lr, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
         self.mask_gen = seeded_generator(cfg.seed, 0x3A5C, self.rank)  # on CPU: identical streams on any device
@@ -116,7 +129,7 @@ class TransformerTask:
         total_loss, correct, n_masked = 0.0, 0, 0
         for i, part in enumerate(micro):
             tokens = self.train_tokens[part.to(self.device)]
-            masked = training_mask(cfg.mask_ratio, len(part), tokens.shape[1], generator=self.mask_gen).to(self.device)
+            masked = self._training_mask(len(part)).to(self.device)
             inputs = None
             if self.train_copies is not None:
                 inputs, masked = self._with_copies(part, tokens, masked)
@@ -139,6 +152,21 @@ class TransformerTask:
         if self.ema is not None:
             self.ema.update(self.model)
         return {"loss": total_loss, "acc": correct / max(n_masked, 1), "lr": lr, "grad_norm": grad_norm}
+
+    def _training_mask(self, n: int) -> torch.Tensor:
+        """The positions (n,L) to predict for n grids: the mask ratio's random positions, and with ``shaped_masks``
+        that share of the grids a generated hole of a random kind instead (all drawn from the mask generator, so
+        resume stays exact; with a share of 0 nothing more is drawn: the paper's masks, as before)."""
+        masked = training_mask(self.cfg.mask_ratio, n, self.train_tokens.shape[1], generator=self.mask_gen)
+        if self.cfg.shaped_masks == 0:
+            return masked
+        use = torch.rand(n, generator=self.mask_gen) < self.cfg.shaped_masks
+        kinds = torch.randint(len(MASK_KINDS), (n,), generator=self.mask_gen)
+        seeds = torch.randint(2**62, (n,), generator=self.mask_gen)
+        for i in use.nonzero().flatten().tolist():
+            rng = np.random.default_rng(int(seeds[i]))
+            masked[i] = shape_token_mask(MASK_KINDS[kinds[i]], rng, self.train, self.cfg.dilate)
+        return masked
 
     def _with_copies(
         self, rows: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor
@@ -174,6 +202,7 @@ class TransformerTask:
             sets.append(("inpaint_", self.val_masks, None))
         if self.val_copies is not None:
             sets.append(("copies_", self.val_copies[1], self.val_copies[0]))
+        sets += [(f"{kind}_", masks, None) for kind, masks in self.val_kinds.items()]
         for prefix, fixed, fixed_inputs in sets:
             loss_sum, correct, n_masked, n_batches = 0.0, 0, 0, 0
             for i in range(0, len(self.val_tokens), self.cfg.val_batch_size):
@@ -197,7 +226,12 @@ class TransformerTask:
     def objective(self) -> dict[str, Any]:
         """What the model was trained on, recorded in its file."""
         cfg = self.cfg
-        objective: dict[str, Any] = {"mask_ratio": cfg.mask_ratio, "loss_on": cfg.loss_on, "copies_ratio": 0.0}
+        objective: dict[str, Any] = {
+            "mask_ratio": cfg.mask_ratio,
+            "loss_on": cfg.loss_on,
+            "copies_ratio": 0.0,
+            "shaped_masks": cfg.shaped_masks,
+        }
         if self.train_copies is not None:
             objective.update(copies_ratio=cfg.copies_ratio, masked_copies=self.train.masked_copies, dilate=cfg.dilate)
         return objective
@@ -253,6 +287,20 @@ def _copies(cache: TokenCache, dilate: int, device, first_only: bool = False):
     if first_only:
         return tokens[:, 0].to(device), predict[:, 0].to(device)
     return tokens.to(device), predict.to(device)
+
+
+def shape_token_mask(kind: str, rng: np.random.Generator, cache: TokenCache, dilate: int) -> torch.Tensor:
+    """The tokens (L,) to predict under one generated pixel mask of ``kind`` drawn from ``rng``, at the size of the
+    cache's images: the tokens its holes touch, then ``dilate`` rings (as for --val-masks)."""
+    holes = torch.from_numpy(generate_mask(kind, rng, cache.image_size) == HOLE)
+    return token_mask_for(holes[None], cache.grid[0], dilate=dilate).flatten()
+
+
+def _val_kind_masks(kind: str, val: TokenCache, dilate: int) -> torch.Tensor:
+    """Validation's fixed masks (N,L) of ``kind``: grid i's from ``mask_rng(VAL_KINDS_SEED, i)``."""
+    return torch.stack(
+        [shape_token_mask(kind, mask_rng(VAL_KINDS_SEED, i), val, dilate) for i in range(len(val.tokens))]
+    )
 
 
 def val_token_masks(masks_dir, val: TokenCache, dilate: int) -> torch.Tensor:
