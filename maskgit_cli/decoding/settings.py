@@ -173,8 +173,8 @@ class InpaintSettings:
         "smooth-prior",
         "--fill",
         "With --composite, what fills the holes: smooth-prior (the decoded pixels pulled toward a smooth biharmonic "
-        "fill of the known pixels wherever the transformer's draw was unsure: each token weighs its code's "
-        "probability; SMOOTH_PRIOR_GAIN) or sharp (the decoded pixels alone, as before this option).",
+        "fill of the known pixels wherever the transformer's draw was unsure, by each token's code's probability; "
+        "chosen on emoji64's validation set, docs/decoding.md) or sharp (the decoded pixels alone, as before).",
         choices=FILLS,
     )
     # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
