@@ -35,6 +35,9 @@ COUNT_RULES = ("clamped", "floor")
 ROUNDINGS = ("even", "half-up")
 TOKEN_RULES = ("any", "majority")  # pixel -> token rule: any = the lab's
 BLENDS = ("poisson", "none")  # how composited holes meet the known pixels: Poisson blending, or pasted as decoded
+# What fills composited holes: the decoded pixels pulled toward a smooth fill where the transformer was unsure, or
+# the decoded pixels alone (sharp: the fill before the smooth prior).
+FILLS = ("smooth-prior", "sharp")
 MASK_KINDS = ("stroke", "box", "half", "outpaint")
 FITS = ("auto", "crop", "resize", "none")  # other sizes: a window per group of holes, the whole image, refuse
 LAYOUTS = ("ours", "lab")  # inpaint's output names: images/ + steps/, or the lab's test_results/ + grids

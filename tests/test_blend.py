@@ -1,10 +1,12 @@
 """Poisson blending (`--blend poisson`): the exact solution of the discrete equations, known pixels untouched, batch
-independence, and its place in inpainting (composite only; the lab's settings turn it off)."""
+independence, and its place in inpainting (composite only; the lab's settings turn it off). The biharmonic fill and
+the smooth prior of `--fill smooth-prior`: scikit-image's fill, slopes carried into the hole, weights from the
+tokens' confidence."""
 
 import pytest
 import torch
 
-from maskgit_cli.decoding.blend import poisson_blend
+from maskgit_cli.decoding.blend import biharmonic_fill, confidence_weights, poisson_blend, smooth_prior
 from maskgit_cli.decoding.inpaint import LAB_SETTINGS, InpaintSettings, finish
 from maskgit_cli.errors import MaskgitError
 
@@ -79,7 +81,65 @@ def test_finish_follows_the_settings():
     assert torch.equal(finish(decoded, known, holes, InpaintSettings(composite=False)), decoded)
     pasted = finish(decoded, known, holes, InpaintSettings(blend="none"))
     assert torch.equal(pasted, torch.where(holes[:, None].expand_as(known), decoded, known))
-    assert torch.equal(finish(decoded, known, holes, InpaintSettings()), poisson_blend(decoded, known, holes))
+    blended = poisson_blend(decoded, known, holes)
+    assert torch.equal(finish(decoded, known, holes, InpaintSettings(fill="sharp")), blended)
+    assert torch.equal(finish(decoded, known, holes, InpaintSettings()), blended)  # no confidence: the draws shown
+    confidence = torch.rand(3, 3, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(finish(decoded, known, holes, InpaintSettings(fill="sharp"), confidence), blended)
+    prior = finish(decoded, known, holes, InpaintSettings(), confidence)
+    assert torch.equal(prior, smooth_prior(blended, known, holes, confidence)) and not torch.equal(prior, blended)
+    assert InpaintSettings.from_options(lab=True).fill == LAB_SETTINGS["fill"] == "sharp"
     assert InpaintSettings.from_options(lab=True).blend == LAB_SETTINGS["blend"] == "none"
     with pytest.raises(MaskgitError, match="--blend seamless: expected one of poisson, none"):
         InpaintSettings(blend="seamless")
+
+
+def test_biharmonic_fill_is_close_to_scikit_image():
+    restoration = pytest.importorskip("skimage.restoration")
+    g = torch.Generator().manual_seed(3)
+    ramp = torch.linspace(0, 1, 24, dtype=torch.float64)
+    yy, xx = torch.meshgrid(ramp, ramp, indexing="ij")
+    smooth = torch.stack([yy * xx, (xx - 0.5) ** 2 + 0.3 * yy, 0.5 + 0.4 * torch.sin(3 * yy)])
+    known = (smooth + 0.02 * torch.rand(3, 24, 24, generator=g, dtype=torch.float64))[None]
+    holes = torch.zeros(1, 24, 24, dtype=torch.bool)
+    holes[0, 5:14, 6:12] = True
+    holes[0, 17:, 15:20] = True  # a hole at the image's edge, where the stencils differ
+    ours = biharmonic_fill(known, holes)
+    theirs = restoration.inpaint_biharmonic(known[0].permute(1, 2, 0).numpy(), holes[0].numpy(), channel_axis=-1)
+    theirs = torch.from_numpy(theirs).permute(2, 0, 1)[None]
+    inside = holes[:, None].expand_as(known)
+    assert torch.equal(ours[~inside], known[~inside])
+    assert (ours - theirs)[inside].abs().mean() < 0.01 and (ours - theirs)[inside].abs().max() < 0.1
+    interior = torch.zeros_like(inside)
+    interior[..., 5:14, 6:12] = True  # away from the edge the two solve the same equations
+    torch.testing.assert_close(ours[interior], theirs[interior], rtol=0, atol=1e-6)
+
+
+def test_biharmonic_fill_carries_slopes_a_harmonic_fill_flattens():
+    yy, xx = torch.meshgrid(torch.arange(20.0), torch.arange(20.0), indexing="ij")
+    bowl = ((xx - 9.5) ** 2 + (yy - 9.5) ** 2)[None, None].double() / 200  # Laplacian constant, bilaplacian 0
+    holes = torch.zeros(1, 20, 20, dtype=torch.bool)
+    holes[0, 6:14, 6:14] = True
+    torch.testing.assert_close(biharmonic_fill(bowl, holes), bowl, rtol=0, atol=1e-9)
+    harmonic = poisson_blend(torch.zeros_like(bowl), bowl, holes)  # the harmonic fill of the known pixels
+    assert (harmonic - bowl)[holes[:, None]].abs().max() > 0.05  # a harmonic fill cannot dip into the bowl
+    assert torch.equal(biharmonic_fill(bowl, torch.zeros_like(holes)), bowl)
+
+
+def test_the_smooth_prior_follows_the_confidence():
+    decoded, known, holes = random_case(4, size=16)  # 16 x 16 pixels: 4 x 4 tokens of 4 x 4
+    blended = poisson_blend(decoded, known, holes)
+    smooth = biharmonic_fill(known, holes)
+    inside = holes[:, None].expand_as(known)
+    sure, unsure = torch.ones(3, 4, 4), torch.zeros(3, 4, 4)
+    assert torch.equal(smooth_prior(blended, known, holes, sure), blended)
+    torch.testing.assert_close(
+        smooth_prior(blended, known, holes, unsure), torch.where(inside, smooth.clamp(0, 1), known)
+    )
+    half = torch.full((3, 4, 4), 0.5)
+    w = confidence_weights(half, 16)
+    assert w.shape == (3, 1, 16, 16) and torch.allclose(w, w[0, 0, 0, 0]) and 0 < float(w[0, 0, 0, 0]) < 1
+    mixed = smooth_prior(blended, known, holes, half)
+    assert torch.equal(mixed[~inside], known[~inside])
+    between = (mixed - blended).abs() <= (smooth.clamp(0, 1) - blended).abs() + 1e-6
+    assert between[inside].all()

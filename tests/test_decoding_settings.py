@@ -38,11 +38,12 @@ OTHER = {
     "seed": 7,
     "composite": False,
     "blend": "none",
+    "fill": "sharp",
     "rounding": "half-up",
 }
 LAB_OTHER = {"normalization": "train", "sampling": "sample", "composite": True, "blend": "poisson", "dilate": 1,
              "pixel_guidance": 3.0, "temperature": 0.75, "ranking": "logp", "counts": "clamped",
-             "precision": "auto", "rounding": "even"}  # fmt: skip
+             "precision": "auto", "rounding": "even", "fill": "smooth-prior"}  # fmt: skip
 
 
 def test_every_option_is_covered_here_and_in_the_order():
@@ -123,6 +124,8 @@ def test_settings_check_their_values_with_the_option_names():
         DecodeSettings(sampler="bogus")
     with pytest.raises(MaskgitError, match="--blend bogus: expected one of poisson, none"):
         InpaintSettings(blend="bogus")
+    with pytest.raises(MaskgitError, match="--fill blurry: expected one of smooth-prior, sharp"):
+        InpaintSettings(fill="blurry")
     with pytest.raises(MaskgitError, match="--sweet-spot 9: must be between 1 and --total-iter"):
         DecodeSettings(sweet_spot=9)
 

@@ -67,9 +67,8 @@ def test_outputs_and_counts(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_fil
 
 def test_known_pixels_unchanged_with_compositing(cli, lab_dirs, tiny_transformer_file, tiny_vqgan_file, tmp_path):
     images, masks = lab_dirs
-    run(
-        cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "c", "--grids", "none", "--blend", "none"
-    )
+    pasted = ("--grids", "none", "--blend", "none", "--fill", "sharp")
+    run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "c", *pasted)
     run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "p", "--grids", "none")  # poisson
     run(cli, images, masks, tiny_transformer_file, tiny_vqgan_file, tmp_path / "n", "--no-composite", "--grids", "0")
     for i in range(5):
@@ -551,7 +550,10 @@ def test_the_same_image_mask_and_seed_give_the_same_pixels_in_every_front_end(
             for name in files:
                 mask_name = sorted(p.name for p in masks.iterdir())[int(name[6:9])]
                 shutil.copy(source / (name if sub == "images" else mask_name), folder / sub / name)
-    settings = ("--schedule", "cosine", "--total-iter", "6", "--seed", "3", "--pixel-guidance", "0", "--grids", "none")
+    # --fill sharp: the smooth prior mixes the VQGAN's decode, whose floats differ by ~2e-5 from one batch size to
+    # another (docs/lab.md), into a pixel differently enough to round 2 values of this image one level apart
+    settings = ("--schedule", "cosine", "--total-iter", "6", "--seed", "3", "--pixel-guidance", "0", "--grids", "none",
+                "--fill", "sharp")  # fmt: skip
     results = []
     for folder in (alone, after):
         models = (tiny_transformer_file, tiny_vqgan_file)
@@ -563,7 +565,7 @@ def test_the_same_image_mask_and_seed_give_the_same_pixels_in_every_front_end(
     image = np.array(Image.open(images / "image_003.png").convert("RGB"))
     mask = np.asarray(Image.open(sorted(masks.iterdir())[3]))
     pipe = Inpainter(tiny_transformer_file, tiny_vqgan_file, "cpu", schedule="cosine", total_iter=6, seed=3,
-                     pixel_guidance=0.0)  # fmt: skip
+                     pixel_guidance=0.0, fill="sharp")  # fmt: skip
     assert np.array_equal(np.asarray(pipe(image, mask)), results[0])
     assert np.array_equal(np.asarray(pipe([np.zeros_like(image), image], [mask, mask])[1]), results[0])
 

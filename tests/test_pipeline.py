@@ -286,3 +286,42 @@ def test_exif_rotated_photos_and_masks_as_shown(make_photo, cli, tmp_path):
             "--device", "cpu")  # fmt: skip
     assert r.exit_code == 1
     assert f"mask {tmp_path / 'masks' / 'a.png'} is 80x64 but its image a.png is 64x80" in r.output
+
+
+def _image_and_holes(i: int):
+    image = np.asarray(Image.open(DATA / "masked_image" / f"image_{i:03d}.png").convert("RGB"))
+    return image, np.asarray(Image.open(DATA / "mask64" / f"mask_{i:03d}.png")) == 0
+
+
+def test_fill_sharp_restores_the_pixels_before_the_smooth_prior(pipe):
+    from maskgit_cli.data.images import to_tensor, to_uint8
+    from maskgit_cli.decoding.blend import poisson_blend
+    from maskgit_cli.decoding.inpaint import InpaintSettings, inpaint_batch
+    from maskgit_cli.decoding.pipeline import stream_key
+
+    pairs = [_image_and_holes(i) for i in (3, 4)]
+    x = to_tensor(np.stack([p for p, _ in pairs]))
+    holes = torch.from_numpy(np.stack([h for _, h in pairs]))
+    ids = torch.tensor([stream_key(p, h) for p, h in pairs])
+    ready = pipe.ready
+    raw = inpaint_batch(ready.transformer, ready.vqgan, x, holes, InpaintSettings(composite=False), ids, (),
+                        ready.guide.patches).images  # fmt: skip
+    before = to_uint8(poisson_blend(raw, x, holes))  # what inpainting returned before --fill: the blended decode
+    sharp = pipe.fill([p for p, _ in pairs], [h for _, h in pairs], fill="sharp")
+    for i, f in enumerate(sharp):
+        assert np.array_equal(f.image, before[i]), i
+
+
+def test_the_smooth_prior_changes_the_holes_only(pipe):
+    image, holes = _image_and_holes(5)
+    default, sharp = (pipe.fill([image], [holes], **kw)[0].image for kw in ({}, {"fill": "sharp"}))
+    assert np.array_equal(default[~holes], image[~holes]) and np.array_equal(sharp[~holes], image[~holes])
+    assert not np.array_equal(default[holes], sharp[holes])
+    assert pipe.settings.fill == "smooth-prior" and pipe.settings.flat()["fill"] == "smooth-prior"
+
+
+def test_a_bad_fill_is_one_line_and_exit_2(cli, tmp_path):
+    r = cli("inpaint", "--images", DATA / "masked_image", "--masks", DATA / "mask64", "-o", tmp_path / "o",
+            "--fill", "blurry")  # fmt: skip
+    assert r.exit_code == 2 and "blurry" in r.output and "smooth-prior" in r.output
+    assert not (tmp_path / "o").exists()

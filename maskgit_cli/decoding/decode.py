@@ -29,6 +29,9 @@ class DecodeResult:
     # With record=True: per step, the ids predicted everywhere (B,L) and the mask after the step (B,L).
     step_predictions: list[torch.Tensor] = field(default_factory=list)
     step_masks: list[torch.Tensor] = field(default_factory=list)
+    # (B,L) float32: the probability each generated token's code had at the step that fixed it (1 for known
+    # tokens): where the transformer was sure, and where its draw was a gamble (docs/decoding.md, "Smooth prior")
+    confidence: torch.Tensor | None = None
 
 
 def check_total_iter(total_iter: int, tokens: int) -> None:
@@ -72,8 +75,11 @@ def decode_tokens(
     ids = mask_tokens(tokens, unknown, mask_id)
     sampler = make_sampler(settings, mask_id)
     counts, predictions, masks = [], [], []
+    confidence = torch.ones(tokens.shape, dtype=torch.float32, device=tokens.device)
     for t in range(settings.steps):
         out = sampler.step(model(ids), t, ids, unknown, n_unknown, image_ids, logit_bias)
+        fixed = unknown if t == settings.steps - 1 else unknown & ~out.unknown  # the last step fills everything
+        confidence = torch.where(fixed, out.drawn_p, confidence)
         ids, unknown = out.ids, out.unknown
         counts.append(unknown.sum(1))
         if on_step is not None:
@@ -81,4 +87,4 @@ def decode_tokens(
         if record:
             predictions.append(out.sampled)
             masks.append(unknown)
-    return DecodeResult(ids, torch.stack(counts, 1), predictions, masks)
+    return DecodeResult(ids, torch.stack(counts, 1), predictions, masks, confidence)

@@ -10,7 +10,8 @@ Pipeline per batch (docs/data.md, "Masks"; docs/decoding.md, "The decoding rule"
      (:mod:`maskgit_cli.guidance`);
   4. the VQGAN decodes the final tokens (and, only for images whose step grids are requested, the
      predictions after every step); with ``composite`` the known pixels of the input are pasted back and the
-     holes Poisson-blended into them (``blend``, :func:`finish`, :mod:`maskgit_cli.decoding.blend`).
+     holes Poisson-blended into them (``blend``, :func:`finish`, :mod:`maskgit_cli.decoding.blend`) and pulled
+     toward a smooth fill where the transformer was unsure (``fill`` smooth-prior).
 
 The lab's FID numbers were made without compositing (``composite=False``). Images of any size and the Python API:
 :mod:`maskgit_cli.decoding.pipeline`; folders: :mod:`maskgit_cli.decoding.folders`.
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from maskgit_cli.data.masks import token_mask_for
-from maskgit_cli.decoding.blend import poisson_blend
+from maskgit_cli.decoding.blend import poisson_blend, smooth_prior
 from maskgit_cli.decoding.decode import check_total_iter, decode_tokens
 from maskgit_cli.decoding.guidance import code_patches_for, fallback_code_patches, known_pixel_bias
 from maskgit_cli.decoding.settings import LAB_SETTINGS as LAB_SETTINGS  # re-exported: the settings' former home
@@ -45,6 +46,7 @@ class InpaintBatch:
     token_masks: torch.Tensor  # (B,h,w) bool, the tokens that were generated
     step_images: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # batch row -> S images (3,H,W)
     step_masks: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # batch row -> S+1 masks (h,w)
+    confidence: torch.Tensor | None = None  # (B,h,w) each token's code's probability when fixed (1 = known)
 
 
 def check_models(transformer, vqgan) -> None:
@@ -201,8 +203,9 @@ def decode_inputs(
         )
     with amp:
         out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
-    out = finish(out, images, holes, settings)
-    batch = InpaintBatch(out, result.still_masked, tmask)
+    confidence = result.confidence.view(-1, latent, latent)
+    out = finish(out, images, holes, settings, confidence)
+    batch = InpaintBatch(out, result.still_masked, tmask, confidence=confidence)
     for row in record_rows:
         preds = torch.stack([p[row] for p in result.step_predictions]).view(-1, latent, latent)
         with amp:  # at most a batch's worth at once: a batch of one decodes one step at a time, as the lab does
@@ -214,15 +217,28 @@ def decode_inputs(
     return batch
 
 
-def finish(decoded: torch.Tensor, images: torch.Tensor, holes: torch.Tensor, settings: InpaintSettings) -> torch.Tensor:
+def finish(
+    decoded: torch.Tensor,
+    images: torch.Tensor,
+    holes: torch.Tensor,
+    settings: InpaintSettings,
+    confidence: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The decoded pixels (B,3,H,W) as inpainting returns them: as decoded without ``settings.composite``; else the
     input ``images`` outside the ``holes`` (B,H,W) and, inside them, the decoded pixels Poisson-blended into the known
-    ones (``blend`` poisson, :func:`~maskgit_cli.decoding.blend.poisson_blend`) or as decoded (none)."""
+    ones (``blend`` poisson, :func:`~maskgit_cli.decoding.blend.poisson_blend`) or as decoded (none), then with
+    ``fill`` smooth-prior and the tokens' ``confidence`` (B,h,w) pulled toward a smooth fill where the transformer
+    was unsure (:func:`~maskgit_cli.decoding.blend.smooth_prior`). The per-step pictures come without
+    ``confidence``: they show the draws themselves."""
     if not settings.composite:
         return decoded
     if settings.blend == "poisson":
-        return poisson_blend(decoded, images, holes)
-    return torch.where(holes[:, None].expand_as(images), decoded, images)
+        out = poisson_blend(decoded, images, holes)
+    else:
+        out = torch.where(holes[:, None].expand_as(images), decoded, images)
+    if settings.fill == "smooth-prior" and confidence is not None:
+        out = smooth_prior(out, images, holes, confidence)
+    return out
 
 
 @torch.no_grad()

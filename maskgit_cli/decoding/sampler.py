@@ -90,11 +90,15 @@ class StepOutput:
     ids: torch.Tensor  # (B,L) the grid after the step: the mask id where still masked
     unknown: torch.Tensor  # (B,L) bool, still masked after the step
     sampled: torch.Tensor  # (B,L) this step's draws at the positions that were masked, the known ids elsewhere
+    # (B,L) float32: the probability each draw had (softmax at the temperature, guidance included), 1 where known:
+    # the transformer's confidence in a token, kept at the step that fixes it (decode.DecodeResult.confidence)
+    drawn_p: torch.Tensor | None = None
 
 
 def _draw_masked(settings, mask_id: int, logits, t: int, ids, unknown, image_ids, logit_bias):
-    """Draw a code at every still-masked position (stream 0 of step ``t``): (where, probs, draws, grid with the
-    draws in place). The known tokens keep their ids; the mask id is never drawn; ``logit_bias`` is added first."""
+    """Draw a code at every still-masked position (stream 0 of step ``t``): (where, the grid with the draws in
+    place, (B,L) float32 probability of each draw: 1 where known). The known tokens keep their ids; the mask id is
+    never drawn; ``logit_bias`` is added first."""
     L = ids.shape[1]
     # Only the still-masked positions are drawn: softmax and sampling run on those rows alone.
     where = unknown.nonzero(as_tuple=True)
@@ -114,7 +118,9 @@ def _draw_masked(settings, mask_id: int, logits, t: int, ids, unknown, image_ids
         raise RuntimeError(f"the sampler drew the mask id {mask_id} at step {t}")
     sampled = ids.clone()
     sampled[where] = new  # known tokens keep their ids
-    return where, probs, new, sampled
+    drawn_p = torch.ones(ids.shape, dtype=torch.float32, device=ids.device)
+    drawn_p[where] = probs.gather(-1, new.unsqueeze(-1)).squeeze(-1).float()
+    return where, sampled, drawn_p
 
 
 def _limit_probs(rows: torch.Tensor, temperature: float, t: int) -> torch.Tensor:
@@ -170,19 +176,21 @@ class ConfidenceSampler:
         s = self.settings
         counts, ranking = getattr(s, "counts", "clamped"), getattr(s, "ranking", "logp")
         last = t == s.steps - 1  # the last step run (sweet spot: the lab stops here) fills every position
-        where, probs, new, sampled = _draw_masked(s, self.mask_id, logits, t, ids, unknown, image_ids, logit_bias)
+        where, sampled, drawn_p = _draw_masked(s, self.mask_id, logits, t, ids, unknown, image_ids, logit_bias)
         if last and counts == "clamped":
-            return StepOutput(sampled, torch.zeros_like(unknown), sampled)
+            return StepOutput(sampled, torch.zeros_like(unknown), sampled, drawn_p)
         still = mask_len_after_step(s.schedule, t, s.total_iter, n_unknown, unknown.sum(1), counts)
-        p = probs.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        p = drawn_p[where]
         gumbel = -torch.log(-torch.log(hashed_uniform(s.seed, image_ids, t, 1, ids.shape[1])))
         confidence = _confidence(ranking, p, where, gumbel, s.choice_temperature * (1 - (t + 1) / s.total_iter))
         confidence = torch.where(unknown, confidence, torch.full_like(confidence, float("inf")))
         still_unknown = _lowest(confidence, still, unknown)
         if last:  # the lab's rule: every position filled, and the mask its picture shows after the step
-            return _checked(StepOutput(sampled, still_unknown, sampled), ids, unknown)
+            return _checked(StepOutput(sampled, still_unknown, sampled, drawn_p), ids, unknown)
         return _checked(
-            StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled), ids, unknown
+            StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled, drawn_p),
+            ids,
+            unknown,
         )
 
 
@@ -301,7 +309,7 @@ class HaltonSampler:
         side = math.isqrt(L)
         if side * side != L:
             raise ValueError(f"the Halton sampler needs a square token grid, got {L} tokens")
-        _, _, _, sampled = _draw_masked(s, self.mask_id, logits, t, ids, unknown, image_ids, logit_bias)
+        _, sampled, drawn_p = _draw_masked(s, self.mask_id, logits, t, ids, unknown, image_ids, logit_bias)
         # Revealed so far: the first ones of the image's unknown tokens in Halton order. Earlier steps revealed a
         # prefix of that order, so this step reveals the first `new` of the still-masked ones.
         target = torch.tensor([halton_revealed(t, s.steps, n) for n in n_unknown.tolist()], device=ids.device)
@@ -313,7 +321,9 @@ class HaltonSampler:
         reveal[:, order] = reveal_in_order
         still_unknown = unknown & ~reveal
         return _checked(
-            StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled), ids, unknown
+            StepOutput(mask_tokens(sampled, still_unknown, self.mask_id), still_unknown, sampled, drawn_p),
+            ids,
+            unknown,
         )
 
 

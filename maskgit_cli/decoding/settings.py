@@ -21,6 +21,7 @@ from maskgit_cli.choices import (
     BLENDS,
     COUNT_RULES,
     DECODE_PRECISIONS,
+    FILLS,
     NORMALIZATIONS,
     RANKINGS,
     ROUNDINGS,
@@ -165,6 +166,17 @@ class InpaintSettings:
         "validation holes) or none (pasted as decoded).",
         choices=BLENDS,
     )
+    # With composite: "smooth-prior" pulls the holes toward a biharmonic fill of the known pixels where the
+    # transformer's draws were unsure (blend.smooth_prior; docs/decoding.md, "A smooth prior where the model is
+    # unsure"); "sharp" keeps the decoded pixels alone, the fill before it (bit for bit).
+    fill: str = setting(
+        "smooth-prior",
+        "--fill",
+        "With --composite, what fills the holes: smooth-prior (the decoded pixels pulled toward a smooth biharmonic "
+        "fill of the known pixels wherever the transformer's draw was unsure, by each token's code's probability; "
+        "chosen on emoji64's validation set, docs/decoding.md) or sharp (the decoded pixels alone, as before).",
+        choices=FILLS,
+    )
     # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
     pixel_guidance: float = setting(
         50.0,
@@ -215,6 +227,7 @@ class InpaintSettings:
         _check_choice(self, "token_mask")
         _check_choice(self, "normalization")
         _check_choice(self, "blend")
+        _check_choice(self, "fill")
         _check_choice(self, "rounding")
         if self.dilate is not None and self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
@@ -270,6 +283,7 @@ LAB_SETTINGS = {
     "rounding": "half-up",
     "composite": False,
     "blend": "none",
+    "fill": "sharp",
     "dilate": 0,
     "pixel_guidance": 0.0,
 }
@@ -294,6 +308,7 @@ OPTION_ORDER = (
     "seed",
     "composite",
     "blend",
+    "fill",
     "rounding",
 )
 
