@@ -450,10 +450,11 @@ def test_bad_input_is_a_message_on_the_page_and_the_server_keeps_serving(server,
     with pytest.raises(AppError, match="--sweet-spot 9: must be between 1 and --total-iter \\(8\\)"):
         _inpaint(client, _editor(image), "half", sweet_spot=9)
 
-    editor, status = client.predict(1, api_name="/example")  # still serving
+    shown, status = client.predict(1, api_name="/example")  # still serving
     assert status.startswith("Opened image_001.png: 64x64.")
-    assert (np.asarray(Image.open(editor["value"]["background"]).convert("RGB")) == _emoji("image_001.png")).all()
-    editor, status = client.predict(handle_file(str(image)), api_name="/open_file")
+    shown = np.asarray(Image.open(shown).convert("RGB"))  # the editor's copy: 512x512, whole pixels
+    assert (shown[::8, ::8] == _emoji("image_001.png")).all()
+    shown, status = client.predict(handle_file(str(image)), api_name="/open_file")
     assert status == "Opened image_000.png: 64x64. Paint the hole, then Inpaint."
     log = (server.logs / "stderr").read_text()
     assert "page: the mask is empty" in log and "page: broken.png: not a readable image" in log

@@ -47,6 +47,7 @@ KEEP_RESULTS = 32  # result folders kept in the temporary folder (older ones are
 # zlib level of the result and input PNGs: a 2560x3000 photo is written in 2.5 s at level 1 against 8.5 s at Pillow's
 # default 6 (AMD EPYC, shared), for files about a quarter larger; the pixels are the same.
 FAST_PNG = 1
+STOP_WAIT = 5  # seconds Stop waits for the decode to end before saying so (it ends at its next step)
 # The page's outputs that the Inpaint button updates, in the order the layout lists them.
 OUTPUTS = ("shown", "step_image", "step_mask", "status", "result", "samples", "files", "compare")
 WINDOW_COLOR = (0, 200, 255)  # the outline of the windows the model inpaints, on the Input
@@ -73,6 +74,8 @@ class Page:
         self._count = 0
         self._lock = threading.Lock()
         self.tokens = pipe.ready.transformer.config.num_image_tokens
+        self._decoding = threading.Event()  # set while a decode runs (one at a time: the queue's limit)
+        self._last_step = ""  # the status of the last step streamed
 
     # -- opening an image
 
@@ -120,19 +123,36 @@ class Page:
             schedule, total_iter, sweet_spot, sampler, guidance, seed, num_samples, fit, temperature, blend
         )
         used = self.check(settings)
+        self._last_step = ""
         pixels, mask = job.pixels, job.mask
         h, w = mask.shape
         windows = self.windows(mask, settings.fit)
         cleared = dict.fromkeys(OUTPUTS)  # the previous request's outputs
         shown = Image.fromarray(outlined(masked_preview(pixels, mask), windows.get("windows", [])))
         yield cleared | {"shown": shown, "status": f"Inpainting {w}x{h}{windows_line(windows)}..."}
-        for event in self.inpaint(pixels, mask, settings, used, job.stem):
-            if isinstance(event, Step):
-                status = _step_status(event, used.decode.steps, settings.num_samples)
-                yield {"step_image": event.image, "step_mask": event.mask, "status": status}
-            else:
-                images, files, report = event
-                yield _done(images, files, report, w, h)
+        self._decoding.set()
+        try:
+            for event in self.inpaint(pixels, mask, settings, used, job.stem):
+                if isinstance(event, Step):
+                    status = _step_status(event, used.decode.steps, settings.num_samples)
+                    self._last_step = status.rstrip(".")
+                    yield {"step_image": event.image, "step_mask": event.mask, "status": status}
+                else:
+                    images, files, report = event
+                    yield _done(images, files, report, w, h)
+        finally:  # also when Stop closed this generator: the decode thread has ended by now (run_steps)
+            self._decoding.clear()
+
+    def stop(self) -> str:
+        """The Stop button, once Gradio has closed the running decode (``cancels=``): the status, when the decode
+        has ended (waiting at most :data:`STOP_WAIT` seconds), naming the last step it reached."""
+        deadline = time.monotonic() + STOP_WAIT
+        while self._decoding.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._decoding.is_set():
+            return "Stopping..."
+        step = f" after {self._last_step}" if self._last_step else ""
+        return f"Stopped{step}. Press Inpaint to start again."
 
     def inputs(self, editor, source: str, mask_seed, opened: Opened | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The image and its lab mask from the page's editor and mask controls (``opened``: :func:`editor_image`)."""

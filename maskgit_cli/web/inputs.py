@@ -29,10 +29,10 @@ MASK_SOURCES = ("brush", *MASK_KINDS)
 # The emoji64 test images of a checkout (absent from an installed package: the picker is then hidden).
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "emoji64" / "test"
 MAX_SAMPLES = 8
-# The longest side the browser gets of an opened image (editor, previews): a larger image is shown scaled down, its
-# pixels stay on the server (:class:`Opened`) and the brush's drawing is scaled up to them. The editor is 420 px tall;
-# it reads its canvas back pixel by pixel to send it (WebGL readPixels): for a 2560x3000 photo, 17 s of the
-# browser's time at 1024 px, 5.6 s at 512 px (Chromium, software GL, AMD EPYC shared by other work).
+# The longest side of the copy of an opened image that the editor shows (and the previews): a large image is scaled
+# down (its pixels stay on the server, :class:`Opened`), a small one up (sharp, nearest), so the brush has one size.
+# The editor reads its canvas back (WebGL readPixels) whenever Gradio asks it for its value: for a 2560x3000 photo,
+# 17 s of the browser's time at 1024 px, 5.6 s at 512 px (Chromium, software GL, AMD EPYC shared by other work).
 SHOWN_SIDE = 512
 
 
@@ -68,13 +68,13 @@ class Opened:
 
 
 def shown_copy(pixels: np.ndarray, side: int = SHOWN_SIDE) -> np.ndarray:
-    """``pixels`` scaled down (Lanczos) so that no side is over ``side``: what the browser gets of a large image."""
+    """``pixels`` scaled so that the longer side is ``side``: down with Lanczos, up with nearest (whole pixels)."""
     h, w = pixels.shape[:2]
-    scale = side / max(h, w)
-    if scale >= 1:
+    if max(h, w) == side:
         return pixels
+    scale = side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.LANCZOS))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.LANCZOS if scale < 1 else Image.NEAREST))
 
 
 def check_editor_files(files, max_pixels: int = MAX_PIXELS) -> None:
@@ -116,7 +116,7 @@ def editor_image(value, max_pixels: int = MAX_PIXELS, opened: Opened | None = No
     ``value``: Gradio's ImageEditor dict (``background``, ``layers``, ``composite``) of uint8 arrays (RGBA, or
     RGB/L). The background's transparency is flattened on white; a pixel is drawn where any layer is not
     transparent. ``opened``: the image the page opened, when the editor shows it (its shown copy's size): its
-    pixels are the server's, and the drawing is scaled up to them (nearest)."""
+    pixels are the server's, and the drawing is scaled to them."""
     background = value.get("background") if isinstance(value, dict) else None
     if background is None:
         raise MaskgitError("no image: open an image file, drop one on the editor, or pick an emoji64 test image")
@@ -128,17 +128,21 @@ def editor_image(value, max_pixels: int = MAX_PIXELS, opened: Opened | None = No
         if layer is not None:
             drawn |= _painted(np.asarray(layer), h, w)
     if opened is not None and opened.shown.shape[:2] == (h, w):
-        return opened.pixels, _scaled_up(drawn, opened.pixels.shape[:2])
+        return opened.pixels, _scaled_to(drawn, opened.pixels.shape[:2])
     mode = {2: "L", 3: "RGB", 4: "RGBA"}[background.shape[2] if background.ndim == 3 else 2]
     return np.array(to_rgb(Image.fromarray(background.astype(np.uint8), mode)), dtype=np.uint8), drawn
 
 
-def _scaled_up(drawn: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The drawing on the shown copy at the opened image's size (nearest): the same array when the sizes agree."""
+def _scaled_to(drawn: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The drawing on the shown copy at the opened image's size: up with nearest, down with any painted pixel
+    counting (so no stroke is lost); the same array when the sizes agree."""
     if drawn.shape == shape:
         return drawn
-    big = Image.fromarray(drawn.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.NEAREST)
-    return np.asarray(big) > 0
+    smaller = shape[0] < drawn.shape[0]
+    scaled = Image.fromarray(drawn.astype(np.uint8) * 255).resize(
+        (shape[1], shape[0]), Image.BOX if smaller else Image.NEAREST
+    )
+    return np.asarray(scaled) > 0
 
 
 def _painted(layer: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -14,12 +14,17 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-import numpy as np
-
 from maskgit_cli.choices import BLENDS, FITS, SAMPLERS, SCHEDULES
 from maskgit_cli.decoding.inpaint import InpaintSettings
 from maskgit_cli.web.handlers import OUTPUTS, Page, page_message
-from maskgit_cli.web.inputs import EXAMPLES, MASK_SOURCES, MAX_SAMPLES, Opened, check_editor_files, example_names
+from maskgit_cli.web.inputs import (
+    EXAMPLES,
+    MASK_SOURCES,
+    MAX_SAMPLES,
+    SHOWN_SIDE,
+    check_editor_files,
+    example_names,
+)
 
 BRUSH_COLOR = "#ff00ff"
 # Small images (the model's size, e.g. 64x64 emoji) shown large and sharp; a frame shows an all-white token mask.
@@ -101,10 +106,8 @@ DONE_JS = """(status) => {
     if (window.innerWidth < 768) document.querySelector('#result').scrollIntoView({block: 'start'});
     return status + ` (${wait.toFixed(1)} s in all from the click)`;
 }"""
-STOPPED_JS = """(status) => {
-    const step = status.startsWith('Step') ? ' after ' + status.replace(/[.]+$/, '') : '';
-    return `Stopped${step}. Press Inpaint to start again.`;
-}"""
+# The opened image's shown copy (a hidden image's value) into the editor, nothing drawn.
+SHOW_JS = "(shown) => shown ? {background: shown, layers: [], composite: shown} : null"
 # Where the page's examples show as thumbnails, this many at a time.
 EXAMPLES_PER_PAGE = 24
 INTRO = (
@@ -120,6 +123,7 @@ class ImagePanel:
 
     editor: object
     opened: object
+    shown: object
     upload: object
     example: object
     source: object
@@ -196,13 +200,14 @@ def _image_panel(gr) -> ImagePanel:
         sources=(),  # files dropped or pasted on it go through the Open button (PAGE_JS)
         transforms=(),
         layers=False,
-        brush=_brush(gr, 4),
+        brush=gr.Brush(default_size=SHOWN_SIDE // 16, colors=[BRUSH_COLOR], color_mode="fixed"),
         format="png",
         height=420,
         elem_id="editor",
         elem_classes=["pixelated"],
     )
     opened = gr.State(None)
+    shown = gr.Image(type="numpy", format="png", visible="hidden", elem_id="opened-copy")
     upload = gr.UploadButton(
         "Open an image file (or drop / paste one on the editor)", file_types=["image"], type="filepath",
         elem_id="upload",
@@ -220,7 +225,7 @@ def _image_panel(gr) -> ImagePanel:
         run = gr.Button("Inpaint", variant="primary", elem_id="inpaint", scale=3)
         stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
     example = _examples(gr)
-    return ImagePanel(editor, opened, upload, example, source, mask_seed, run, stop)
+    return ImagePanel(editor, opened, shown, upload, example, source, mask_seed, run, stop)
 
 
 def _examples(gr):
@@ -344,13 +349,9 @@ def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: Ou
         @functools.wraps(handler)
         def run(value):
             got, status = checked(value)
-            return _editor_value(gr, got.shown), status, got
+            return got.shown, status, got
 
         return run
-
-    def restored(got: Opened | None):
-        """The trash clears the strokes, not the image: the opened image comes back with nothing drawn."""
-        return gr.skip() if got is None else _editor_value(gr, got.shown)
 
     @functools.wraps(page.run)
     def inpaint(*values):
@@ -363,11 +364,18 @@ def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: Ou
 
     _check_before_decoding(image.editor, page.max_pixels, fail)
     # opening an image does not wait for a running decode (only the Inpaint button shares the one model)
-    opening = {"outputs": [image.editor, output.status, image.opened], "concurrency_limit": 4}
-    image.upload.upload(opened(page.open_file), inputs=[image.upload], api_name="open_file", **opening)
-    image.example.click(opened(page.example), inputs=[image.example], api_name="example", **opening)
-    output.carry_on.click(opened(page.open_file), inputs=[output.result], api_name="continue", **opening)
-    image.editor.clear(restored, inputs=[image.opened], outputs=[image.editor], api_name=False)
+    # The editor is never a Python event's output: Gradio's browser side then asks it for its value (a read-back of
+    # its canvas) at every later update of any event, every decoding step included. The image it shows comes
+    # through a hidden image and a browser-only event; the trash puts it back the same way (strokes cleared).
+    opening = {"outputs": [image.shown, output.status, image.opened], "concurrency_limit": 4}
+    show = {"fn": None, "js": SHOW_JS, "inputs": [image.shown], "outputs": [image.editor]}
+    for trigger, handler, source, name in (
+        (image.upload.upload, page.open_file, image.upload, "open_file"),
+        (image.example.click, page.example, image.example, "example"),
+        (output.carry_on.click, page.open_file, output.result, "continue"),
+    ):
+        trigger(opened(handler), inputs=[source], api_name=name, **opening).success(**show)
+    image.editor.clear(**show)
     # Inpaint in two events: reading the editor, then the decode on what was read (kept on the server). Gradio's
     # browser side asks every input of a running event for its value at each update it receives, and the editor
     # answers by reading its canvas back (WebGL readPixels): as an input of the decode it cost seconds per step.
@@ -388,8 +396,10 @@ def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: Ou
         api_name="inpaint",
     )
     running.success(None, js=DONE_JS, **status)
-    # Stop: the queue closes the running generator, which stops the decode at its next step (web/streaming.py)
-    image.stop.click(None, js=STOPPED_JS, cancels=[reading, running], **status)
+    # Stop: the queue closes the running generator, which stops the decode at its next step (web/streaming.py); the
+    # status says so once the decode has ended, naming the last step it reached (Page.stop)
+    stopping = image.stop.click(None, js="() => 'Stopping...'", outputs=[output.status], cancels=[reading, running])
+    stopping.then(page.stop, outputs=[output.status], concurrency_limit=None, api_name=False)
 
 
 def _check_before_decoding(editor, max_pixels: int, fail) -> None:
@@ -409,14 +419,3 @@ def _check_before_decoding(editor, max_pixels: int, fail) -> None:
         return type(self).preprocess(self, payload)
 
     editor.preprocess = types.MethodType(checked, editor)  # bound: a copy of the editor checks its own blobs
-
-
-def _editor_value(gr, pixels: np.ndarray):
-    """The image editor showing ``pixels``, nothing drawn, the brush sized to the image."""
-    radius = max(2, min(pixels.shape[:2]) // 16)
-    value = {"background": pixels, "layers": [], "composite": pixels}
-    return gr.ImageEditor(value=value, brush=_brush(gr, radius))
-
-
-def _brush(gr, radius: int):
-    return gr.Brush(default_size=int(radius), colors=[BRUSH_COLOR], color_mode="fixed")
