@@ -507,7 +507,7 @@ def test_the_page_in_a_browser(server, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(120_000)  # a loaded 2-core CI machine runs other tests beside this one
             page.goto(server.url + "/")
             page.wait_for_selector("#inpaint")
