@@ -202,6 +202,7 @@ def test_stop_on_a_large_image_and_the_next_request_works(browser, server, tmp_p
     steps = page.locator("#total-iter input[type=number]")
     steps.fill("128")
     steps.press("Enter")
+    page.wait_for_function("document.querySelector('#total-iter input[type=range]').value === '128'")
     page.locator("#inpaint").click()
     # steps can arrive faster than the page polls: any step from the third on
     page.wait_for_function(r"/^Step ([3-9]|\d\d+)\/128/.test(document.querySelector('#status').innerText.trim())")
