@@ -45,7 +45,7 @@ from maskgit_cli.web.streaming import Step, run_steps
 
 KEEP_RESULTS = 32  # result folders kept in the temporary folder (older ones are removed)
 # zlib level of the result and input PNGs: a 2560x3000 photo is written in 2.5 s at level 1 against 8.5 s at Pillow's
-# default 6 (AMD EPYC, shared), for files about a quarter larger; the pixels are the same.
+# default 6 (AMD EPYC, shared), for a file 15% larger (13.6 against 11.8 MB); the pixels are the same.
 FAST_PNG = 1
 STOP_WAIT = 5  # seconds Stop waits for the decode to end before saying so (it ends at its next step)
 # The page's outputs that the Inpaint button updates, in the order the layout lists them.
