@@ -8,24 +8,108 @@ message on the page.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-import numpy as np
-
 from maskgit_cli.choices import BLENDS, FITS, SAMPLERS, SCHEDULES
 from maskgit_cli.decoding.inpaint import InpaintSettings
 from maskgit_cli.web.handlers import OUTPUTS, Page, page_message, replay_frame
-from maskgit_cli.web.inputs import MASK_SOURCES, MAX_SAMPLES, check_editor_files, example_names
+from maskgit_cli.web.inputs import (
+    EXAMPLES,
+    MASK_SOURCES,
+    MAX_SAMPLES,
+    SHOWN_SIDE,
+    check_editor_files,
+    example_names,
+)
 
 BRUSH_COLOR = "#ff00ff"
 # Small images (the model's size, e.g. 64x64 emoji) shown large and sharp; a frame shows an all-white token mask.
 CSS = """
 .pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 #step-mask img { background: #999; padding: 4px; box-sizing: border-box; }
+#examples img { image-rendering: pixelated; }
 """
+# The page's script (run once it loads): every file dropped or pasted on the editor goes through the Open button
+# (the server's checks and status line, never the editor's own unchecked loading); Ctrl+Z (Cmd+Z) over the editor is
+# its Undo button; the status is a live region; radio groups are named after their labels.
+PAGE_JS = """() => {
+    const open = (file) => {
+        const input = document.querySelector('input[type=file][data-testid$="-upload-button"]');
+        const files = new DataTransfer();
+        files.items.add(file);
+        input.files = files.files;
+        input.dispatchEvent(new Event('change', {bubbles: true}));
+    };
+    const onEditor = (event) => event.target.closest && event.target.closest('#editor');
+    document.addEventListener('dragover', (event) => { if (onEditor(event)) event.preventDefault(); }, true);
+    document.addEventListener('drop', (event) => {
+        if (!onEditor(event) || !event.dataTransfer || !event.dataTransfer.files.length) return;
+        event.preventDefault();
+        event.stopPropagation();
+        open(event.dataTransfer.files[0]);
+    }, true);
+    document.addEventListener('paste', (event) => {
+        const file = [...(event.clipboardData ? event.clipboardData.files : [])][0];
+        if (!file || event.target.closest('input, textarea')) return;
+        event.preventDefault();
+        event.stopPropagation();
+        open(file);
+    }, true);
+    let overEditor = false;
+    document.addEventListener('pointerover', (event) => { overEditor = Boolean(onEditor(event)); }, true);
+    document.addEventListener('keydown', (event) => {
+        if (!(event.ctrlKey || event.metaKey) || event.key.toLowerCase() !== 'z') return;
+        if (!overEditor && !onEditor(event)) return;
+        const button = document.querySelector(
+            event.shiftKey ? '#editor button[aria-label=Redo]' : '#editor button[aria-label=Undo]');
+        if (button) { event.preventDefault(); button.click(); }
+    }, true);
+    const label = () => {
+        const status = document.querySelector('#status');
+        if (status && !status.hasAttribute('aria-live')) {
+            status.setAttribute('role', 'status');
+            status.setAttribute('aria-live', 'polite');
+        }
+        document.querySelectorAll('.named-group').forEach((group) => {
+            const name = group.querySelector('[data-testid=block-info]');
+            const set = group.querySelector('fieldset, .wrap') || group;
+            if (name && !set.hasAttribute('aria-label')) {
+                set.setAttribute('role', 'radiogroup');
+                set.setAttribute('aria-label', name.innerText.trim());
+            }
+        });
+        // images without alt text (examples, outputs) get their file's or their view's name
+        document.querySelectorAll('img:not([alt]), img[alt=""]').forEach((img) => {
+            const view = img.closest('.block');
+            const named = view && view.querySelector('[data-testid=block-label]');
+            const file = decodeURIComponent(img.src.split('/').pop() || '');
+            const examples = view && view.id === 'examples';
+            img.alt = examples ? `emoji64 test image ${file}` : (named ? named.innerText.trim() : file);
+        });
+    };
+    new MutationObserver(label).observe(document.body, {childList: true, subtree: true});
+    label();
+}"""
+# Inpaint pressed: the first stage (the browser sends the drawing), the time noted for the total wait; on a narrow
+# screen the page scrolls to the status. Done: the total wait beside the decode time, and the result in view.
+SENDING_JS = """(status) => {
+    window.maskgitClicked = performance.now();
+    if (window.innerWidth < 768) document.querySelector('#status').scrollIntoView({block: 'start'});
+    return 'Sending the drawing...';
+}"""
+DONE_JS = """(status) => {
+    const wait = (performance.now() - window.maskgitClicked) / 1000;
+    if (window.innerWidth < 768) document.querySelector('#result').scrollIntoView({block: 'start'});
+    return status + ` (${wait.toFixed(1)} s in all from the click)`;
+}"""
+# The opened image's shown copy (a hidden image's value) into the editor, nothing drawn.
+SHOW_JS = "(shown) => shown ? {background: shown, layers: [], composite: shown} : null"
+# Where the page's examples show as thumbnails, this many at a time.
+EXAMPLES_PER_PAGE = 24
 INTRO = (
     "# maskgit serve\nOpen an image (or pick an emoji64 test image), paint the hole with the brush or pick "
     "a generated mask, press **Inpaint** and watch the tokens fill in, step by step."
@@ -34,14 +118,18 @@ INTRO = (
 
 @dataclass
 class ImagePanel:
-    """The image to inpaint, where its hole comes from, and the Inpaint button."""
+    """The image to inpaint (``opened``: the session's :class:`Opened`, kept on the server), where its hole comes
+    from, and the Inpaint and Stop buttons."""
 
     editor: object
+    opened: object
+    shown: object
     upload: object
     example: object
     source: object
     mask_seed: object
     run: object
+    stop: object
 
 
 @dataclass
@@ -75,6 +163,8 @@ class OutputPanel:
     result: object
     samples: object
     files: object
+    compare: object
+    carry_on: object
     replay: object  # the step slider, shown after Done
     chart: object  # the still-masked counts per step
     frames: object  # the kept frames the slider shows (per session)
@@ -110,42 +200,63 @@ def _image_panel(gr) -> ImagePanel:
         label="Image: paint the hole",
         type="numpy",
         image_mode="RGBA",
-        sources=("upload", "clipboard"),
+        sources=(),  # files dropped or pasted on it go through the Open button (PAGE_JS)
         transforms=(),
         layers=False,
-        brush=_brush(gr, 4),
+        brush=gr.Brush(default_size=SHOWN_SIDE // 16, colors=[BRUSH_COLOR], color_mode="fixed"),
         format="png",
         height=420,
         elem_id="editor",
         elem_classes=["pixelated"],
     )
-    with gr.Row():
-        upload = gr.UploadButton("Open an image file", file_types=["image"], type="filepath", elem_id="upload")
-        examples = example_names()
-        example = gr.Dropdown(
-            examples, value=None, label="or an emoji64 test image", visible=bool(examples), elem_id="example"
-        )
+    opened = gr.State(None)
+    shown = gr.Image(type="numpy", format="png", visible="hidden", elem_id="opened-copy")
+    upload = gr.UploadButton(
+        "Open an image file (or drop / paste one on the editor)", file_types=["image"], type="filepath",
+        elem_id="upload",
+    )  # fmt: skip
     with gr.Row():
         source = gr.Radio(
             list(MASK_SOURCES),
             value="brush",
             label="Mask",
             info="brush: what you painted; or a generated mask (as `maskgit inpaint --mask-kind`)",
+            elem_classes=["named-group"],
         )
         mask_seed = gr.Number(0, precision=0, minimum=0, label="Mask seed")
-    run = gr.Button("Inpaint", variant="primary", elem_id="inpaint")
-    return ImagePanel(editor, upload, example, source, mask_seed, run)
+    with gr.Row():
+        run = gr.Button("Inpaint", variant="primary", elem_id="inpaint", scale=3)
+        stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+    example = _examples(gr)
+    return ImagePanel(editor, opened, shown, upload, example, source, mask_seed, run, stop)
+
+
+def _examples(gr):
+    """The emoji64 test images as thumbnails, a page at a time (hidden for an installed package, which has none)."""
+    names = example_names()
+    return gr.Dataset(
+        components=[gr.Image(render=False, type="filepath")],
+        samples=[[str(EXAMPLES / n)] for n in names],
+        type="index",
+        layout="gallery",
+        samples_per_page=EXAMPLES_PER_PAGE,
+        label="or an emoji64 test image",
+        visible=bool(names),
+        elem_id="examples",
+    )
 
 
 def _decoding_panel(gr, s: InpaintSettings, tokens: int) -> DecodingPanel:
     """The decoding controls, starting at the pipeline's settings ``s``; T goes up to ``tokens`` steps."""
     d = s.decode
-    with gr.Accordion("Decoding", open=True):
+    with gr.Accordion("Advanced: decoding", open=False):
         with gr.Row():
             schedule = gr.Dropdown(list(SCHEDULES), value=d.schedule, label="Schedule")
-            sampler = gr.Radio(list(SAMPLERS), value=d.sampler, label="Sampler")
+            sampler = gr.Radio(list(SAMPLERS), value=d.sampler, label="Sampler", elem_classes=["named-group"])
         with gr.Row():
-            total_iter = gr.Slider(1, tokens, value=d.total_iter, step=1, label="T (total iterations)")
+            total_iter = gr.Slider(
+                1, tokens, value=d.total_iter, step=1, label="T (total iterations)", elem_id="total-iter"
+            )
             sweet_spot = gr.Number(d.sweet_spot or 0, precision=0, minimum=0, label="Sweet spot (steps run; 0 = all T)")
         with gr.Row():
             guidance = gr.Number(s.pixel_guidance, minimum=0, label="Guidance (known pixels; 0 = off)")
@@ -154,10 +265,14 @@ def _decoding_panel(gr, s: InpaintSettings, tokens: int) -> DecodingPanel:
             temperature = gr.Number(
                 d.temperature, minimum=0, label="Temperature (1 = the official draws; lower = sharper)"
             )
-            blend = gr.Radio(list(BLENDS), value=s.blend, label="Blend (holes into the known pixels)")
+            blend = gr.Radio(
+                list(BLENDS), value=s.blend, label="Blend (holes into the known pixels)", elem_classes=["named-group"]
+            )
         with gr.Row():
             num_samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples", elem_id="num-samples")
-            fit = gr.Radio(list(FITS), value="auto", label="Fit (other sizes than the model's)")
+            fit = gr.Radio(
+                list(FITS), value="auto", label="Fit (other sizes than the model's)", elem_classes=["named-group"]
+            )
     return DecodingPanel(
         schedule, total_iter, sweet_spot, sampler, guidance, seed, num_samples, fit, temperature, blend
     )
@@ -174,24 +289,17 @@ def _output_panel(gr) -> OutputPanel:
         "Input: the holes gray, as the model sees them. Step: the decoded prediction after each step. "
         "Token mask: white = known, black = still masked."
     )
-    with gr.Row():
-        result = gr.Image(
-            label="Result",
-            type="pil",
-            format="png",
-            height=260,
-            buttons=["download", "fullscreen"],
-            elem_id="result",
-            elem_classes=["pixelated"],
-        )
-        samples = gr.Gallery(
-            label="Samples", format="png", columns=4, height=260, elem_id="samples", elem_classes=["pixelated"]
-        )
+    result, compare, carry_on = _result_views(gr)
+    samples = gr.Gallery(
+        label="Samples", format="png", columns=4, height="auto", elem_id="samples", elem_classes=["pixelated"]
+    )
     files = gr.File(
         label="Downloads: result, report.json, input, mask, steps.gif", file_count="multiple", elem_id="downloads"
     )
     replay, chart, frames = _replay_parts(gr)
-    return OutputPanel(shown, step_image, step_mask, status, result, samples, files, replay, chart, frames)
+    return OutputPanel(
+        shown, step_image, step_mask, status, result, samples, files, compare, carry_on, replay, chart, frames
+    )
 
 
 def _replay_parts(gr) -> tuple:
@@ -212,69 +320,134 @@ def _replay_slider(gr, steps: int | None):
     return gr.Slider(minimum=1, maximum=max(steps, 2), value=steps, step=1, visible=True)
 
 
+def _result_views(gr):
+    """The result (its file, so its download keeps its name), the before/after slider, "Continue from result"."""
+    with gr.Row():
+        result = gr.Image(
+            label="Result",
+            type="filepath",
+            format="png",
+            height=260,
+            buttons=["download", "fullscreen"],
+            interactive=False,
+            elem_id="result",
+            elem_classes=["pixelated"],
+            alt_text="The inpainted image",
+        )
+        compare = gr.ImageSlider(
+            label="Before / after (drag)",
+            type="filepath",
+            format="png",
+            height=260,
+            buttons=["fullscreen"],
+            interactive=False,
+            elem_id="compare",
+            elem_classes=["pixelated"],
+        )
+    carry_on = gr.Button("Continue from result (the result becomes the image)", elem_id="continue")
+    return result, compare, carry_on
+
+
 def _wire(gr, page: Page, image: ImagePanel, decoding: DecodingPanel, output: OutputPanel, log) -> None:
-    """Connect the buttons to the page's handlers: opening an image, and Inpaint (one decode at a time)."""
+    """Connect the buttons to the page's handlers: opening an image (every source through :meth:`Page.open_file`),
+    the trash, Inpaint (one decode at a time) with its stages, and Stop."""
 
     def fail(e: BaseException):
         return gr.Error(page_message(e, log), duration=None, print_exception=False)
 
+    def guarded(handler):
+        """A handler whose errors are messages on the page."""
+
+        @functools.wraps(handler)
+        def run(*values):
+            try:
+                return handler(*values)
+            except Exception as e:  # noqa: BLE001 - every error is a message on the page
+                raise fail(e) from None
+
+        return run
+
     def opened(handler):
-        """An open handler as a Gradio event: the image into the editor (brush sized to it) and the status line;
-        nothing changes when the handler opens nothing (the picker was cleared)."""
+        """An open handler as a Gradio event: the image's shown copy into the editor (brush sized to it), the status
+        line, and the opened image kept on the server for the session."""
+        checked = guarded(handler)
 
         @functools.wraps(handler)
         def run(value):
-            try:
-                got = handler(value)
-            except Exception as e:  # noqa: BLE001 - every error is a message on the page
-                raise fail(e) from None
-            if got is None:
-                return gr.skip(), gr.skip()
-            pixels, status = got
-            return _editor_value(gr, pixels), status
+            got, status = checked(value)
+            return got.shown, status, got
 
         return run
 
     @functools.wraps(page.run)
     def inpaint(*values):
         try:
-            for update in page.run(*values):
-                if "replay" in update:
-                    update["replay"] = _replay_slider(gr, update["replay"])
-                yield {getattr(output, name): value for name, value in update.items()}
+            with contextlib.closing(page.run(*values)) as updates:  # Stop closes this generator: close the decode
+                for update in updates:
+                    if "replay" in update:
+                        update["replay"] = _replay_slider(gr, update["replay"])
+                    yield {getattr(output, name): value for name, value in update.items()}
         except Exception as e:  # noqa: BLE001 - every error is a message on the page
             raise fail(e) from None
 
     _check_before_decoding(image.editor, page.max_pixels, fail)
     # opening an image does not wait for a running decode (only the Inpaint button shares the one model)
-    opening = {"outputs": [image.editor, output.status], "concurrency_limit": 4}
-    image.upload.upload(opened(page.open_file), inputs=[image.upload], api_name="open_file", **opening)
-    image.example.input(opened(page.example), inputs=[image.example], api_name="example", **opening)
-    image.run.click(
+    # The editor is never a Python event's output: Gradio's browser side then asks it for its value (a read-back of
+    # its canvas) at every later update of any event, every decoding step included. The image it shows comes
+    # through a hidden image and a browser-only event; the trash puts it back the same way (strokes cleared).
+    opening = {"outputs": [image.shown, output.status, image.opened], "concurrency_limit": 4}
+    show = {"fn": None, "js": SHOW_JS, "inputs": [image.shown], "outputs": [image.editor]}
+    for trigger, handler, source, name in (
+        (image.upload.upload, page.open_file, image.upload, "open_file"),
+        (image.example.click, page.example, image.example, "example"),
+        (output.carry_on.click, page.open_file, output.result, "continue"),
+    ):
+        trigger(opened(handler), inputs=[source], api_name=name, **opening).success(**show)
+    image.editor.clear(**show)
+    # Inpaint in two events: reading the editor, then the decode on what was read (kept on the server). Gradio's
+    # browser side asks every input of a running event for its value at each update it receives, and the editor
+    # answers by reading its canvas back (WebGL readPixels): as an input of the decode it cost seconds per step.
+    status = {"inputs": [output.status], "outputs": [output.status]}
+    job = gr.State(None)
+    image.run.click(None, js=SENDING_JS, **status)
+    reading = image.run.click(
+        guarded(page.read),
+        inputs=[image.editor, image.opened, image.source, image.mask_seed],
+        outputs=[job, output.status],
+        api_name="read",
+        concurrency_limit=4,
+    )
+    running = reading.success(
         inpaint,
-        inputs=[image.editor, image.source, image.mask_seed, *decoding.controls()],
+        inputs=[job, *decoding.controls()],
         outputs=[getattr(output, name) for name in OUTPUTS],
         api_name="inpaint",
     )
+    running.success(None, js=DONE_JS, **status)
+    # Stop: the queue closes the running generator, which stops the decode at its next step (web/streaming.py); the
+    # status says so once the decode has ended, naming the last step it reached (Page.stop)
+    stopping = image.stop.click(None, js="() => 'Stopping...'", outputs=[output.status], cancels=[reading, running])
+    stopping.then(page.stop, outputs=[output.status], concurrency_limit=None, api_name=False)
     _wire_replay(gr, page, image, output, fail)
 
 
 def _wire_replay(gr, page: Page, image: ImagePanel, output: OutputPanel, fail) -> None:
-    """The step slider shows the kept frames; picking a generated mask or its seed previews the masked input."""
+    """The step slider shows the kept frames; picking a generated mask or its seed previews the masked input (of
+    the image kept on the server: the editor's canvas is not read)."""
     output.replay.change(
         replay_frame, inputs=[output.frames, output.replay], outputs=[output.step_image, output.step_mask],
         api_name="replay", concurrency_limit=4,
     )  # fmt: skip
 
-    def preview(editor, source, mask_seed):
+    def preview(opened, source, mask_seed):
         try:
-            shown = page.preview(editor, source, mask_seed)
+            shown = page.preview(opened, source, mask_seed)
         except Exception as e:  # noqa: BLE001 - every error is a message on the page
             raise fail(e) from None
         return gr.skip() if shown is None else shown
 
     for control in (image.source, image.mask_seed):
-        control.change(preview, inputs=[image.editor, image.source, image.mask_seed], outputs=[output.shown],
+        control.change(preview, inputs=[image.opened, image.source, image.mask_seed], outputs=[output.shown],
                        api_name=False, concurrency_limit=4)  # fmt: skip
 
 
@@ -295,14 +468,3 @@ def _check_before_decoding(editor, max_pixels: int, fail) -> None:
         return type(self).preprocess(self, payload)
 
     editor.preprocess = types.MethodType(checked, editor)  # bound: a copy of the editor checks its own blobs
-
-
-def _editor_value(gr, pixels: np.ndarray):
-    """The image editor showing ``pixels``, nothing drawn, the brush sized to the image."""
-    radius = max(2, min(pixels.shape[:2]) // 16)
-    value = {"background": pixels, "layers": [], "composite": pixels}
-    return gr.ImageEditor(value=value, brush=_brush(gr, radius))
-
-
-def _brush(gr, radius: int):
-    return gr.Brush(default_size=int(radius), colors=[BRUSH_COLOR], color_mode="fixed")

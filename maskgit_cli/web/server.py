@@ -21,7 +21,7 @@ from maskgit_cli.decoding.pipeline import Inpainter
 from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.web.handlers import Page
 from maskgit_cli.web.inputs import MAX_PIXELS
-from maskgit_cli.web.layout import CSS, build_page
+from maskgit_cli.web.layout import CSS, PAGE_JS, build_page
 
 MAX_UPLOAD = "200mb"  # the largest file the page accepts
 
@@ -136,6 +136,7 @@ def _launch(gr, demo, host: str, port: int) -> None:
             inbrowser=False,
             theme=theme,
             css=CSS,
+            js=PAGE_JS,
             footer_links=[],
             enable_monitoring=False,
             max_file_size=MAX_UPLOAD,
