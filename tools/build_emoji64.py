@@ -104,6 +104,17 @@ def hash_fraction(base_image: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+def hash_written(stage: Path, files: dict[str, dict]) -> None:
+    """Add each written PNG's pixel hash and mode to its manifest entry (``files``: path under ``stage`` -> entry),
+    after checking that the PNGs on disk are exactly the manifest's."""
+    on_disk = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*.png"))
+    if on_disk != sorted(files):
+        raise SystemExit("error: internal: written files do not match the manifest.")
+    for rel in sorted(files):
+        mode, digest = pixel_sha256(stage / rel)
+        files[rel] = {"sha256_pixels": digest, "mode": mode, **files[rel]}
+
+
 def split_of_group(base_image: str) -> str:
     """Split rule: a group (a base emoji with its skin-tone variants, merged with every group that shares
     identical pixels; see ``merge_identical``) goes, by the ``hash_fraction`` f of its smallest base image name, to
@@ -261,12 +272,7 @@ def build(tarball: Path, out: Path) -> dict:
             files[f"{mask_dir}/{masks.mask_name(i, n)}"] = {"source": src, "base": base_of[src]}
             files[f"{masked_dir}/{index_name('image_', i, n, 3)}"] = {"source": src, "base": base_of[src]}
 
-    on_disk = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*.png"))
-    if on_disk != sorted(files):
-        raise SystemExit("error: internal: written files do not match the manifest.")
-    for rel in sorted(files):
-        mode, digest = pixel_sha256(stage / rel)
-        files[rel] = {"sha256_pixels": digest, "mode": mode, **files[rel]}
+    hash_written(stage, files)
 
     counts = {
         "train": len(sources["train"]),

@@ -40,7 +40,6 @@ white and resized to 128x128 with Pillow's Lanczos filter.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import shutil
@@ -59,11 +58,10 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
 
 sys.path.insert(0, str(REPO / "tools"))  # the other builders' helpers, shared rather than copied
 
-from build_emoji64 import is_previous_build, log, pixel_sha256, sha256_file, tarball_args  # noqa: E402
-from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, load_renderer  # noqa: E402
+from build_emoji64 import hash_written, is_previous_build, log, sha256_file, tarball_args  # noqa: E402
+from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, load_renderer, rasterize  # noqa: E402
 
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
-from maskgit_cli.data.images import to_rgb  # noqa: E402
 
 PACKAGE = "@iconify-json/fluent-emoji-flat"
 VERSION = "1.2.6"
@@ -120,13 +118,7 @@ def render(resvg_py, body: str) -> Image.Image:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{RENDER_SIZE}" height="{RENDER_SIZE}" '
         f'viewBox="0 0 {VIEWBOX} {VIEWBOX}">{body}</svg>'
     )
-    png = resvg_py.svg_to_bytes(svg_string=svg, width=RENDER_SIZE, height=RENDER_SIZE, skip_system_fonts=True)
-    with Image.open(io.BytesIO(bytes(png))) as img:
-        img.load()
-        if img.size != (RENDER_SIZE, RENDER_SIZE):
-            raise SystemExit(f"error: internal: resvg rendered {img.size}, not {RENDER_SIZE}x{RENDER_SIZE}.")
-        rgb = to_rgb(img)
-    return rgb.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    return rasterize(resvg_py, svg, RENDER_SIZE, SIZE)
 
 
 def read_package(tar: tarfile.TarFile) -> tuple[dict, dict, dict]:
@@ -240,12 +232,7 @@ def build(tarball: Path, out: Path) -> dict:
     for i, (row, _) in enumerate(taken["val"]):
         files[f"{VAL_MASKS}/{masks.mask_name(i, VAL_COUNT)}"] = {"icon": row["icon"]}
 
-    on_disk = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*.png"))
-    if on_disk != sorted(files):
-        raise SystemExit("error: internal: written files do not match the manifest.")
-    for rel in sorted(files):
-        mode, digest = pixel_sha256(stage / rel)
-        files[rel] = {"sha256_pixels": digest, "mode": mode, **files[rel]}
+    hash_written(stage, files)
 
     counts = {split: count for split, count in SPLITS}
     counts.update({MASKS: TEST_COUNT, "masked_image": TEST_COUNT, VAL_MASKS: VAL_COUNT, "groups": len(groups)})

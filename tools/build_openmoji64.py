@@ -58,7 +58,7 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
 
 sys.path.insert(0, str(REPO / "tools"))  # the emoji64 builder's helpers, shared rather than copied
 
-from build_emoji64 import is_previous_build, log, pixel_sha256, sha256_file, tarball_args  # noqa: E402
+from build_emoji64 import hash_written, is_previous_build, log, sha256_file, tarball_args  # noqa: E402
 
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
 from maskgit_cli.data.images import to_rgb  # noqa: E402
@@ -110,14 +110,20 @@ def load_renderer():
 
 
 def render(resvg_py, svg: str) -> Image.Image:
-    """An OpenMoji SVG -> RGB 64x64: render RENDER_SIZE^2 (whole viewBox), composite onto white, Lanczos to 64."""
-    png = resvg_py.svg_to_bytes(svg_string=svg, width=RENDER_SIZE, height=RENDER_SIZE, skip_system_fonts=True)
+    """An OpenMoji SVG -> RGB 64x64 (:func:`rasterize` at RENDER_SIZE^2)."""
+    return rasterize(resvg_py, svg, RENDER_SIZE, SIZE)
+
+
+def rasterize(resvg_py, svg: str, render_size: int, size: int) -> Image.Image:
+    """SVG text -> RGB size^2, as every emoji build makes its pixels: resvg renders render_size^2 (the whole viewBox),
+    composited onto white, Lanczos down to size."""
+    png = resvg_py.svg_to_bytes(svg_string=svg, width=render_size, height=render_size, skip_system_fonts=True)
     with Image.open(io.BytesIO(bytes(png))) as img:
         img.load()
-        if img.size != (RENDER_SIZE, RENDER_SIZE):
-            raise SystemExit(f"error: internal: resvg rendered {img.size}, not {RENDER_SIZE}x{RENDER_SIZE}.")
+        if img.size != (render_size, render_size):
+            raise SystemExit(f"error: internal: resvg rendered {img.size}, not {render_size}x{render_size}.")
         rgb = to_rgb(img)
-    return rgb.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    return rgb.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def read_candidates(tar: tarfile.TarFile) -> tuple[list[dict], Counter]:
@@ -219,12 +225,7 @@ def build(tarball: Path, out: Path) -> dict:
         files[f"mask64/{masks.mask_name(i, len(taken))}"] = {"source": src["source"]}
         files[f"masked_image/image_{i:03d}.png"] = {"source": src["source"]}
 
-    on_disk = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*.png"))
-    if on_disk != sorted(files):
-        raise SystemExit("error: internal: written files do not match the manifest.")
-    for rel in sorted(files):
-        mode, digest = pixel_sha256(stage / rel)
-        files[rel] = {"sha256_pixels": digest, "mode": mode, **files[rel]}
+    hash_written(stage, files)
 
     groups = Counter(row["group"] for row, _ in taken)
     authors = Counter(row["openmoji_author"] for row, _ in taken)

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import re
 import shutil
@@ -77,19 +76,18 @@ from build_emoji64 import (  # noqa: E402
     VAL_MASK_SEED,
     check_disjoint_pixels,
     fetch_tarball,
+    hash_written,
     index_name,
     is_previous_build,
     log,
     merge_identical,
-    pixel_sha256,
     sha256_file,
     split_of_group,
     tarball_args,
 )
-from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, load_renderer  # noqa: E402
+from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, load_renderer, rasterize  # noqa: E402
 
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
-from maskgit_cli.data.images import to_rgb  # noqa: E402
 
 SIZE = 64
 RENDER_SIZE = 256  # 4 x 64
@@ -214,13 +212,7 @@ def render(resvg_py, icon: dict, width: int, height: int) -> Image.Image:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{RENDER_SIZE}" height="{RENDER_SIZE}" '
         f'viewBox="{box}">{icon["body"]}</svg>'
     )
-    png = resvg_py.svg_to_bytes(svg_string=svg, width=RENDER_SIZE, height=RENDER_SIZE, skip_system_fonts=True)
-    with Image.open(io.BytesIO(bytes(png))) as img:
-        img.load()
-        if img.size != (RENDER_SIZE, RENDER_SIZE):
-            raise SystemExit(f"error: internal: resvg rendered {img.size}, not {RENDER_SIZE}x{RENDER_SIZE}.")
-        rgb = to_rgb(img)
-    return rgb.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    return rasterize(resvg_py, svg, RENDER_SIZE, SIZE)
 
 
 def candidates(data: dict, by_name: dict[str, str], sides: dict) -> tuple[dict[str, Emoji], Counter]:
@@ -365,12 +357,7 @@ def build(style: Style, tarball: Path, names_tarball: Path, out: Path) -> dict:
             if masked is not None:
                 files[f"masked_image/{index_name('image_', i, n, 3)}"] = {"icon": name}
 
-    on_disk = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*.png"))
-    if on_disk != sorted(files):
-        raise SystemExit("error: internal: written files do not match the manifest.")
-    for rel in sorted(files):
-        mode, digest = pixel_sha256(stage / rel)
-        files[rel] = {"sha256_pixels": digest, "mode": mode, **files[rel]}
+    hash_written(stage, files)
 
     counts = {split: len(names) for split, names in sources.items()}
     counts.update({folder: len(sources[split]) for split, folder, _, _ in mask_sets})
