@@ -303,7 +303,7 @@ def test_every_shown_default_is_the_dataclass_default():
                 assert stated == [expected], (argv, p.name, stated, expected)
             checked.add((" ".join(argv), f.name))
     counts = {name: [c for c, _ in checked].count(name) for name, _ in checked}
-    assert counts == {"inpaint": 19, "sweep": 18, "serve": 16, "bench inpaint": 1}, counts  # T, S: sweep's lists
+    assert counts == {"inpaint": 20, "sweep": 19, "serve": 17, "bench inpaint": 1}, counts  # T, S: sweep's lists
 
 
 # Bad values of every numeric option of inpaint, sweep and serve: 0, -1, nan (and inf where a finite number is due).

@@ -62,14 +62,16 @@ def test_inpaint_under_torchrun_writes_the_single_process_folder(
     tmp_path, make_test_set, tiny_transformer_file, tiny_vqgan_file, cli
 ):
     """7 images, two samples each, grids for all: the same files, bit for bit, and the same report.json but for
-    its timing, as one process with another batch size."""
+    its timing, as one process. Batches of one image in both: the decode's floats may depend on the batch's size on
+    some CPUs (an AMD EPYC Zen 4 differs by a pixel level between batches of 2 and 3, in fp32 too), which is not what
+    this test is about."""
     make_test_set(tmp_path, 7)
     options = ("--images", tmp_path / "masked_image", "--masks", tmp_path / "mask64", "--transformer",
                tiny_transformer_file, "--vqgan", tiny_vqgan_file, "--num-samples", "2", "--grids", "all",
                "--total-iter", "6", "--device", "cpu")  # fmt: skip
     warm = cli("inpaint", *options, "-o", tmp_path / "warm")  # caches the code patches: both runs then read them
     assert warm.exit_code == 0, warm.output
-    r = _torchrun("inpaint", *options, "-o", tmp_path / "ddp", "--batch-size", "2")
+    r = _torchrun("inpaint", *options, "-o", tmp_path / "ddp", "--batch-size", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("inpainted 7 images into") == 1
     assert (
@@ -77,7 +79,7 @@ def test_inpaint_under_torchrun_writes_the_single_process_folder(
         == [line for line in r.stderr.splitlines() if line.startswith("inpaint: 7/7 img")]
         != []
     )
-    one = cli("inpaint", *options, "-o", tmp_path / "one", "--batch-size", "3")
+    one = cli("inpaint", *options, "-o", tmp_path / "one", "--batch-size", "1")
     assert one.exit_code == 0, one.output
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "ddp") for p in (tmp_path / "ddp").rglob("*") if p.is_file())
