@@ -8,6 +8,8 @@ for them by name like any other fixture.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import signal
 
@@ -60,6 +62,17 @@ def _read_pngs(folder) -> dict:
             img.load()
             out[path.relative_to(folder).as_posix()] = (img.mode, np.asarray(img))
     return out
+
+
+@pytest.fixture
+def pinned_renderer():
+    """Skips a rebuild of a rendered emoji set (openmoji64, fluent128, the styles64 sets) unless the SVG renderer the
+    builds are pinned to is installed: another resvg-py gives other pixels."""
+    name, version = "resvg-py", "0.5.0"
+    if importlib.util.find_spec("resvg_py") is None:
+        pytest.skip(f"{name} is not installed (pip install {name}=={version})")
+    if importlib.metadata.version(name) != version:
+        pytest.skip(f"{name} {importlib.metadata.version(name)} is not the pinned {version}")
 
 
 @pytest.fixture(scope="session")
