@@ -274,17 +274,18 @@ class Inpainter:
         s = self._settings(0, settings)
         names = [f"image {i}" for i in range(len(images))]
         found: list[list[np.ndarray]] = [[] for _ in images]
-        for job, masked in zip(*self._token_masks(self._jobs(images, holes, fit, names), s)):
+        jobs = self._jobs(images, holes, fit, names)
+        for job, masked in zip(jobs, self._token_masks(jobs, s)):
             found[job.image].append(masked)
         return found
 
-    def _token_masks(self, jobs: list, s: InpaintSettings) -> tuple[list, list[np.ndarray]]:
-        """``jobs`` and the token mask each one's decode fills ((h,w) bool), as :func:`encode_inputs` picks them."""
+    def _token_masks(self, jobs: list, s: InpaintSettings) -> list[np.ndarray]:
+        """The token mask each job's decode fills ((h,w) bool), as :func:`encode_inputs` picks them."""
         if not jobs:
-            return jobs, []
+            return []
         holes = torch.from_numpy(np.stack([j.holes for j in jobs]))
         masks = token_mask_for(holes, self.grid, s.token_mask, auto_dilate(s.dilate, self.ready.vqgan.config))
-        return jobs, list(masks.numpy())
+        return list(masks.numpy())
 
     def _capped(self, jobs: list, s: InpaintSettings) -> list[tuple[InpaintSettings, list]]:
         """``jobs`` grouped by the settings they are decoded with: T capped at each image's masked tokens (the
@@ -293,7 +294,7 @@ class Inpainter:
         if not jobs or s.decode.counts != "clamped":
             return [(s, jobs)]
         most: dict[int, int] = {}
-        for job, masked in zip(*self._token_masks(jobs, s)):
+        for job, masked in zip(jobs, self._token_masks(jobs, s)):
             most[job.image] = max(most.get(job.image, 0), int(masked.sum()))
         groups: dict[int, tuple[InpaintSettings, list]] = {}
         for job in jobs:
