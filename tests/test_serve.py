@@ -519,6 +519,17 @@ WATCH_STATUS = """() => {
 }"""
 
 
+def _stroke(page, dx: int = -60, dy: int = -30, segments: int = 12):
+    """Drag the brush across the editor's canvas: from (dx, dy) off its centre, ``segments`` moves of (10, 4)."""
+    box = page.locator("#editor canvas").first.bounding_box()
+    x, y = box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2 + dy
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for k in range(1, segments + 1):
+        page.mouse.move(x + 10 * k, y + 4 * k)
+    page.mouse.up()
+
+
 @pytest.mark.slow
 def test_the_page_in_a_browser(browser, server, tmp_path):
     """Open an image, paint a stroke, ask for 2 samples, press Inpaint: steps stream, the result appears, known
@@ -531,13 +542,7 @@ def test_the_page_in_a_browser(browser, server, tmp_path):
     page.locator("input[type=file][data-testid$='-upload-button']").set_input_files(str(EMOJI / name))
     page.wait_for_function("document.querySelector('#status').innerText.includes('Opened')")
     page.wait_for_timeout(500)
-    box = page.locator("#editor canvas").first.bounding_box()
-    x, y = box["x"] + box["width"] / 2 - 100, box["y"] + box["height"] / 2 - 40
-    page.mouse.move(x, y)
-    page.mouse.down()
-    for k in range(1, 21):
-        page.mouse.move(x + 10 * k, y + 4 * k)
-    page.mouse.up()
+    _stroke(page, -100, -40, 20)
     page.get_by_text("Advanced: decoding").click()  # a closed accordion
     page.locator("#num-samples input[type=number]").fill("2")
     page.locator("#num-samples input[type=number]").press("Enter")
@@ -746,16 +751,6 @@ def _status(page) -> str:
 
 def _wait_status(page, start: str, timeout=120_000):
     page.wait_for_function(f"document.querySelector('#status').innerText.trim().startsWith({start!r})", timeout=timeout)
-
-
-def _stroke(page):
-    box = page.locator("#editor canvas").first.bounding_box()
-    x, y = box["x"] + box["width"] / 2 - 60, box["y"] + box["height"] / 2 - 30
-    page.mouse.move(x, y)
-    page.mouse.down()
-    for k in range(1, 13):
-        page.mouse.move(x + 10 * k, y + 4 * k)
-    page.mouse.up()
 
 
 def _open_file(page, path):
