@@ -59,7 +59,7 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
 sys.path.insert(0, str(REPO / "tools"))  # the other builders' helpers, shared rather than copied
 
 from build_emoji64 import hash_written, is_previous_build, log, sha256_file, tarball_args  # noqa: E402
-from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, load_renderer, rasterize  # noqa: E402
+from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, conversion, load_renderer, rasterize  # noqa: E402
 
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
 
@@ -265,13 +265,7 @@ def build(tarball: Path, out: Path) -> dict:
             "skipped_duplicates": skipped,
             "categories": categories,
         },
-        "conversion": {
-            "renderer": f"{RENDERER}=={RENDERER_VERSION} (resvg), skip_system_fonts",
-            "render_size": [RENDER_SIZE, RENDER_SIZE],
-            "viewbox": f"0 0 {VIEWBOX} {VIEWBOX}",
-            "background": "white",
-            "resize": "PIL.Image.Resampling.LANCZOS",
-        },
+        "conversion": conversion(RENDER_SIZE, f"0 0 {VIEWBOX} {VIEWBOX}"),
         "image_size": [SIZE, SIZE],
         "masks": {
             MASKS: {"kind": MASK_KIND, "seed": MASK_SEED, "images": "test"},

@@ -114,6 +114,17 @@ def render(resvg_py, svg: str) -> Image.Image:
     return rasterize(resvg_py, svg, RENDER_SIZE, SIZE)
 
 
+def conversion(render_size: int, viewbox: str) -> dict:
+    """How :func:`rasterize` made the pixels, as a manifest records it (``viewbox``: what part of the SVG it drew)."""
+    return {
+        "renderer": f"{RENDERER}=={RENDERER_VERSION} (resvg), skip_system_fonts",
+        "render_size": [render_size, render_size],
+        "viewbox": viewbox,
+        "background": "white",
+        "resize": "PIL.Image.Resampling.LANCZOS",
+    }
+
+
 def rasterize(resvg_py, svg: str, render_size: int, size: int) -> Image.Image:
     """SVG text -> RGB size^2, as every emoji build makes its pixels: resvg renders render_size^2 (the whole viewBox),
     composited onto white, Lanczos down to size."""
@@ -253,13 +264,7 @@ def build(tarball: Path, out: Path) -> dict:
             "skipped_duplicates": skipped,
             "groups": dict(sorted(groups.items())),
         },
-        "conversion": {
-            "renderer": f"{RENDERER}=={RENDERER_VERSION} (resvg), skip_system_fonts",
-            "render_size": [RENDER_SIZE, RENDER_SIZE],
-            "viewbox": "whole (0 0 72 72)",
-            "background": "white",
-            "resize": "PIL.Image.Resampling.LANCZOS",
-        },
+        "conversion": conversion(RENDER_SIZE, "whole (0 0 72 72)"),
         "image_size": [SIZE, SIZE],
         "masks": {"kind": MASK_KIND, "seed": MASK_SEED, "rng": "numpy default_rng([seed, index])"},
         "pixel_hash": "sha256 of the decoded pixels: numpy.asarray(PIL image).tobytes(), mode as listed",

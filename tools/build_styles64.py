@@ -85,7 +85,7 @@ from build_emoji64 import (  # noqa: E402
     split_of_group,
     tarball_args,
 )
-from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, load_renderer, rasterize  # noqa: E402
+from build_openmoji64 import RENDERER, RENDERER_VERSION, _dump_manifest, conversion, load_renderer, rasterize  # noqa: E402
 
 from maskgit_cli.data import mask_generator as masks  # noqa: E402
 
@@ -385,13 +385,7 @@ def build(style: Style, tarball: Path, names_tarball: Path, out: Path) -> dict:
             "left_out": dict(sorted(left_out.items())),
             **extra,
         },
-        "conversion": {
-            "renderer": f"{RENDERER}=={RENDERER_VERSION} (resvg), skip_system_fonts",
-            "render_size": [RENDER_SIZE, RENDER_SIZE],
-            "viewbox": f"0 0 {width} {height} (or the icon's own)",
-            "background": "white",
-            "resize": "PIL.Image.Resampling.LANCZOS",
-        },
+        "conversion": conversion(RENDER_SIZE, f"0 0 {width} {height} (or the icon's own)"),
         "image_size": [SIZE, SIZE],
         "masks": {
             **{folder: {"kind": MASK_KIND, "seed": seed, "images": split} for split, folder, seed, _ in mask_sets},
