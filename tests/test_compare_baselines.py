@@ -99,6 +99,52 @@ def test_the_maskgit_row_is_the_inpainters_default_fill(
         np.testing.assert_array_equal(ours, np.asarray(theirs))
 
 
+def test_several_models_are_a_row_each_with_their_own_settings(
+    tool, unscored, lab_set, tmp_path, tiny_vqgan_file, tiny_transformer_file
+):
+    from maskgit_cli import Inpainter
+
+    model = tiny_vqgan_file.parent
+    args = ["--set", f"tiny={lab_set}", "--device", "cpu", "--kind", "lab"]
+    args += ["--model", f"now={model}", "--model", f"before={model},fill=sharp"]
+    result = _compare(tool, tmp_path / "out", *args)
+    assert [r["method"] for r in result["rows"]][:3] == [tool.INPUT, "now", "before"]
+    assert result["models"] == [
+        {"name": "now", "model": str(model), "settings": {}},
+        {"name": "before", "model": str(model), "settings": {"fill": "sharp"}},
+    ]
+    images, holes = _inputs(lab_set)
+    for name, fill in (("now", None), ("before", "sharp")):
+        expected = Inpainter.from_pretrained(model, device="cpu", fill=fill)(images, holes=holes)
+        for ours, theirs in zip(_pngs(tmp_path / "out" / "tiny" / "lab" / f"maskgit-{name}"), expected, strict=True):
+            np.testing.assert_array_equal(ours, np.asarray(theirs))
+    assert "| method | hole PSNR (dB)" in tool.tables(result) and "\n| now | 1.00 |" in tool.tables(result)
+
+
+@pytest.mark.parametrize(
+    ("models", "words"),
+    [
+        (["none", "default"], "--model none: means no maskgit row"),
+        (["=MODEL"], "--model =MODEL: expected NAME=MODEL[,SETTING=VALUE...]"),
+        (["a=MODEL,nosuch=1"], "'nosuch=1' is not SETTING=VALUE"),
+        (["a=MODEL,fill"], "'fill' is not SETTING=VALUE"),
+        (["a=,fill=sharp"], "no model"),
+        (["a=MODEL", "a=MODEL,fill=sharp"], "each row needs its own name, got a, a"),
+        (["a=MODEL,fill=blurry"], "fill=blurry: --fill blurry: expected one of"),
+    ],
+)
+def test_bad_model_specs_are_one_option_error_before_anything_is_written(
+    tool, lab_set, tmp_path, tiny_vqgan_file, tiny_transformer_file, models, words
+):
+    args = ["-o", str(tmp_path / "out"), "--set", f"tiny={lab_set}", "--device", "cpu"]
+    for spec in models:
+        args += ["--model", spec.replace("MODEL", str(tiny_vqgan_file.parent))]
+    with pytest.raises(OptionError, match=None) as e:
+        tool.main(args)
+    assert words.replace("=MODEL:", f"={tiny_vqgan_file.parent}:") in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("kind", ["stroke", "box", "half", "outpaint"])
 def test_generated_masks_are_fixed_by_the_seed_one_per_image_of_their_kind(tool, lab_set, tmp_path, kind):
     test_set = tool.parse_set(f"tiny={lab_set}")

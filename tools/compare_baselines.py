@@ -9,7 +9,9 @@ own mask64/, and ``stroke``, ``box``, ``half``, ``outpaint``, one mask per image
 with ``--mask-seed`` (default 2), written with the masked images to OUT/SET/KIND/) it fills the holes with
 
 - maskgit: the shipped weights (``--model``: a model folder instead, or ``none``) with the default settings, in
-  process through :class:`maskgit_cli.Inpainter`, the object behind `maskgit inpaint` (the same pixels);
+  process through :class:`maskgit_cli.Inpainter`, the object behind `maskgit inpaint` (the same pixels). Several
+  ``--model NAME=MODEL[,SETTING=VALUE...]`` give a row each, named NAME, with those inpaint settings changed (e.g.
+  ``--model before=weights-old,fill=sharp --model after=default``: before and after, or an ablation, in one run);
 - OpenCV's Telea and Navier-Stokes (``cv2.inpaint``, radius 3);
 - scikit-image's biharmonic fill (``inpaint_biharmonic(..., channel_axis=-1)``, known pixels kept);
 - with ``--pred NAME=DIR`` (one set only, its lab masks): results made elsewhere;
@@ -256,18 +258,63 @@ def parse_pairs(specs: list[str], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_maskgit(model: str, device: str):
-    """The :class:`~maskgit_cli.Inpainter` of ``--model`` with default settings: ``default`` the shipped weights,
-    ``none`` no maskgit rows (None), otherwise a model folder."""
-    if model == "none":
-        return None
+def parse_models(specs: list[str]) -> list[tuple[str, str, dict]]:
+    """``--model`` values -> (row name, model, inpaint settings): ``default`` (the shipped weights), a model folder,
+    or ``NAME=MODEL[,SETTING=VALUE...]`` (a row named NAME with those settings of `maskgit inpaint` changed, e.g.
+    ``fill=sharp``); ``none`` alone: no maskgit row. One unnamed model is the row ``maskgit``."""
+    from maskgit_cli.decoding.settings import InpaintSettings, option_fields
+
+    if specs == ["none"]:
+        return []
+    if "none" in specs:
+        raise OptionError("--model none: means no maskgit row, so it cannot go with other --model values")
+    settings_names = {f.name for f in option_fields()}
+    models = []
+    for spec in specs:
+        name, sep, rest = spec.partition("=") if "=" in spec.split(",", 1)[0] else ("", "", spec)
+        if sep and not name:
+            raise OptionError(f"--model {spec}: expected NAME=MODEL[,SETTING=VALUE...]")
+        model, *pairs = rest.split(",")
+        settings = {}
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            key = key.replace("-", "_")
+            if not eq or key not in settings_names:
+                raise OptionError(f"--model {spec}: {pair!r} is not SETTING=VALUE with a setting of `maskgit inpaint`")
+            settings[key] = _number_or_text(value)
+        if not model:
+            raise OptionError(f"--model {spec}: no model (default, or a model folder)")
+        try:
+            InpaintSettings.from_options(**settings)
+        except MaskgitError as e:
+            raise OptionError(f"--model {spec}: {e}") from None
+        models.append((name or (MASKGIT if len(specs) == 1 else model), model, settings))
+    names = [m[0] for m in models]
+    if len(set(names)) < len(names):
+        raise OptionError(f"--model: each row needs its own name, got {', '.join(names)}: give NAME=MODEL")
+    return models
+
+
+def _number_or_text(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def load_maskgit(model: str, device: str, settings: dict | None = None):
+    """The :class:`~maskgit_cli.Inpainter` of ``model`` (``default``: the shipped weights, otherwise a model folder)
+    with the default settings but ``settings``."""
     from maskgit_cli import Inpainter
 
-    return Inpainter.from_pretrained(None if model == "default" else model, device=device)
+    return Inpainter.from_pretrained(None if model == "default" else model, device=device, **(settings or {}))
 
 
 def checked_inputs(args) -> tuple[list[TestSet], list[tuple[str, str]], list[tuple[str, str]]]:
     """The sets, --pred and --accuracy pairs, every option and folder checked before anything is written."""
+    args.models = parse_models(args.model or ["default"])
     sets = [parse_set(spec) for spec in args.set]
     if args.images or args.masks or args.ref:
         if not (args.images and args.masks and args.ref):
@@ -296,9 +343,10 @@ def run(args) -> dict:
     """Fill and score every set and kind; returns what compare.json holds."""
     sets, preds, accuracy_specs = checked_inputs(args)
     methods: dict[str, tuple[str, object]] = {}
-    pipe = load_maskgit(args.model, args.device)
-    if pipe is not None:
-        methods[MASKGIT] = ("maskgit", by_maskgit(pipe))
+    pipe = None
+    for name, model, settings in args.models:
+        pipe = load_maskgit(model, args.device, settings)
+        methods[name] = (name if name == MASKGIT else f"maskgit-{_folder_name(name)}", by_maskgit(pipe))
     methods.update({name: (folder, per_image(fill)) for name, (folder, fill) in available_classical().items()})
 
     rows = []
@@ -320,11 +368,15 @@ def run(args) -> dict:
         accuracy[name] = token_accuracy(transformer, vqgan, sets[0].ref, sets[0].masks)
     return {
         "machine": machine(pipe),
-        "model": args.model,
+        "models": [{"name": n, "model": m, "settings": o} for n, m, o in args.models],
         "mask_seed": args.mask_seed,
         "rows": rows,
         "token_accuracy": accuracy,
     }
+
+
+def _folder_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def machine(pipe) -> str:
@@ -418,7 +470,10 @@ def parser() -> argparse.ArgumentParser:
         help=f"seed of the generated masks (default {MASK_SEED}: emoji64's test masks are stroke seed 0, val seed 1)",
     )
     ap.add_argument(
-        "--model", default="default", help="maskgit's model folder; 'default': the shipped weights; 'none': no row"
+        "--model",
+        action="append",
+        help="maskgit's model folder; 'default' (the default): the shipped weights; 'none': no row; repeatable as "
+        "NAME=MODEL[,SETTING=VALUE...] (a row each, e.g. old=weights-old,fill=sharp)",
     )
     ap.add_argument("--device", default="auto", help="maskgit's device (auto = cuda if available, else cpu)")
     ap.add_argument("--pred", action="append", default=[], help="NAME=DIR of inpainted images (repeatable)")
