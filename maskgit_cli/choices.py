@@ -7,7 +7,7 @@ each library module uses these lists and not a copy.
 
 from __future__ import annotations
 
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -40,6 +40,7 @@ BLENDS = ("poisson", "none")  # how composited holes meet the known pixels: Pois
 FILLS = ("smooth-prior", "sharp")
 MASK_KINDS = ("stroke", "box", "half", "outpaint")
 FITS = ("auto", "crop", "resize", "none")  # other sizes: a window per group of holes, the whole image, refuse
+ANIMATIONS = ("none", "gif", "webp")  # `maskgit inpaint --animation`: the formats Pillow writes animated
 LAYOUTS = ("ours", "lab")  # inpaint's output names: images/ + steps/, or the lab's test_results/ + grids
 FID_MODES = ("clean", "legacy_pytorch")
 SWEEP_METRICS = ("auto", "fid", "psnr")
@@ -52,7 +53,8 @@ TRANSFORMER_PRESET_NAMES = ("small", "base", "lab", "tiny")
 
 
 def check_choice(value: str, choices, option: str) -> str:
-    """``value`` if it is one of ``choices``, else a one-line MaskgitError naming ``option`` and the choices."""
+    """``value`` if it is one of ``choices``, else a one-line :class:`OptionError` naming ``option`` and the choices
+    (a bad option value: the CLI exits 2)."""
     if value not in choices:
-        raise MaskgitError(f"{option} {value}: expected one of {', '.join(choices)}")
+        raise OptionError(f"{option} {value}: expected one of {', '.join(choices)}")
     return value

@@ -38,6 +38,7 @@ def test_cli_choices_are_the_library_choices():
         common.Schedule: choices.SCHEDULE_NAMES,
         common.Sampling: choices.SAMPLING,
         common.Sampler: choices.SAMPLERS,
+        common.Animation: choices.ANIMATIONS,
         common.TokenRule: choices.TOKEN_RULES,
         common.MaskKind: choices.MASK_KINDS,
         common.Fit: choices.FITS,
@@ -65,9 +66,9 @@ def test_cli_choices_are_the_library_choices():
     ],
 )
 def test_library_validators_name_the_option_and_its_choices(check):
-    from maskgit_cli.errors import MaskgitError
+    from maskgit_cli.errors import OptionError
 
-    with pytest.raises(MaskgitError, match="expected one of"):
+    with pytest.raises(OptionError, match="expected one of"):  # a bad option value: the CLI exits 2
         check("bogus")
 
 

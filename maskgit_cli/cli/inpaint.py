@@ -14,6 +14,7 @@ from maskgit_cli.cli.common import (
     INPAINT,
     INPUTS,
     STEPS,
+    Animation,
     Device,
     DeviceOpt,
     FidMode,
@@ -96,13 +97,13 @@ def inpaint_cmd(
         ),
     ] = None,
     animation: Annotated[
-        str,
+        Animation,
         typer.Option(
             "--animation",
-            help="An animation of the steps for every image with grids: none, gif or webp (OUT/steps/NAME.gif: the "
-            "input, each step with its still-masked tokens marked, the result).",
+            help="An animation of the steps for every image with grids (OUT/steps/NAME.gif: the input, each step "
+            "with its still-masked tokens marked, the result).",
         ),
-    ] = OutputSettings.animation,
+    ] = Animation(OutputSettings.animation),
     num_samples: Annotated[
         int,
         typer.Option(
@@ -157,7 +158,7 @@ def inpaint_cmd(
         layout=plain(layout) or (LAB_OUTPUT["layout"] if settings.lab else OutputSettings.layout),
         num_samples=num_samples,
         fit=fit.value,
-        animation=animation,
+        animation=plain(animation),
     )
     if s is None:  # another process of a torchrun: rank 0 wrote the folder and reports it
         return

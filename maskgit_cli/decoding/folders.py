@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
-from maskgit_cli.choices import LAYOUTS, check_choice
+from maskgit_cli.choices import ANIMATIONS, LAYOUTS, check_choice
 from maskgit_cli.data.images import default_workers, save_image
 from maskgit_cli.data.input_folder import InpaintInputs
 from maskgit_cli.data.inputs import holes_gray
@@ -28,7 +28,7 @@ from maskgit_cli.data.outputs import FolderWriter, check_output_folder
 from maskgit_cli.decoding.inpaint import InpaintSettings, auto_dilate, with_defaults
 from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
 from maskgit_cli.decoding.pipeline import Inpainter, side_by_side, window_scales
-from maskgit_cli.decoding.replay import animation_frames, check_animation, merged_message, steps_capped, write_animation
+from maskgit_cli.decoding.replay import animation_frames, merged_message, steps_capped, write_animation
 from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.model_card import card_for, card_summary
 from maskgit_cli.progress import Bar, progress_bar
@@ -154,7 +154,7 @@ def inpaint_folder(
     if num_samples < 1:
         raise MaskgitError(f"--num-samples {num_samples}: must be at least 1")
     check_choice(layout, LAYOUTS, "--layout")
-    check_animation(animation)
+    check_choice(animation, ANIMATIONS, "--animation")
     rank, world, device = init_distributed(device)
     transformer, vqgan = with_defaults(transformer, vqgan)
     paths = [images_dir, masks_dir] + [m for m in (transformer, vqgan) if isinstance(m, (str, Path))]

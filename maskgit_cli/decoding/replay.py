@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from maskgit_cli.errors import MaskgitError, OptionError
+from maskgit_cli.errors import MaskgitError
 
-ANIMATIONS = ("none", "gif", "webp")  # `maskgit inpaint --animation`: the formats Pillow writes animated
 TINT = np.array([255, 0, 255], dtype=np.float64)  # the brush's magenta: still-masked tokens, "hole not yet filled"
 KNOWN_GRAY = (200, 200, 200)  # the order map's known tokens (never generated)
 # A viridis-like ramp (dark blue -> green -> yellow) for the step that fixed each token: early dark, late bright.
@@ -207,13 +206,6 @@ def animation_frames(shown: np.ndarray, steps: list[np.ndarray], masks: list[np.
     """The frames of a decode's animation: the input as the model sees it (holes gray), every step's prediction
     with its still-masked tokens marked (``masks``: after each step), then the result."""
     return [shown, *(marked_step(img, m) for img, m in zip(steps, masks)), result]
-
-
-def check_animation(kind: str) -> str:
-    """``--animation``'s value: none, gif or webp (exit 2 otherwise)."""
-    if kind not in ANIMATIONS:
-        raise OptionError(f"--animation {kind!r}: expected one of {', '.join(ANIMATIONS)}")
-    return kind
 
 
 def write_animation(frames: list[np.ndarray], path, scale: int = 4) -> Path:
