@@ -282,7 +282,12 @@ def test_make_weights_is_one_fit_of_emoji64():
     calls = [line for line in text.splitlines() if line.startswith("maskgit ")]
     assert [c.split()[1] for c in calls] == ["fit", "reconstruct"]
     fit = shlex.split(calls[0].rstrip("\\") + text.split(calls[0], 1)[1].splitlines()[1])
-    assert fit[2:8] == ["$DATA/train", "--val", "$DATA/val", "--val-masks", "$DATA/val_mask64", "-o"]
+    assert fit[2:8] == ["${TRAIN[@]}", "--val", "$DATA/val", "--val-masks", "$DATA/val_mask64", "-o"]
+    assert 'TRAIN=("$DATA/train")' in text and "DATA=${DATA:-data/emoji64}" in text
+    # by default emoji64 alone, every stage its full steps: the recipe of the shipped files (weights/README.md); the
+    # three-style run of issue 25 is STYLES="data/blob64 data/fluent64" TIME_BUDGET=100
+    assert "STYLES=${STYLES:-}" in text and "TIME_BUDGET=${TIME_BUDGET:-}" in text
+    assert fit[-1] == "${BUDGET[@]}" and 'BUDGET=(--time-budget "$TIME_BUDGET")' in text
     assert fit[fit.index("--preset") + 1] == "$PRESET" and "PRESET=${PRESET:-default}" in text
     assert 'cp "$MODEL/vqgan.safetensors" "$WEIGHTS_DIR/vqgan-emoji64.safetensors"' in text
     assert 'cp "$MODEL/transformer.safetensors" "$WEIGHTS_DIR/maskgit-emoji64.safetensors"' in text

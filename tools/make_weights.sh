@@ -5,6 +5,10 @@
 #   WEIGHTS_DIR=weights   DATA=data/emoji64 (train/; val/ + val_mask64/ select the checkpoints; test/ is only reported)
 #   PRESET=default        `maskgit fit --preset`: default = the settings below; tiny = a few steps of the tiny models
 #                         (tools/gpu_check.sh --dry-run)
+#   STYLES=               more training styles, whose train/ folders join DATA's (default none: the shipped files).
+#                         STYLES="data/blob64 data/fluent64" TIME_BUDGET=100 is issue 25's three-style run, measured
+#                         and not shipped: worse on every check set but Fluent (weights/README.md, "Three styles")
+#   TIME_BUDGET=          `maskgit fit --time-budget` minutes (default none: every stage its full steps below)
 #
 # `maskgit fit` trains every stage into the model folder $RUNS/emoji64 (emoji64-gpu on CUDA), its runs under
 # $RUNS/emoji64/runs/<stage>/; this script then copies the model's two files into $WEIGHTS_DIR/ under the shipped
@@ -48,22 +52,34 @@ PYTHON=${PYTHON:-.venv/bin/python}
 RUNS=${RUNS:-runs}
 WEIGHTS_DIR=${WEIGHTS_DIR:-weights}
 DATA=${DATA:-data/emoji64}
+STYLES=${STYLES:-}
 DEVICE=${DEVICE:-auto}
 PRESET=${PRESET:-default}
 if [[ "$DEVICE" == auto ]]; then
   DEVICE=$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
 fi
-if [[ ! -d $DATA/train || ! -d $DATA/val || ! -d $DATA/val_mask64 || ! -d $DATA/test ]]; then
-  echo "$DATA is missing: build it first with '$PYTHON tools/build_emoji64.py'" >&2
+TIME_BUDGET=${TIME_BUDGET:-}
+for set in "$DATA" $STYLES; do
+  if [[ ! -d $set/train || ! -d $set/val || ! -d $set/test ]]; then
+    echo "$set is missing: build it first (tools/build_emoji64.py, tools/build_styles64.py; $set/README.md)" >&2
+    exit 1
+  fi
+done
+if [[ ! -d $DATA/val_mask64 ]]; then
+  echo "$DATA/val_mask64 is missing: build it first with '$PYTHON tools/build_emoji64.py'" >&2
   exit 1
 fi
 MODEL=$RUNS/emoji64$([[ "$DEVICE" == cuda* ]] && echo -gpu || true)
 mkdir -p "$RUNS" "$WEIGHTS_DIR"
 maskgit() { "$PYTHON" -m maskgit_cli "$@"; }
+TRAIN=("$DATA/train")
+for set in $STYLES; do TRAIN+=("$set/train"); done
+BUDGET=()
+if [[ -n "$TIME_BUDGET" ]]; then BUDGET=(--time-budget "$TIME_BUDGET"); fi
 
-echo "== maskgit fit: $MODEL on $DEVICE (preset $PRESET)" >&2
-maskgit fit "$DATA/train" --val "$DATA/val" --val-masks "$DATA/val_mask64" -o "$MODEL" --preset "$PRESET" \
-  --device "$DEVICE"
+echo "== maskgit fit: $MODEL on $DEVICE (preset $PRESET${TIME_BUDGET:+, $TIME_BUDGET minutes}) from ${TRAIN[*]}" >&2
+maskgit fit "${TRAIN[@]}" --val "$DATA/val" --val-masks "$DATA/val_mask64" -o "$MODEL" --preset "$PRESET" \
+  --device "$DEVICE" "${BUDGET[@]}"
 cp "$MODEL/vqgan.safetensors" "$WEIGHTS_DIR/vqgan-emoji64.safetensors"
 cp "$MODEL/transformer.safetensors" "$WEIGHTS_DIR/maskgit-emoji64.safetensors"
 echo "== $WEIGHTS_DIR/vqgan-emoji64.safetensors, $WEIGHTS_DIR/maskgit-emoji64.safetensors: from $MODEL" >&2
