@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from maskgit_cli.choices import DECODE_PRECISIONS, DEVICES, check_choice
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,7 +28,7 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MaskgitError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
     if name != "cpu" and not name.startswith("cuda"):
-        raise MaskgitError(f"--device {name}: expected one of {', '.join(DEVICES)}")
+        raise OptionError(f"--device {name}: expected one of {', '.join(DEVICES)}")
     return torch.device(name)
 
 

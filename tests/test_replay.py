@@ -202,5 +202,5 @@ def test_the_cli_warns_in_one_line_and_writes_animations(cli, image_dir, tiny_vq
     r = cli(*args, "-o", tmp_path / "fine", "--total-iter", "1", "--grids", "none")
     assert r.exit_code == 0 and "Warning" not in r.stderr  # T <= the masked tokens of every image: no cap
     r = cli(*args, "-o", tmp_path / "bad", "--animation", "mp4")
-    assert r.exit_code == 2 and "'mp4' is not one of 'none', 'gif', 'webp'" in r.stderr  # Typer's choice
+    assert r.exit_code == 2 and "'mp4' is not one of" in " ".join(r.stderr.split())  # Typer's choice
     assert not (tmp_path / "bad").exists()
