@@ -293,6 +293,39 @@ def test_make_weights_is_one_fit_of_emoji64():
     assert 'cp "$MODEL/transformer.safetensors" "$WEIGHTS_DIR/maskgit-emoji64.safetensors"' in text
 
 
+@pytest.mark.slow
+def test_make_weights_with_more_styles_and_a_budget_trains_on_every_styles_images(tmp_path):
+    """STYLES= adds each style's train/ to the one fit, TIME_BUDGET= gives it --time-budget (tiny preset, a few
+    images of emoji64 and blob64)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    counts = {"train": 12, "val": 4, "val_mask64": 4, "test": 4}
+    for name in ("emoji64", "blob64"):
+        for folder, n in counts.items():
+            if (ROOT / "data" / name / folder).is_dir():
+                (tmp_path / name / folder).mkdir(parents=True)
+                for png in sorted((ROOT / "data" / name / folder).glob("*.png"))[:n]:
+                    shutil.copy(png, tmp_path / name / folder)
+    env = {**os.environ, "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"), "DEVICE": "cpu",
+           "WEIGHTS_DIR": str(tmp_path / "weights"), "DATA": str(tmp_path / "emoji64"), "PRESET": "tiny",
+           "STYLES": str(tmp_path / "blob64"), "TIME_BUDGET": "0.5"}  # fmt: skip
+    r = subprocess.run(["bash", str(ROOT / "tools" / "make_weights.sh")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = read_card(tmp_path / "runs" / "emoji64")
+    assert card["trained_on"]["folder"] == f"{tmp_path}/emoji64/train {tmp_path}/blob64/train"
+    assert card["trained_on"]["images"] == 24 and card["time_budget_minutes"] == 0.5
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == [
+        "maskgit-emoji64.safetensors",
+        "vqgan-emoji64.safetensors",
+    ]
+    r = subprocess.run(["bash", str(ROOT / "tools" / "make_weights.sh")], env={**env, "STYLES": str(tmp_path / "no")},
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 1 and r.stderr.startswith(f"{tmp_path}/no is missing: build it first")
+
+
 def test_a_fit_at_32x32_inpaints_any_size(images, tmp_path, make_photo):
     import numpy as np
 
