@@ -121,6 +121,13 @@ def test_several_models_are_a_row_each_with_their_own_settings(
     assert "| method | hole PSNR (dB)" in tool.tables(result) and "\n| now | 1.00 |" in tool.tables(result)
 
 
+def test_model_settings_take_their_settings_types(tool):
+    assert tool.parse_models(["a=default,total_iter=4,dilate=none,composite=false,pixel-guidance=25"]) == [
+        ("a", "default", {"total_iter": 4, "dilate": None, "composite": False, "pixel_guidance": 25.0})
+    ]
+    assert tool.parse_models(["runs/m"]) == [("maskgit", "runs/m", {})] and tool.parse_models(["none"]) == []
+
+
 @pytest.mark.parametrize(
     ("models", "words"),
     [
@@ -131,6 +138,8 @@ def test_several_models_are_a_row_each_with_their_own_settings(
         (["a=,fill=sharp"], "no model"),
         (["a=MODEL", "a=MODEL,fill=sharp"], "each row needs its own name, got a, a"),
         (["a=MODEL,fill=blurry"], "fill=blurry: --fill blurry: expected one of"),
+        (["a=MODEL,total_iter=abc"], "'total_iter=abc': total_iter takes int"),
+        (["a=MODEL,composite=maybe"], "'composite=maybe': composite takes bool"),
     ],
 )
 def test_bad_model_specs_are_one_option_error_before_anything_is_written(

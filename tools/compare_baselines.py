@@ -268,7 +268,7 @@ def parse_models(specs: list[str]) -> list[tuple[str, str, dict]]:
         return []
     if "none" in specs:
         raise OptionError("--model none: means no maskgit row, so it cannot go with other --model values")
-    settings_names = {f.name for f in option_fields()}
+    types = {f.name: str(f.type) for f in option_fields()}  # "int", "float | None", ...
     models = []
     for spec in specs:
         name, sep, rest = spec.partition("=") if "=" in spec.split(",", 1)[0] else ("", "", spec)
@@ -279,9 +279,12 @@ def parse_models(specs: list[str]) -> list[tuple[str, str, dict]]:
         for pair in pairs:
             key, eq, value = pair.partition("=")
             key = key.replace("-", "_")
-            if not eq or key not in settings_names:
+            if not eq or key not in types:
                 raise OptionError(f"--model {spec}: {pair!r} is not SETTING=VALUE with a setting of `maskgit inpaint`")
-            settings[key] = _number_or_text(value)
+            try:
+                settings[key] = _typed(value, types[key])
+            except ValueError:
+                raise OptionError(f"--model {spec}: {pair!r}: {key} takes {types[key]}") from None
         if not model:
             raise OptionError(f"--model {spec}: no model (default, or a model folder)")
         try:
@@ -295,13 +298,17 @@ def parse_models(specs: list[str]) -> list[tuple[str, str, dict]]:
     return models
 
 
-def _number_or_text(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
+def _typed(value: str, kind: str):
+    """``value`` as a setting of type ``kind`` (its annotation: "int", "float | None", "bool", "str") takes it;
+    ValueError where it cannot."""
+    if kind.endswith("| None") and value.lower() == "none":
+        return None
+    base = kind.split("|")[0].strip()
+    if base == "bool":
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(value)
+        return value.lower() in ("true", "1")
+    return {"int": int, "float": float}.get(base, str)(value)
 
 
 def load_maskgit(model: str, device: str, settings: dict | None = None):
