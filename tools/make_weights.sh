@@ -59,16 +59,16 @@ if [[ "$DEVICE" == auto ]]; then
   DEVICE=$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
 fi
 TIME_BUDGET=${TIME_BUDGET:-}
-for set in "$DATA" $STYLES; do
-  if [[ ! -d $set/train || ! -d $set/val || ! -d $set/test ]]; then
-    echo "$set is missing: build it first (tools/build_emoji64.py, tools/build_styles64.py; $set/README.md)" >&2
+if [[ ! -d $DATA/train || ! -d $DATA/val || ! -d $DATA/val_mask64 || ! -d $DATA/test ]]; then
+  echo "$DATA is missing: build it first with '$PYTHON tools/build_emoji64.py'" >&2
+  exit 1
+fi
+for set in $STYLES; do # only their train/ is read
+  if [[ ! -d $set/train ]]; then
+    echo "$set is missing: build it first with '$PYTHON tools/build_styles64.py' ($set/README.md)" >&2
     exit 1
   fi
 done
-if [[ ! -d $DATA/val_mask64 ]]; then
-  echo "$DATA/val_mask64 is missing: build it first with '$PYTHON tools/build_emoji64.py'" >&2
-  exit 1
-fi
 MODEL=$RUNS/emoji64$([[ "$DEVICE" == cuda* ]] && echo -gpu || true)
 mkdir -p "$RUNS" "$WEIGHTS_DIR"
 maskgit() { "$PYTHON" -m maskgit_cli "$@"; }
