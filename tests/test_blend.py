@@ -6,7 +6,14 @@ tokens' confidence."""
 import pytest
 import torch
 
-from maskgit_cli.decoding.blend import biharmonic_fill, confidence_weights, poisson_blend, smooth_prior
+from maskgit_cli.decoding.blend import (
+    PRIOR_GAMMA,
+    PRIOR_TAU,
+    biharmonic_fill,
+    confidence_weights,
+    poisson_blend,
+    smooth_prior,
+)
 from maskgit_cli.decoding.inpaint import LAB_SETTINGS, InpaintSettings, finish
 from maskgit_cli.errors import MaskgitError
 
@@ -131,8 +138,11 @@ def test_the_smooth_prior_follows_the_confidence():
     blended = poisson_blend(decoded, known, holes)
     smooth = biharmonic_fill(known, holes)
     inside = holes[:, None].expand_as(known)
-    sure, unsure = torch.ones(3, 4, 4), torch.zeros(3, 4, 4)
+    sure, unsure = torch.full((3, 4, 4), PRIOR_TAU), torch.zeros(3, 4, 4)  # p >= tau keeps the decoded fill alone
     assert torch.equal(smooth_prior(blended, known, holes, sure), blended)
+    certain = confidence_weights(torch.ones(3, 4, 4), 16)  # p = 1 keeps (1 / tau) ** gamma of it
+    assert torch.allclose(certain, torch.tensor((1 / PRIOR_TAU) ** PRIOR_GAMMA))
+    assert torch.allclose(confidence_weights(torch.full((1, 4, 4), 0.3), 16), torch.tensor(0.2))  # (0.3 / 1.5) ** 1
     torch.testing.assert_close(
         smooth_prior(blended, known, holes, unsure), torch.where(inside, smooth.clamp(0, 1), known)
     )

@@ -303,7 +303,7 @@ def test_every_shown_default_is_the_dataclass_default():
                 assert stated == [expected], (argv, p.name, stated, expected)
             checked.add((" ".join(argv), f.name))
     counts = {name: [c for c, _ in checked].count(name) for name, _ in checked}
-    assert counts == {"inpaint": 20, "sweep": 19, "serve": 17, "bench inpaint": 1}, counts  # T, S: sweep's lists
+    assert counts == {"inpaint": 21, "sweep": 20, "serve": 18, "bench inpaint": 1}, counts  # T, S: sweep's lists
 
 
 # Bad values of every numeric option of inpaint, sweep and serve: 0, -1, nan (and inf where a finite number is due).
@@ -314,6 +314,7 @@ _BAD_DECODING = [
     ("--choice-temperature", "-1"), ("--choice-temperature", "nan"),
     ("--pixel-guidance", "-1"), ("--pixel-guidance", "nan"), ("--pixel-guidance", "inf"),
     ("--dilate", "-1"), ("--dilate", "nan"), ("--seed", "nan"),
+    ("--draws", "0"), ("--draws", "-1"), ("--draws", "nan"), ("--draws", "65"),
 ]  # fmt: skip
 _BAD_INPUTS = [("--batch-size", "0"), ("--batch-size", "-1"), ("--batch-size", "nan"), ("--mask-seed", "-1"),
                ("--mask-seed", "nan")]  # fmt: skip

@@ -39,11 +39,12 @@ OTHER = {
     "composite": False,
     "blend": "none",
     "fill": "sharp",
+    "draws": 3,
     "rounding": "half-up",
 }
 LAB_OTHER = {"normalization": "train", "sampling": "sample", "composite": True, "blend": "poisson", "dilate": 1,
              "pixel_guidance": 3.0, "temperature": 0.75, "ranking": "logp", "counts": "clamped",
-             "precision": "auto", "rounding": "even", "fill": "smooth-prior"}  # fmt: skip
+             "precision": "auto", "rounding": "even", "fill": "smooth-prior", "draws": 2}  # fmt: skip
 
 
 def test_every_option_is_covered_here_and_in_the_order():
@@ -128,6 +129,8 @@ def test_settings_check_their_values_with_the_option_names():
         InpaintSettings(fill="blurry")
     with pytest.raises(MaskgitError, match="--sweet-spot 9: must be between 1 and --total-iter"):
         DecodeSettings(sweet_spot=9)
+    with pytest.raises(MaskgitError, match="--draws 65: must be between 1 and 64"):
+        InpaintSettings(draws=65)
 
 
 def test_the_settings_module_does_not_import_torch():

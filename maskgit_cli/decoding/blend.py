@@ -128,11 +128,12 @@ def _bilaplacian(h: int, w: int):
     return (laplacian.T @ laplacian).tocsr()
 
 
-# --fill smooth-prior: where a token's draw had probability p, its pixels keep the weight min(1, p / tau) ** gamma
-# of the decoded fill and the rest goes to the biharmonic fill (chosen on emoji64's validation set,
-# docs/decoding.md, "A smooth prior where the model is unsure").
-PRIOR_TAU = 1.0
-PRIOR_GAMMA = 2.0
+# --fill smooth-prior: where a token's draw had probability p (with --draws, the draws' mean), its pixels keep the
+# weight min(1, p / tau) ** gamma of the decoded fill and the rest goes to the biharmonic fill. tau > 1: even a sure
+# token keeps 1 / tau of the decoded fill, the rest smooth. Chosen with --draws 4 on the validation sets of the three
+# training styles (docs/decoding.md, "Several draws, averaged"; before it tau = 1, gamma = 2, on emoji64's alone).
+PRIOR_TAU = 1.5
+PRIOR_GAMMA = 1.0
 
 
 def confidence_weights(confidence: torch.Tensor, size: int) -> torch.Tensor:

@@ -8,9 +8,9 @@ Pipeline per batch (docs/data.md, "Masks"; docs/decoding.md, "The decoding rule"
   3. :func:`maskgit_cli.decode.decode_tokens` fills the masked tokens under the schedule; with
      ``pixel_guidance`` > 0 the known pixels inside each regenerated token weigh in on its code
      (:mod:`maskgit_cli.guidance`);
-  4. the VQGAN decodes the final tokens (and, only for images whose step grids are requested, the
-     predictions after every step); with ``composite`` the known pixels of the input are pasted back and the
-     holes Poisson-blended into them (``blend``, :func:`finish`, :mod:`maskgit_cli.decoding.blend`) and pulled
+  4. the VQGAN decodes the final tokens (``draws`` samples of them, averaged; and, only for images whose step grids are
+     requested, the predictions after every step); with ``composite`` the known pixels of the input are pasted back and
+     the holes Poisson-blended into them (``blend``, :func:`finish`, :mod:`maskgit_cli.decoding.blend`) and pulled
      toward a smooth fill where the transformer was unsure (``fill`` smooth-prior).
 
 The lab's FID numbers were made without compositing (``composite=False``). Images of any size and the Python API:
@@ -172,6 +172,10 @@ def decode_inputs(
 ) -> InpaintBatch:
     """Steps 3-4 on :func:`encode_inputs`' result: decode the tokens under ``settings.decode``, then the pixels.
 
+    With ``settings.draws`` K > 1 every image is decoded K times in one batch, each draw with its own random
+    streams (:func:`draw_ids`), and the result is the mean of the K decoded images (and the smooth prior's
+    confidence the mean of theirs); the steps (``on_step``, ``record_rows``) and the counts show draw 0.
+
     With ``settings.pixel_guidance`` > 0, ``patches`` (V,3,p,p) are the codes' mean looks for known-pixel
     guidance (:func:`maskgit_cli.guidance.code_patches_for`). ``on_step(t, images, token_masks)``: called after
     every step, as it happens, with the pixels of that step's predictions (R,3,H,W) and the tokens still masked
@@ -185,6 +189,12 @@ def decode_inputs(
     latent = vqgan.config.latent_resolution
     amp = vqgan_autocast(images.device, settings.precision)
     tmask = encoded.token_masks
+    n, draws = len(images), settings.draws
+    tokens, unknown = encoded.tokens, tmask.flatten(1)
+    if draws > 1:  # every draw of every image in one batch: rows d * n .. d * n + n - 1 are draw d
+        image_ids = draw_ids(torch.arange(n) if image_ids is None else image_ids, draws)
+        tokens, unknown = tokens.repeat(draws, 1), unknown.repeat(draws, 1)
+        bias = None if bias is None else bias.repeat(draws, 1, 1)
     record = bool(record_rows)
     hook = None
     if on_step is not None:
@@ -198,14 +208,15 @@ def decode_inputs(
 
     with autocast(images.device, settings.precision):
         mask_id = transformer.config.mask_token_id
-        result = decode_tokens(
-            transformer, encoded.tokens, tmask.flatten(1), settings.decode, mask_id, image_ids, record, bias, hook
-        )
+        result = decode_tokens(transformer, tokens, unknown, settings.decode, mask_id, image_ids, record, bias, hook)
     with amp:
         out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
     confidence = result.confidence.view(-1, latent, latent)
+    if draws > 1:  # the draws' mean pixels and mean confidence
+        out = out.view(draws, n, *out.shape[1:]).mean(0)
+        confidence = confidence.view(draws, n, latent, latent).mean(0)
     out = finish(out, images, holes, settings, confidence)
-    batch = InpaintBatch(out, result.still_masked, tmask, confidence=confidence)
+    batch = InpaintBatch(out, result.still_masked[:n], tmask, confidence=confidence)
     for row in record_rows:
         preds = torch.stack([p[row] for p in result.step_predictions]).view(-1, latent, latent)
         with amp:  # at most a batch's worth at once: a batch of one decodes one step at a time, as the lab does
@@ -215,6 +226,16 @@ def decode_inputs(
         batch.step_images[row] = list(step_imgs)
         batch.step_masks[row] = [tmask[row]] + [m[row].view(latent, latent) for m in result.step_masks]
     return batch
+
+
+DRAW_SHIFT = 56  # draw d's random streams: the image's key with d in bits 56-62 (settings.MAX_DRAWS = 64 draws)
+
+
+def draw_ids(image_ids: torch.Tensor, draws: int) -> torch.Tensor:
+    """The random stream keys of ``draws`` draws of the images ``image_ids`` (B,): (draws * B,), draw after draw;
+    draw 0's are the images' own, so its tokens are those of a one-draw decode."""
+    ids = image_ids.to(torch.int64)
+    return torch.cat([ids ^ (d << DRAW_SHIFT) for d in range(draws)])
 
 
 def finish(

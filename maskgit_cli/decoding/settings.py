@@ -1,11 +1,12 @@
 """The inpainting settings, the one home of each decoding option's default, check and help; without torch.
 
-:class:`DecodeSettings` (the decoding loop: schedule, T, sweet spot, sampler, draws, seed) and :class:`InpaintSettings`
-(everything around it: token rule, guidance, compositing, precision, normalization) declare per field its option
-name, help text and accepted values (:func:`setting`). The CLI builds its decoding options from them
-(:mod:`maskgit_cli.cli.common`), and settings turn themselves back into command-line arguments
-(:meth:`InpaintSettings.to_args`, sweep's "run it" line) and into one flat dict (:meth:`InpaintSettings.flat`), so no
-other module restates them. :data:`LAB_SETTINGS` are the lab's inference (``--lab``).
+:class:`DecodeSettings` (the decoding loop: schedule, T, sweet spot, sampler, sampling, seed) and
+:class:`InpaintSettings` (everything around it: token rule, guidance, draws averaged, compositing, precision,
+normalization) declare per field its option name, help text and accepted values (:func:`setting`). The CLI builds its
+decoding options from them (:mod:`maskgit_cli.cli.common`), and settings turn themselves back into command-line
+arguments (:meth:`InpaintSettings.to_args`, sweep's "run it" line) and into one flat dict
+(:meth:`InpaintSettings.flat`), so no other module restates them. :data:`LAB_SETTINGS` are the lab's inference
+(``--lab``).
 
 Nothing here imports torch (`maskgit --help` reads these fields); making a :class:`DecodeSettings` does, through
 :mod:`maskgit_cli.schedules`.
@@ -32,6 +33,8 @@ from maskgit_cli.choices import (
     check_choice,
 )
 from maskgit_cli.errors import MaskgitError
+
+MAX_DRAWS = 64  # --draws: a draw's number goes into its random streams' keys (inpaint.draw_ids)
 
 
 def setting(default, option: str, help: str, *, choices=None, min=None, default_help: str | None = None) -> Any:
@@ -168,14 +171,26 @@ class InpaintSettings:
     )
     # With composite: "smooth-prior" pulls the holes toward a biharmonic fill of the known pixels where the
     # transformer's draws were unsure (blend.smooth_prior; docs/decoding.md, "A smooth prior where the model is
-    # unsure"); "sharp" keeps the decoded pixels alone, the fill before it (bit for bit).
+    # unsure"); "sharp" keeps the decoded pixels alone (with draws=1 the fill before it, bit for bit).
     fill: str = setting(
         "smooth-prior",
         "--fill",
-        "With --composite, what fills the holes: smooth-prior (the decoded pixels pulled toward a smooth biharmonic "
-        "fill of the known pixels wherever the transformer's draw was unsure, by each token's code's probability; "
-        "chosen on emoji64's validation set, docs/decoding.md) or sharp (the decoded pixels alone, as before).",
+        "With --composite, what fills the holes: smooth-prior (the decoded pixels mixed with a smooth biharmonic "
+        "fill of the known pixels, the more the less sure the transformer's draw was, by each token's code's "
+        "probability; chosen on the training styles' validation sets, docs/decoding.md) or sharp (the decoded "
+        "pixels alone; with --draws 1 the fill before the prior, bit for bit).",
         choices=FILLS,
+    )
+    # Samples of the holes averaged into one result (inpaint.decode_inputs): 4, chosen on the training styles'
+    # validation sets (docs/decoding.md, "Several draws, averaged"); 1 = one draw, the fill before it.
+    draws: int = setting(
+        4,
+        "--draws",
+        "Decode K samples of the holes at once (K independent random streams) and average their pixels: the mean "
+        "of several plausible fills is nearer the truth than any one of them (+0.5 dB in the validation holes at "
+        "4, for K times the decoding work). The smooth prior then weighs by their mean confidence. 1 = one draw, "
+        "as before. The per-step pictures show the first draw.",
+        min=1,
     )
     # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
     pixel_guidance: float = setting(
@@ -229,6 +244,8 @@ class InpaintSettings:
         _check_choice(self, "blend")
         _check_choice(self, "fill")
         _check_choice(self, "rounding")
+        if not 1 <= self.draws <= MAX_DRAWS:
+            raise MaskgitError(f"--draws {self.draws}: must be between 1 and {MAX_DRAWS}")
         if self.dilate is not None and self.dilate < 0:
             raise MaskgitError(f"--dilate {self.dilate}: must be >= 0")
         if not 0 <= self.pixel_guidance < math.inf:
@@ -284,6 +301,7 @@ LAB_SETTINGS = {
     "composite": False,
     "blend": "none",
     "fill": "sharp",
+    "draws": 1,
     "dilate": 0,
     "pixel_guidance": 0.0,
 }
@@ -309,6 +327,7 @@ OPTION_ORDER = (
     "composite",
     "blend",
     "fill",
+    "draws",
     "rounding",
 )
 
