@@ -105,7 +105,7 @@ def test_guidance_off_is_the_plain_decoder(tiny_vqgan):
     model = MaskGITTransformer(get_preset("tiny", num_codebook_vectors=cfg.num_codebook_vectors)).eval()
     images, holes = torch.rand(2, 3, 64, 64), torch.zeros(2, 64, 64, dtype=torch.bool)
     holes[:, 10:30, 20:50] = True
-    off = InpaintSettings(pixel_guidance=0, precision="fp32", blend="none", fill="sharp")  # decode_tokens runs fp32
+    off = InpaintSettings(pixel_guidance=0, precision="fp32", blend="none", fill="sharp", draws=1)  # fp32, one draw
     enc = encode_inputs(tiny_vqgan, images, holes, off)
     plain = decode_tokens(model, enc.tokens, enc.token_masks.flatten(1), off.decode, model.config.mask_token_id)
     res = decode_inputs(model, tiny_vqgan, images, holes, enc, off, record_rows=(0,))

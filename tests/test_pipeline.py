@@ -334,7 +334,7 @@ def test_draws_average_the_pixels_of_as_many_one_draw_decodes(pipe):
     averaged = inpaint_batch(ready.transformer, ready.vqgan, x, holes, InpaintSettings(composite=False, draws=k), ids,
                              (0,), ready.guide.patches)  # fmt: skip
     mean = torch.stack([d.images for d in draws]).mean(0)
-    assert torch.allclose(averaged.images, mean, atol=1e-4)  # the VQGAN decodes 3 x 2 images at once: floats only
+    assert torch.equal(averaged.images, mean)  # the VQGAN decodes a draw at a time: the batch of a one-draw decode
     assert torch.allclose(averaged.confidence, torch.stack([d.confidence for d in draws]).mean(0))
     assert torch.equal(averaged.still_masked, draws[0].still_masked)  # the counts and steps are draw 0's
     assert len(averaged.step_images[0]) == pipe.settings.decode.total_iter

@@ -209,12 +209,10 @@ def decode_inputs(
     with autocast(images.device, settings.precision):
         mask_id = transformer.config.mask_token_id
         result = decode_tokens(transformer, tokens, unknown, settings.decode, mask_id, image_ids, record, bias, hook)
-    with amp:
-        out = vqgan.decode(result.tokens.view(-1, latent, latent)).float()
-    confidence = result.confidence.view(-1, latent, latent)
-    if draws > 1:  # the draws' mean pixels and mean confidence
-        out = out.view(draws, n, *out.shape[1:]).mean(0)
-        confidence = confidence.view(draws, n, latent, latent).mean(0)
+    with amp:  # a batch's worth at a time (one draw): the VQGAN's memory does not grow with the draws
+        drawn = [vqgan.decode(t.view(-1, latent, latent)).float() for t in result.tokens.split(n)]
+    out = drawn[0] if draws == 1 else torch.stack(drawn).mean(0)  # the draws' mean pixels and mean confidence
+    confidence = result.confidence.view(draws, n, latent, latent).mean(0)
     out = finish(out, images, holes, settings, confidence)
     batch = InpaintBatch(out, result.still_masked[:n], tmask, confidence=confidence)
     for row in record_rows:
