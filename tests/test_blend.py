@@ -96,6 +96,8 @@ def test_finish_follows_the_settings():
     prior = finish(decoded, known, holes, InpaintSettings(), confidence)
     assert torch.equal(prior, smooth_prior(blended, known, holes, confidence)) and not torch.equal(prior, blended)
     assert InpaintSettings.from_options(lab=True).fill == LAB_SETTINGS["fill"] == "sharp"
+    assert InpaintSettings.from_options(lab=True).draws == LAB_SETTINGS["draws"] == 1  # the lab decodes once
+    assert InpaintSettings().draws == 4
     assert InpaintSettings.from_options(lab=True).blend == LAB_SETTINGS["blend"] == "none"
     with pytest.raises(MaskgitError, match="--blend seamless: expected one of poisson, none"):
         InpaintSettings(blend="seamless")
