@@ -177,6 +177,10 @@ def test_a_speckled_mask_is_few_windows_in_bounded_batches(pipe, make_photo, mon
     split = pipe.fill([many], [holes], total_iter=4)[0]
     assert batches == [3, 1] and len(split.windows) == 4 and split.still_masked == whole.still_masked
     assert (split.image[~holes] == many[~holes]).all()
+    batches.clear()
+    monkeypatch.setattr(pipeline, "DECODE_ROWS", 4)  # windows x draws a batch: 2 windows of 2 draws
+    pipe.fill([many], [holes], total_iter=4, draws=2)
+    assert batches == [2, 2]
 
 
 def test_any_size_errors_are_one_clear_line(make_photo, pipe):

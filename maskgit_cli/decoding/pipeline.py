@@ -57,6 +57,7 @@ from maskgit_cli.viz import make_grid
 MIN_SIDE = 16  # the default weights' token grid side: a smaller image has fewer pixels than tokens
 MAX_WINDOWS = 256  # fit crop: an image whose holes need more windows is refused (fit resize takes it whole)
 WINDOW_BATCH = 64  # windows inpainted together (a batch of model-size images, inpaint's --batch-size, is one)
+DECODE_ROWS = 256  # windows x draws decoded together: more --draws, fewer windows a batch (up to 4: WINDOW_BATCH)
 _KEY_BITS = (1 << 63) - 1  # random stream keys are non-negative int64
 
 
@@ -223,8 +224,9 @@ class Inpainter:
         still_masked)``: after every step (1-based), the (R,3,size,size) predictions, (R,h,w) token masks and the
         R counts of tokens still masked of the recorded images' windows (all windows when none are recorded).
         Every model-size image is one window; any other size is cut into windows by ``fit`` (:func:`fit_windows`;
-        this is where ``fit`` is checked). The windows are inpainted :data:`WINDOW_BATCH` at a time (a call of more
-        reports each batch's steps in turn; one with recorded images only the batches that hold their windows).
+        this is where ``fit`` is checked). The windows are inpainted :data:`WINDOW_BATCH` at a time (fewer with
+        more than four ``draws``: :data:`DECODE_ROWS` windows x draws; a call of more reports each batch's steps
+        in turn; one with recorded images only the batches that hold their windows).
         ``names``: what errors call the images (default "image 0", ...).
         """
         check_choice(fit, FITS, "fit")
@@ -237,15 +239,16 @@ class Inpainter:
         watch = None if on_step is None else _counting(on_step)
         recorded = set(record)
         for run, part in self._capped(jobs, s):  # T capped at each image's masked tokens (replay.cap_steps)
-            for start in range(0, len(part), WINDOW_BATCH):  # bounded work: WINDOW_BATCH windows at a time
-                chunk = part[start : start + WINDOW_BATCH]
+            per_batch = max(1, min(WINDOW_BATCH, DECODE_ROWS // run.draws))  # bounded work and memory
+            for start in range(0, len(part), per_batch):
+                chunk = part[start : start + per_batch]
                 pixels = to_tensor(np.stack([j.pixels for j in chunk])).to(self.device)
                 hole_t = torch.from_numpy(np.stack([j.holes for j in chunk])).to(self.device)
                 window_ids = torch.tensor(
                     [(keys[j.image] + (j.index << 32)) & _KEY_BITS for j in chunk], device=self.device
                 )
                 rows = [r for r, j in enumerate(chunk) if j.image in recorded]
-                hook = None if recorded and not rows and len(jobs) > WINDOW_BATCH else watch  # another batch's windows
+                hook = None if recorded and not rows and len(jobs) > per_batch else watch  # another batch's windows
                 with self._normalization(run):
                     batch = inpaint_batch(
                         self.ready.transformer, self.ready.vqgan, pixels, hole_t, run, window_ids, rows, patches, hook
