@@ -187,9 +187,9 @@ class InpaintSettings:
         4,
         "--draws",
         "Decode K samples of the holes at once (K independent random streams) and average their pixels: the mean "
-        "of several plausible fills is nearer the truth than any one of them (+0.5 dB in the validation holes at "
-        "4, for K times the decoding work). The smooth prior then weighs by their mean confidence. 1 = one draw, "
-        "as before. The per-step pictures show the first draw.",
+        "of several plausible fills is nearer the truth than any one of them (4 draws: +0.11 to +0.24 dB in the "
+        "test holes of six emoji styles, for K times the decoding work). The smooth prior then weighs by their mean "
+        "confidence. 1 = one draw, as before. The per-step pictures show the first draw.",
         min=1,
     )
     # Known-pixel guidance strength (guidance.py): 0 = off, the lab's decoding. 50 = a 0.1 standard deviation.
