@@ -211,7 +211,7 @@ def decode_inputs(
         result = decode_tokens(transformer, tokens, unknown, settings.decode, mask_id, image_ids, record, bias, hook)
     with amp:  # a batch's worth at a time (one draw): the VQGAN's memory does not grow with the draws
         drawn = [vqgan.decode(t.view(-1, latent, latent)).float() for t in result.tokens.split(n)]
-    out = drawn[0] if draws == 1 else torch.stack(drawn).mean(0)  # the draws' mean pixels and mean confidence
+    out = torch.stack(drawn).mean(0)  # the draws' mean pixels and mean confidence (one draw: itself, exactly)
     confidence = result.confidence.view(draws, n, latent, latent).mean(0)
     out = finish(out, images, holes, settings, confidence)
     batch = InpaintBatch(out, result.still_masked[:n], tmask, confidence=confidence)
