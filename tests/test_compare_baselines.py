@@ -121,6 +121,41 @@ def test_several_models_are_a_row_each_with_their_own_settings(
     assert "| method | hole PSNR (dB)" in tool.tables(result) and "\n| now | 1.00 |" in tool.tables(result)
 
 
+def test_true_tokens_fill_the_holes_with_the_vqgans_decode_of_the_ground_truth(
+    tool, unscored, lab_set, tmp_path, tiny_vqgan_file, tiny_transformer_file
+):
+    import torch
+
+    from maskgit_cli import Inpainter
+    from maskgit_cli.data.images import to_tensor, to_uint8
+
+    model = tiny_vqgan_file.parent
+    args = ("--set", f"tiny={lab_set}", "--model", f"m={model},blend=none", "--device", "cpu", "--kind", "lab")
+    result = _compare(tool, tmp_path / "out", *args, "--true-tokens")
+    assert [r["method"] for r in result["rows"]][:3] == [tool.INPUT, "m", "m: true tokens"]
+    truth = _pngs(lab_set / "test")
+    vqgan = Inpainter.from_pretrained(model, device="cpu").ready.vqgan  # as inpainting normalizes
+    with torch.no_grad():
+        decoded = to_uint8(vqgan.decode(vqgan.encode(to_tensor(np.stack(truth)))).float())
+    _, holes = _inputs(lab_set)
+    filled = _pngs(tmp_path / "out" / "tiny" / "lab" / "maskgit-m-true-tokens")
+    for ours, image, hole, recon in zip(filled, truth, holes, decoded, strict=True):
+        np.testing.assert_array_equal(ours[~hole], image[~hole])  # known pixels kept
+        np.testing.assert_array_equal(ours[hole], recon[hole])  # holes: the ground truth's own tokens, decoded
+        assert not np.array_equal(ours[hole], image[hole])  # a reconstruction, not the truth copied
+
+
+def test_true_tokens_refuse_images_of_another_size_than_the_vqgans(
+    tool, tmp_path, make_images, tiny_vqgan_file, tiny_transformer_file
+):
+    root = tmp_path / "set"
+    make_images(root / "test", 2, size=48)
+    write_masks(root / "test", root / "mask64", "box", 0, masked_out=root / "masked_image")
+    args = ("--set", f"small={root}", "--model", tiny_vqgan_file.parent, "--device", "cpu", "--kind", "lab")
+    with pytest.raises(MaskgitError, match="--true-tokens: the model's VQGAN takes 64x64 images"):
+        _compare(tool, tmp_path / "out", *args, "--true-tokens")
+
+
 def test_model_settings_take_their_settings_types(tool):
     assert tool.parse_models(["a=default,total_iter=4,dilate=none,composite=false,pixel-guidance=25"]) == [
         ("a", "default", {"total_iter": 4, "dilate": None, "composite": False, "pixel_guidance": 25.0})

@@ -14,6 +14,8 @@ with ``--mask-seed`` (default 2), written with the masked images to OUT/SET/KIND
   ``--model before=weights-old,fill=sharp --model after=default``: before and after, or an ablation, in one run);
 - OpenCV's Telea and Navier-Stokes (``cv2.inpaint``, radius 3);
 - scikit-image's biharmonic fill (``inpaint_biharmonic(..., channel_axis=-1)``, known pixels kept);
+- with ``--true-tokens``, per model: its VQGAN's ceiling, each hole filled with the decode of the ground truth's own
+  tokens (a transformer that predicts every token right), to tell what the transformer loses from what the VQGAN does;
 - with ``--pred NAME=DIR`` (one set only, its lab masks): results made elsewhere;
 
 writes them to OUT/SET/KIND/METHOD/ and scores each: PSNR/SSIM over the hole pixels and over whole images
@@ -165,6 +167,31 @@ def per_image(fill: Fill):
 def by_maskgit(pipe):
     """A batch fill by an :class:`~maskgit_cli.Inpainter` with its settings (one sample, as `maskgit inpaint`)."""
     return lambda images, holes: [r.image for r in pipe.fill(images, holes)]
+
+
+def by_true_tokens(pipe):
+    """The VQGAN's ceiling under ``pipe``'s model: every hole filled with the decode of the ground truth's own tokens
+    (what a transformer that predicted every token right would give), composited as ``pipe``'s settings composite
+    (no smooth prior: there is no uncertainty). It fills the ground-truth images themselves, so the tool runs it on a
+    set's test/ folder, and only on images of the VQGAN's size."""
+    import torch
+
+    from maskgit_cli.data.images import to_tensor, to_uint8
+    from maskgit_cli.decoding.inpaint import finish
+    from maskgit_cli.runtime import vqgan_autocast
+
+    vqgan, size = pipe.ready.vqgan, pipe.size
+
+    def fill(images, holes):
+        if any(x.shape[:2] != (size, size) for x in images):
+            raise MaskgitError(f"--true-tokens: the model's VQGAN takes {size}x{size} images; this set's are not")
+        x = to_tensor(np.stack(images)).to(pipe.device)
+        h = torch.from_numpy(np.stack(holes)).to(pipe.device)
+        with torch.no_grad(), vqgan_autocast(pipe.device, pipe.settings.precision):
+            decoded = vqgan.decode(vqgan.encode(x)).float()
+        return list(to_uint8(finish(decoded, x, h, pipe.settings).cpu()))
+
+    return fill
 
 
 def pixels8(x):
@@ -349,12 +376,16 @@ def checked_inputs(args) -> tuple[list[TestSet], list[tuple[str, str]], list[tup
 def run(args) -> dict:
     """Fill and score every set and kind; returns what compare.json holds."""
     sets, preds, accuracy_specs = checked_inputs(args)
-    methods: dict[str, tuple[str, object]] = {}
+    methods: dict[str, tuple[str, object, bool]] = {}  # name: (folder, batch fill, fills the ground truth)
     pipe = None
     for name, model, settings in args.models:
         pipe = load_maskgit(model, args.device, settings)
-        methods[name] = (name if name == MASKGIT else f"maskgit-{_folder_name(name)}", by_maskgit(pipe))
-    methods.update({name: (folder, per_image(fill)) for name, (folder, fill) in available_classical().items()})
+        folder = name if name == MASKGIT else f"maskgit-{_folder_name(name)}"
+        methods[name] = (folder, by_maskgit(pipe), False)
+        if args.true_tokens:
+            methods[f"{name}: true tokens"] = (f"{folder}-true-tokens", by_true_tokens(pipe), True)
+    for name, (folder, fill) in available_classical().items():
+        methods[name] = (folder, per_image(fill), False)
 
     rows = []
     for s in sets:
@@ -362,8 +393,9 @@ def run(args) -> dict:
             where = args.output / s.name / kind
             masks, images = kind_masks(s, kind, where, args.mask_seed)
             folders = {INPUT: (images, None)}
-            for name, (folder, fill_batch) in methods.items():
-                folders[name] = (where / folder, fill_folder(fill_batch, images, masks, where / folder))
+            for name, (folder, fill_batch, truth) in methods.items():
+                inputs = s.ref if truth else images
+                folders[name] = (where / folder, fill_folder(fill_batch, inputs, masks, where / folder))
             if kind == "lab":
                 folders.update({name: (Path(folder), None) for name, folder in preds})
             for name, (folder, seconds) in folders.items():
@@ -481,6 +513,12 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         help="maskgit's model folder; 'default' (the default): the shipped weights; 'none': no row; repeatable as "
         "NAME=MODEL[,SETTING=VALUE...] (a row each, e.g. old=weights-old,fill=sharp)",
+    )
+    ap.add_argument(
+        "--true-tokens",
+        action="store_true",
+        help="add a row per model: the holes filled with the decode of the ground truth's own tokens (a perfect "
+        "transformer), what its VQGAN allows at best",
     )
     ap.add_argument("--device", default="auto", help="maskgit's device (auto = cuda if available, else cpu)")
     ap.add_argument("--pred", action="append", default=[], help="NAME=DIR of inpainted images (repeatable)")
