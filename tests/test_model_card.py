@@ -170,6 +170,8 @@ def test_inpaint_with_a_model_records_its_card_and_the_windows_scales(cli, model
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     assert report["model"] == {"name": "blobs", "note": CARD["note"]}
+    # the shell says it too, last: what the model knows, and how many images are not its size
+    assert r.stdout.splitlines()[-1] == f"model blobs: {CARD['note']} (1 of 2 images here are not 64x64)"
     a, b = report["images"]
     assert "windows" not in a and "scales" not in a
     assert b["size"] == [131, 97] and len(b["scales"]) == len(b["windows"]) >= 1
@@ -179,6 +181,18 @@ def test_inpaint_with_a_model_records_its_card_and_the_windows_scales(cli, model
                 "--images", images, "--mask-kind", "box", "-o", tmp_path_factory.mktemp("x") / "o")  # fmt: skip
     assert again.exit_code == 1
     assert again.stderr == "Error: --model names both weights files: give --model alone, or --transformer and --vqgan\n"
+
+
+def test_inpaint_without_a_card_says_nothing_of_a_model(cli, tiny_vqgan_file, tiny_transformer_file, make_photo,
+                                                        tmp_path_factory):  # fmt: skip
+    images = tmp_path_factory.mktemp("photos")
+    Image.fromarray(make_photo(97, 131)).save(images / "b.png")
+    out = tmp_path_factory.mktemp("runs") / "out"
+    r = cli("inpaint", "--transformer", tiny_transformer_file, "--vqgan", tiny_vqgan_file, "--images", images,
+            "--mask-kind", "box", "-o", out, "--device", "cpu", "--total-iter", "2", "--grids", "none")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "report.json").read_text())["model"] is None
+    assert r.stdout.splitlines()[-1].startswith("overview: ") and "model" not in r.stdout
 
 
 def test_serve_takes_a_model(cli):

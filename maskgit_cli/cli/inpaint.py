@@ -175,6 +175,9 @@ def inpaint_cmd(
     )
     grids = f"grids: {s.grids}, " if s.grids else ""
     out(f"{grids}overview: {s.output}/overview.png, report: {s.output}/report.json")
+    if s.model and s.model.get("note"):  # what the model knows, from its card: why a photo may come out a smudge
+        sized = f" ({s.other_size} of {s.images} images here are not {s.size}x{s.size})" if s.other_size else ""
+        out(f"model {s.model.get('name') or ''}: {s.model['note']}{sized}")
 
 
 @command("sweep", INPAINT)

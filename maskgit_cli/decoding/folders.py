@@ -70,6 +70,9 @@ class InpaintSummary:
     results: str  # the folder of the results (the one FID reads)
     grids: str | None  # the folder(s) of the per-step grids, None when none were written
     steps_capped: str | None = None  # the line saying T was capped at some images' masked tokens (replay.py)
+    model: dict | None = None  # the model card's name and note (None: no card), as report.json records them
+    other_size: int = 0  # how many images were not at the model's resolution (cut into windows or scaled)
+    size: int = 0  # the model's resolution
 
 
 @dataclass(frozen=True)
@@ -198,9 +201,11 @@ def inpaint_folder(
     count = len(results.rows)
     grids_at = f"{out}/{results.where.grids_dirs}" if grid_rows else None
     results_at = str(out / results.where.results_dir)
+    other_size = sum("size" in row for row in results.rows)
     return InpaintSummary(
-        str(out), count, seconds, count / max(seconds, 1e-9), recorded, mean_counts, results_at, grids_at, capped
-    )
+        str(out), count, seconds, count / max(seconds, 1e-9), recorded, mean_counts, results_at, grids_at, capped,
+        card_summary(card_for(transformer)), other_size, pipe.size,
+    )  # fmt: skip
 
 
 def _inpaint_batch(pipe: Inpainter, data: InpaintInputs, items: list, grid_rows: set, num_samples: int, fit: str):
