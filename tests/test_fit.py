@@ -197,6 +197,18 @@ def test_a_fit_of_other_settings_is_refused_in_one_line(fitted, images, tmp_path
     assert not (tmp_path / "m").exists()
 
 
+def test_a_fit_that_would_validate_on_its_training_images_is_refused_before_anything_is_written(cli, images, tmp_path):
+    r = cli("fit", images, "-o", tmp_path / "m", "--val", images / ".", "--device", "cpu")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == (
+        f"Error: --val {images}: is one of the IMAGES folders, and a fit must not validate on images it trains on: "
+        "give a folder of other images, or leave --val out to hold a tenth of IMAGES out\n"
+    )
+    r = cli("fit", images, images / ".." / images.name, "-o", tmp_path / "m", "--device", "cpu")
+    assert r.exit_code == 1 and r.stderr.endswith(": given twice\n")
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.slow
 def test_the_time_budget_is_kept_within_ten_percent(cli, images, tmp_path):
     budget = 1.0  # minutes: each stage's share well above what its setup, probe and validations cost under load

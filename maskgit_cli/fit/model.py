@@ -26,7 +26,7 @@ from maskgit_cli import __version__
 from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.fit.budget import Clock, budgeted
 from maskgit_cli.fit.settings import STAGES, TRAINERS, fitted_batch, stage_options
-from maskgit_cli.fit.split import Split, make_split
+from maskgit_cli.fit.split import Split, check_folders, make_split
 from maskgit_cli.fit.stages import (
     StageResult,
     run_trainer,
@@ -142,6 +142,7 @@ def fit_model(
                 "time_budget": time_budget}  # fmt: skip
     stage_options(preset, sizing, "vqgan")  # an unknown preset or size is an error before anything is written
     check_resolution(resolution or DEFAULT_RESOLUTION, downsample or DEFAULT_DOWNSAMPLE)
+    check_folders(folders, val)
     runs.mkdir(parents=True, exist_ok=True)
     state = FitState(runs / STATE_FILE, settings)
     size = {k: v for k, v in (("resolution", resolution), ("downsample", downsample)) if v is not None}

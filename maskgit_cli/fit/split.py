@@ -22,7 +22,7 @@ from PIL import Image
 
 from maskgit_cli.data.images import list_images
 from maskgit_cli.data.mask_generator import generate_mask, mask_name, mask_rng
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.fit.settings import VAL_MASKS
 from maskgit_cli.model_card import files_sha256
 
@@ -62,15 +62,26 @@ def held_out(names: list[str], fraction: float = VAL_FRACTION) -> list[str]:
     return val
 
 
+def check_folders(folders: list[Path], val=None) -> None:
+    """IMAGES folders each given once, and ``val`` (``--val``) none of them: a fit that validated on the images it
+    trains on would keep its most overfit checkpoints, with no word of it."""
+    resolved = [Path(f).resolve() for f in folders]
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            raise MaskgitError(f"IMAGES {folders[i]}: given twice")
+    if val is not None and Path(val).resolve() in resolved:
+        raise OptionError(
+            f"--val {val}: is one of the IMAGES folders, and a fit must not validate on images it trains on: give "
+            "a folder of other images, or leave --val out to hold a tenth of IMAGES out"
+        )
+
+
 def input_files(folders: list[Path]) -> dict[str, Path]:
     """The images of IMAGES, by the name the fit knows them by: their own name in one folder; with several folders,
     ``{position}-{name}`` (keyed by folder, so equal names in two folders do not collide)."""
     if len(folders) == 1:
         return {f.name: f for f in list_images(folders[0], "IMAGES")}
-    resolved = [Path(f).resolve() for f in folders]
-    for i, r in enumerate(resolved):
-        if r in resolved[:i]:
-            raise MaskgitError(f"IMAGES {folders[i]}: given twice")
+    check_folders(folders)
     return {f"{i}-{f.name}": f for i, folder in enumerate(folders) for f in list_images(folder, "IMAGES")}
 
 
