@@ -198,14 +198,43 @@ def test_a_fit_of_other_settings_is_refused_in_one_line(fitted, images, tmp_path
 
 
 def test_a_fit_that_would_validate_on_its_training_images_is_refused_before_anything_is_written(cli, images, tmp_path):
-    r = cli("fit", images, "-o", tmp_path / "m", "--val", images / ".", "--device", "cpu")
+    r = cli("fit", images, "-o", tmp_path / "m", "--val", images / ".", "--device", "cpu", "--preset", "tiny")
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr == (
         f"Error: --val {images}: is one of the IMAGES folders, and a fit must not validate on images it trains on: "
         "give a folder of other images, or leave --val out to hold a tenth of IMAGES out\n"
     )
-    r = cli("fit", images, images / ".." / images.name, "-o", tmp_path / "m", "--device", "cpu")
+    r = cli("fit", images, images / ".." / images.name, "-o", tmp_path / "m", "--device", "cpu", "--preset", "tiny")
     assert r.exit_code == 1 and r.stderr.endswith(": given twice\n")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("empty val", r"^Error: --val \S+/val: contains no images"),
+        ("masks short", r"^Error: 2 masks in --val-masks \S+/masks but 3 validation images \(--val \S+/val\): they"),
+        ("held out", r"^Error: 3 masks in --val-masks \S+ but 2 validation images \(IMAGES held out for validation\)"),
+        ("mask size", r"^Error: Mask file \S+/masks/m0\.png is 128x128 pixels, expected 64x64\.$"),
+    ],
+)
+def test_bad_validation_folders_are_one_line_before_any_stage_and_leave_no_model_folder(
+    cli, images, tmp_path, make_images, case, words
+):
+    from PIL import Image
+
+    val, masks = tmp_path / "val", tmp_path / "masks"
+    val.mkdir()
+    masks.mkdir()
+    if case != "empty val":
+        make_images(val, 3, seed=5)
+    side = 128 if case == "mask size" else 64
+    for i in range(3 if case in ("mask size", "held out") else 2):  # IMAGES holds out 2
+        Image.new("L", (side, side), 255).save(masks / f"m{i}.png")
+    args = ["--val-masks", masks] if case == "held out" else ["--val", val, "--val-masks", masks]
+    r = cli("fit", images, "-o", tmp_path / "m", *args, "--device", "cpu", "--preset", "tiny")  # tiny, should it run
+    assert r.exit_code == 1 and re.match(words, r.stderr) and r.stderr.count("\n") == 1, r.stderr
+    assert "== fit" not in r.stdout  # refused before the first stage
     assert not (tmp_path / "m").exists()
 
 

@@ -143,10 +143,16 @@ def fit_model(
     stage_options(preset, sizing, "vqgan")  # an unknown preset or size is an error before anything is written
     check_resolution(resolution or DEFAULT_RESOLUTION, downsample or DEFAULT_DOWNSAMPLE)
     check_folders(folders, val)
-    runs.mkdir(parents=True, exist_ok=True)
-    state = FitState(runs / STATE_FILE, settings)
+    created = not model.exists()
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        state = FitState(runs / STATE_FILE, settings)
+        split = make_split(folders, val, val_masks, runs / "data", resolution or DEFAULT_RESOLUTION)
+    except MaskgitError:  # a bad folder or mask: no half-made model folder is left behind
+        if created:
+            shutil.rmtree(model, ignore_errors=True)
+        raise
     size = {k: v for k, v in (("resolution", resolution), ("downsample", downsample)) if v is not None}
-    split = make_split(folders, val, val_masks, runs / "data", resolution or DEFAULT_RESOLUTION)
     command = command or f"maskgit fit {' '.join(map(str, folders))} -o {model}"
     inpaint = f"maskgit inpaint --model {model} --images {split.val} --mask-kind stroke -o {model}-inpainted"
     fit = _Fit(runs, split, dev, preset, sizing, size, Clock(time_budget, state.seconds))

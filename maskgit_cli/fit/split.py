@@ -20,8 +20,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from maskgit_cli.data.images import list_images
+from maskgit_cli.data.images import check_pairs, list_images
 from maskgit_cli.data.mask_generator import generate_mask, mask_name, mask_rng
+from maskgit_cli.data.masks import load_mask
 from maskgit_cli.errors import MaskgitError, OptionError
 from maskgit_cli.fit.settings import VAL_MASKS
 from maskgit_cli.model_card import files_sha256
@@ -107,6 +108,13 @@ def make_split(images: list[Path], val, val_masks, folder: Path, resolution: int
     if val_masks is None:
         val_masks = folder / "val_masks"
         write_val_masks(val_masks, val_count, resolution)
+    else:  # checked now, not when the transformer stage reads them an hour from now
+        masks = list_images(val_masks, "--val-masks")
+        where = f"--val {val}" if val is not None else "IMAGES held out for validation"
+        check_pairs(masks, sorted(list_images(val_dir, "--val")), f"masks in --val-masks {val_masks}",
+                    f"validation images ({where})")  # fmt: skip
+        for mask in masks:
+            load_mask(mask, resolution)
     return Split(train_dir, val_dir, Path(val_masks), len(train_names), val_count, rule, files_sha256(train_names))
 
 
