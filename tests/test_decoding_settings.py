@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from maskgit_cli.decoding.settings import (
@@ -16,7 +17,7 @@ from maskgit_cli.decoding.settings import (
     option_args,
     option_fields,
 )
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 
 # A value other than the default (and, where --lab sets one, other than the lab's) for every option.
 OTHER = {
@@ -131,6 +132,21 @@ def test_settings_check_their_values_with_the_option_names():
         DecodeSettings(sweet_spot=9)
     with pytest.raises(MaskgitError, match="--draws 65: must be between 1 and 64"):
         InpaintSettings(draws=65)
+
+
+def test_a_misspelt_setting_is_one_line_with_the_nearest_name(tiny_vqgan, tiny_transformer):
+    from maskgit_cli import Inpainter
+
+    with pytest.raises(OptionError, match=r"^drawz: not an inpainting setting \(did you mean draws\?\)$"):
+        InpaintSettings.from_options(drawz=2)
+    with pytest.raises(OptionError, match=r"^zzz: not an inpainting setting; the settings are: lab, sampler, "):
+        InpaintSettings.from_options(zzz=1)
+    pipe = Inpainter(tiny_transformer, tiny_vqgan, device="cpu", pixel_guidance=0)
+    image, holes = np.zeros((64, 64, 3), np.uint8), np.ones((64, 64), bool)
+    with pytest.raises(OptionError, match=r"^shedule: not an inpainting setting \(did you mean schedule\?\)$"):
+        pipe(image, holes=holes, shedule="square")  # a call's settings too
+    with pytest.raises(OptionError, match=r"^temprature: not an inpainting setting \(did you mean temperature\?\)$"):
+        Inpainter(tiny_transformer, tiny_vqgan, device="cpu", temprature=0.5)
 
 
 def test_the_settings_module_does_not_import_torch():

@@ -14,6 +14,7 @@ Nothing here imports torch (`maskgit --help` reads these fields); making a :clas
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import Field, asdict, dataclass, field, fields, replace
 from typing import Any
@@ -32,7 +33,7 @@ from maskgit_cli.choices import (
     TOKEN_RULES,
     check_choice,
 )
-from maskgit_cli.errors import MaskgitError
+from maskgit_cli.errors import MaskgitError, OptionError
 
 MAX_DRAWS = 64  # --draws: a draw's number goes into its random streams' keys (inpaint.draw_ids)
 
@@ -261,6 +262,12 @@ class InpaintSettings:
     def from_options(cls, lab: bool = False, **options) -> InpaintSettings:
         """Settings from flat option values, as the CLI and the Python API take them. Options that are None are
         not given: they take the default, or with ``lab`` the lab's inference (:data:`LAB_SETTINGS`)."""
+        known = [f.name for f in option_fields()]
+        for name in options:
+            if name not in known:  # a misspelt keyword of Inpainter(...), pipe(..., draws=2) or from_pretrained
+                near = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {near[0]}?)" if near else f"; the settings are: {', '.join(known)}"
+                raise OptionError(f"{name}: not an inpainting setting{hint}")
         given = {**(LAB_SETTINGS if lab else {}), **{k: v for k, v in options.items() if v is not None}}
         decode_fields = [f.name for f in fields(DecodeSettings)]
         decode = DecodeSettings(**{k: given.pop(k) for k in decode_fields if k in given})
