@@ -226,6 +226,30 @@ def test_inpaint_uses_the_shipped_weights_without_weight_options(cli, tmp_path):
     assert report["count"] == 2 and report["settings"]["code_patches"] == "training images"
 
 
+def test_tokenize_and_reconstruct_use_the_shipped_vqgan_without_vqgan(cli, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from maskgit_cli.vqgan.tokens import load_token_cache
+
+    root = Path(__file__).resolve().parents[1]
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted((root / "data" / "emoji64" / "test").iterdir())[:3]:
+        shutil.copy(p, images / p.name)
+    shipped = root / "weights" / "vqgan-emoji64.safetensors"
+    for name, extra in (("default", ()), ("named", ("--vqgan", shipped))):
+        r = cli("tokenize", images, "-o", tmp_path / f"{name}.tokens", "--device", "cpu", "--workers", "0", *extra)
+        assert r.exit_code == 0, r.output
+    default, named = (load_token_cache(tmp_path / f"{n}.tokens") for n in ("default", "named"))
+    assert default.tokens.shape == (3, 16, 16) and torch.equal(default.tokens, named.tokens)
+    r = cli("reconstruct", images, "-o", tmp_path / "recon", "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["psnr"] > 20 and len(list((tmp_path / "recon").glob("*.png"))) == 3
+
+
 def _help_strings(path):
     """(line, text) of every help string written in ``path``: ``help=`` arguments, a ``setting()``'s help, and a
     ``help={...}`` dict's values and a ``loop_help()``'s texts (strings joined as Python joins them)."""

@@ -34,6 +34,23 @@ from maskgit_cli.vqgan.resolution import DOWNSAMPLES, RESOLUTIONS
 from maskgit_cli.vqgan.settings import RobustConfig, TrainVQGANConfig, TuneDecoderConfig, VQGANTrainSettings
 
 VqganOpt = Annotated[Path, typer.Option("--vqgan", help="VQGAN weights (.safetensors).")]
+ShippedVqganOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--vqgan",
+        help="VQGAN weights (.safetensors). "
+        + shown_default("the shipped emoji64 VQGAN, the one `maskgit inpaint` uses"),
+    ),
+]
+
+
+def vqgan_or_shipped(vqgan: Path | None) -> Path:
+    """``--vqgan``, or the shipped VQGAN's file when it is left out."""
+    from maskgit_cli.weights import default_weights
+
+    return vqgan if vqgan is not None else default_weights("vqgan")
+
+
 ResizeOpt = Annotated[bool, typer.Option("--resize", help="Resize images of another size instead of failing.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per VQGAN batch.")]
 # The VQGAN trainers' inputs (None: not given, the run's own when resuming).
@@ -357,8 +374,8 @@ def tune_decoder_cmd():
 @command("reconstruct", STAGE1)
 def reconstruct_cmd(
     images: Annotated[Path, typer.Argument(help="Folder of images to reconstruct.")],
-    vqgan: VqganOpt,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the reconstructions (same file names).")],
+    vqgan: ShippedVqganOpt = None,
     grid: Annotated[
         Path | None,
         typer.Option("--grid", help="Originals | reconstructions grid PNG. " + shown_default("OUTPUT-grid.png")),
@@ -380,12 +397,14 @@ def reconstruct_cmd(
     region inpainting regenerates that stay the same when the image has holes (generated masks, one per image).
 
     [bold]Example[/bold]: maskgit reconstruct data/emoji64/test --vqgan weights/vqgan-emoji64.safetensors -o out/recon --json
+
+    [bold]How the shipped VQGAN sees your images[/bold]: maskgit reconstruct photos -o out/recon --resize
     """
     from maskgit_cli.vqgan.reconstruct import format_summary, reconstruct_folder
 
     s = reconstruct_folder(
         images,
-        vqgan,
+        vqgan_or_shipped(vqgan),
         output,
         batch_size=batch_size,
         device=device(device_name),
@@ -403,8 +422,8 @@ def reconstruct_cmd(
 @command("tokenize", STAGE1)
 def tokenize_cmd(
     images: Annotated[Path, typer.Argument(help="Folder of images (sorted file-name order is kept).")],
-    vqgan: VqganOpt,
     output: Annotated[Path, typer.Option("-o", "--output", help="Token cache to write, e.g. train.tokens.")],
+    vqgan: ShippedVqganOpt = None,
     flip: Annotated[
         bool, typer.Option("--flip", help="Also append the tokens of horizontally flipped images.")
     ] = False,
@@ -442,7 +461,7 @@ def tokenize_cmd(
 
     s = tokenize_folder(
         images,
-        vqgan,
+        vqgan_or_shipped(vqgan),
         output,
         batch_size=batch_size,
         device=device(device_name),
