@@ -30,7 +30,7 @@ from maskgit_cli.decoding.lab_pictures import image_picture, mask_picture
 from maskgit_cli.decoding.pipeline import Inpainter, side_by_side, window_scales
 from maskgit_cli.decoding.replay import animation_frames, merged_message, steps_capped, write_animation
 from maskgit_cli.errors import MaskgitError, OptionError
-from maskgit_cli.model_card import card_for, card_summary
+from maskgit_cli.model_card import card_summary
 from maskgit_cli.progress import Bar, progress_bar
 from maskgit_cli.runtime import gather_results, init_distributed, resolve_precision, shard
 from maskgit_cli.viz import save_grid
@@ -189,7 +189,7 @@ def inpaint_folder(
         mean_counts = _mean_counts([p["still_masked"] for p in results.rows])
         capped = merged_message(caps)
         report = {
-            "model": card_summary(card_for(transformer)),  # the model card's name and note (None: no card)
+            "model": card_summary(pipe.card),  # the model card's name and note (None: no card)
             "settings": recorded,
             "count": len(results.rows),
             "seconds": seconds,
@@ -204,7 +204,7 @@ def inpaint_folder(
     other_size = sum("size" in row for row in results.rows)
     return InpaintSummary(
         str(out), count, seconds, count / max(seconds, 1e-9), recorded, mean_counts, results_at, grids_at, capped,
-        card_summary(card_for(transformer)), other_size, pipe.size,
+        report["model"], other_size, pipe.size,
     )  # fmt: skip
 
 

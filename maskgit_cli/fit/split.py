@@ -97,22 +97,22 @@ def make_split(images: list[Path], val, val_masks, folder: Path, resolution: int
             train_dir = folder / "train"
             _links(train_dir, files)
         train_names = list(files)
-        val_count = len(list_images(val_dir, "--val"))
+        val_files = list_images(val_dir, "--val")
     else:
         chosen = set(held_out(list(files)))
         train_names = [n for n in files if n not in chosen]
         train_dir, val_dir, rule = folder / "train", folder / "val", SPLIT_RULE
         _links(train_dir, {n: f for n, f in files.items() if n not in chosen})
         _links(val_dir, {n: f for n, f in files.items() if n in chosen})
-        val_count = len(chosen)
+        val_files = sorted(chosen)  # the links' names
+    val_count = len(val_files)
     if val_masks is None:
         val_masks = folder / "val_masks"
         write_val_masks(val_masks, val_count, resolution)
     else:  # checked now, not when the transformer stage reads them an hour from now
         masks = list_images(val_masks, "--val-masks")
         where = f"--val {val}" if val is not None else "IMAGES held out for validation"
-        check_pairs(masks, sorted(list_images(val_dir, "--val")), f"masks in --val-masks {val_masks}",
-                    f"validation images ({where})")  # fmt: skip
+        check_pairs(masks, val_files, f"masks in --val-masks {val_masks}", f"validation images ({where})")
         for mask in masks:
             load_mask(mask, resolution)
     return Split(train_dir, val_dir, Path(val_masks), len(train_names), val_count, rule, files_sha256(train_names))
